@@ -1,0 +1,82 @@
+"""The interface both API versions implement; everything above it is version-blind."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SonoranError
+from .models import CallList, CallType, PlanInfo, Server
+from .transport import HttpCore, Reply, Request
+
+
+@dataclass(frozen=True)
+class NewCall:
+    """A 911 call to file."""
+
+    caller: str
+    location: str
+    description: str
+    emergency: bool = True
+    metadata: Mapping[str, Any] | None = None
+
+
+class SonoranApi(abc.ABC):
+    version: int
+
+    def __init__(self, http: HttpCore) -> None:
+        self.http = http
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.http.base_url!r})"
+
+    async def _send(self, request: Request) -> Reply:
+        return await self.http.send(request, self._error_for)
+
+    @abc.abstractmethod
+    async def _error_for(self, request: Request, reply: Reply) -> SonoranError: ...
+
+    @abc.abstractmethod
+    async def file_911(self, server_id: int, call: NewCall) -> int:
+        """Files the call; returns its new call id."""
+
+    @abc.abstractmethod
+    async def remove_911(self, server_id: int, call_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def get_calls(
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType
+    ) -> CallList: ...
+
+    @abc.abstractmethod
+    async def add_note(self, server_id: int, call_id: int, note: str, label: str) -> None: ...
+
+    @abc.abstractmethod
+    async def close_call(self, server_id: int, call_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def get_version(self) -> PlanInfo: ...
+
+    @abc.abstractmethod
+    async def get_servers(self) -> list[Server]: ...
+
+
+def servers_from_payload(payload: Any) -> list[Server]:
+    if isinstance(payload, dict):
+        payload = next((v for k, v in payload.items() if str(k).lower() == "servers"), None)
+    if not isinstance(payload, list):
+        raise ValueError("no server list")
+    return [Server.model_validate(item) for item in payload if isinstance(item, dict) and "id" in item]
+
+
+def stringify_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """v2 documents metaData values as strings; booleans become "true"/"false"."""
+    out: dict[str, str] = {}
+    for key, value in (metadata or {}).items():
+        if isinstance(value, bool):
+            out[str(key)] = "true" if value else "false"
+        elif value is not None:
+            out[str(key)] = str(value)
+    return out

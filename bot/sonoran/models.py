@@ -1,0 +1,231 @@
+"""What the CAD sends back, parsed leniently.
+
+Sonoran's shapes drift between v1, v2 and push payloads (see shared/sonoran-api.md §4, §8): unknown
+fields are kept, unknown enum values stay plain integers, `notes` may be an empty string, and
+metaData values may be any JSON type. Nothing in here may crash on a shape we have not seen.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _LenientEnum(enum.IntEnum):
+    @classmethod
+    def label(cls, value: int) -> str:
+        try:
+            return cls(value).name.replace("_", " ").title()
+        except ValueError:
+            return f"#{value}"
+
+
+class CallStatus(_LenientEnum):
+    PENDING = 0
+    ACTIVE = 1
+    CLOSED = 2
+
+
+class Origin(_LenientEnum):
+    # The 4-value table (v1 docs, v2 create page, Sonoran.js); the 2-value table on the v2
+    # get-calls page conflicts with it, so unknown values just render as numbers.
+    CALLER = 0
+    RADIO_DISPATCH = 1
+    OBSERVED = 2
+    WALK_UP = 3
+
+
+class UnitStatus(_LenientEnum):
+    UNAVAILABLE = 0
+    BUSY = 1
+    AVAILABLE = 2
+    ENROUTE = 3
+    ON_SCENE = 4
+    OFFLINE = 100
+
+
+class CallType(enum.IntEnum):
+    DISPATCH = 0
+    EMERGENCY = 1
+    ALL = 100
+
+
+class Plan(_LenientEnum):
+    FREE = 0
+    STARTER = 1
+    STANDARD = 2
+    PLUS = 3
+    PRO = 4
+    SONORAN_ONE = 6
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class Note(_Lenient):
+    time: str = ""
+    label: str = ""
+    type: str = "text"
+    content: str = ""
+
+    @field_validator("time", "label", "type", "content", mode="before")
+    @classmethod
+    def _str(cls, value: Any) -> str:
+        return _text(value)
+
+
+class EmergencyCall(_Lenient):
+    call_id: int = Field(alias="callId")
+    is_emergency: bool = Field(True, alias="isEmergency")
+    caller: str = ""
+    location: str = ""
+    description: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict, alias="metaData")
+    updated: str | None = None
+
+    @field_validator("caller", "location", "description", mode="before")
+    @classmethod
+    def _str(cls, value: Any) -> str:
+        return _text(value)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _meta(cls, value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def kind(self) -> str:
+        return "emergency" if self.is_emergency else "civil"
+
+
+class DispatchCall(_Lenient):
+    call_id: int = Field(alias="callId")
+    origin: int = 0
+    status: int = CallStatus.PENDING
+    priority: int = 0
+    block: str = ""
+    address: str = ""
+    postal: str = ""
+    title: str = ""
+    code: str = ""
+    primary: int | None = None
+    description: str = ""
+    notes: list[Note] = Field(default_factory=list)
+    idents: list[int] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict, alias="metaData")
+    updated: str | None = None
+
+    @field_validator("block", "address", "postal", "title", "code", "description", mode="before")
+    @classmethod
+    def _str(cls, value: Any) -> str:
+        return _text(value)
+
+    @field_validator("origin", "status", "priority", mode="before")
+    @classmethod
+    def _int(cls, value: Any) -> int:
+        return _int_or(value, 0)
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _notes(cls, value: Any) -> list[Any]:
+        # Push payloads send "" for no notes; a single object has been seen as well.
+        if isinstance(value, dict):
+            return [value]
+        return value if isinstance(value, list) else []
+
+    @field_validator("idents", mode="before")
+    @classmethod
+    def _idents(cls, value: Any) -> list[int]:
+        if not isinstance(value, list):
+            value = [] if value in (None, "") else [value]
+        return [n for n in (_int_or(v, -1) for v in value) if n >= 0]
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _meta(cls, value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def origin_911(self) -> int | None:
+        """The emergency call this dispatch call was created from, when the CAD says so."""
+        value = self.metadata.get("origin911")
+        number = _int_or(value, -1)
+        return number if number >= 0 else None
+
+
+class CallList(BaseModel):
+    """One GET_CALLS answer: every kind of call on one CAD server."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server_id: int
+    active: list[DispatchCall] = Field(default_factory=list)
+    emergency: list[EmergencyCall] = Field(default_factory=list)
+    closed: list[DispatchCall] = Field(default_factory=list)
+    closed_total: int | None = None  # v2 only (ClosedCallCount)
+
+    @classmethod
+    def from_payload(cls, server_id: int, payload: Any) -> CallList:
+        """Accept the v1 (`activeCalls`) and v2 (`ActiveCalls`) wrappers alike."""
+        if not isinstance(payload, dict):
+            raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+        wrapper = {str(key).lower(): value for key, value in payload.items()}
+
+        def items(key: str) -> list[Any]:
+            value = wrapper.get(key)
+            if value is None:
+                return []
+            if not isinstance(value, list):
+                raise ValueError(f"{key} is not a list")
+            return [item for item in value if isinstance(item, dict) and "callId" in item]
+
+        total = wrapper.get("closedcallcount")
+        return cls(
+            server_id=server_id,
+            active=[DispatchCall.model_validate(c) for c in items("activecalls")],
+            emergency=[EmergencyCall.model_validate(c) for c in items("emergencycalls")],
+            closed=[DispatchCall.model_validate(c) for c in items("closedcalls")],
+            closed_total=_int_or(total, 0) if total is not None else None,
+        )
+
+
+class PlanInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    level: int
+    name: str
+
+    @property
+    def has_call_reads(self) -> bool:
+        """GET_CALLS, notes and closing calls need Plus or higher."""
+        return self.level >= Plan.PLUS or self.name.upper() in {"PLUS", "PRO", "SONORAN ONE", "ONE"}
+
+    @property
+    def has_911_writes(self) -> bool:
+        return self.level >= Plan.STANDARD or self.has_call_reads
+
+
+class Server(_Lenient):
+    id: int
+    name: str = ""
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _str(cls, value: Any) -> str:
+        return _text(value)

@@ -1,0 +1,193 @@
+"""The HTTP layer both API versions share: rate limits, timeouts, 429s, retries, fault mapping.
+
+What differs between v1 and v2 (paths, bodies, how an error reads) stays in v1.py and v2.py,
+which hand this module a `Request` and a function that turns a non-success `Reply` into an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .errors import (
+    BadReply,
+    CadUnavailable,
+    OutcomeUnknown,
+    RateLimited,
+    Redactor,
+    SonoranError,
+)
+from .ratelimit import SlidingWindowLimiter, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "sonoran-dispatch-bot/0.1 (aiohttp)"
+
+
+@dataclass(frozen=True)
+class Request:
+    operation: str  # also the rate-limit bucket: get_calls, call_911, ...
+    method: str
+    path: str
+    json: Any = field(default=None, repr=False)  # a v1 body holds the API key
+    params: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # v2: the bearer key
+    read: bool = False  # reads may be retried; writes never are
+    server_id: int | None = None
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    text: str
+    headers: Mapping[str, str]
+    operation: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body as JSON, whatever the Content-Type says (v1 often says text/plain)."""
+        if not self.text.strip():
+            return None
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            raise BadReply(
+                f"expected JSON, got {self.text[:80]!r}", operation=self.operation, status=self.status
+            ) from None
+
+
+ErrorMapper = Callable[[Request, Reply], Awaitable[SonoranError]]
+
+
+class HttpCore:
+    """Sends `Request`s on one shared session, within the per-operation budgets."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        rate_limits: Mapping[str, int],
+        timeout: float,
+        redactor: Redactor,
+        max_wait: float = 10.0,
+        read_retries: int = 2,
+        retry_backoff: float = 0.5,
+        rate_limit_retries: int = 2,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.redact = redactor
+        self.max_wait = max_wait
+        self.read_retries = read_retries
+        self.retry_backoff = retry_backoff
+        self.rate_limit_retries = rate_limit_retries
+        self.limiters = {op: SlidingWindowLimiter(limit) for op, limit in rate_limits.items()}
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        return f"HttpCore(base_url={self.base_url!r})"
+
+    def limiter(self, operation: str) -> SlidingWindowLimiter:
+        if operation not in self.limiters:
+            self.limiters[operation] = SlidingWindowLimiter(10)
+        return self.limiters[operation]
+
+    async def send(self, request: Request, on_error: ErrorMapper) -> Reply:
+        faults = 0
+        limited = 0
+        while True:
+            try:
+                reply = await self._send_once(request)
+            except CadUnavailable:
+                if not request.read or faults >= self.read_retries:
+                    raise
+                faults += 1
+                await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
+                continue
+            if reply.ok:
+                return reply
+            if reply.status == 429:
+                wait = retry_after_seconds(reply.headers)
+                if wait is None:
+                    wait = min(self.max_wait, 2.0**limited)
+                self.limiter(request.operation).block_for(wait)
+                if limited >= self.rate_limit_retries or wait > self.max_wait:
+                    raise RateLimited(wait, operation=request.operation, status=429)
+                limited += 1
+                log.info("Sonoran rate limit on %s; retrying in %.1fs", request.operation, wait)
+                continue  # the limiter sleeps for us
+            if reply.status >= 500:
+                error: SonoranError = CadUnavailable(
+                    f"CAD answered HTTP {reply.status}",
+                    operation=request.operation,
+                    status=reply.status,
+                    trace_id=trace_id_of(reply),
+                )
+                if request.read and faults < self.read_retries:
+                    faults += 1
+                    await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
+                    continue
+                raise error
+            raise await on_error(request, reply)
+
+    async def _send_once(self, request: Request) -> Reply:
+        wait = await self.limiter(request.operation).acquire(self.max_wait)
+        if wait:
+            raise RateLimited(wait, operation=request.operation)
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}
+        sent = False
+        try:
+            self.requests_sent += 1
+            async with self.session.request(
+                request.method,
+                self.base_url + request.path,
+                json=request.json,
+                params=request.params,
+                headers=headers,
+                timeout=self.timeout,
+            ) as response:
+                sent = True
+                text = await response.text(errors="replace")
+                return Reply(response.status, self.redact(text), dict(response.headers), request.operation)
+        except aiohttp.ClientConnectorError as exc:
+            # Never connected: nothing reached the CAD, so even a write is known not to have happened.
+            raise CadUnavailable(
+                f"cannot connect to the CAD ({type(exc).__name__})", operation=request.operation
+            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            what = "timed out" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__})"
+            if not request.read:
+                raise OutcomeUnknown(
+                    f"{request.operation} {what} after it was sent", operation=request.operation
+                ) from None
+            raise CadUnavailable(
+                f"{request.operation} {what}{'' if sent else ' before an answer'}",
+                operation=request.operation,
+            ) from None
+
+
+def trace_id_of(reply: Reply) -> str | None:
+    for name in ("x-trace-id", "X-Trace-Id", "x-kong-request-id", "X-Kong-Request-Id"):
+        if reply.headers.get(name):
+            return reply.headers[name]
+    try:
+        body = json.loads(reply.text) if reply.text.strip().startswith("{") else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("traceId", "request_id"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return None

@@ -1,0 +1,182 @@
+"""v2, the REST API the official plugins use since April 2026.
+
+`/v2/...` paths with the server id in the path, `Authorization: Bearer <key>`, JSON replies,
+`application/problem+json` errors carrying a `traceId`, PascalCase wrappers in the call list.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .api import NewCall, SonoranApi, servers_from_payload, stringify_metadata
+from .errors import (
+    BadCredentials,
+    BadReply,
+    NotFound,
+    PlanTooLow,
+    RequestRejected,
+    SonoranError,
+    UnknownServer,
+    mentions_plan,
+)
+from .models import CallList, CallType, EmergencyCall, Plan, PlanInfo, Server
+from .transport import HttpCore, Reply, Request, trace_id_of
+
+SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
+
+
+class V2Api(SonoranApi):
+    version = 2
+
+    def __init__(self, http: HttpCore, api_key: str) -> None:
+        super().__init__(http)
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._servers: tuple[float, frozenset[int]] | None = None
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        server_id: int | None = None,
+        call_id: int | None = None,
+    ) -> Any:
+        reply = await self._send(
+            Request(
+                operation=operation,
+                method=method,
+                path=path,
+                json=body,
+                params=params,
+                headers=self._headers,
+                read=method == "GET",
+                server_id=server_id,
+                call_id=call_id,
+            )
+        )
+        return reply.json()
+
+    async def _error_for(self, request: Request, reply: Reply) -> SonoranError:
+        problem = _problem(reply)
+        detail = str(problem.get("detail") or problem.get("title") or problem.get("message") or reply.text)
+        detail = detail.strip()[:300] or f"HTTP {reply.status}"
+        kwargs: dict[str, Any] = {
+            "operation": request.operation,
+            "status": reply.status,
+            "trace_id": trace_id_of(reply),
+        }
+        if reply.status == 401:
+            return BadCredentials(detail, **kwargs)
+        if reply.status == 402 or (reply.status in (400, 403) and mentions_plan(detail)):
+            return PlanTooLow(detail, **kwargs)
+        if reply.status == 404 and request.server_id is not None:
+            # The same 404 means "no such server" and "no such call": ask the server list.
+            if request.call_id is None or not await self._server_exists(request.server_id):
+                return UnknownServer(request.server_id, **kwargs)
+            return NotFound(detail, call_id=request.call_id, **kwargs)
+        if reply.status == 404:
+            return NotFound(detail, **kwargs)
+        return RequestRejected(detail, **kwargs)
+
+    async def _server_exists(self, server_id: int) -> bool:
+        now = time.monotonic()
+        if self._servers is None or now - self._servers[0] > SERVER_LIST_TTL:
+            try:
+                ids = frozenset(server.id for server in await self.get_servers())
+            except SonoranError:
+                return True  # cannot tell; "call not found" is the likelier reading
+            self._servers = (now, ids)
+        return server_id in self._servers[1]
+
+    async def file_911(self, server_id: int, call: NewCall) -> int:
+        body = {
+            "isEmergency": call.emergency,
+            "caller": call.caller,
+            "location": call.location,
+            "description": call.description,
+            "metaData": stringify_metadata(call.metadata),
+        }
+        payload = await self._call(
+            "call_911", "POST", f"/v2/emergency/servers/{server_id}/calls/911", body=body, server_id=server_id
+        )
+        try:
+            return EmergencyCall.model_validate(payload).call_id
+        except ValueError:
+            raise BadReply("no callId in the created call", operation="call_911") from None
+
+    async def remove_911(self, server_id: int, call_id: int) -> None:
+        await self._call(
+            "remove_911",
+            "DELETE",
+            f"/v2/emergency/servers/{server_id}/calls/911/{call_id}",
+            server_id=server_id,
+            call_id=call_id,
+        )
+
+    async def get_calls(
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType
+    ) -> CallList:
+        # The OpenAPI block marks all three as required, so they are always sent.
+        params = {
+            "closedLimit": str(closed_limit),
+            "closedOffset": str(closed_offset),
+            "type": str(int(call_type)),
+        }
+        payload = await self._call(
+            "get_calls", "GET", f"/v2/emergency/servers/{server_id}/calls", params=params, server_id=server_id
+        )
+        try:
+            return CallList.from_payload(server_id, payload)
+        except ValueError as exc:
+            raise BadReply(f"call list: {exc}", operation="get_calls") from None
+
+    async def add_note(self, server_id: int, call_id: int, note: str, label: str) -> None:
+        await self._call(
+            "add_call_note",
+            "POST",
+            f"/v2/emergency/servers/{server_id}/dispatch-calls/{call_id}/notes",
+            body={"note": note, "noteType": "text", "label": label},
+            server_id=server_id,
+            call_id=call_id,
+        )
+
+    async def close_call(self, server_id: int, call_id: int) -> None:
+        await self._call(
+            "close_call",
+            "POST",
+            f"/v2/emergency/servers/{server_id}/dispatch-calls/close",
+            body={"callIds": [call_id]},
+            server_id=server_id,
+            call_id=call_id,
+        )
+
+    async def get_version(self) -> PlanInfo:
+        payload = await self._call("get_version", "GET", "/v2/general/version")
+        if not isinstance(payload, dict) or "version" not in payload:
+            raise BadReply("no version in the reply", operation="get_version")
+        try:
+            level = int(payload["version"])
+        except (TypeError, ValueError):
+            raise BadReply("version is not a number", operation="get_version") from None
+        # The docs' own example pairs 2 with "PLUS"; the name is what we believe when present.
+        name = str(payload.get("name") or Plan.label(level)).upper()
+        return PlanInfo(level=level, name=name)
+
+    async def get_servers(self) -> list[Server]:
+        payload = await self._call("get_servers", "GET", "/v2/general/servers")
+        try:
+            return servers_from_payload(payload)
+        except ValueError as exc:
+            raise BadReply(f"server list: {exc}", operation="get_servers") from None
+
+
+def _problem(reply: Reply) -> dict[str, Any]:
+    try:
+        body = reply.json()
+    except BadReply:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,23 @@
+"""aioresponses 0.7.9 builds ClientResponse without the `stream_writer` argument that aiohttp 3.14
+made required (pnuckowski/aioresponses#289, fix unmerged). We do not pin aiohttp below 3.14
+because 3.14.0 was a security release (GHSA-jg22-mg44-37j8); instead the tests give aioresponses
+a default for that one argument. This is a no-op on aiohttp < 3.14, and test-only code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+from unittest.mock import Mock
+
+import aiohttp
+import aioresponses.core
+
+if "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+
+    class _CompatResponse(aiohttp.ClientResponse):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", Mock(output_size=0))
+            super().__init__(*args, **kwargs)
+
+    aioresponses.core.ClientResponse = _CompatResponse  # type: ignore[misc]

@@ -1,0 +1,51 @@
+"""Settings and clients for tests, pointed at a fake CAD on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+
+from .fake_cad import API_KEY, COMMUNITY_ID
+
+DISCORD_TOKEN = "MTEx.discord-test-token.SECRETSECRET"
+GENEROUS_LIMITS = {
+    "get_calls": 1000,
+    "call_911": 1000,
+    "remove_911": 1000,
+    "add_call_note": 1000,
+    "close_call": 1000,
+    "get_version": 1000,
+    "get_servers": 1000,
+}
+
+
+def make_settings(
+    cad_url: str,
+    api_version: int = 2,
+    *,
+    state_path: Path | None = None,
+    feeds: list[dict[str, Any]] | None = None,
+    commands: dict[str, Any] | None = None,
+    sonoran: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Settings:
+    sonoran_section: dict[str, Any] = {
+        "community_id": COMMUNITY_ID,
+        "api_key": API_KEY,
+        "api_url": cad_url,
+        "api_version": api_version,
+        "poll_seconds": 5,
+        "timeout_seconds": 2,
+        "rate_limits": GENEROUS_LIMITS,
+    }
+    sonoran_section.update(sonoran or {})
+    return Settings(
+        discord={"token": DISCORD_TOKEN, "guild_ids": []},
+        sonoran=sonoran_section,
+        commands=commands or {"cooldown_911_seconds": 60},
+        state={"path": str(state_path or Path("unused.sqlite3"))},
+        feeds=feeds or [],
+        **sections,
+    )

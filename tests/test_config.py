@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[discord]
+token = "file-token-SECRET"
+
+[sonoran]
+community_id = "mycad"
+api_key = "file-key-SECRET"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_with_every_default(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    shutil.copy(ROOT / "config.example.toml", path)
+    settings = load_settings(str(path))
+    assert settings.sonoran.api_version == 2 and settings.sonoran.poll_seconds == 20
+    assert settings.sonoran.timeout_seconds == 10 and settings.sonoran.rate_limits.get_calls == 4
+    assert settings.commands.cooldown_911_seconds == 60
+    assert settings.feeds[0].calls == ["emergency", "civil"] and settings.feeds[0].ping_role_id == 0
+
+
+def test_minimal_config_and_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL))
+    assert settings.sonoran.base_url == "https://api.sonorancad.com"
+    assert settings.sonoran.server_id == 1 and settings.feeds == []
+    assert settings.state.path == Path("data/state.sqlite3")
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SONORAN_BOT_DISCORD__TOKEN", "env-token")
+    monkeypatch.setenv("SONORAN_BOT_SONORAN__API_KEY", "env-key")
+    monkeypatch.setenv("SONORAN_BOT_SONORAN__API_VERSION", "1")
+    settings = load_settings(write(tmp_path, MINIMAL))
+    assert settings.discord.token.get_secret_value() == "env-token"
+    assert settings.sonoran.api_key.get_secret_value() == "env-key"
+    assert settings.sonoran.api_version == 1 and settings.sonoran.community_id == "mycad"
+
+
+def test_secrets_may_come_only_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SONORAN_BOT_DISCORD__TOKEN", "env-token")
+    monkeypatch.setenv("SONORAN_BOT_SONORAN__API_KEY", "env-key")
+    text = '[sonoran]\ncommunity_id = "c"\n'
+    assert load_settings(write(tmp_path, text)).sonoran.api_key.get_secret_value() == "env-key"
+
+
+def test_local_http_url_accepted(tmp_path: Path) -> None:
+    text = MINIMAL + 'api_url = "http://127.0.0.1:8080/"\n'
+    assert load_settings(write(tmp_path, text)).sonoran.base_url == "http://127.0.0.1:8080"
+
+
+def test_missing_file_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "nope.toml")
+    assert "nope.toml" in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_toml_syntax_error_names_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config.toml: not valid TOML.*line 2"):
+        load_settings(write(tmp_path, "[discord]\ntoken = \n"))
+
+
+def test_every_problem_reported_at_once_without_secrets(tmp_path: Path) -> None:
+    text = """
+[discord]
+token = "tok-SECRET"
+guild_id = [1]
+
+[sonoran]
+community_id = "c"
+api_version = 3
+poll_seconds = 1
+
+[[feeds]]
+channel_id = "abc"
+calls = ["emergency", "fire"]
+
+[[feeds]]
+server_id = 2
+"""
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    report = str(info.value)
+    assert report.startswith(f"{tmp_path / 'config.toml'}: ")
+    assert "discord.guild_id: unknown key" in report
+    assert "sonoran.api_key: missing required key" in report
+    assert "sonoran.api_version: Input should be 1 or 2" in report
+    assert "sonoran.poll_seconds: Input should be greater than or equal to 5" in report
+    assert "feeds[0].channel_id: Input should be a valid integer" in report
+    assert "feeds[0].calls[1]: Input should be 'emergency' or 'civil'" in report
+    assert "feeds[1].channel_id: missing required key" in report
+    assert "tok-SECRET" not in report
+    assert "Traceback" not in report
+
+
+def test_typo_with_secret_value_does_not_echo_it(tmp_path: Path) -> None:
+    text = MINIMAL + 'apikey = "typo-SECRET-value"\n'
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert "sonoran.apikey: unknown key" in str(info.value) and "typo-SECRET-value" not in str(info.value)
+
+
+def test_poll_interval_over_rate_budget(tmp_path: Path) -> None:
+    text = MINIMAL + "poll_seconds = 10\n\n[[feeds]]\nchannel_id = 1\n\n[[feeds]]\nserver_id = 2\nchannel_id = 2\n"
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert "sonoran.poll_seconds = 10 polls 2 CAD server(s) 12 times a minute" in str(info.value)
+    assert "poll_seconds >= 30" in str(info.value)
+
+
+def test_blank_api_key_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sonoran.api_key: must not be empty"):
+        load_settings(write(tmp_path, MINIMAL.replace("file-key-SECRET", " ")))
