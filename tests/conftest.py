@@ -34,3 +34,55 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def client(cad: FakeCad, session: aiohttp.ClientSession, api_version: int) -> SonoranClient:
     return SonoranClient(session, make_settings(cad.url, api_version).sonoran, retry_backoff=0.01)
+
+
+# --- the bot, logged in against fake Discord, talking to the fake CAD ------------------------------
+
+from collections.abc import Awaitable, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from aioresponses import aioresponses  # noqa: E402
+
+from bot.core import DispatchBot  # noqa: E402
+
+from .discord_fakes import FakeDiscord  # noqa: E402
+
+BotFactory = Callable[..., Awaitable[DispatchBot]]
+
+
+@pytest.fixture
+def discord_api() -> Any:
+    with aioresponses(passthrough=["http://127.0.0.1"]) as mock:
+        fake = FakeDiscord(mock)
+        fake.install()
+        yield fake
+
+
+@pytest.fixture
+async def make_bot(
+    cad: FakeCad, discord_api: FakeDiscord, tmp_path: Path, api_version: int
+) -> AsyncIterator[BotFactory]:
+    bots: list[DispatchBot] = []
+
+    async def factory(**settings_overrides: Any) -> DispatchBot:
+        settings_overrides.setdefault("state_path", tmp_path / "state.sqlite3")
+        version = settings_overrides.pop("api_version", api_version)
+        autostart = settings_overrides.pop("autostart_feed", False)
+        bot = DispatchBot(
+            make_settings(cad.url, version, **settings_overrides),
+            sonoran_options={"retry_backoff": 0.01},
+            autostart_feed=autostart,
+        )
+        await bot.login("fake-token")
+        bots.append(bot)
+        return bot
+
+    yield factory
+    for bot in bots:
+        await bot.close()
+
+
+@pytest.fixture
+async def bot(make_bot: BotFactory) -> DispatchBot:
+    return await make_bot()

@@ -41,11 +41,12 @@ def make_settings(
         "rate_limits": GENEROUS_LIMITS,
     }
     sonoran_section.update(sonoran or {})
-    return Settings(
-        discord={"token": DISCORD_TOKEN, "guild_ids": []},
-        sonoran=sonoran_section,
-        commands=commands or {"cooldown_911_seconds": 60},
-        state={"path": str(state_path or Path("unused.sqlite3"))},
-        feeds=feeds or [],
-        **sections,
-    )
+    values: dict[str, Any] = {
+        "discord": {"token": DISCORD_TOKEN, "guild_ids": []},
+        "sonoran": sonoran_section,
+        "commands": commands or {"cooldown_911_seconds": 60},
+        "state": {"path": str(state_path or Path("unused.sqlite3"))},
+        "feeds": feeds or [],
+    }
+    values.update(sections)
+    return Settings(**values)

@@ -1,0 +1,217 @@
+"""SQLite state: which call was posted to which channel as which message, and what it shows.
+
+A post row is written *before* its message is sent (message_id NULL = "being posted"), with the
+nonce the message is sent with. Discord de-duplicates messages by nonce for a few minutes
+(`enforce_nonce`), so a crash between "sent" and "recorded" is repaired on restart by sending
+the same batch with the same nonce again: Discord hands back the message it already created.
+Only a crash followed by a restart more than those few minutes later can duplicate that batch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS posts (
+    channel_id  INTEGER NOT NULL,
+    server_id   INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,      -- '911' or 'dispatch'
+    call_id     INTEGER NOT NULL,
+    batch       TEXT    NOT NULL,      -- nonce of the message the call is (being) posted in
+    position    INTEGER NOT NULL,      -- index of its embed in that message
+    message_id  INTEGER,               -- NULL until Discord confirmed the message
+    state       TEXT    NOT NULL,      -- active | answered | removed | closed | deleted
+    data        TEXT    NOT NULL,      -- the call as last seen (JSON)
+    version     TEXT    NOT NULL,      -- what the message should show
+    shown       TEXT,                  -- what the message does show (NULL: nothing yet)
+    first_seen  REAL    NOT NULL,
+    ended_at    REAL,
+    ping        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (channel_id, server_id, kind, call_id)
+);
+CREATE INDEX IF NOT EXISTS posts_batch ON posts (batch);
+CREATE INDEX IF NOT EXISTS posts_message ON posts (message_id);
+CREATE TABLE IF NOT EXISTS removals (
+    server_id   INTEGER NOT NULL,
+    call_id     INTEGER NOT NULL,
+    removed_by  TEXT    NOT NULL,
+    removed_at  REAL    NOT NULL,
+    PRIMARY KEY (server_id, call_id)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Post:
+    channel_id: int
+    server_id: int
+    kind: str
+    call_id: int
+    batch: str
+    position: int
+    message_id: int | None
+    state: str
+    data: dict[str, Any]
+    version: str
+    shown: str | None
+    first_seen: float
+    ended_at: float | None
+    ping: bool
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.kind, self.call_id
+
+
+_COLUMNS = (
+    "channel_id, server_id, kind, call_id, batch, position, message_id, state, data, version, shown, "
+    "first_seen, ended_at, ping"
+)
+
+
+def _post(row: Sequence[Any]) -> Post:
+    values = list(row)
+    values[8] = json.loads(values[8])
+    values[13] = bool(values[13])
+    return Post(*values)
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.executescript(SCHEMA)
+        await db.commit()
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # --- posts -----------------------------------------------------------------------------------
+    async def posts(self, channel_id: int, server_id: int) -> dict[tuple[str, int], Post]:
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
+        ) as cursor:
+            return {post.key: post for post in map(_post, await cursor.fetchall())}
+
+    async def batch(self, batch: str) -> list[Post]:
+        async with self._db.execute(
+            f"SELECT {_COLUMNS} FROM posts WHERE batch = ? ORDER BY position", (batch,)
+        ) as cursor:
+            return [_post(row) for row in await cursor.fetchall()]
+
+    async def add_batch(self, posts: Iterable[Post]) -> None:
+        """Records calls about to be posted (message_id NULL), committed before anything is sent."""
+        await self._db.executemany(
+            f"INSERT OR IGNORE INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [
+                (
+                    p.channel_id,
+                    p.server_id,
+                    p.kind,
+                    p.call_id,
+                    p.batch,
+                    p.position,
+                    p.message_id,
+                    p.state,
+                    json.dumps(p.data, sort_keys=True),
+                    p.version,
+                    p.shown,
+                    p.first_seen,
+                    p.ended_at,
+                    int(p.ping),
+                )
+                for p in posts
+            ],
+        )
+        await self._db.commit()
+
+    async def mark_sent(self, batch: str, message_id: int) -> None:
+        await self._db.execute("UPDATE posts SET message_id = ?, shown = version WHERE batch = ?", (message_id, batch))
+        await self._db.commit()
+
+    async def update(self, posts: Iterable[Post]) -> None:
+        """Stores what calls now look like; their messages are edited from these rows."""
+        await self._db.executemany(
+            "UPDATE posts SET state = ?, data = ?, version = ?, ended_at = ? "
+            "WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
+            [
+                (
+                    p.state,
+                    json.dumps(p.data, sort_keys=True),
+                    p.version,
+                    p.ended_at,
+                    p.channel_id,
+                    p.server_id,
+                    p.kind,
+                    p.call_id,
+                )
+                for p in posts
+            ],
+        )
+        await self._db.commit()
+
+    async def mark_shown(self, batch: str, versions: dict[tuple[str, int], str]) -> None:
+        await self._db.executemany(
+            "UPDATE posts SET shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
+            [(version, batch, kind, call_id) for (kind, call_id), version in versions.items()],
+        )
+        await self._db.commit()
+
+    async def mark_deleted(self, batch: str) -> None:
+        """Someone deleted the message: stop editing it, and never post those calls again."""
+        await self._db.execute("UPDATE posts SET state = 'deleted', shown = version WHERE batch = ?", (batch,))
+        await self._db.commit()
+
+    async def forget_ended(self, older_than: float) -> int:
+        """Drops rows of calls that ended long ago, so the file does not grow forever."""
+        cursor = await self._db.execute(
+            "DELETE FROM posts WHERE ended_at IS NOT NULL AND ended_at < ? AND shown = version", (older_than,)
+        )
+        await self._db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
+        await self._db.commit()
+        return cursor.rowcount
+
+    # --- removals (who used /remove911) ----------------------------------------------------------
+    async def record_removal(self, server_id: int, call_id: int, removed_by: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO removals VALUES (?, ?, ?, ?)", (server_id, call_id, removed_by, time.time())
+        )
+        await self._db.commit()
+
+    async def removed_by(self, server_id: int, call_id: int) -> str | None:
+        async with self._db.execute(
+            "SELECT removed_by FROM removals WHERE server_id = ? AND call_id = ?", (server_id, call_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    # --- meta ------------------------------------------------------------------------------------
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        await self._db.commit()
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None

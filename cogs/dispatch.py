@@ -1,0 +1,296 @@
+"""Slash commands: /911, /calls, /note, /close, /remove911."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import callers_only, dispatcher_only
+from bot.core import DispatchBot
+from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind, clean, from_unix, plain
+from bot.sonoran import CallList, CallType, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
+from bot.views import ConfirmView, Paginator, StaticPages
+
+Interaction = discord.Interaction[DispatchBot]
+CallKindChoice = Literal["all", "emergency", "dispatch", "closed"]
+CLOSED_PAGE_SIZE = 10
+AUTOCOMPLETE_LIMIT = 25
+NO_PINGS = discord.AllowedMentions.none()
+
+
+class Cooldowns:
+    """Per-member wait between filed 911 calls. Only a filed (or possibly filed) call counts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._until: dict[int, float] = {}
+
+    def check(self, user_id: int) -> None:
+        remaining = self._until.get(user_id, 0.0) - time.monotonic()
+        if remaining > 0:
+            raise app_commands.CommandOnCooldown(app_commands.Cooldown(1, self.seconds), remaining)
+
+    def start(self, user_id: int) -> None:
+        now = time.monotonic()
+        if len(self._until) > 10_000:  # keep the map from growing on a big server
+            self._until = {uid: until for uid, until in self._until.items() if until > now}
+        self._until[user_id] = now + self.seconds
+
+    def clear(self, user_id: int) -> None:
+        self._until.pop(user_id, None)
+
+
+class ClosedCallPages:
+    """Closed calls, one CAD page per embed page: the first from the shared snapshot, later ones
+    fetched with closedLimit/closedOffset when a member presses Next."""
+
+    def __init__(self, bot: DispatchBot, server_id: int, first: CallList, as_of: dt.datetime) -> None:
+        self.bot = bot
+        self.server_id = server_id
+        self.total = first.closed_total
+        self.pages: dict[int, list[DispatchCall]] = {0: first.closed[:CLOSED_PAGE_SIZE]}
+        self.as_of = as_of
+
+    def _count(self) -> int | None:
+        return None if self.total is None else max(1, -(-self.total // CLOSED_PAGE_SIZE))
+
+    def has_page(self, index: int) -> bool:
+        if index < 0:
+            return False
+        count = self._count()
+        if count is not None:
+            return index < count
+        # v1 does not say how many there are: another page may exist while this one was full
+        return index in self.pages or len(self.pages.get(index - 1, [])) == CLOSED_PAGE_SIZE
+
+    def page_label(self, index: int) -> str:
+        count = self._count()
+        return f"{index + 1}/{count}" if count is not None else f"{index + 1}"
+
+    async def page(self, index: int) -> discord.Embed:
+        if index not in self.pages:
+            calls = await self.bot.sonoran.get_calls(
+                self.server_id,
+                closed_limit=CLOSED_PAGE_SIZE,
+                closed_offset=index * CLOSED_PAGE_SIZE,
+                call_type=CallType.DISPATCH,
+            )
+            self.pages[index] = calls.closed
+            self.as_of = discord.utils.utcnow()
+        (embed,) = call_list_pages(
+            self.pages[index],
+            title=KIND_TITLES["closed"],
+            server_id=self.server_id,
+            as_of=self.as_of,
+            per_page=CLOSED_PAGE_SIZE,
+        )
+        embed.set_footer(text=f"Page {self.page_label(index)}")
+        return embed
+
+
+def _display_name(interaction: Interaction) -> str:
+    return interaction.user.display_name
+
+
+class Dispatch(commands.Cog):
+    """The dispatch desk: file, list, annotate, close and remove CAD calls."""
+
+    def __init__(self, bot: DispatchBot) -> None:
+        self.bot = bot
+        self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
+
+    def _server(self, server: int | None) -> int:
+        return server or self.bot.settings.sonoran.server_id
+
+    # --- /911 ------------------------------------------------------------------------------------
+    @app_commands.command(name="911", description="File an emergency (or civil) 911 call into the CAD")
+    @app_commands.describe(
+        location="Where it is happening (street, postal, landmark)",
+        description="What is happening",
+        emergency="Emergency (true) or civil/non-emergency (false)",
+        caller="Caller name shown to dispatch (default: your server name)",
+        server="CAD server ID (default: the community's main server)",
+    )
+    @app_commands.guild_only()
+    @callers_only()
+    async def file_911(
+        self,
+        interaction: Interaction,
+        location: app_commands.Range[str, 1, 200],
+        description: app_commands.Range[str, 1, 1000],
+        emergency: bool = True,
+        caller: app_commands.Range[str, 1, 100] | None = None,
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        self.cooldowns.check(interaction.user.id)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        metadata = {
+            "discordUserId": str(interaction.user.id),
+            "discordUser": interaction.user.name,
+            "source": "discord",
+        }
+        self.cooldowns.start(interaction.user.id)  # before the request: a timeout may still have filed it
+        try:
+            call_id = await self.bot.sonoran.file_911(
+                caller=caller or _display_name(interaction),
+                location=location,
+                description=description,
+                emergency=emergency,
+                metadata=metadata,
+                server_id=self._server(server),
+            )
+        except OutcomeUnknown:
+            raise
+        except SonoranError:
+            self.cooldowns.clear(interaction.user.id)  # known not filed: let them try again
+            raise
+        kind = "Emergency" if emergency else "Civil"
+        await interaction.followup.send(
+            f"{kind} call #{call_id} filed at {clean(location, 200)}. Dispatch has been notified.",
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+
+    # --- /calls ----------------------------------------------------------------------------------
+    @app_commands.command(name="calls", description="Show the calls in the CAD")
+    @app_commands.describe(kind="Which calls to show (default: all active)", server="CAD server ID")
+    @app_commands.guild_only()
+    async def calls(
+        self,
+        interaction: Interaction,
+        kind: CallKindChoice = "all",
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        server_id = self._server(server)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        snapshot = await self.bot.board.get(server_id)
+        as_of = from_unix(snapshot.fetched_wall)
+        source: StaticPages | ClosedCallPages
+        if kind == "closed":
+            source = ClosedCallPages(self.bot, server_id, snapshot.calls, as_of)
+        else:
+            entries = calls_for_kind(snapshot.calls, kind)
+            source = StaticPages(call_list_pages(entries, title=KIND_TITLES[kind], server_id=server_id, as_of=as_of))
+        first = await source.page(0)
+        view = Paginator(source, interaction.user.id)
+        if not view.needed:
+            await interaction.followup.send(embed=first, ephemeral=True, allowed_mentions=NO_PINGS)
+            return
+        view.message = await interaction.followup.send(
+            embed=first, view=view, ephemeral=True, allowed_mentions=NO_PINGS, wait=True
+        )
+
+    # --- /note -----------------------------------------------------------------------------------
+    @app_commands.command(name="note", description="Add a note to a dispatch call")
+    @app_commands.describe(
+        call_id="The dispatch call", note="The note (signed with your server name)", server="CAD server ID"
+    )
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @dispatcher_only()
+    async def note(
+        self,
+        interaction: Interaction,
+        call_id: app_commands.Range[int, 1],
+        note: app_commands.Range[str, 1, 1000],
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.bot.sonoran.add_note(
+            call_id, note, label=plain(_display_name(interaction), 64), server_id=self._server(server)
+        )
+        await interaction.followup.send(f"Note added to call #{call_id}.", ephemeral=True, allowed_mentions=NO_PINGS)
+
+    # --- /close ----------------------------------------------------------------------------------
+    @app_commands.command(name="close", description="Close a dispatch call (asks for confirmation)")
+    @app_commands.describe(call_id="The dispatch call to close", server="CAD server ID")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @dispatcher_only()
+    async def close(
+        self,
+        interaction: Interaction,
+        call_id: app_commands.Range[int, 1],
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        server_id = self._server(server)
+        snapshot = self.bot.board.peek(server_id)
+        known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
+        what = clean(call_label(known), 150) if known else f"#{call_id}"
+
+        async def close_it(_: discord.Interaction[Any]) -> str:
+            await self.bot.sonoran.close_call(call_id, server_id=server_id)
+            self.bot.board.forget(server_id, dispatch_call_id=call_id)
+            return f"Call #{call_id} closed."
+
+        view = ConfirmView(interaction.user.id, close_it, confirm_label=f"Close call #{call_id}")
+        await interaction.response.send_message(
+            f"Close dispatch call {what}? This cannot be undone from Discord.",
+            view=view,
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+        view.message = await interaction.original_response()
+
+    # --- /remove911 ------------------------------------------------------------------------------
+    @app_commands.command(name="remove911", description="Remove a 911 call from the CAD")
+    @app_commands.describe(call_id="The 911 call to remove", server="CAD server ID")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @dispatcher_only()
+    async def remove911(
+        self,
+        interaction: Interaction,
+        call_id: app_commands.Range[int, 1],
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        server_id = self._server(server)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.bot.sonoran.remove_911(call_id, server_id=server_id)
+        await self.bot.store.record_removal(server_id, call_id, _display_name(interaction))
+        self.bot.board.forget(server_id, emergency_call_id=call_id)
+        await interaction.followup.send(f"911 call #{call_id} removed.", ephemeral=True, allowed_mentions=NO_PINGS)
+
+    # --- autocomplete ----------------------------------------------------------------------------
+    def _choices(
+        self, interaction: Interaction, current: str, pick: type[EmergencyCall] | type[DispatchCall]
+    ) -> list[app_commands.Choice[int]]:
+        server = getattr(interaction.namespace, "server", None)
+        snapshot = self.bot.board.peek(self._server(server if isinstance(server, int) else None))
+        if snapshot is None:
+            return []
+        calls: list[EmergencyCall] | list[DispatchCall] = (
+            snapshot.calls.emergency if pick is EmergencyCall else snapshot.calls.active
+        )
+        needle = current.strip().lstrip("#").casefold()
+        choices = []
+        for call in calls:
+            label = call_label(call)
+            if needle and needle not in label.casefold():
+                continue
+            choices.append(app_commands.Choice(name=label, value=call.call_id))
+            if len(choices) == AUTOCOMPLETE_LIMIT:
+                break
+        return choices
+
+    @note.autocomplete("call_id")
+    @close.autocomplete("call_id")
+    async def dispatch_call_autocomplete(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        return self._choices(interaction, current, DispatchCall)
+
+    @remove911.autocomplete("call_id")
+    async def emergency_call_autocomplete(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        return self._choices(interaction, current, EmergencyCall)
+
+
+async def setup(bot: DispatchBot) -> None:
+    await bot.add_cog(Dispatch(bot))

@@ -1,0 +1,353 @@
+"""The call feed: polls each CAD server's call list and keeps one channel message per batch of
+calls, posted once and edited in place as the calls are answered, removed or closed.
+
+One cycle (`poll_once`), for every CAD server that a `[[feeds]]` entry names:
+1. one GET_CALLS (through the call board, which `/calls` and autocomplete then reuse);
+2. for each feed of that server: store what changed in calls already posted; record new calls
+   as "being posted" (batches of up to 10 embeds, each with a fixed nonce) *before* sending;
+   send every batch not yet confirmed; edit every message whose calls changed, once.
+A batch Discord refused stays unconfirmed and is sent again next cycle; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.config import FeedSettings
+from bot.core import DispatchBot
+from bot.embeds import dispatch_embed, emergency_embed, from_unix
+from bot.sonoran import CallList, DispatchCall, EmergencyCall, RateLimited, SonoranError
+from bot.store import Post
+
+log = logging.getLogger(__name__)
+
+EMBEDS_PER_MESSAGE = 10
+MAX_BACKOFF = 300.0
+KEEP_ENDED_SECONDS = 7 * 24 * 3600
+PRUNE_EVERY = 3600.0
+NEEDED_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("read_message_history", "Read Message History"),
+)
+DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def _version(state: str, data: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps([state, data], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) -> str:
+    # Discord keeps nonces up to 25 characters; the same batch always gets the same nonce.
+    text = f"{channel_id}|{server_id}|{kind}|{','.join(map(str, call_ids))}"
+    return hashlib.sha1(text.encode()).hexdigest()[:25]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def render(post: Post) -> discord.Embed:
+    first_seen = from_unix(post.first_seen)
+    ended = from_unix(post.ended_at) if post.ended_at else None
+    if post.kind == "911":
+        return emergency_embed(
+            EmergencyCall.model_validate(post.data["call"]),
+            server_id=post.server_id,
+            first_seen=first_seen,
+            state=post.state if post.state in ("answered", "removed") else "active",
+            ended_at=ended,
+            removed_by=post.data.get("removed_by"),
+        )
+    return dispatch_embed(
+        DispatchCall.model_validate(post.data["call"]),
+        server_id=post.server_id,
+        first_seen=first_seen,
+        closed=post.state == "closed",
+        ended_at=ended,
+    )
+
+
+class Feed(commands.Cog):
+    """Posts new CAD calls to the configured channels and keeps those posts up to date."""
+
+    def __init__(self, bot: DispatchBot) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.poll_seconds = bot.settings.sonoran.poll_seconds
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._server_state: dict[int, str] = {}
+        self._channel_state: dict[int, str] = {}
+        self._failed_cycles = 0
+        self._presence_count: int | None = None
+        self._last_prune = 0.0
+        self.last_success: float | None = None
+
+    async def cog_load(self) -> None:
+        if self.bot.autostart_feed and self.settings.feeds:
+            self._task = asyncio.create_task(self._run(), name="feed-loop")
+
+    async def cog_unload(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        log.info("feed: polling %d CAD server(s) every %gs", len(self.settings.feed_server_ids), self.poll_seconds)
+        while True:
+            try:
+                delay = await self.poll_once()
+            except Exception:  # a bug must not end the feed; say so once per cycle and carry on
+                log.exception("feed: cycle failed")
+                delay = min(self.poll_seconds * 4, MAX_BACKOFF)
+            await asyncio.sleep(delay)
+
+    async def poll_once(self) -> float:
+        """Runs one poll-and-post cycle over every feed; returns the wait before the next one."""
+        async with self._lock:
+            delay = self.poll_seconds
+            failed = False
+            for server_id in self.settings.feed_server_ids:
+                try:
+                    snapshot = await self.bot.board.refresh(server_id)
+                except SonoranError as error:
+                    failed = True
+                    self._server_changed(server_id, f"{type(error).__name__}: {error}")
+                    if isinstance(error, RateLimited):
+                        delay = max(delay, error.retry_after)
+                    continue
+                self._server_changed(server_id, "ok")
+                for feed in self.settings.feeds:
+                    if feed.server_id == server_id:
+                        await self._sync_channel(feed, snapshot.calls)
+            if failed:
+                self._failed_cycles += 1
+                delay = max(delay, min(self.poll_seconds * 2**self._failed_cycles, MAX_BACKOFF))
+            else:
+                self._failed_cycles = 0
+                await self._record_success()
+            await self._update_presence()
+            return delay
+
+    # --- one channel -----------------------------------------------------------------------------
+    async def _sync_channel(self, feed: FeedSettings, calls: CallList) -> None:
+        store = self.bot.store
+        now = time.time()
+        posts = await store.posts(feed.channel_id, feed.server_id)
+        await store.update(await self._changes(posts.values(), calls, now))
+        await store.add_batch(self._new_posts(feed, calls, posts, now))
+        posts = await store.posts(feed.channel_id, feed.server_id)
+
+        unsent = sorted(
+            {p.batch: p.first_seen for p in posts.values() if p.message_id is None}.items(), key=lambda item: item[1]
+        )
+        for batch, _ in unsent:
+            if not await self._send(feed, await store.batch(batch)):
+                return  # the channel is failing; the rest waits for the next cycle
+        stale = {p.batch for p in posts.values() if p.message_id is not None and p.version != p.shown}
+        for batch in sorted(stale):
+            if not await self._edit(feed, await store.batch(batch)):
+                return
+
+    async def _changes(self, posts: Iterable[Post], calls: CallList, now: float) -> list[Post]:
+        emergency = {c.call_id: c for c in calls.emergency}
+        active = {c.call_id: c for c in calls.active}
+        closed = {c.call_id: c for c in calls.closed}
+        answered = {c.origin_911 for c in (*calls.active, *calls.closed) if c.origin_911 is not None}
+        changed = []
+        for post in posts:
+            if post.state != "active":
+                continue  # ended or deleted: final
+            data: dict[str, Any] = dict(post.data)
+            state, ended_at = "active", None
+            if post.kind == "911":
+                current_911 = emergency.get(post.call_id)
+                if current_911 is not None:
+                    data["call"] = current_911.model_dump(by_alias=True, mode="json")
+                else:
+                    ended_at = now
+                    removed_by = await self.bot.store.removed_by(post.server_id, post.call_id)
+                    if removed_by:
+                        state, data["removed_by"] = "removed", removed_by
+                    else:
+                        state = "answered" if post.call_id in answered else "removed"
+            else:
+                current = active.get(post.call_id)
+                if current is None:
+                    state, ended_at = "closed", now
+                    current = closed.get(post.call_id)
+                if current is not None:
+                    data["call"] = current.model_dump(by_alias=True, mode="json")
+            version = _version(state, data)
+            if version != post.version:
+                changed.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
+        return changed
+
+    def _new_posts(
+        self, feed: FeedSettings, calls: CallList, posts: dict[tuple[str, int], Post], now: float
+    ) -> list[Post]:
+        def fresh(kind: str, call: EmergencyCall | DispatchCall) -> bool:
+            return (kind, call.call_id) not in posts
+
+        # Emergency calls go in their own messages, so the role ping comes only with them.
+        groups: list[tuple[str, bool, list[EmergencyCall] | list[DispatchCall]]] = [
+            ("911", True, [c for c in calls.emergency if c.is_emergency and fresh("911", c)]),
+            ("911", False, [c for c in calls.emergency if not c.is_emergency and fresh("911", c)]),
+        ]
+        if feed.dispatch:
+            groups.append(("dispatch", False, [c for c in calls.active if fresh("dispatch", c)]))
+        out = []
+        for kind, is_emergency, group in groups:
+            if kind == "911" and ("emergency" if is_emergency else "civil") not in feed.calls:
+                continue
+            for chunk in _chunks(group, EMBEDS_PER_MESSAGE):
+                batch = _nonce(feed.channel_id, feed.server_id, kind, [c.call_id for c in chunk])
+                for position, call in enumerate(chunk):
+                    data = {"call": call.model_dump(by_alias=True, mode="json")}
+                    out.append(
+                        Post(
+                            channel_id=feed.channel_id,
+                            server_id=feed.server_id,
+                            kind=kind,
+                            call_id=call.call_id,
+                            batch=batch,
+                            position=position,
+                            message_id=None,
+                            state="active",
+                            data=data,
+                            version=_version("active", data),
+                            shown=None,
+                            first_seen=now,
+                            ended_at=None,
+                            ping=is_emergency and bool(feed.ping_role_id),
+                        )
+                    )
+        return out
+
+    # --- Discord ---------------------------------------------------------------------------------
+    async def _send(self, feed: FeedSettings, posts: list[Post]) -> bool:
+        channel = self.bot.get_partial_messageable(feed.channel_id)
+        ping = feed.ping_role_id and any(p.ping for p in posts)
+        try:
+            message = await channel.send(
+                content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
+                embeds=[render(p) for p in posts],
+                nonce=posts[0].batch,
+                allowed_mentions=(
+                    discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
+                    if ping
+                    else discord.AllowedMentions.none()
+                ),
+            )
+        except DISCORD_FAULTS as error:
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "post"))
+            return False
+        await self.bot.store.mark_sent(posts[0].batch, message.id)
+        self._channel_changed(feed.channel_id, "ok")
+        return True
+
+    async def _edit(self, feed: FeedSettings, posts: list[Post]) -> bool:
+        message_id = posts[0].message_id
+        assert message_id is not None
+        message = self.bot.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
+        try:
+            await message.edit(embeds=[render(p) for p in posts], allowed_mentions=discord.AllowedMentions.none())
+        except discord.NotFound:
+            # Someone deleted the post on purpose: respect that, do not post those calls again.
+            log.info("feed: message %s in channel %s was deleted; not editing it again", message_id, feed.channel_id)
+            await self.bot.store.mark_deleted(posts[0].batch)
+            return True
+        except DISCORD_FAULTS as error:
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "edit"))
+            return False
+        await self.bot.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
+        self._channel_changed(feed.channel_id, "ok")
+        return True
+
+    def _describe(self, channel_id: int, error: BaseException, action: str) -> str:
+        if isinstance(error, discord.Forbidden):
+            return f"cannot {action} there: missing permission {self._missing_permissions(channel_id)}"
+        if isinstance(error, discord.NotFound):
+            return f"cannot {action} there: the channel does not exist or the bot cannot see it"
+        if isinstance(error, discord.HTTPException):
+            return f"cannot {action} there: Discord answered HTTP {error.status} ({error.text[:100]})"
+        return f"cannot {action} there: {type(error).__name__}"
+
+    def _missing_permissions(self, channel_id: int) -> str:
+        channel = self.bot.get_channel(channel_id)
+        if isinstance(channel, discord.abc.GuildChannel):
+            granted = channel.permissions_for(channel.guild.me)
+            missing = [name for attr, name in NEEDED_PERMISSIONS if not getattr(granted, attr)]
+            if missing:
+                return ", ".join(missing)
+        return "(one of " + ", ".join(name for _, name in NEEDED_PERMISSIONS) + ")"
+
+    # --- state changes, presence, health ---------------------------------------------------------
+    def _server_changed(self, server_id: int, state: str) -> None:
+        previous = self._server_state.get(server_id)
+        if previous == state:
+            return
+        self._server_state[server_id] = state
+        if state == "ok":
+            if previous is not None:
+                log.info("feed: CAD server %s answers again", server_id)
+        else:
+            log.warning("feed: CAD server %s: %s; backing off and retrying", server_id, state)
+
+    def _channel_changed(self, channel_id: int, state: str) -> None:
+        previous = self._channel_state.get(channel_id)
+        if previous == state:
+            return
+        self._channel_state[channel_id] = state
+        if state == "ok":
+            if previous is not None:
+                log.info("feed: channel %s works again; held calls are posted", channel_id)
+        else:
+            log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)
+
+    async def _record_success(self) -> None:
+        now = time.time()
+        self.last_success = now
+        health = self.settings.logging.health_file
+        if health is not None:
+            await asyncio.to_thread(_touch, health, now)
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            await self.bot.store.forget_ended(now - KEEP_ENDED_SECONDS)
+
+    async def _update_presence(self) -> None:
+        if not self.bot.is_ready() or self.bot.is_closed():
+            return  # no gateway (yet): presence is a gateway message
+        count = self.bot.board.active_count()
+        if count == self._presence_count:
+            return
+        self._presence_count = count
+        activity = discord.Activity(type=discord.ActivityType.watching, name=f"{count} active call(s)")
+        await self.bot.change_presence(activity=activity)
+
+
+def _touch(path: Path, now: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{now:.0f}\n")
+
+
+async def setup(bot: DispatchBot) -> None:
+    await bot.add_cog(Feed(bot))

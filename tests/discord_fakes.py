@@ -1,0 +1,351 @@
+"""Discord, faked at the HTTP level: raw INTERACTION_CREATE payloads go through discord.py's own
+parser and command tree; every request discord.py makes is answered here by aioresponses.
+
+`FakeDiscord` also keeps the channel messages the bot posts (honouring `nonce` de-duplication
+as Discord does with `enforce_nonce`) and can be told to fail the next channel requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioresponses import CallbackResult, aioresponses
+
+API = "https://discord.com/api/v10"
+APP_ID = "111111111111111111"
+BOT_ID = "222222222222222222"
+GUILD_ID = "333333333333333333"
+CHANNEL_ID = "444444444444444444"
+USER_ID = "555555555555555555"
+OWNER_ID = "666666666666666666"
+DISPATCH_ROLE = "777777777777777777"
+CALLER_ROLE = "888888888888888888"
+MANAGE_GUILD = 1 << 5
+EPHEMERAL = 64
+
+_ids = itertools.count(900_000_000_000_000_000)
+
+
+def snowflake() -> str:
+    return str(next(_ids))
+
+
+def user_payload(user_id: str = USER_ID, name: str = "tester", global_name: str | None = None) -> dict[str, Any]:
+    return {"id": user_id, "username": name, "discriminator": "0", "avatar": None, "global_name": global_name}
+
+
+def message_payload(
+    channel_id: str, content: str = "", embeds: list[Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "id": snowflake(),
+        "channel_id": channel_id,
+        "author": user_payload(BOT_ID, "dispatch-bot"),
+        "content": content,
+        "timestamp": "2026-11-22T12:00:00+00:00",
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": embeds or [],
+        "pinned": False,
+        "type": 0,
+        "flags": 0,
+        "components": [],
+        **extra,
+    }
+
+
+@dataclass
+class ChannelFault:
+    status: int
+    code: int
+    message: str
+    method: str = "POST"  # POST = new message, PATCH = edit
+
+
+@dataclass
+class FakeDiscord:
+    mock: aioresponses
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # message id -> payload
+    nonces: dict[str, str] = field(default_factory=dict)  # nonce -> message id
+    faults: deque[ChannelFault] = field(default_factory=deque)
+    channel_posts: int = 0
+    channel_edits: int = 0
+
+    def install(self) -> None:
+        m = self.mock
+        m.get(
+            f"{API}/users/@me", payload={**user_payload(BOT_ID, "dispatch-bot"), "bot": True, "flags": 0}, repeat=True
+        )
+        m.get(
+            f"{API}/oauth2/applications/@me",
+            repeat=True,
+            payload={
+                "id": APP_ID,
+                "name": "dispatch",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "verify_key": "x",
+                "flags": 0,
+                "owner": user_payload(OWNER_ID, "owner"),
+            },
+        )
+        m.post(
+            re.compile(rf"^{re.escape(API)}/interactions/\d+/[^/]+/callback(\?.*)?$"),
+            callback=self._callback,
+            repeat=True,
+        )
+        m.post(re.compile(rf"^{re.escape(API)}/webhooks/\d+/[^/?]+(\?.*)?$"), callback=self._followup, repeat=True)
+        m.patch(
+            re.compile(rf"^{re.escape(API)}/webhooks/\d+/[^/]+/messages/[^/?]+(\?.*)?$"),
+            callback=self._followup,
+            repeat=True,
+        )
+        m.get(
+            re.compile(rf"^{re.escape(API)}/webhooks/\d+/[^/]+/messages/@original(\?.*)?$"),
+            callback=self._original,
+            repeat=True,
+        )
+        m.post(re.compile(rf"^{re.escape(API)}/channels/\d+/messages(\?.*)?$"), callback=self._post, repeat=True)
+        m.patch(re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self._edit, repeat=True)
+        m.put(
+            re.compile(rf"^{re.escape(API)}/applications/\d+(/guilds/\d+)?/commands$"), callback=self._sync, repeat=True
+        )
+
+    # --- handlers --------------------------------------------------------------------------------
+    def _callback(self, url: Any, **kw: Any) -> CallbackResult:
+        body = json.loads(kw["data"])
+        data = body.get("data") or {}
+        interaction = {
+            "id": url.path.split("/")[-3],
+            "type": 2,
+            "response_message_ephemeral": bool(data.get("flags", 0) & EPHEMERAL),
+        }
+        out: dict[str, Any] = {"interaction": interaction}
+        if body["type"] in (4, 7):
+            msg = message_payload(CHANNEL_ID, data.get("content") or "", data.get("embeds"))
+            msg["components"] = data.get("components", [])
+            interaction["response_message_id"] = msg["id"]
+            out["resource"] = {"type": body["type"], "message": msg}
+        return CallbackResult(payload=out)
+
+    def _followup(self, url: Any, **kw: Any) -> CallbackResult:
+        body = json.loads(kw["data"]) if kw.get("data") else {}
+        return CallbackResult(payload=message_payload(CHANNEL_ID, body.get("content") or "", body.get("embeds")))
+
+    def _original(self, url: Any, **kw: Any) -> CallbackResult:
+        return CallbackResult(payload=message_payload(CHANNEL_ID, ""))
+
+    def _fault(self, method: str) -> CallbackResult | None:
+        if self.faults and self.faults[0].method == method:
+            fault = self.faults.popleft()
+            return CallbackResult(status=fault.status, payload={"code": fault.code, "message": fault.message})
+        return None
+
+    def _post(self, url: Any, **kw: Any) -> CallbackResult:
+        fault = self._fault("POST")
+        if fault:
+            return fault
+        body = json.loads(kw["data"])
+        nonce = body.get("nonce")
+        if nonce and body.get("enforce_nonce") and nonce in self.nonces:
+            return CallbackResult(payload=self.messages[self.nonces[nonce]])  # Discord's de-duplication
+        channel_id = url.path.split("/")[-2]
+        msg = message_payload(channel_id, body.get("content") or "", body.get("embeds"), nonce=nonce)
+        self.messages[msg["id"]] = msg
+        if nonce:
+            self.nonces[str(nonce)] = msg["id"]
+        self.channel_posts += 1
+        return CallbackResult(payload=msg)
+
+    def _edit(self, url: Any, **kw: Any) -> CallbackResult:
+        fault = self._fault("PATCH")
+        if fault:
+            return fault
+        message_id = url.path.split("/")[-1]
+        if message_id not in self.messages:
+            return CallbackResult(status=404, payload={"code": 10008, "message": "Unknown Message"})
+        body = json.loads(kw["data"])
+        self.messages[message_id].update({k: v for k, v in body.items() if k in ("content", "embeds")})
+        self.channel_edits += 1
+        return CallbackResult(payload=self.messages[message_id])
+
+    def _sync(self, url: Any, **kw: Any) -> CallbackResult:
+        commands = json.loads(kw["data"])
+        return CallbackResult(
+            payload=[
+                {**c, "id": snowflake(), "application_id": APP_ID, "version": "1", "type": c.get("type", 1)}
+                for c in commands
+            ]
+        )
+
+    # --- asserting -------------------------------------------------------------------------------
+    def sent(self, method: str, path_regex: str) -> list[Any]:
+        out = []
+        for (meth, url), calls in self.mock.requests.items():
+            if meth == method and re.search(path_regex, url.path):
+                for call in calls:
+                    if call.kwargs.get("json") is not None:
+                        out.append(call.kwargs["json"])
+                    elif call.kwargs.get("data"):
+                        out.append(json.loads(call.kwargs["data"]))
+                    else:
+                        out.append(None)
+        return out
+
+    def replies(self) -> list[dict[str, Any]]:
+        """Everything the bot said back to interactions, in the order sent: callbacks and followups."""
+        out = []
+        for (meth, url), calls in self.mock.requests.items():
+            if meth in ("POST", "PATCH") and re.search(r"/(interactions|webhooks)/", url.path):
+                out.extend(json.loads(c.kwargs["data"]) for c in calls if c.kwargs.get("data"))
+        return out
+
+    def channel_messages(self, channel_id: str | int) -> list[dict[str, Any]]:
+        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+
+    def reset_requests(self) -> None:
+        self.mock.requests.clear()
+
+
+# --- interaction payloads ----------------------------------------------------------------------
+
+
+def _member(roles: list[str], permissions: int, user_id: str, nick: str | None) -> dict[str, Any]:
+    return {
+        "user": user_payload(user_id, f"user{user_id[-3:]}"),
+        "roles": roles,
+        "flags": 0,
+        "nick": nick,
+        "joined_at": "2024-01-01T00:00:00+00:00",
+        "permissions": str(permissions),
+    }
+
+
+def _base(
+    kind: int,
+    data: dict[str, Any],
+    *,
+    dm: bool,
+    roles: list[str] | None,
+    permissions: int,
+    user_id: str,
+    nick: str | None,
+) -> dict[str, Any]:
+    interaction_id = snowflake()
+    payload: dict[str, Any] = {
+        "id": interaction_id,
+        "application_id": APP_ID,
+        "type": kind,
+        "token": f"tok-{interaction_id}",
+        "version": 1,
+        "attachment_size_limit": 8388608,
+        "locale": "en-US",
+        "app_permissions": "412317240384",
+        "channel_id": CHANNEL_ID,
+        "data": data,
+    }
+    if dm:
+        payload["user"] = user_payload(user_id)
+        payload["channel"] = {"id": CHANNEL_ID, "type": 1}
+        payload["context"] = 1
+    else:
+        payload.update(
+            {
+                "guild_id": GUILD_ID,
+                "guild_locale": "en-US",
+                "context": 0,
+                "channel": {
+                    "id": CHANNEL_ID,
+                    "type": 0,
+                    "guild_id": GUILD_ID,
+                    "name": "dispatch",
+                    "position": 0,
+                    "permission_overwrites": [],
+                },
+                "member": _member(roles or [], permissions, user_id, nick),
+            }
+        )
+    return payload
+
+
+OPTION_TYPES = {str: 3, int: 4, bool: 5}
+
+
+def slash(
+    name: str,
+    options: dict[str, Any] | None = None,
+    *,
+    dm: bool = False,
+    roles: list[str] | None = None,
+    permissions: int = 0,
+    user_id: str = USER_ID,
+    nick: str | None = "Officer Tester",
+) -> dict[str, Any]:
+    opts = [{"name": k, "type": OPTION_TYPES[type(v)], "value": v} for k, v in (options or {}).items()]
+    return _base(
+        2,
+        {"id": snowflake(), "name": name, "type": 1, "options": opts},
+        dm=dm,
+        roles=roles,
+        permissions=permissions,
+        user_id=user_id,
+        nick=nick,
+    )
+
+
+def autocomplete(
+    name: str, focused: str, value: str, others: dict[str, Any] | None = None, *, permissions: int = MANAGE_GUILD
+) -> dict[str, Any]:
+    opts = [{"name": k, "type": OPTION_TYPES[type(v)], "value": v} for k, v in (others or {}).items()]
+    opts.append({"name": focused, "type": 4, "value": value, "focused": True})
+    return _base(
+        4,
+        {"id": snowflake(), "name": name, "type": 1, "options": opts},
+        dm=False,
+        roles=[],
+        permissions=permissions,
+        user_id=USER_ID,
+        nick=None,
+    )
+
+
+def button(
+    custom_id: str, message_id: str, *, user_id: str = USER_ID, permissions: int = MANAGE_GUILD
+) -> dict[str, Any]:
+    payload = _base(
+        3,
+        {"custom_id": custom_id, "component_type": 2},
+        dm=False,
+        roles=[],
+        permissions=permissions,
+        user_id=user_id,
+        nick=None,
+    )
+    payload["message"] = message_payload(CHANNEL_ID, "", flags=EPHEMERAL) | {"id": message_id}
+    return payload
+
+
+async def dispatch_interaction(bot: Any, payload: dict[str, Any]) -> None:
+    """Feeds a payload to discord.py as the gateway would, and waits for what it scheduled."""
+
+    def ours(task: asyncio.Task[Any]) -> bool:
+        name = task.get_name()
+        return name == "CommandTree-invoker" or name.startswith("discord-ui-view-dispatch-")
+
+    before = {t for t in asyncio.all_tasks() if ours(t)}
+    bot._connection.parse_interaction_create(payload)
+    new = [t for t in asyncio.all_tasks() if ours(t) and t not in before]
+    assert new, "nothing was scheduled: unknown command or custom_id?"
+    await asyncio.gather(*new)
