@@ -35,6 +35,8 @@ class DispatchBot(commands.Bot):
         sonoran_options: dict[str, Any] | None = None,
         autostart_feed: bool = True,
     ) -> None:
+        # A dispatch bot never joins voice: no need to warn at every start that voice libs are missing.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channel and permission cache for `check` and the feed's 403 messages
         super().__init__(

@@ -80,6 +80,14 @@ def call_label(call: EmergencyCall | DispatchCall) -> str:
     return plain(" · ".join(parts), CHOICE_NAME_LIMIT)
 
 
+def _number(value: Any) -> str:
+    """Coordinates: numbers as they are (escaping would turn -8 into \\-8), anything else cleaned."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return clean(value, 20)
+
+
 def _metadata_lines(metadata: dict[str, Any]) -> list[str]:
     lines = [
         f"**{label}:** {clean(metadata[key], 100)}"
@@ -87,7 +95,7 @@ def _metadata_lines(metadata: dict[str, Any]) -> list[str]:
         if metadata.get(key) not in (None, "")
     ]
     if metadata.get("x") not in (None, "") and metadata.get("y") not in (None, ""):
-        coords = ", ".join(clean(metadata[k], 20) for k in ("x", "y", "z") if metadata.get(k) not in (None, ""))
+        coords = ", ".join(_number(metadata[k]) for k in ("x", "y", "z") if metadata.get(k) not in (None, ""))
         lines.append(f"**Coordinates:** {coords}")
     return lines
 

@@ -130,11 +130,11 @@ class Feed(commands.Cog):
                     snapshot = await self.bot.board.refresh(server_id)
                 except SonoranError as error:
                     failed = True
-                    self._server_changed(server_id, f"{type(error).__name__}: {error}")
+                    self._server_changed(server_id, type(error).__name__, str(error))
                     if isinstance(error, RateLimited):
                         delay = max(delay, error.retry_after)
                     continue
-                self._server_changed(server_id, "ok")
+                self._server_changed(server_id, "ok", "")
                 for feed in self.settings.feeds:
                     if feed.server_id == server_id:
                         await self._sync_channel(feed, snapshot.calls)
@@ -301,7 +301,7 @@ class Feed(commands.Cog):
         return "(one of " + ", ".join(name for _, name in NEEDED_PERMISSIONS) + ")"
 
     # --- state changes, presence, health ---------------------------------------------------------
-    def _server_changed(self, server_id: int, state: str) -> None:
+    def _server_changed(self, server_id: int, state: str, detail: str) -> None:
         previous = self._server_state.get(server_id)
         if previous == state:
             return
@@ -310,7 +310,7 @@ class Feed(commands.Cog):
             if previous is not None:
                 log.info("feed: CAD server %s answers again", server_id)
         else:
-            log.warning("feed: CAD server %s: %s; backing off and retrying", server_id, state)
+            log.warning("feed: CAD server %s: %s (%s); backing off and retrying", server_id, state, detail)
 
     def _channel_changed(self, channel_id: int, state: str) -> None:
         previous = self._channel_state.get(channel_id)
