@@ -105,6 +105,9 @@ class CommandSettings(_Section):
 
 class StateSettings(_Section):
     path: Path = Path("data/state.sqlite3")
+    # touched after every successful feed cycle; `python -m bot health` (the container
+    # HEALTHCHECK) reads its age
+    health_file: Path | None = None
 
 
 CallKind = Literal["emergency", "civil"]
@@ -121,7 +124,6 @@ class FeedSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    health_file: Path | None = None  # touched after every successful poll (container HEALTHCHECK)
 
     @field_validator("level", mode="before")
     @classmethod

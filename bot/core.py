@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from .callboard import CallBoard
 from .config import Settings
+from .logs import silence_voice_warnings
 from .sonoran import SonoranClient
 from .store import Store
 from .tree import DispatchTree
@@ -35,8 +36,7 @@ class DispatchBot(commands.Bot):
         sonoran_options: dict[str, Any] | None = None,
         autostart_feed: bool = True,
     ) -> None:
-        # A dispatch bot never joins voice: no need to warn at every start that voice libs are missing.
-        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        silence_voice_warnings()
         intents = discord.Intents.none()
         intents.guilds = True  # channel and permission cache for `check` and the feed's 403 messages
         super().__init__(
@@ -48,6 +48,7 @@ class DispatchBot(commands.Bot):
         )
         self.settings = settings
         self.autostart_feed = autostart_feed
+        self.sync_on_start = True  # copy and sync the commands to discord.guild_ids in setup_hook
         self._given_session = session
         self._session: aiohttp.ClientSession | None = None
         self._sonoran_options = sonoran_options or {}
@@ -83,8 +84,12 @@ class DispatchBot(commands.Bot):
         self._store = await Store.open(self.settings.state.path)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        for guild_id in self.settings.discord.guild_ids:
-            await self.sync_commands(guild_id)
+        if self.sync_on_start:
+            for guild_id in self.settings.discord.guild_ids:
+                await self.sync_commands(guild_id)
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def sync_commands(self, guild_id: int | None = None) -> int:
         """Registers the slash commands with Discord, in one guild (instant) or globally."""

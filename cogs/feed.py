@@ -100,7 +100,8 @@ class Feed(commands.Cog):
         self.last_success: float | None = None
 
     async def cog_load(self) -> None:
-        if self.bot.autostart_feed and self.settings.feeds:
+        # Runs even with no feeds: each cycle then only refreshes the health file.
+        if self.bot.autostart_feed:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def cog_unload(self) -> None:
@@ -326,7 +327,7 @@ class Feed(commands.Cog):
     async def _record_success(self) -> None:
         now = time.time()
         self.last_success = now
-        health = self.settings.logging.health_file
+        health = self.settings.state.health_file
         if health is not None:
             await asyncio.to_thread(_touch, health, now)
         if now - self._last_prune > PRUNE_EVERY:

@@ -53,10 +53,11 @@ BotFactory = Callable[..., Awaitable[DispatchBot]]
 
 @pytest.fixture
 def discord_api() -> Any:
-    with aioresponses(passthrough=["http://127.0.0.1"]) as mock:
+    with aioresponses(passthrough=["http://127.0.0.1", "ws://127.0.0.1"]) as mock:
         fake = FakeDiscord(mock)
         fake.install()
         yield fake
+        fake.close()
 
 
 @pytest.fixture

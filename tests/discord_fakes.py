@@ -15,7 +15,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import yarl
 from aioresponses import CallbackResult, aioresponses
+from discord.gateway import DiscordWebSocket
 
 API = "https://discord.com/api/v10"
 APP_ID = "111111111111111111"
@@ -80,12 +82,11 @@ class FakeDiscord:
     faults: deque[ChannelFault] = field(default_factory=deque)
     channel_posts: int = 0
     channel_edits: int = 0
+    valid_token: str | None = None  # when set, any other token gets Discord's 401
 
     def install(self) -> None:
         m = self.mock
-        m.get(
-            f"{API}/users/@me", payload={**user_payload(BOT_ID, "dispatch-bot"), "bot": True, "flags": 0}, repeat=True
-        )
+        m.get(f"{API}/users/@me", callback=self._me, repeat=True)
         m.get(
             f"{API}/oauth2/applications/@me",
             repeat=True,
@@ -123,7 +124,33 @@ class FakeDiscord:
             re.compile(rf"^{re.escape(API)}/applications/\d+(/guilds/\d+)?/commands$"), callback=self._sync, repeat=True
         )
 
+    def serve_gateway(self, url: str) -> None:
+        """Points discord.py at a local gateway: it connects first to DEFAULT_GATEWAY, not the URL
+        that /gateway/bot names, so that class attribute is redirected (and restored by `close`)."""
+        self._saved_gateway = DiscordWebSocket.DEFAULT_GATEWAY
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        self.mock.get(
+            f"{API}/gateway/bot",
+            repeat=True,
+            payload={
+                "url": url,
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+            },
+        )
+
+    def close(self) -> None:
+        saved = getattr(self, "_saved_gateway", None)
+        if saved is not None:
+            DiscordWebSocket.DEFAULT_GATEWAY = saved
+
     # --- handlers --------------------------------------------------------------------------------
+    def _me(self, url: Any, **kw: Any) -> CallbackResult:
+        token = (kw.get("headers") or {}).get("Authorization", "")
+        if self.valid_token is not None and token != f"Bot {self.valid_token}":
+            return CallbackResult(status=401, payload={"code": 0, "message": "401: Unauthorized"})
+        return CallbackResult(payload={**user_payload(BOT_ID, "dispatch-bot"), "bot": True, "flags": 0})
+
     def _callback(self, url: Any, **kw: Any) -> CallbackResult:
         body = json.loads(kw["data"])
         data = body.get("data") or {}

@@ -349,7 +349,7 @@ async def test_health_file_and_presence(
     make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     health = tmp_path / "health" / "last-poll"
-    bot = await make_bot(feeds=ONE_FEED, logging={"level": "INFO", "health_file": str(health)})
+    bot = await make_bot(feeds=ONE_FEED, state={"path": str(tmp_path / "s.sqlite3"), "health_file": str(health)})
     presences: list[str] = []
 
     async def change_presence(*, activity: Any = None, **_: Any) -> None:

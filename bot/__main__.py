@@ -1,0 +1,155 @@
+"""`python -m bot [--config PATH] [run|check|sync|health]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+import aiohttp
+import discord
+
+from . import create_bot
+from .check import Check, run_checks, sonoran_preflight
+from .config import ConfigError, Settings, load_settings, resolve_config_path
+from .core import DispatchBot
+from .logs import setup_logging
+from .sonoran import SonoranClient
+
+log = logging.getLogger("bot")
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="TOML file (default: $SONORAN_BOT_CONFIG, else ./config.toml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", parents=[common], description="Sonoran CAD dispatch bot for Discord."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health}")
+    commands.add_parser("run", parents=[common], help="run the bot (the default)")
+    commands.add_parser("check", parents=[common], help="validate the configuration and the credentials")
+    sync = commands.add_parser("sync", parents=[common], help="register the slash commands with Discord")
+    sync.add_argument("--guild", type=int, metavar="ID", help="only this guild (instant); default: global")
+    health = commands.add_parser("health", parents=[common], help="exit 0 if the last feed cycle is recent")
+    health.add_argument("--max-age", type=float, metavar="SECONDS", help="default: 3 poll intervals + 60 s")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    path = resolve_config_path(getattr(args, "config", None), dict(os.environ))
+    try:
+        settings = load_settings(path)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "health":
+        return health(settings, args.max_age)
+    setup_logging(settings.logging.level, _secrets(settings))
+    if command == "check":
+        print(f"ok      configuration: {path} is valid")
+        return _report(asyncio.run(run_checks(settings)))
+    if command == "sync":
+        return asyncio.run(sync(settings, args.guild))
+    return asyncio.run(run(settings))
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [settings.discord.token.get_secret_value(), settings.sonoran.api_key.get_secret_value()]
+
+
+def _report(checks: list[Check]) -> int:
+    for check in checks:
+        print(check.line())
+    problems = sum(not c.ok for c in checks)
+    print(f"{len(checks) - problems} ok, {problems} problem(s)")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+async def run(settings: Settings) -> int:
+    """Checks the CAD credentials, then runs until SIGTERM/SIGINT; 0 on a clean stop."""
+    async with aiohttp.ClientSession() as session:
+        checks, _ = await sonoran_preflight(settings, SonoranClient(session, settings.sonoran))
+    for check in checks:
+        if check.fatal:
+            log.error("not starting: %s -> %s", check.detail, check.fix)
+            return EXIT_PROBLEM
+        (log.info if check.ok else log.warning)("%s: %s", check.name, check.detail)
+
+    bot = create_bot(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with bot:
+            runner = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()), name="bot")
+            stopper = asyncio.create_task(stop.wait(), name="signal")
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper.done():
+                log.info("signal received: shutting down")
+                await bot.close()
+            stopper.cancel()
+            try:
+                await runner
+            except discord.LoginFailure:
+                log.error("not starting: Discord rejected the token (discord.token)")
+                return EXIT_PROBLEM
+            except discord.PrivilegedIntentsRequired:
+                log.error("Discord refused the gateway intents")
+                return EXIT_PROBLEM
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+async def sync(settings: Settings, guild_id: int | None) -> int:
+    bot = DispatchBot(settings, autostart_feed=False)  # loads the commands; polls nothing
+    bot.sync_on_start = False
+    async with bot:
+        try:
+            await bot.login(settings.discord.token.get_secret_value())
+        except discord.LoginFailure:
+            log.error("Discord rejected the token (discord.token)")
+            return EXIT_PROBLEM
+        count = await bot.sync_commands(guild_id)
+    where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
+    print(f"registered {count} commands in {where}")
+    return EXIT_OK if count else EXIT_PROBLEM
+
+
+def health(settings: Settings, max_age: float | None) -> int:
+    path = settings.state.health_file
+    if path is None:
+        print("no state.health_file configured", file=sys.stderr)
+        return EXIT_PROBLEM
+    limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
+    with contextlib.suppress(OSError, ValueError):
+        age = time.time() - float(path.read_text().strip())
+        if age <= limit:
+            print(f"healthy: last feed cycle {age:.0f}s ago")
+            return EXIT_OK
+        print(f"unhealthy: last feed cycle {age:.0f}s ago (limit {limit:.0f}s)", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"unhealthy: {path} missing or unreadable", file=sys.stderr)
+    return EXIT_PROBLEM
+
+
+if __name__ == "__main__":
+    sys.exit(main())

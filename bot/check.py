@@ -1,0 +1,179 @@
+"""`python -m bot check`: is everything the bot needs in place? One line per check.
+
+Also the Sonoran part of it is what `run` checks before it starts (`sonoran_preflight`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import discord
+
+from .config import Settings
+from .logs import silence_voice_warnings
+from .sonoran import (
+    BadCredentials,
+    CadUnavailable,
+    ConfigurationProblem,
+    PlanInfo,
+    RateLimited,
+    SonoranClient,
+    SonoranError,
+)
+
+log = logging.getLogger(__name__)
+
+FEED_PERMISSIONS = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("read_message_history", "Read Message History"),
+)
+GATEWAY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    fatal: bool = False  # `run` refuses to start on it (as opposed to a CAD that is only unreachable)
+
+    def line(self) -> str:
+        status = "ok     " if self.ok else "PROBLEM"
+        text = f"{status} {self.name}: {self.detail}"
+        return f"{text}\n        -> {self.fix}" if self.fix and not self.ok else text
+
+
+def plan_gaps(plan: PlanInfo) -> list[str]:
+    gaps = []
+    if not plan.has_911_writes:
+        gaps.append("/911 and /remove911 (Standard)")
+    if not plan.has_call_reads:
+        gaps.append("/calls, /note, /close, autocomplete and the feed (Plus)")
+    return gaps
+
+
+async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[list[Check], PlanInfo | None]:
+    """The CAD key, plan and server ids. Raises nothing: every outcome is a Check."""
+    checks: list[Check] = []
+    version = settings.sonoran.api_version
+    try:
+        plan = await client.get_version()
+    except ConfigurationProblem as error:
+        fix = (
+            "check sonoran.api_key and sonoran.community_id (CAD: Admin > In-Game Integration > API)"
+            if isinstance(error, BadCredentials)
+            else "check sonoran.api_url, sonoran.api_version and the community's plan"
+        )
+        return [Check("sonoran key", False, f"{error.user_message} ({error})", fix, fatal=True)], None
+    except (CadUnavailable, RateLimited) as error:
+        return [Check("sonoran key", False, f"the CAD did not answer: {error}", "try again in a minute")], None
+    except SonoranError as error:
+        return [Check("sonoran key", False, str(error), "check sonoran.api_url and sonoran.api_version")], None
+    community = "key and community accepted" if version == 1 else "key accepted (v2 identifies the community by it)"
+    checks.append(Check("sonoran key", True, f"{community}; plan {plan.name} ({plan.level}), API v{version}"))
+    gaps = plan_gaps(plan)
+    if gaps:
+        checks.append(
+            Check(
+                "sonoran plan",
+                False,
+                f"plan {plan.name} leaves out: {'; '.join(gaps)}",
+                "upgrade the Sonoran plan, or expect those features to answer 'needs a higher plan'",
+            )
+        )
+    wanted = sorted({settings.sonoran.server_id, *settings.feed_server_ids})
+    try:
+        servers = {server.id: server for server in await client.get_servers()}
+    except SonoranError as error:
+        checks.append(Check("sonoran servers", False, f"could not list CAD servers: {error}", "try again later"))
+        return checks, plan
+    missing = [s for s in wanted if s not in servers]
+    if missing:
+        known = ", ".join(str(s) for s in servers) or "none"
+        checks.append(
+            Check(
+                "sonoran servers",
+                False,
+                f"server id(s) {missing} are not in the CAD (it has: {known})",
+                "fix sonoran.server_id / feeds[].server_id",
+            )
+        )
+    else:
+        names = ", ".join(f"{s} ({servers[s].name or 'unnamed'})" for s in wanted)
+        checks.append(Check("sonoran servers", True, f"configured servers exist: {names}"))
+    return checks, plan
+
+
+async def discord_checks(settings: Settings) -> list[Check]:
+    """Token, then (over a short gateway session) every feed channel and the bot's permissions there."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    silence_voice_warnings()
+    client = discord.Client(intents=intents)
+    checks: list[Check] = []
+    try:
+        try:
+            await client.login(settings.discord.token.get_secret_value())
+        except discord.LoginFailure:
+            return [
+                Check(
+                    "discord token",
+                    False,
+                    "Discord rejected the token",
+                    "copy the token again from the Developer Portal (Bot > Reset Token)",
+                )
+            ]
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
+        checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
+        if not settings.feeds:
+            return checks
+        session = asyncio.create_task(client.connect(reconnect=False), name="check-gateway")
+        ready = asyncio.create_task(client.wait_until_ready(), name="check-ready")
+        await asyncio.wait({session, ready}, timeout=GATEWAY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            failure = session.exception() if session.done() else None
+            detail = f"gateway session failed: {type(failure).__name__}" if failure else "no READY from the gateway"
+            return [*checks, Check("discord gateway", False, detail, "try again in a minute")]
+        for feed in settings.feeds:
+            checks.append(_channel_check(client, feed.channel_id))
+        return checks
+    finally:
+        await client.close()
+
+
+def _channel_check(client: discord.Client, channel_id: int) -> Check:
+    name = f"feed channel {channel_id}"
+    channel = client.get_channel(channel_id)
+    if not isinstance(channel, discord.abc.GuildChannel) or not isinstance(channel, discord.abc.Messageable):
+        return Check(
+            name,
+            False,
+            "the bot cannot see this channel",
+            "invite the bot to that server and give it View Channel there, or fix feeds[].channel_id",
+        )
+    granted = channel.permissions_for(channel.guild.me)
+    missing = [label for attr, label in FEED_PERMISSIONS if not getattr(granted, attr)]
+    where = f"#{channel.name} in {channel.guild.name}"
+    if missing:
+        return Check(
+            name,
+            False,
+            f"{where}: missing {', '.join(missing)}",
+            "grant those permissions to the bot's role in that channel",
+        )
+    return Check(name, True, f"{where}: can post, embed and edit")
+
+
+async def run_checks(settings: Settings, **client_options: Any) -> list[Check]:
+    async with aiohttp.ClientSession() as session:
+        sonoran, _ = await sonoran_preflight(settings, SonoranClient(session, settings.sonoran, **client_options))
+    return [*sonoran, *await discord_checks(settings)]

@@ -1,0 +1,144 @@
+"""A minimal Discord gateway on 127.0.0.1: HELLO, IDENTIFY -> READY (+ GUILD_CREATE), heartbeats,
+presence updates recorded. Enough for `bot.start()` and `python -m bot check` to run for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .discord_fakes import APP_ID, BOT_ID, GUILD_ID, user_payload
+
+EVERYONE_BASE = 0x400 | 0x800 | 0x4000 | 0x10000  # view channel, send, embed links, read history
+SEND_MESSAGES = 0x800
+EMBED_LINKS = 0x4000
+
+
+def text_channel(channel_id: int, name: str = "dispatch-feed", deny: int = 0) -> dict[str, Any]:
+    overwrites = [{"id": GUILD_ID, "type": 0, "allow": "0", "deny": str(deny)}] if deny else []
+    return {
+        "id": str(channel_id),
+        "type": 0,
+        "name": name,
+        "position": 0,
+        "guild_id": GUILD_ID,
+        "permission_overwrites": overwrites,
+        "nsfw": False,
+        "parent_id": None,
+    }
+
+
+def guild_payload(channels: list[dict[str, Any]], everyone_permissions: int = EVERYONE_BASE) -> dict[str, Any]:
+    return {
+        "id": GUILD_ID,
+        "name": "Test RP",
+        "owner_id": "1",
+        "unavailable": False,
+        "member_count": 2,
+        "roles": [
+            {
+                "id": GUILD_ID,
+                "name": "@everyone",
+                "permissions": str(everyone_permissions),
+                "position": 0,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
+        ],
+        "channels": channels,
+        "threads": [],
+        "emojis": [],
+        "stickers": [],
+        "features": [],
+        "voice_states": [],
+        "presences": [],
+        "large": False,
+        "joined_at": "2024-01-01T00:00:00+00:00",
+        "mfa_level": 0,
+        "verification_level": 0,
+        "explicit_content_filter": 0,
+        "default_message_notifications": 0,
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "system_channel_flags": 0,
+        "nsfw_level": 0,
+        "members": [
+            {
+                "user": {**user_payload(BOT_ID, "dispatch-bot"), "bot": True},
+                "roles": [],
+                "flags": 0,
+                "joined_at": "2024-01-01T00:00:00+00:00",
+                "deaf": False,
+                "mute": False,
+            }
+        ],
+    }
+
+
+class FakeGateway:
+    def __init__(self, guild: dict[str, Any] | None = None) -> None:
+        self.guild = guild
+        self.received: list[dict[str, Any]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self.identified = asyncio.Event()
+
+    @property
+    def presences(self) -> list[dict[str, Any]]:
+        return [m["d"] for m in self.received if m.get("op") == 3]
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._ws)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"ws://127.0.0.1:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        seq = 0
+
+        async def dispatch(event: str, data: Any) -> None:
+            nonlocal seq
+            seq += 1
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": seq, "d": data}))
+
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 30000}}))
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                break
+            payload = json.loads(msg.data)
+            self.received.append(payload)
+            if payload["op"] == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif payload["op"] == 2:
+                self.identified.set()
+                guilds = [{"id": GUILD_ID, "unavailable": True}] if self.guild else []
+                await dispatch(
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": {**user_payload(BOT_ID, "dispatch-bot"), "bot": True},
+                        "guilds": guilds,
+                        "session_id": "s1",
+                        "resume_gateway_url": self.url,
+                        "application": {"id": APP_ID, "flags": 0},
+                    },
+                )
+                if self.guild:
+                    await dispatch("GUILD_CREATE", self.guild)
+        return ws

@@ -1,0 +1,47 @@
+"""Runs the real CLI (`bot.__main__.main`) in this process with Discord faked: REST answered by
+aioresponses, the gateway by a local websocket server. The subprocess tests start this file to
+check signals, exit codes and logs of a whole run; the CAD is whatever the config points at."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aioresponses import aioresponses
+
+from bot.__main__ import main
+from tests import _aiohttp314_shim  # noqa: F401
+from tests.discord_fakes import FakeDiscord
+from tests.fake_gateway import FakeGateway, guild_payload, text_channel
+
+
+def start_gateway(channel_ids: list[int]) -> str:
+    ready = threading.Event()
+    holder: dict[str, str] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        gateway = FakeGateway(guild_payload([text_channel(c) for c in channel_ids]))
+        holder["url"] = loop.run_until_complete(gateway.start())
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=serve, daemon=True, name="fake-gateway").start()
+    ready.wait(10)
+    return holder["url"]
+
+
+if __name__ == "__main__":
+    channels = [int(c) for c in os.environ.get("FAKE_DISCORD_CHANNELS", "").split(",") if c]
+    with aioresponses(passthrough=["http://127.0.0.1", "ws://127.0.0.1"]) as mock:
+        fake = FakeDiscord(mock, valid_token=os.environ.get("FAKE_DISCORD_TOKEN"))
+        fake.install()
+        fake.serve_gateway(start_gateway(channels))
+        code = main(sys.argv[1:])
+    print(f"channel posts: {fake.channel_posts}", flush=True)
+    sys.exit(code)

@@ -1,0 +1,285 @@
+"""Operations: `check`, `health`, `sync`, logging without secrets, and whole runs in a real
+subprocess (signals, exit codes), with Discord and Sonoran faked on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.check import run_checks
+from bot.config import Settings
+from bot.logs import setup_logging
+
+from .discord_fakes import FakeDiscord
+from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
+from .fake_gateway import SEND_MESSAGES, FakeGateway, guild_payload, text_channel
+from .helpers import DISCORD_TOKEN, make_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FEED_CHANNEL = 4242
+
+
+@pytest.fixture
+async def gateway(discord_api: FakeDiscord) -> AsyncIterator[FakeGateway]:
+    fake = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
+    discord_api.serve_gateway(await fake.start())
+    yield fake
+    await fake.close()
+
+
+def settings_for(cad: FakeCad, **overrides: object) -> Settings:
+    overrides.setdefault("feeds", [{"server_id": 1, "channel_id": FEED_CHANNEL}])
+    return make_settings(cad.url, 2, **overrides)  # type: ignore[arg-type]
+
+
+def lines(checks: list[object]) -> str:
+    return "\n".join(c.line() for c in checks)  # type: ignore[attr-defined]
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+
+async def test_check_all_ok(cad: FakeCad, gateway: FakeGateway) -> None:
+    checks = await run_checks(settings_for(cad))
+    report = lines(checks)
+    assert all(c.ok for c in checks), report
+    assert [c.name for c in checks] == [
+        "sonoran key",
+        "sonoran servers",
+        "discord token",
+        f"feed channel {FEED_CHANNEL}",
+    ]
+    assert "plan PLUS (3)" in report and "#dispatch-feed in Test RP: can post, embed and edit" in report
+
+
+async def test_check_bad_sonoran_key(cad: FakeCad, gateway: FakeGateway, api_version: int) -> None:
+    settings = make_settings(
+        cad.url, api_version, sonoran={"api_key": "wrong-key-value-123"}, feeds=[{"channel_id": FEED_CHANNEL}]
+    )
+    checks = await run_checks(settings)
+    bad = checks[0]
+    assert (bad.name, bad.ok, bad.fatal) == ("sonoran key", False, True)
+    assert "sonoran.api_key" in bad.fix and "wrong-key-value-123" not in lines(checks)
+    assert checks[-1].ok  # the Discord part is still checked
+
+
+async def test_check_plan_and_servers(cad: FakeCad, gateway: FakeGateway) -> None:
+    cad.plan = 2
+    checks = await run_checks(settings_for(cad, feeds=[{"server_id": 7, "channel_id": FEED_CHANNEL}]))
+    report = lines(checks)
+    assert "PROBLEM sonoran plan: plan STANDARD leaves out: /calls, /note, /close, autocomplete and the feed" in report
+    assert "PROBLEM sonoran servers: server id(s) [7] are not in the CAD (it has: 1, 2)" in report
+
+
+async def test_check_rejected_token(cad: FakeCad, discord_api: FakeDiscord) -> None:
+    discord_api.valid_token = "the-real-token"
+    checks = await run_checks(settings_for(cad))
+    assert "PROBLEM discord token: Discord rejected the token" in lines(checks)
+
+
+async def test_check_missing_channel_permissions(cad: FakeCad, discord_api: FakeDiscord) -> None:
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL, deny=SEND_MESSAGES)]))
+    discord_api.serve_gateway(await gateway.start())
+    try:
+        report = lines(await run_checks(settings_for(cad)))
+    finally:
+        await gateway.close()
+    assert f"PROBLEM feed channel {FEED_CHANNEL}: #dispatch-feed in Test RP: missing Send Messages" in report
+    assert "grant those permissions" in report
+
+
+async def test_check_invisible_channel(cad: FakeCad, gateway: FakeGateway) -> None:
+    report = lines(await run_checks(settings_for(cad, feeds=[{"channel_id": 999}])))
+    assert "PROBLEM feed channel 999: the bot cannot see this channel" in report
+
+
+async def test_check_cad_down(gateway: FakeGateway) -> None:
+    checks = await run_checks(make_settings("http://127.0.0.1:9", 2, sonoran={"timeout_seconds": 0.5}))
+    assert not checks[0].ok and not checks[0].fatal and "did not answer" in checks[0].detail
+
+
+# --- health, logging -------------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, cad_url: str, *, api_key: str = API_KEY, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+[discord]
+token = "{DISCORD_TOKEN}"
+
+[sonoran]
+community_id = "{COMMUNITY_ID}"
+api_key = "{api_key}"
+api_url = "{cad_url}"
+poll_seconds = 5
+timeout_seconds = 2
+
+[sonoran.rate_limits]
+get_calls = 60
+
+[state]
+path = "{tmp_path / "state.sqlite3"}"
+health_file = "{tmp_path / "last-poll"}"
+
+[[feeds]]
+channel_id = {FEED_CHANNEL}
+{extra}
+""")
+    return path
+
+
+def test_health_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["health", "--config", str(config)]) == 1
+    assert "missing" in capsys.readouterr().err
+    (tmp_path / "last-poll").write_text(f"{time.time() - 5:.0f}\n")
+    assert main(["health", "--config", str(config)]) == 0
+    (tmp_path / "last-poll").write_text(f"{time.time() - 500:.0f}\n")
+    assert main(["--config", str(config), "health"]) == 1
+
+
+def test_config_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "configuration file not found" in capsys.readouterr().err
+
+
+def test_config_path_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SONORAN_BOT_CONFIG", str(tmp_path / "from-env.toml"))
+    assert main(["health"]) == 2
+    assert "from-env.toml" in capsys.readouterr().err
+
+
+def test_log_lines_never_carry_secrets() -> None:
+    stream = io.StringIO()
+    handler = setup_logging("DEBUG", [DISCORD_TOKEN, API_KEY], stream=stream)
+    try:
+        log = logging.getLogger("tests.secrets")
+        log.info("token=%s key=%s", DISCORD_TOKEN, API_KEY.upper())
+        try:
+            raise RuntimeError(f"boom {API_KEY}")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "[redacted]" in text and "Traceback" in text
+    assert DISCORD_TOKEN not in text and API_KEY.lower() not in text.lower()
+
+
+# --- whole runs in a subprocess ---------------------------------------------------------------------
+
+
+async def start_bot(config: Path, *, token: str = DISCORD_TOKEN) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "FAKE_DISCORD_CHANNELS": str(FEED_CHANNEL),
+        "FAKE_DISCORD_TOKEN": token,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "offline_run.py"),
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=str(ROOT),
+    )
+
+
+async def read_until(process: asyncio.subprocess.Process, text: str, timeout: float = 20) -> str:
+    """Reads the child's log until `text` shows up; returns what was read."""
+    assert process.stderr is not None
+    seen = ""
+    async with asyncio.timeout(timeout):
+        while text not in seen:
+            line = await process.stderr.readline()
+            assert line, f"the bot exited before logging {text!r}:\n{seen}"
+            seen += line.decode()
+    return seen
+
+
+async def wait_for(condition: object, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_signal_stops_cleanly(cad: FakeCad, tmp_path: Path, sig: signal.Signals) -> None:
+    call_id = cad.add_911("Anna", "Grove St", "Fire")
+    process = await start_bot(write_config(tmp_path, cad.url))
+    early = await read_until(process, "connected to Discord as dispatch-bot")
+    await wait_for(lambda: "get_calls" in cad.operations() and (tmp_path / "last-poll").exists())
+    process.send_signal(sig)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = early + stderr.decode()
+    assert process.returncode == 0, log
+    assert "signal received: shutting down" in log and "stopped cleanly" in log
+    assert "connected to Discord as dispatch-bot" in log
+    assert "channel posts: 1" in stdout.decode()
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # state written, database closed
+        rows = db.execute("SELECT call_id, message_id FROM posts").fetchall()
+    assert len(rows) == 1 and rows[0][0] == call_id and rows[0][1] is not None
+    assert DISCORD_TOKEN not in log + stdout.decode() and API_KEY not in log + stdout.decode()
+
+
+async def test_bad_cad_key_refuses_to_start(cad: FakeCad, tmp_path: Path) -> None:
+    process = await start_bot(write_config(tmp_path, cad.url, api_key="definitely-wrong-key-1234"))
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    assert process.returncode == 1
+    assert "not starting: The CAD rejected the API key" in log and "sonoran.api_key" in log
+    assert "definitely-wrong-key-1234" not in log and DISCORD_TOKEN not in log
+
+
+async def test_rejected_discord_token_exits_1(cad: FakeCad, tmp_path: Path) -> None:
+    process = await start_bot(write_config(tmp_path, cad.url), token="another-token")
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1 and "Discord rejected the token" in stderr.decode()
+
+
+async def test_unreachable_cad_is_not_fatal_and_secrets_stay_out_of_logs(tmp_path: Path) -> None:
+    cad = FakeCad()
+    await cad.start()
+    try:
+        for _ in range(6):
+            cad.fail_next("get_version", status=503, body=f"upstream error for key {API_KEY}")
+        for _ in range(9):
+            cad.fail_next("get_calls", status=500, body=f"Internal error, key={API_KEY} token={DISCORD_TOKEN}")
+        process = await start_bot(write_config(tmp_path, cad.url))
+        await wait_for(lambda: cad.operations().count("get_calls") >= 3)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await cad.close()
+    log = stderr.decode() + stdout.decode()
+    assert process.returncode == 0, log
+    assert "sonoran key: the CAD did not answer" in log and "CAD server 1: CadUnavailable" in log
+    assert DISCORD_TOKEN not in log and API_KEY not in log and API_KEY.upper() not in log
+
+
+def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 0
+    assert "registered 5 commands in guild 333333333333333333" in capsys.readouterr().out
+    (guild_body,) = discord_api.sent("PUT", r"/applications/\d+/guilds/333333333333333333/commands$")
+    assert sorted(c["name"] for c in guild_body) == ["911", "calls", "close", "note", "remove911"]
+    assert main(["sync", "--config", str(config)]) == 0
+    assert len(discord_api.sent("PUT", r"/applications/\d+/commands$")) == 1
