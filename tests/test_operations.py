@@ -202,11 +202,11 @@ async def start_bot(config: Path, *, token: str = DISCORD_TOKEN) -> asyncio.subp
     )
 
 
-async def read_until(process: asyncio.subprocess.Process, text: str, timeout: float = 20) -> str:
+async def read_until(process: asyncio.subprocess.Process, text: str, seconds: float = 20) -> str:
     """Reads the child's log until `text` shows up; returns what was read."""
     assert process.stderr is not None
     seen = ""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         while text not in seen:
             line = await process.stderr.readline()
             assert line, f"the bot exited before logging {text!r}:\n{seen}"
@@ -214,8 +214,8 @@ async def read_until(process: asyncio.subprocess.Process, text: str, timeout: fl
     return seen
 
 
-async def wait_for(condition: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(condition: object, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
@@ -242,7 +242,7 @@ async def test_signal_stops_cleanly(cad: FakeCad, tmp_path: Path, sig: signal.Si
 
 async def test_bad_cad_key_refuses_to_start(cad: FakeCad, tmp_path: Path) -> None:
     process = await start_bot(write_config(tmp_path, cad.url, api_key="definitely-wrong-key-1234"))
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
     log = stderr.decode()
     assert process.returncode == 1
     assert "not starting: The CAD rejected the API key" in log and "sonoran.api_key" in log
