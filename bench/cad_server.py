@@ -1,0 +1,60 @@
+"""The tests' fake CAD in a process of its own, so that a benchmark measures only the bot.
+
+    python bench/cad_server.py [--emergency N] [--dispatch M]
+
+prints its URL on the first line of stdout and serves until killed. `POST /_bench/add911?n=K`
+adds K emergency calls; `POST /_bench/clear` empties the lists; `GET /_bench/count` returns how
+many API requests it answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fake_cad import FakeCad  # noqa: E402
+
+
+class BenchCad(FakeCad):
+    answered = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/_bench/add911":
+            for _ in range(int(request.query.get("n", "1"))):
+                self.add_911("Bench Caller", "Route 68", "Benchmark call")
+            return web.Response(text="ok")
+        if request.path == "/_bench/clear":
+            for server in self.servers.values():
+                server.emergency.clear()
+                server.active.clear()
+            return web.Response(text="ok")
+        if request.path == "/_bench/count":
+            return web.Response(text=str(self.answered))
+        self.answered += 1
+        response = await super()._handle(request)
+        self.requests.clear()  # the benchmarks count, they do not inspect
+        return response
+
+
+async def serve(emergency: int, dispatch: int) -> None:
+    cad = BenchCad()
+    for i in range(emergency):
+        cad.add_911(f"Caller {i}", f"{i} Route 68", "Benchmark emergency call", metadata={"postal": str(100 + i)})
+    for i in range(dispatch):
+        cad.add_dispatch(f"Call {i}", notes=[{"label": "1-A-1", "content": "en route", "type": "text"}])
+    print(await cad.start(), flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--emergency", type=int, default=0)
+    parser.add_argument("--dispatch", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.emergency, args.dispatch))
