@@ -24,9 +24,16 @@ from tests.helpers import make_settings  # noqa: E402
 @contextlib.contextmanager
 def cad_process(emergency: int = 0, dispatch: int = 0) -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "cad_server.py"), "--emergency", str(emergency),
-         "--dispatch", str(dispatch)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "cad_server.py"),
+            "--emergency",
+            str(emergency),
+            "--dispatch",
+            str(dispatch),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None

@@ -40,8 +40,12 @@ async def main() -> None:
     counts: collections.Counter[str] = collections.Counter()
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        async with logged_in_bot(url, Path(tmp) / "state.sqlite3", feeds=[{"server_id": 1, "channel_id": 42}],
-                                 sonoran={"poll_seconds": POLL, "rate_limits": {}}) as (bot, fake):
+        async with logged_in_bot(
+            url,
+            Path(tmp) / "state.sqlite3",
+            feeds=[{"server_id": 1, "channel_id": 42}],
+            sonoran={"poll_seconds": POLL, "rate_limits": {}},
+        ) as (bot, fake):
             bot.board._clock = clock
             for limiter in bot.sonoran.http.limiters.values():
                 limiter._clock = clock
@@ -68,8 +72,9 @@ async def main() -> None:
                         counts["autocomplete"] += 1
                 if tick % 3 == 0:  # once a simulated minute: one note, one 911 call
                     call_id = next(iter(cad.servers[1].active))
-                    await dispatch_interaction(bot, slash("note", {"call_id": call_id, "note": "update"},
-                                                          permissions=MANAGE_GUILD))
+                    await dispatch_interaction(
+                        bot, slash("note", {"call_id": call_id, "note": "update"}, permissions=MANAGE_GUILD)
+                    )
                     user = str(600_000_000_000_000_000 + tick)
                     await dispatch_interaction(bot, slash("911", {"location": "a", "description": "b"}, user_id=user))
                     counts["writes"] += 2
@@ -81,8 +86,10 @@ async def main() -> None:
     print(f"simulated {HOUR // 60} minutes in {time.perf_counter() - wall:.1f} s of wall time")
     print(f"members' interactions: {counts['/calls']} /calls, {counts['autocomplete']} autocomplete requests")
     print(f"Sonoran requests: {total} = {dict(sent)}")
-    print(f"feed polls {counts['polls']} + writes {counts['writes']} = {expected}: "
-          f"{'EQUAL' if total == expected else 'DIFFERENT'}")
+    print(
+        f"feed polls {counts['polls']} + writes {counts['writes']} = {expected}: "
+        f"{'EQUAL' if total == expected else 'DIFFERENT'}"
+    )
     print(f"call-list requests per minute: {sent['get_calls'] / (HOUR / 60):.1f} (Sonoran allows 5, shared)")
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fake_cad import FakeCad  # noqa: E402
+from tests.fake_cad import FakeCad
 
 
 class BenchCad(FakeCad):

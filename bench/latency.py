@@ -29,8 +29,10 @@ async def main() -> None:
     appeared: dict[int, float] = {}
     cycle_started = [0.0]
     with tempfile.TemporaryDirectory() as tmp:
-        async with logged_in_bot(url, Path(tmp) / "state.sqlite3",
-                                 feeds=[{"server_id": 1, "channel_id": CHANNEL}]) as (bot, fake):
+        async with logged_in_bot(url, Path(tmp) / "state.sqlite3", feeds=[{"server_id": 1, "channel_id": CHANNEL}]) as (
+            bot,
+            fake,
+        ):
             original = fake._post
 
             def timed_post(url_: Any, **kw: Any) -> Any:
@@ -66,11 +68,17 @@ async def main() -> None:
     ms = [x * 1e3 for x in latencies]
     print(f"poll interval {INTERVAL * 1e3:.0f} ms, {len(ms)} calls")
     work = [x * 1e3 for x in in_cycle]
-    print(f"CAD -> Discord POST: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms")
-    print(f"of which the bot's own work (GET sent -> POST sent): p50 {percentile(work, 50):.1f} ms, "
-          f"p99 {percentile(work, 99):.1f} ms")
-    print(f"so with the default poll_seconds = 20: p50 ~ {10_000 + percentile(work, 50):.0f} ms, "
-          f"worst ~ {20_000 + percentile(work, 99):.0f} ms: the poll interval is the latency")
+    print(
+        f"CAD -> Discord POST: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms"
+    )
+    print(
+        f"of which the bot's own work (GET sent -> POST sent): p50 {percentile(work, 50):.1f} ms, "
+        f"p99 {percentile(work, 99):.1f} ms"
+    )
+    print(
+        f"so with the default poll_seconds = 20: p50 ~ {10_000 + percentile(work, 50):.0f} ms, "
+        f"worst ~ {20_000 + percentile(work, 99):.0f} ms: the poll interval is the latency"
+    )
 
 
 if __name__ == "__main__":

@@ -52,15 +52,36 @@ async def state_file_size(workdir: Path, calls: int = 100_000) -> tuple[float, f
     path = workdir / "state-100k.sqlite3"
     store = await Store.open(path)
     now = time.time()
-    call = {"callId": 0, "isEmergency": True, "caller": "Firstname Lastname", "location": "1234 Route 68, Sandy Shores",
-            "description": "Two-vehicle collision, one person trapped, fire visible", "metaData": {"postal": "1234"}}
+    call = {
+        "callId": 0,
+        "isEmergency": True,
+        "caller": "Firstname Lastname",
+        "location": "1234 Route 68, Sandy Shores",
+        "description": "Two-vehicle collision, one person trapped, fire visible",
+        "metaData": {"postal": "1234"},
+    }
     for start in range(0, calls, 1_000):
         batch = []
         for call_id in range(start, start + 1_000):
             data = {"call": {**call, "callId": call_id}}
-            batch.append(Post(CHANNEL, 1, "911", call_id, f"b{call_id // 10}", call_id % 10, 10**17 + call_id,
-                              "answered", data, _version("answered", data), _version("answered", data), now, now,
-                              False))
+            batch.append(
+                Post(
+                    CHANNEL,
+                    1,
+                    "911",
+                    call_id,
+                    f"b{call_id // 10}",
+                    call_id % 10,
+                    10**17 + call_id,
+                    "answered",
+                    data,
+                    _version("answered", data),
+                    _version("answered", data),
+                    now,
+                    now,
+                    False,
+                )
+            )
         await store.add_batch(batch)
     await store.set_meta("checkpoint", "1")
     await store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -78,8 +99,10 @@ async def main() -> None:
         print(f"{'calls':>7} {'first start':>12} {'nothing new':>12} {'10% new':>10} {'per call (idle)':>16}")
         for size in SIZES:
             first, idle, busy, _ = await cycle_cost(size, workdir)
-            print(f"{size:>7} {first * 1e3:>10.1f}ms {idle * 1e3:>10.1f}ms {busy * 1e3:>8.1f}ms "
-                  f"{idle / size * 1e6:>13.1f}µs")
+            print(
+                f"{size:>7} {first * 1e3:>10.1f}ms {idle * 1e3:>10.1f}ms {busy * 1e3:>8.1f}ms "
+                f"{idle / size * 1e6:>13.1f}µs"
+            )
         full, pruned = await state_file_size(workdir)
         print(f"state file after 100,000 calls seen: {full:.1f} MiB; after pruning ended calls: {pruned:.2f} MiB")
 

@@ -45,6 +45,9 @@ class DispatchBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=DispatchTree,
             help_command=None,
+            # The bot never reads messages back; discord.py's cache of up to 1000 would only hold
+            # the feed's own posts (10 embeds each): ~0.1 MB apiece.
+            max_messages=None,
         )
         self.settings = settings
         self.autostart_feed = autostart_feed

@@ -108,11 +108,28 @@ class Store:
         return f"Store({str(self.path)!r})"
 
     # --- posts -----------------------------------------------------------------------------------
-    async def posts(self, channel_id: int, server_id: int) -> dict[tuple[str, int], Post]:
+    async def open_posts(self, channel_id: int, server_id: int) -> dict[tuple[str, int], Post]:
+        """Posts that still need work: calls still active, batches not yet sent, edits not yet shown.
+        Ended posts that Discord already shows are final and stay on disk only."""
         async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
+            f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? "
+            "AND (state = 'active' OR message_id IS NULL OR shown IS NOT version)",
+            (channel_id, server_id),
         ) as cursor:
             return {post.key: post for post in map(_post, await cursor.fetchall())}
+
+    async def known(self, channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) -> set[int]:
+        """Which of `call_ids` were ever posted (or are being posted) to this channel."""
+        found: set[int] = set()
+        for start in range(0, len(call_ids), 500):
+            chunk = list(call_ids[start : start + 500])
+            async with self._db.execute(
+                f"SELECT call_id FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? "
+                f"AND call_id IN ({', '.join('?' * len(chunk))})",
+                (channel_id, server_id, kind, *chunk),
+            ) as cursor:
+                found.update(row[0] for row in await cursor.fetchall())
+        return found
 
     async def batch(self, batch: str) -> list[Post]:
         async with self._db.execute(

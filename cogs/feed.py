@@ -152,10 +152,18 @@ class Feed(commands.Cog):
     async def _sync_channel(self, feed: FeedSettings, calls: CallList) -> None:
         store = self.bot.store
         now = time.time()
-        posts = await store.posts(feed.channel_id, feed.server_id)
+        posts = await store.open_posts(feed.channel_id, feed.server_id)
         await store.update(await self._changes(posts.values(), calls, now))
-        await store.add_batch(self._new_posts(feed, calls, posts, now))
-        posts = await store.posts(feed.channel_id, feed.server_id)
+        known = {
+            "911": await store.known(feed.channel_id, feed.server_id, "911", [c.call_id for c in calls.emergency]),
+            "dispatch": (
+                await store.known(feed.channel_id, feed.server_id, "dispatch", [c.call_id for c in calls.active])
+                if feed.dispatch
+                else set()
+            ),
+        }
+        await store.add_batch(self._new_posts(feed, calls, known, now))
+        posts = await store.open_posts(feed.channel_id, feed.server_id)
 
         unsent = sorted(
             {p.batch: p.first_seen for p in posts.values() if p.message_id is None}.items(), key=lambda item: item[1]
@@ -202,11 +210,9 @@ class Feed(commands.Cog):
                 changed.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
         return changed
 
-    def _new_posts(
-        self, feed: FeedSettings, calls: CallList, posts: dict[tuple[str, int], Post], now: float
-    ) -> list[Post]:
+    def _new_posts(self, feed: FeedSettings, calls: CallList, known: dict[str, set[int]], now: float) -> list[Post]:
         def fresh(kind: str, call: EmergencyCall | DispatchCall) -> bool:
-            return (kind, call.call_id) not in posts
+            return call.call_id not in known[kind]
 
         # Emergency calls go in their own messages, so the role ping comes only with them.
         groups: list[tuple[str, bool, list[EmergencyCall] | list[DispatchCall]]] = [

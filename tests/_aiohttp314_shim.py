@@ -7,8 +7,8 @@ a default for that one argument. This is a no-op on aiohttp < 3.14, and test-onl
 from __future__ import annotations
 
 import inspect
-from typing import Any
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import aioresponses.core

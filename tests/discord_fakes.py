@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import yarl
 from aioresponses import CallbackResult, aioresponses
 from discord.gateway import DiscordWebSocket
@@ -244,6 +245,17 @@ class FakeDiscord:
 
     def reset_requests(self) -> None:
         self.mock.requests.clear()
+
+    def forget_history(self) -> None:
+        """For long benchmark runs: aioresponses keeps every response it built and its patch
+        records every call's arguments; drop both so they do not count as the bot's memory."""
+        self.reset_requests()
+        for response in self.mock._responses:
+            response.close()
+        self.mock._responses.clear()
+        aiohttp.ClientSession._request.mock.reset_mock()  # type: ignore[attr-defined]
+        self.messages.clear()
+        self.nonces.clear()
 
 
 # --- interaction payloads ----------------------------------------------------------------------
