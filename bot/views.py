@@ -77,10 +77,6 @@ class Paginator(OwnedView):
         self.next.disabled = not self.source.has_page(self.index + 1)
         self.position.label = self.source.page_label(self.index)
 
-    @property
-    def needed(self) -> bool:
-        return self.source.has_page(1)
-
     async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
         embed = await self.source.page(index)
         self.index = index

@@ -177,10 +177,10 @@ class Dispatch(commands.Cog):
             entries = calls_for_kind(snapshot.calls, kind)
             source = StaticPages(call_list_pages(entries, title=KIND_TITLES[kind], server_id=server_id, as_of=as_of))
         first = await source.page(0)
-        view = Paginator(source, interaction.user.id)
-        if not view.needed:
+        if not source.has_page(1):  # one page: no buttons, and no view waiting for its timeout
             await interaction.followup.send(embed=first, ephemeral=True, allowed_mentions=NO_PINGS)
             return
+        view = Paginator(source, interaction.user.id)
         view.message = await interaction.followup.send(
             embed=first, view=view, ephemeral=True, allowed_mentions=NO_PINGS, wait=True
         )

@@ -283,3 +283,28 @@ def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.C
     assert sorted(c["name"] for c in guild_body) == ["911", "calls", "close", "note", "remove911"]
     assert main(["sync", "--config", str(config)]) == 0
     assert len(discord_api.sent("PUT", r"/applications/\d+/commands$")) == 1
+
+
+def test_python_dash_m_bot_is_the_entry_point(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "check", "--config", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "configuration file not found" in result.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    ).stdout
+    assert "{run,check,sync,health}" in help_text
+
+
+def test_dockerfile_runs_what_the_tests_run() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "-m", "bot"]' in dockerfile and 'CMD ["run"]' in dockerfile
+    assert 'CMD ["python", "-m", "bot", "health"]' in dockerfile  # the HEALTHCHECK
+    assert "USER bot" in dockerfile and 'VOLUME ["/data"]' in dockerfile
+    assert "SONORAN_BOT_STATE__HEALTH_FILE=/data/last-poll" in dockerfile
