@@ -97,7 +97,9 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         async with bot:
-            runner = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()), name="bot")
+            if not await _login(bot, settings, stop):
+                return EXIT_OK if stop.is_set() else EXIT_PROBLEM
+            runner = asyncio.create_task(bot.connect(), name="gateway")
             stopper = asyncio.create_task(stop.wait(), name="signal")
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if stopper.done():
@@ -106,17 +108,36 @@ async def run(settings: Settings) -> int:
             stopper.cancel()
             try:
                 await runner
-            except discord.LoginFailure:
-                log.error("not starting: Discord rejected the token (discord.token)")
-                return EXIT_PROBLEM
             except discord.PrivilegedIntentsRequired:
                 log.error("Discord refused the gateway intents")
                 return EXIT_PROBLEM
+    except OSError as error:  # the state file's folder is not writable, the disk is full, ...
+        log.error("not starting: %s", error)
+        return EXIT_PROBLEM
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+async def _login(bot: discord.Client, settings: Settings, stop: asyncio.Event) -> bool:
+    """Logs in (which runs setup_hook), retrying while Discord is unreachable; False to give up."""
+    delay = 5.0
+    while not stop.is_set():
+        try:
+            await bot.login(settings.discord.token.get_secret_value())
+            return True
+        except discord.LoginFailure:
+            log.error("not starting: Discord rejected the token (discord.token)")
+            return False
+        except (aiohttp.ClientConnectionError, discord.DiscordServerError, TimeoutError) as error:
+            log.warning("cannot reach Discord (%s); retrying in %.0fs", type(error).__name__, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 300.0)
+    log.info("signal received before login: stopped")
+    return False
 
 
 async def sync(settings: Settings, guild_id: int | None) -> int:

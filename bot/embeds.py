@@ -8,7 +8,7 @@ before allowed_mentions), and Discord's length limits are met by visible truncat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -249,11 +249,3 @@ def call_list_pages(
         embed.set_footer(text=f"Page {index} of {len(pages)}")
         embeds.append(embed)
     return embeds
-
-
-def embed_size(embed: discord.Embed) -> int:
-    return len(embed)
-
-
-def all_within_limits(embeds: Iterable[discord.Embed]) -> bool:
-    return all(len(e) <= EMBED_TOTAL_LIMIT and len(e.fields) <= FIELDS_PER_EMBED for e in embeds)

@@ -73,6 +73,7 @@ class ChannelFault:
     code: int
     message: str
     method: str = "POST"  # POST = new message, PATCH = edit
+    retry_after: float | None = None  # for 429s, as Discord sends it
 
 
 @dataclass
@@ -178,7 +179,13 @@ class FakeDiscord:
     def _fault(self, method: str) -> CallbackResult | None:
         if self.faults and self.faults[0].method == method:
             fault = self.faults.popleft()
-            return CallbackResult(status=fault.status, payload={"code": fault.code, "message": fault.message})
+            body: dict[str, Any] = {"code": fault.code, "message": fault.message}
+            headers = {}
+            if fault.retry_after is not None:
+                body |= {"retry_after": fault.retry_after, "global": False}
+                # without `Via`, discord.py takes a 429 for a Cloudflare ban and gives up
+                headers = {"Retry-After": str(fault.retry_after), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
+            return CallbackResult(status=fault.status, payload=body, headers=headers)
         return None
 
     def _post(self, url: Any, **kw: Any) -> CallbackResult:

@@ -40,7 +40,8 @@ if __name__ == "__main__":
     channels = [int(c) for c in os.environ.get("FAKE_DISCORD_CHANNELS", "").split(",") if c]
     with aioresponses(passthrough=["http://127.0.0.1", "ws://127.0.0.1"]) as mock:
         fake = FakeDiscord(mock, valid_token=os.environ.get("FAKE_DISCORD_TOKEN"))
-        fake.install()
+        if not os.environ.get("FAKE_DISCORD_DOWN"):  # down: every request to Discord is refused
+            fake.install()
         fake.serve_gateway(start_gateway(channels))
         code = main(sys.argv[1:])
     print(f"channel posts: {fake.channel_posts}", flush=True)

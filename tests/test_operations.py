@@ -182,13 +182,17 @@ def test_log_lines_never_carry_secrets() -> None:
 # --- whole runs in a subprocess ---------------------------------------------------------------------
 
 
-async def start_bot(config: Path, *, token: str = DISCORD_TOKEN) -> asyncio.subprocess.Process:
+async def start_bot(
+    config: Path, *, token: str = DISCORD_TOKEN, discord_down: bool = False
+) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "FAKE_DISCORD_CHANNELS": str(FEED_CHANNEL),
         "FAKE_DISCORD_TOKEN": token,
         "PYTHONUNBUFFERED": "1",
     }
+    if discord_down:
+        env["FAKE_DISCORD_DOWN"] = "1"  # every request to Discord is refused
     return await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "tests" / "offline_run.py"),
@@ -308,3 +312,24 @@ def test_dockerfile_runs_what_the_tests_run() -> None:
     assert 'CMD ["python", "-m", "bot", "health"]' in dockerfile  # the HEALTHCHECK
     assert "USER bot" in dockerfile and 'VOLUME ["/data"]' in dockerfile
     assert "SONORAN_BOT_STATE__HEALTH_FILE=/data/last-poll" in dockerfile
+
+
+async def test_unreachable_discord_is_retried_and_signal_still_stops(cad: FakeCad, tmp_path: Path) -> None:
+    process = await start_bot(write_config(tmp_path, cad.url), discord_down=True)
+    early = await read_until(process, "cannot reach Discord (ClientConnectionError); retrying in 5s")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = early + stderr.decode()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log and "signal received before login: stopped" in log
+
+
+async def test_unwritable_state_path_is_one_clear_line(cad: FakeCad, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = write_config(tmp_path, cad.url)
+    config.write_text(config.read_text().replace(str(tmp_path / "state.sqlite3"), str(blocker / "state.sqlite3")))
+    process = await start_bot(config)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    assert process.returncode == 1 and "not starting: " in log and "Traceback" not in log, log
