@@ -56,23 +56,22 @@ def _bot(interaction: discord.Interaction[Any]) -> DispatchBot:
     return interaction.client  # type: ignore[no-any-return]
 
 
-def dispatcher_only() -> Callable[[T], T]:
+def _guild_check(
+    allowed: Callable[[discord.Interaction[Any], DispatchBot], bool], refusal: type[app_commands.CheckFailure]
+) -> Callable[[T], T]:
     def predicate(interaction: discord.Interaction[Any]) -> bool:
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
-        if not is_dispatcher(interaction, _bot(interaction).settings.commands.dispatcher_role_ids):
-            raise NotDispatcher()
+        if not allowed(interaction, _bot(interaction)):
+            raise refusal()
         return True
 
     return app_commands.check(predicate)
+
+
+def dispatcher_only() -> Callable[[T], T]:
+    return _guild_check(lambda i, bot: is_dispatcher(i, bot.settings.commands.dispatcher_role_ids), NotDispatcher)
 
 
 def callers_only() -> Callable[[T], T]:
-    def predicate(interaction: discord.Interaction[Any]) -> bool:
-        if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage()
-        if not may_call_911(interaction, _bot(interaction).settings.commands.caller_role_ids):
-            raise NotAllowedToCall()
-        return True
-
-    return app_commands.check(predicate)
+    return _guild_check(lambda i, bot: may_call_911(i, bot.settings.commands.caller_role_ids), NotAllowedToCall)

@@ -62,6 +62,20 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
+class StateChanges:
+    """The last known state of each server or channel, so that the log gets one line per change
+    rather than one per poll. Starting out "ok" is not a change worth a line."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, str] = {}
+
+    def change(self, key: int, state: str) -> str | None:
+        """Records `state`; returns it when that is news, else None."""
+        previous = self._states.get(key, "ok")
+        self._states[key] = state
+        return state if state != previous else None
+
+
 def render(post: Post) -> discord.Embed:
     first_seen = from_unix(post.first_seen)
     ended = from_unix(post.ended_at) if post.ended_at else None
@@ -92,8 +106,8 @@ class Feed(commands.Cog):
         self.poll_seconds = bot.settings.sonoran.poll_seconds
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._server_state: dict[int, str] = {}
-        self._channel_state: dict[int, str] = {}
+        self._server_state = StateChanges()
+        self._channel_state = StateChanges()
         self._failed_cycles = 0
         self._presence_count: int | None = None
         self._last_prune = 0.0
@@ -309,24 +323,18 @@ class Feed(commands.Cog):
 
     # --- state changes, presence, health ---------------------------------------------------------
     def _server_changed(self, server_id: int, state: str, detail: str) -> None:
-        previous = self._server_state.get(server_id)
-        if previous == state:
+        if self._server_state.change(server_id, state) is None:
             return
-        self._server_state[server_id] = state
         if state == "ok":
-            if previous is not None:
-                log.info("feed: CAD server %s answers again", server_id)
+            log.info("feed: CAD server %s answers again", server_id)
         else:
             log.warning("feed: CAD server %s: %s (%s); backing off and retrying", server_id, state, detail)
 
     def _channel_changed(self, channel_id: int, state: str) -> None:
-        previous = self._channel_state.get(channel_id)
-        if previous == state:
+        if self._channel_state.change(channel_id, state) is None:
             return
-        self._channel_state[channel_id] = state
         if state == "ok":
-            if previous is not None:
-                log.info("feed: channel %s works again; held calls are posted", channel_id)
+            log.info("feed: channel %s works again; held calls are posted", channel_id)
         else:
             log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)
 
