@@ -57,7 +57,7 @@ class OwnedView(discord.ui.View):
         if self.message is not None:
             # the message may be gone or its token expired: then there is nothing to disable
             with contextlib.suppress(discord.HTTPException):
-                await self.message.edit(view=self)
+                await self.message.edit(view=self, allowed_mentions=discord.AllowedMentions.none())
 
     async def on_error(
         self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any], /
@@ -66,8 +66,10 @@ class OwnedView(discord.ui.View):
 
 
 class Paginator(OwnedView):
-    def __init__(self, source: PageSource, owner_id: int, *, timeout: float = 180) -> None:
-        super().__init__(owner_id, timeout=timeout)
+    default_timeout = 180.0  # seconds the buttons work after the last press
+
+    def __init__(self, source: PageSource, owner_id: int, *, timeout: float | None = None) -> None:
+        super().__init__(owner_id, timeout=timeout or self.default_timeout)
         self.source = source
         self.index = 0
         self._sync_buttons()
@@ -127,4 +129,6 @@ class ConfirmView(OwnedView):
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id="confirm:no")
     async def cancel(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Cancelled; nothing was changed.", view=None)
+        await interaction.response.edit_message(
+            content="Cancelled; nothing was changed.", view=None, allowed_mentions=discord.AllowedMentions.none()
+        )

@@ -407,3 +407,20 @@ async def test_sync_to_configured_guild_at_start(make_bot: BotFactory, discord_a
 def test_default_allowed_mentions_is_none(bot: DispatchBot) -> None:
     assert bot.allowed_mentions is not None and bot.allowed_mentions.to_dict() == NO_PARSE
     assert isinstance(bot.intents, discord.Intents) and not bot.intents.members and not bot.intents.message_content
+
+
+async def test_page_buttons_stop_after_timeout(
+    bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from bot.views import Paginator
+
+    monkeypatch.setattr(Paginator, "default_timeout", 0.05)
+    for i in range(12):
+        cad.add_911(f"Caller {i}")
+    await dispatch_interaction(bot, slash("calls"))
+    await asyncio.sleep(0.3)
+    (edit,) = discord_api.sent("PATCH", r"/webhooks/\d+/[^/]+/messages/\d+$")
+    assert all(b["disabled"] for b in edit["components"][0]["components"])
+    assert edit["allowed_mentions"] == NO_PARSE

@@ -422,3 +422,13 @@ def test_settings_repr_hides_secrets(cad: FakeCad) -> None:
     settings = make_settings("http://127.0.0.1:1", 2)
     assert API_KEY not in repr(settings) and API_KEY not in str(settings.model_dump())
     assert settings.discord.token.get_secret_value() not in repr(settings)
+
+
+async def test_a_real_429_from_the_cad_budget_is_retried(client: SonoranClient, cad: FakeCad) -> None:
+    cad.limits["get_version"] = 1  # the fake enforces its own budget and answers 429, Retry-After: 0
+    await client.get_version()
+    cad.reset_window()
+    cad.limits["get_version"] = 0
+    with pytest.raises(RateLimited):
+        await client.get_version()  # every try refused: gives up after 2 retries, with the wait
+    assert cad.operations() == ["get_version"] * 4
