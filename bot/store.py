@@ -96,7 +96,8 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
         await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a row written "before it is relied on" must survive a power cut, not only a crash
+        await db.execute("PRAGMA synchronous=FULL")
         await db.executescript(SCHEMA)
         await db.commit()
         return cls(db, path)

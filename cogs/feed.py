@@ -354,9 +354,13 @@ class Feed(commands.Cog):
         count = self.bot.board.active_count()
         if count == self._presence_count:
             return
-        self._presence_count = count
         activity = discord.Activity(type=discord.ActivityType.watching, name=f"{count} active call(s)")
-        await self.bot.change_presence(activity=activity)
+        try:
+            await self.bot.change_presence(activity=activity)
+        except (discord.ConnectionClosed, ConnectionError) as error:  # reconnecting: try next cycle
+            log.debug("feed: presence not updated: %s", error)
+            return
+        self._presence_count = count
 
 
 def _touch(path: Path, now: float) -> None:

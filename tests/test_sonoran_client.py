@@ -432,3 +432,11 @@ async def test_a_real_429_from_the_cad_budget_is_retried(client: SonoranClient, 
     with pytest.raises(RateLimited):
         await client.get_version()  # every try refused: gives up after 2 retries, with the wait
     assert cad.operations() == ["get_version"] * 4
+
+
+@pytest.mark.parametrize("header", ["x-ratelimit-reset", "ratelimit-reset", "retry-after"])
+async def test_rate_limit_headers_in_any_case(client: SonoranClient, cad: FakeCad, header: str) -> None:
+    cad.fail_next("get_calls", status=429, body="{}", headers={header: "42"})
+    with pytest.raises(RateLimited) as info:
+        await client.get_calls()
+    assert info.value.retry_after == 42

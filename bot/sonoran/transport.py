@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from .errors import (
     BadReply,
@@ -94,7 +95,6 @@ class HttpCore:
         self.retry_backoff = retry_backoff
         self.rate_limit_retries = rate_limit_retries
         self.limiters = {op: SlidingWindowLimiter(limit) for op, limit in rate_limits.items()}
-        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={self.base_url!r})"
@@ -147,9 +147,7 @@ class HttpCore:
         if wait:
             raise RateLimited(wait, operation=request.operation)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}
-        sent = False
         try:
-            self.requests_sent += 1
             async with self.session.request(
                 request.method,
                 self.base_url + request.path,
@@ -158,9 +156,9 @@ class HttpCore:
                 headers=headers,
                 timeout=self.timeout,
             ) as response:
-                sent = True
                 text = await response.text(errors="replace")
-                return Reply(response.status, self.redact(text), dict(response.headers), request.operation)
+                # header names stay case-insensitive: gateways send `ratelimit-reset` and the like
+                return Reply(response.status, self.redact(text), CIMultiDict(response.headers), request.operation)
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing reached the CAD, so even a write is known not to have happened.
             raise CadUnavailable(
@@ -172,14 +170,11 @@ class HttpCore:
                 raise OutcomeUnknown(
                     f"{request.operation} {what} after it was sent", operation=request.operation
                 ) from None
-            raise CadUnavailable(
-                f"{request.operation} {what}{'' if sent else ' before an answer'}",
-                operation=request.operation,
-            ) from None
+            raise CadUnavailable(f"{request.operation} {what}", operation=request.operation) from None
 
 
 def trace_id_of(reply: Reply) -> str | None:
-    for name in ("x-trace-id", "X-Trace-Id", "x-kong-request-id", "X-Kong-Request-Id"):
+    for name in ("X-Trace-Id", "X-Kong-Request-Id"):
         if reply.headers.get(name):
             return reply.headers[name]
     try:
