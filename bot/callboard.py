@@ -33,8 +33,9 @@ class CallBoard:
         self._snapshots: dict[int, Snapshot] = {}
         self._background: dict[int, asyncio.Task[Snapshot]] = {}
 
-    async def refresh(self, server_id: int) -> Snapshot:
-        calls = await self.client.get_calls(server_id)
+    async def refresh(self, server_id: int, *, interactive: bool = False) -> Snapshot:
+        """A new snapshot. `interactive`: for a member, within what the feed's polls leave over."""
+        calls = await self.client.get_calls(server_id, interactive=interactive)
         snapshot = Snapshot(calls, self._clock(), time.time())
         self._snapshots[server_id] = snapshot
         return snapshot
@@ -44,7 +45,7 @@ class CallBoard:
         snapshot = self._snapshots.get(server_id)
         if snapshot is not None and self._clock() - snapshot.fetched_at < self.max_age:
             return snapshot
-        return await self.refresh(server_id)
+        return await self.refresh(server_id, interactive=True)
 
     def peek(self, server_id: int) -> Snapshot | None:
         """What is cached, however old; never a request. For autocomplete."""
@@ -57,7 +58,9 @@ class CallBoard:
         # For servers no feed polls: at most one refresh per interval, however fast people type.
         if server_id in self._background:
             return
-        task = asyncio.get_running_loop().create_task(self.refresh(server_id), name=f"callboard-{server_id}")
+        task = asyncio.get_running_loop().create_task(
+            self.refresh(server_id, interactive=True), name=f"callboard-{server_id}"
+        )
         self._background[server_id] = task
         task.add_done_callback(lambda t: self._background_done(server_id, t))
 

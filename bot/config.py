@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def feed_polls_per_window(self) -> int:
+        """Call-list requests the feed makes in one minute (the rate-limit window), all servers."""
+        return math.ceil(60 / self.sonoran.poll_seconds) * len(self.feed_server_ids)
+
+    @property
     def feed_server_ids(self) -> list[int]:
         """The CAD servers the feed polls, each once, in configuration order."""
         return list(dict.fromkeys(feed.server_id for feed in self.feeds))

@@ -83,6 +83,7 @@ class DispatchBot(commands.Bot):
     async def setup_hook(self) -> None:
         self._session = self._given_session or aiohttp.ClientSession()
         self._sonoran = SonoranClient(self._session, self.settings.sonoran, **self._sonoran_options)
+        self._sonoran.feed_reserve = self.settings.feed_polls_per_window
         self._board = CallBoard(self._sonoran, max_age=self.settings.sonoran.poll_seconds)
         self._store = await Store.open(self.settings.state.path)
         for extension in EXTENSIONS:

@@ -79,6 +79,7 @@ class ClosedCallPages:
                 closed_limit=CLOSED_PAGE_SIZE,
                 closed_offset=index * CLOSED_PAGE_SIZE,
                 call_type=CallType.DISPATCH,
+                interactive=True,
             )
             self.pages[index] = calls.closed
             self.as_of = discord.utils.utcnow()

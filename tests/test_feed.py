@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.core import DispatchBot
+from bot.sonoran import RateLimited
 from cogs.feed import Feed
 
 from .conftest import BotFactory
@@ -377,3 +378,17 @@ async def test_discord_429_is_waited_out_without_losing_the_post(
     (message_,) = discord_api.channel_messages(EMERGENCY_CHANNEL)
     assert message_["embeds"][0]["title"] == f"🚨 EMERGENCY 911 call #{call_id}"
     assert (await bot.store.open_posts(EMERGENCY_CHANNEL, 1))[("911", call_id)].message_id is not None
+
+
+async def test_members_paging_never_starve_the_feed(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    # Sonoran's default budget (4 a minute) and poll interval (20 s): the feed keeps 3 slots.
+    bot = await make_bot(feeds=ONE_FEED, sonoran={"poll_seconds": 20, "rate_limits": {"get_calls": 4}})
+    assert bot.sonoran.feed_reserve == 3
+    await bot.board.refresh(2, interactive=True)  # a member's /calls for a server no feed polls: the 4th slot
+    with pytest.raises(RateLimited):
+        await bot.board.refresh(2, interactive=True)  # a second one would eat into the feed's share
+    for _ in range(3):
+        assert await feed_of(bot).poll_once() == 20  # the feed's three polls all go through
+    assert cad.operations() == ["get_calls"] * 4

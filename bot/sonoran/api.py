@@ -47,7 +47,7 @@ class SonoranApi(abc.ABC):
 
     @abc.abstractmethod
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
     ) -> CallList: ...
 
     @abc.abstractmethod

@@ -40,7 +40,10 @@ class SonoranClient:
             V1Api(self.http, settings.community_id, key) if settings.api_version == 1 else V2Api(self.http, key)
         )
         self.default_server_id = settings.server_id
-        self._inflight: dict[tuple[int, int, int, int], asyncio.Task[CallList]] = {}
+        # Call-list slots per rate window kept for the feed's polls; requests made for members
+        # (`interactive=True`) only use what is left, so a member paging can never starve the feed.
+        self.feed_reserve = 0
+        self._inflight: dict[tuple[int, int, int, int, bool], asyncio.Task[CallList]] = {}
 
     def __repr__(self) -> str:
         return f"SonoranClient(v{self.api.version}, {self.http.base_url!r})"
@@ -85,14 +88,19 @@ class SonoranClient:
         closed_limit: int = DEFAULT_CLOSED_LIMIT,
         closed_offset: int = 0,
         call_type: CallType = CallType.ALL,
+        interactive: bool = False,
     ) -> CallList:
         server = server_id or self.default_server_id
         limit = max(1, min(closed_limit, MAX_CLOSED_LIMIT))
-        key = (server, limit, max(0, closed_offset), int(call_type))
+        offset = max(0, closed_offset)
+        key = (server, limit, offset, int(call_type), interactive)
         task = self._inflight.get(key)
         if task is None:
+            reserve = self.feed_reserve if interactive else 0
             task = asyncio.get_running_loop().create_task(
-                self.api.get_calls(server, closed_limit=limit, closed_offset=key[2], call_type=call_type),
+                self.api.get_calls(
+                    server, closed_limit=limit, closed_offset=offset, call_type=call_type, reserve=reserve
+                ),
                 name=f"sonoran-get-calls-{server}",
             )
             self._inflight[key] = task
@@ -100,7 +108,7 @@ class SonoranClient:
         # shield: one impatient caller giving up must not cancel the request the others wait on
         return await asyncio.shield(task)
 
-    def _forget(self, key: tuple[int, int, int, int], task: asyncio.Task[CallList]) -> None:
+    def _forget(self, key: tuple[int, int, int, int, bool], task: asyncio.Task[CallList]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():

@@ -25,21 +25,26 @@ class SlidingWindowLimiter:
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
 
-    def _wait(self, now: float) -> float:
+    def _wait(self, now: float, reserve: int = 0) -> float:
         while self._stamps and now - self._stamps[0] >= self.period:
             self._stamps.popleft()
         wait = self._blocked_until - now
-        if len(self._stamps) >= self.limit:
-            wait = max(wait, self._stamps[0] + self.period - now)
+        capacity = self.limit - reserve
+        if capacity <= 0:
+            return max(wait, self.period)  # everything is reserved for others
+        if len(self._stamps) >= capacity:
+            # free once enough of the oldest stamps have left the window
+            wait = max(wait, self._stamps[len(self._stamps) - capacity] + self.period - now)
         return max(0.0, wait)
 
-    def time_until_free(self) -> float:
-        return self._wait(self._clock())
+    def time_until_free(self, reserve: int = 0) -> float:
+        return self._wait(self._clock(), reserve)
 
-    async def acquire(self, max_wait: float) -> float:
-        """Take a slot; returns 0.0 when taken, or the needed wait (> max_wait) when refused."""
+    async def acquire(self, max_wait: float, reserve: int = 0) -> float:
+        """Take a slot, leaving `reserve` slots of the window to others (the feed's polls);
+        returns 0.0 when taken, or the needed wait (> max_wait) when refused."""
         async with self._lock:
-            wait = self._wait(self._clock())
+            wait = self._wait(self._clock(), reserve)
             if wait > max_wait:
                 return wait
             if wait > 0:

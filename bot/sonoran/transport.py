@@ -40,6 +40,7 @@ class Request:
     params: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # v2: the bearer key
     read: bool = False  # reads may be retried; writes never are
+    reserve: int = 0  # slots of the operation's budget this request must leave to others
     server_id: int | None = None
     call_id: int | None = None
 
@@ -143,7 +144,7 @@ class HttpCore:
             raise await on_error(request, reply)
 
     async def _send_once(self, request: Request) -> Reply:
-        wait = await self.limiter(request.operation).acquire(self.max_wait)
+        wait = await self.limiter(request.operation).acquire(self.max_wait, request.reserve)
         if wait:
             raise RateLimited(wait, operation=request.operation)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}

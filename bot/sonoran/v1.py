@@ -56,6 +56,7 @@ class V1Api(SonoranApi):
         *,
         server_id: int | None = None,
         call_id: int | None = None,
+        reserve: int = 0,
     ) -> Reply:
         reply = await self._send(
             Request(
@@ -66,6 +67,7 @@ class V1Api(SonoranApi):
                 read=request_type in READS,
                 server_id=server_id,
                 call_id=call_id,
+                reserve=reserve,
             )
         )
         if reply.text.strip().lower().removeprefix("sonoran cad: ") == WRONG_PATH_REPLY:
@@ -113,7 +115,7 @@ class V1Api(SonoranApi):
         )
 
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
     ) -> CallList:
         data = {
             "serverId": server_id,
@@ -121,7 +123,7 @@ class V1Api(SonoranApi):
             "closedOffset": closed_offset,
             "type": int(call_type),
         }
-        reply = await self._call("GET_CALLS", [data], server_id=server_id)
+        reply = await self._call("GET_CALLS", [data], server_id=server_id, reserve=reserve)
         try:
             return CallList.from_payload(server_id, reply.json())
         except ValueError as exc:

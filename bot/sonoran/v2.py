@@ -44,6 +44,7 @@ class V2Api(SonoranApi):
         params: dict[str, str] | None = None,
         server_id: int | None = None,
         call_id: int | None = None,
+        reserve: int = 0,
     ) -> Any:
         reply = await self._send(
             Request(
@@ -56,6 +57,7 @@ class V2Api(SonoranApi):
                 read=method == "GET",
                 server_id=server_id,
                 call_id=call_id,
+                reserve=reserve,
             )
         )
         return reply.json()
@@ -118,7 +120,7 @@ class V2Api(SonoranApi):
         )
 
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
     ) -> CallList:
         # The OpenAPI block marks all three as required, so they are always sent.
         params = {
@@ -127,7 +129,12 @@ class V2Api(SonoranApi):
             "type": str(int(call_type)),
         }
         payload = await self._call(
-            "get_calls", "GET", f"/v2/emergency/servers/{server_id}/calls", params=params, server_id=server_id
+            "get_calls",
+            "GET",
+            f"/v2/emergency/servers/{server_id}/calls",
+            params=params,
+            server_id=server_id,
+            reserve=reserve,
         )
         try:
             return CallList.from_payload(server_id, payload)
