@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +138,10 @@ class Store:
         ) as cursor:
             return [_post(row) for row in await cursor.fetchall()]
 
-    async def add_batch(self, posts: Iterable[Post]) -> None:
+    async def add_batch(self, posts: Sequence[Post]) -> None:
         """Records calls about to be posted (message_id NULL), committed before anything is sent."""
+        if not posts:
+            return  # no empty commit: each one is an fsync
         await self._db.executemany(
             f"INSERT OR IGNORE INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
             [
@@ -168,8 +170,10 @@ class Store:
         await self._db.execute("UPDATE posts SET message_id = ?, shown = version WHERE batch = ?", (message_id, batch))
         await self._db.commit()
 
-    async def update(self, posts: Iterable[Post]) -> None:
+    async def update(self, posts: Sequence[Post]) -> None:
         """Stores what calls now look like; their messages are edited from these rows."""
+        if not posts:
+            return
         await self._db.executemany(
             "UPDATE posts SET state = ?, data = ?, version = ?, ended_at = ? "
             "WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
