@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .loopback import serve
+
 API_KEY = "0f1e2d3c-aaaa-bbbb-cccc-5ec2e7ap1key"
 COMMUNITY_ID = "testcad"
 
@@ -76,11 +78,7 @@ class FakeCad:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .discord_fakes import APP_ID, BOT_ID, GUILD_ID, user_payload
+from .loopback import serve
 
 EVERYONE_BASE = 0x400 | 0x800 | 0x4000 | 0x10000  # view channel, send, embed links, read history
 SEND_MESSAGES = 0x800
@@ -95,11 +96,7 @@ class FakeGateway:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve(app)
         self.url = f"ws://127.0.0.1:{port}"
         return self.url
 

@@ -1,0 +1,14 @@
+"""Serve an aiohttp.web application on a free 127.0.0.1 port (the fakes' shared plumbing)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, port
