@@ -167,7 +167,8 @@ class Feed(commands.Cog):
         store = self.bot.store
         now = time.time()
         posts = await store.open_posts(feed.channel_id, feed.server_id)
-        await store.update(await self._changes(posts.values(), calls, now))
+        changed = await self._changes(posts.values(), calls, now)
+        await store.update(changed)
         known = {
             "911": await store.known(feed.channel_id, feed.server_id, "911", [c.call_id for c in calls.emergency]),
             "dispatch": (
@@ -176,8 +177,10 @@ class Feed(commands.Cog):
                 else set()
             ),
         }
-        await store.add_batch(self._new_posts(feed, calls, known, now))
-        posts = await store.open_posts(feed.channel_id, feed.server_id)
+        new = self._new_posts(feed, calls, known, now)
+        await store.add_batch(new)
+        # what open_posts() would now return: changed rows stay open (version != shown), new ones are unsent
+        posts.update((post.key, post) for post in (*changed, *new))
 
         unsent = sorted(
             {p.batch: p.first_seen for p in posts.values() if p.message_id is None}.items(), key=lambda item: item[1]
