@@ -83,7 +83,6 @@ async def state_file_size(workdir: Path, calls: int = 100_000) -> tuple[float, f
                 )
             )
         await store.add_batch(batch)
-    await store.set_meta("checkpoint", "1")
     await store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     full = path.stat().st_size / 2**20
     pruned = await store.forget_ended(now + 1)  # what the 7-day pruning leaves: nothing of these

@@ -45,7 +45,6 @@ CREATE TABLE IF NOT EXISTS removals (
     removed_at  REAL    NOT NULL,
     PRIMARY KEY (server_id, call_id)
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -225,15 +224,5 @@ class Store:
         async with self._db.execute(
             "SELECT removed_by FROM removals WHERE server_id = ? AND call_id = ?", (server_id, call_id)
         ) as cursor:
-            row = await cursor.fetchone()
-        return str(row[0]) if row else None
-
-    # --- meta ------------------------------------------------------------------------------------
-    async def set_meta(self, key: str, value: str) -> None:
-        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-        await self._db.commit()
-
-    async def get_meta(self, key: str) -> str | None:
-        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else None

@@ -111,7 +111,6 @@ class Feed(commands.Cog):
         self._failed_cycles = 0
         self._presence_count: int | None = None
         self._last_prune = 0.0
-        self.last_success: float | None = None
 
     async def cog_load(self) -> None:
         # Runs even with no feeds: each cycle then only refreshes the health file.
@@ -343,7 +342,6 @@ class Feed(commands.Cog):
 
     async def _record_success(self) -> None:
         now = time.time()
-        self.last_success = now
         health = self.settings.state.health_file
         if health is not None:
             await asyncio.to_thread(_touch, health, now)

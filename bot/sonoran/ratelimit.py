@@ -37,9 +37,6 @@ class SlidingWindowLimiter:
             wait = max(wait, self._stamps[len(self._stamps) - capacity] + self.period - now)
         return max(0.0, wait)
 
-    def time_until_free(self, reserve: int = 0) -> float:
-        return self._wait(self._clock(), reserve)
-
     async def acquire(self, max_wait: float, reserve: int = 0) -> float:
         """Take a slot, leaving `reserve` slots of the window to others (the feed's polls);
         returns 0.0 when taken, or the needed wait (> max_wait) when refused."""
