@@ -8,9 +8,9 @@ metaData values may be any JSON type. Nothing in here may crash on a shape we ha
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 
 class _LenientEnum(enum.IntEnum):
@@ -78,36 +78,28 @@ def _int_or(value: Any, default: int) -> int:
         return default
 
 
-class Note(_Lenient):
-    time: str = ""
-    label: str = ""
-    type: str = "text"
-    content: str = ""
+# Field types that accept whatever the CAD sends: None or numbers where text is expected, junk
+# where a number or a map is expected.
+Text = Annotated[str, BeforeValidator(_text)]
+Number = Annotated[int, BeforeValidator(lambda value: _int_or(value, 0))]
+MetaData = Annotated[dict[str, Any], BeforeValidator(lambda value: value if isinstance(value, dict) else {})]
 
-    @field_validator("time", "label", "type", "content", mode="before")
-    @classmethod
-    def _str(cls, value: Any) -> str:
-        return _text(value)
+
+class Note(_Lenient):
+    time: Text = ""
+    label: Text = ""
+    type: Text = "text"
+    content: Text = ""
 
 
 class EmergencyCall(_Lenient):
     call_id: int = Field(alias="callId")
     is_emergency: bool = Field(True, alias="isEmergency")
-    caller: str = ""
-    location: str = ""
-    description: str = ""
-    metadata: dict[str, Any] = Field(default_factory=dict, alias="metaData")
+    caller: Text = ""
+    location: Text = ""
+    description: Text = ""
+    metadata: MetaData = Field(default_factory=dict, alias="metaData")
     updated: str | None = None
-
-    @field_validator("caller", "location", "description", mode="before")
-    @classmethod
-    def _str(cls, value: Any) -> str:
-        return _text(value)
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _meta(cls, value: Any) -> dict[str, Any]:
-        return value if isinstance(value, dict) else {}
 
     @property
     def kind(self) -> str:
@@ -116,30 +108,20 @@ class EmergencyCall(_Lenient):
 
 class DispatchCall(_Lenient):
     call_id: int = Field(alias="callId")
-    origin: int = 0
-    status: int = CallStatus.PENDING
-    priority: int = 0
-    block: str = ""
-    address: str = ""
-    postal: str = ""
-    title: str = ""
-    code: str = ""
+    origin: Number = 0
+    status: Number = CallStatus.PENDING
+    priority: Number = 0
+    block: Text = ""
+    address: Text = ""
+    postal: Text = ""
+    title: Text = ""
+    code: Text = ""
     primary: int | None = None
-    description: str = ""
+    description: Text = ""
     notes: list[Note] = Field(default_factory=list)
     idents: list[int] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict, alias="metaData")
+    metadata: MetaData = Field(default_factory=dict, alias="metaData")
     updated: str | None = None
-
-    @field_validator("block", "address", "postal", "title", "code", "description", mode="before")
-    @classmethod
-    def _str(cls, value: Any) -> str:
-        return _text(value)
-
-    @field_validator("origin", "status", "priority", mode="before")
-    @classmethod
-    def _int(cls, value: Any) -> int:
-        return _int_or(value, 0)
 
     @field_validator("notes", mode="before")
     @classmethod
@@ -155,11 +137,6 @@ class DispatchCall(_Lenient):
         if not isinstance(value, list):
             value = [] if value in (None, "") else [value]
         return [n for n in (_int_or(v, -1) for v in value) if n >= 0]
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _meta(cls, value: Any) -> dict[str, Any]:
-        return value if isinstance(value, dict) else {}
 
     @property
     def origin_911(self) -> int | None:
@@ -223,9 +200,4 @@ class PlanInfo(BaseModel):
 
 class Server(_Lenient):
     id: int
-    name: str = ""
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def _str(cls, value: Any) -> str:
-        return _text(value)
+    name: Text = ""
