@@ -1,8 +1,11 @@
 """Pure functions: call data in, `discord.Embed` or text out. No I/O, no bot state.
 
 Everything that came from a player or the CAD goes through `clean()`: markdown and mentions are
-escaped (so `@everyone` or `<@&123>` in a description shows as text and pings nobody, even
-before allowed_mentions), and Discord's length limits are met by visible truncation.
+escaped by `bot.markdown` (so `@everyone` or `<@&123>` in a description shows as text and pings
+nobody, even before allowed_mentions), and Discord's length limits are met by visible truncation.
+A message's embeds together must also stay within 6,000 characters: `embed_size` measures one as
+Discord does (code points of title, description, field names and values, footer, author), and
+`fit_embeds` shrinks a message's embeds until they fit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import discord
 
+from .markdown import escape, strip_invisible
+from .markdown import truncate as _truncate
 from .sonoran.models import CallList, CallStatus, DispatchCall, EmergencyCall, Origin
 
 TITLE_LIMIT = 256
@@ -23,6 +28,8 @@ FOOTER_LIMIT = 2048
 FIELDS_PER_EMBED = 25
 EMBED_TOTAL_LIMIT = 6000
 CHOICE_NAME_LIMIT = 100
+LIST_NAME_LIMIT = 120
+LIST_PAGE_OVERHEAD = 300  # a list page's title (<= 100), description and footer
 ELLIPSIS = "…"
 
 EMERGENCY_COLOUR = discord.Colour.red()
@@ -37,27 +44,54 @@ METADATA_LABELS = {"postal": "Postal", "plate": "Plate", "code": "Code", "block"
 
 
 def truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - len(ELLIPSIS)]
-    if cut.endswith("\\"):  # never leave half an escape behind
-        cut = cut[:-1]
-    return cut + ELLIPSIS
+    return _truncate(text, limit, ELLIPSIS)
 
 
 def clean(text: Any, limit: int, *, empty: str = "—") -> str:
     """Player or CAD text, safe to show: markdown and mentions escaped, within `limit`."""
-    raw = "" if text is None else str(text)
+    raw = strip_invisible("" if text is None else str(text))
     raw = " ".join(raw.split()) if limit <= CHOICE_NAME_LIMIT else raw.strip()
     if not raw:
         return empty
-    escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(raw))
-    return truncate(escaped, limit)
+    return truncate(escape(raw), limit)
 
 
 def plain(text: Any, limit: int) -> str:
     """For places Discord never renders markdown (autocomplete labels): just one line, bounded."""
-    return truncate(" ".join(("" if text is None else str(text)).split()), limit)
+    return truncate(" ".join(strip_invisible("" if text is None else str(text)).split()), limit)
+
+
+def embed_size(embed: discord.Embed) -> int:
+    """The characters Discord counts towards a message's 6,000: code points, as it counts them."""
+    size = len(embed.title or "") + len(embed.description or "")
+    size += sum(len(field.name or "") + len(field.value or "") for field in embed.fields)
+    size += len(embed.footer.text or "") + len(embed.author.name or "")
+    return size
+
+
+def fit_embeds(embeds: Sequence[discord.Embed], limit: int = EMBED_TOTAL_LIMIT) -> list[discord.Embed]:
+    """The same embeds, their longest texts cut (visibly) until all of them together fit `limit`.
+    Usually a no-op: batches are cut by size. It matters when calls grew after they were posted."""
+    out = [discord.Embed.from_dict(e.to_dict()) for e in embeds]
+    overflow = sum(map(embed_size, out)) - limit
+    while overflow > 0:
+        # the longest text anywhere: (length, embed index, field index or -1 for the description)
+        candidates = [(len(e.description or ""), i, -1) for i, e in enumerate(out)]
+        candidates += [(len(f.value or ""), i, j) for i, e in enumerate(out) for j, f in enumerate(e.fields)]
+        length, index, field = max(candidates)
+        if length <= 32:
+            # only titles and names left: a message of 10 such embeds is far below the limit, so
+            # this is reached only with absurd input; show stubs rather than be refused
+            return [discord.Embed(title=truncate(e.title or "Call", 200), colour=e.colour) for e in out]
+        keep = max(32, length - overflow, length // 2)
+        embed = out[index]
+        if field < 0:
+            embed.description = truncate(embed.description or "", keep)
+        else:
+            old = embed.fields[field]
+            embed.set_field_at(field, name=old.name, value=truncate(old.value or "", keep), inline=old.inline)
+        overflow = sum(map(embed_size, out)) - limit
+    return out
 
 
 def timestamp(when: dt.datetime, style: str = "R") -> str:
@@ -147,9 +181,9 @@ def dispatch_embed(
     ended_at: dt.datetime | None = None,
 ) -> discord.Embed:
     closed = closed or call.status == CallStatus.CLOSED
-    heading = f"Dispatch call #{call.call_id}: {call.title or call.code or 'untitled'}"
+    heading = f"Dispatch call #{call.call_id}: {clean(call.title or call.code, 200, empty='untitled')}"
     embed = discord.Embed(
-        title=clean(heading + (" (closed)" if closed else ""), TITLE_LIMIT),
+        title=truncate(heading + (" (closed)" if closed else ""), TITLE_LIMIT),
         description=clean(call.description, 1500, empty="") or None,
         colour=ENDED_COLOUR if closed else DISPATCH_COLOUR,
         timestamp=first_seen,
@@ -176,22 +210,24 @@ def dispatch_embed(
     return embed
 
 
-def _list_entry(call: EmergencyCall | DispatchCall) -> tuple[str, str]:
+def _list_entry(call: EmergencyCall | DispatchCall, budget: int) -> tuple[str, str]:
+    """One call as a list field, name and value together within `budget` characters."""
     if isinstance(call, EmergencyCall):
         kind = "🚨 Emergency" if call.is_emergency else "📞 Civil"
-        name = f"#{call.call_id} · {kind} 911 · {plain(call.caller or 'unknown caller', 80)}"
-        value = f"**Location:** {clean(call.location, 200)}\n{clean(call.description, 400)}"
+        name = f"#{call.call_id} · {kind} 911 · {plain(call.caller or 'unknown caller', 60)}"
+        value = f"**Location:** {clean(call.location, 150)}\n{clean(call.description, 300)}"
     else:
         status = CallStatus.label(call.status)
-        name = f"#{call.call_id} · {plain(call.title or call.code or 'Dispatch call', 120)} · {status}"
-        where = clean(", ".join(p for p in (call.address, call.postal) if p), 200)
+        name = f"#{call.call_id} · {plain(call.title or call.code or 'Dispatch call', 80)} · {status}"
+        where = clean(", ".join(p for p in (call.address, call.postal) if p), 150)
         value = f"**Location:** {where} · **{PRIORITY_LABELS.get(call.priority, call.priority)}**"
         if call.idents:
             value += f" · {len(call.idents)} unit(s)"
         if call.description:
-            value += "\n" + clean(call.description, 300)
-    # Field names are not rendered as markdown-safe titles by every client: escape them too.
-    return clean(name, FIELD_NAME_LIMIT), truncate(value, FIELD_VALUE_LIMIT)
+            value += "\n" + clean(call.description, 250)
+    # Field names are rendered as markdown too: escape them as well.
+    name = clean(name, LIST_NAME_LIMIT)
+    return name, truncate(value, min(FIELD_VALUE_LIMIT, budget - len(name)))
 
 
 def calls_for_kind(calls: CallList, kind: str) -> list[EmergencyCall | DispatchCall]:
@@ -221,31 +257,22 @@ def call_list_pages(
     as_of: dt.datetime,
     per_page: int = 10,
 ) -> list[discord.Embed]:
-    """Embeds of at most `per_page` calls each, every one within Discord's limits."""
-    fields = [_list_entry(call) for call in entries]
-    pages: list[list[tuple[str, str]]] = []
-    current: list[tuple[str, str]] = []
-    size = 0
-    budget = EMBED_TOTAL_LIMIT - len(title) - 200  # room for title, description and footer
-    for name, value in fields:
-        cost = len(name) + len(value)
-        if current and (len(current) >= min(per_page, FIELDS_PER_EMBED) or size + cost > budget):
-            pages.append(current)
-            current, size = [], 0
-        current.append((name, value))
-        size += cost
-    if current or not pages:
-        pages.append(current)
+    """Embeds of `per_page` calls each (the last may hold fewer; no calls: one embed saying so).
+    Each entry gets an equal share of the 6,000 characters, so every page fits, whatever the text."""
+    per_page = max(1, min(per_page, FIELDS_PER_EMBED))
+    budget = (EMBED_TOTAL_LIMIT - LIST_PAGE_OVERHEAD) // per_page
+    chunks = [entries[start : start + per_page] for start in range(0, len(entries), per_page)] or [[]]
     embeds = []
-    for index, page in enumerate(pages, start=1):
-        embed = discord.Embed(title=truncate(title, TITLE_LIMIT), colour=LIST_COLOUR, timestamp=as_of)
+    for index, chunk in enumerate(chunks, start=1):
+        embed = discord.Embed(title=truncate(title, 100), colour=LIST_COLOUR, timestamp=as_of)
         embed.description = (
             f"{len(entries)} call(s) on CAD server {server_id} · as of {timestamp(as_of)}"
             if entries
             else f"No calls on CAD server {server_id} right now · as of {timestamp(as_of)}"
         )
-        for name, value in page:
+        for call in chunk:
+            name, value = _list_entry(call, budget)
             embed.add_field(name=name, value=value, inline=False)
-        embed.set_footer(text=f"Page {index} of {len(pages)}")
+        embed.set_footer(text=f"Page {index} of {len(chunks)}")
         embeds.append(embed)
     return embeds

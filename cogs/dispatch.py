@@ -81,15 +81,16 @@ class ClosedCallPages:
                 call_type=CallType.DISPATCH,
                 interactive=True,
             )
-            self.pages[index] = calls.closed
+            self.pages[index] = calls.closed[:CLOSED_PAGE_SIZE]
             self.as_of = discord.utils.utcnow()
-        (embed,) = call_list_pages(
+        # at most CLOSED_PAGE_SIZE calls: always exactly one embed
+        embed = call_list_pages(
             self.pages[index],
             title=KIND_TITLES["closed"],
             server_id=self.server_id,
             as_of=self.as_of,
             per_page=CLOSED_PAGE_SIZE,
-        )
+        )[0]
         embed.set_footer(text=f"Page {self.page_label(index)}")
         return embed
 

@@ -2,7 +2,9 @@
 parser and command tree; every request discord.py makes is answered here by aioresponses.
 
 `FakeDiscord` also keeps the channel messages the bot posts (honouring `nonce` de-duplication
-as Discord does with `enforce_nonce`) and can be told to fail the next channel requests.
+as Discord does with `enforce_nonce`: the first message comes back, unchanged) and can be told to
+fail the next channel requests. Like Discord, it refuses with a 400 and Discord's error body any
+message, edit or interaction reply over a documented limit (`tests/discord_limits.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import aiohttp
 import yarl
 from aioresponses import CallbackResult, aioresponses
 from discord.gateway import DiscordWebSocket
+
+from .discord_limits import error_body, interaction_errors, message_errors
 
 API = "https://discord.com/api/v10"
 APP_ID = "111111111111111111"
@@ -74,6 +78,7 @@ class ChannelFault:
     message: str
     method: str = "POST"  # POST = new message, PATCH = edit
     retry_after: float | None = None  # for 429s, as Discord sends it
+    after_create: bool = False  # the message is created, and then the reply is this error
 
 
 @dataclass
@@ -85,6 +90,7 @@ class FakeDiscord:
     channel_posts: int = 0
     channel_edits: int = 0
     valid_token: str | None = None  # when set, any other token gets Discord's 401
+    refused: list[dict[str, Any]] = field(default_factory=list)  # the 400 bodies sent back, for asserting
 
     def install(self) -> None:
         m = self.mock
@@ -153,8 +159,18 @@ class FakeDiscord:
             return CallbackResult(status=401, payload={"code": 0, "message": "401: Unauthorized"})
         return CallbackResult(payload={**user_payload(BOT_ID, "dispatch-bot"), "bot": True, "flags": 0})
 
+    def _refuse(self, errors: dict[str, Any]) -> CallbackResult | None:
+        if not errors:
+            return None
+        status, body = error_body(errors)
+        self.refused.append(body)
+        return CallbackResult(status=status, payload=body)
+
     def _callback(self, url: Any, **kw: Any) -> CallbackResult:
         body = json.loads(kw["data"])
+        refused = self._refuse(interaction_errors(body))
+        if refused:
+            return refused
         data = body.get("data") or {}
         interaction = {
             "id": url.path.split("/")[-3],
@@ -171,13 +187,17 @@ class FakeDiscord:
 
     def _followup(self, url: Any, **kw: Any) -> CallbackResult:
         body = json.loads(kw["data"]) if kw.get("data") else {}
+        refused = self._refuse(message_errors(body, edit="/messages/" in str(url)))
+        if refused:
+            return refused
         return CallbackResult(payload=message_payload(CHANNEL_ID, body.get("content") or "", body.get("embeds")))
 
     def _original(self, url: Any, **kw: Any) -> CallbackResult:
         return CallbackResult(payload=message_payload(CHANNEL_ID, ""))
 
-    def _fault(self, method: str) -> CallbackResult | None:
-        if self.faults and self.faults[0].method == method:
+    def _fault(self, method: str, *, created: bool = False) -> CallbackResult | None:
+        """The next scripted fault for `method`: before the message is made, or (`created`) after."""
+        if self.faults and self.faults[0].method == method and self.faults[0].after_create == created:
             fault = self.faults.popleft()
             body: dict[str, Any] = {"code": fault.code, "message": fault.message}
             headers = {}
@@ -193,16 +213,21 @@ class FakeDiscord:
         if fault:
             return fault
         body = json.loads(kw["data"])
+        refused = self._refuse(message_errors(body))
+        if refused:
+            return refused
         nonce = body.get("nonce")
         if nonce and body.get("enforce_nonce") and nonce in self.nonces:
-            return CallbackResult(payload=self.messages[self.nonces[nonce]])  # Discord's de-duplication
+            # Discord's de-duplication: the message it already made, as it is, whatever this body says
+            return CallbackResult(payload=self.messages[self.nonces[nonce]])
         channel_id = url.path.split("/")[-2]
         msg = message_payload(channel_id, body.get("content") or "", body.get("embeds"), nonce=nonce)
+        msg["components"] = body.get("components", [])
         self.messages[msg["id"]] = msg
         if nonce:
             self.nonces[str(nonce)] = msg["id"]
         self.channel_posts += 1
-        return CallbackResult(payload=msg)
+        return self._fault("POST", created=True) or CallbackResult(payload=msg)
 
     def _edit(self, url: Any, **kw: Any) -> CallbackResult:
         fault = self._fault("PATCH")
@@ -212,7 +237,10 @@ class FakeDiscord:
         if message_id not in self.messages:
             return CallbackResult(status=404, payload={"code": 10008, "message": "Unknown Message"})
         body = json.loads(kw["data"])
-        self.messages[message_id].update({k: v for k, v in body.items() if k in ("content", "embeds")})
+        refused = self._refuse(message_errors(body, edit=True))
+        if refused:
+            return refused
+        self.messages[message_id].update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
         self.channel_edits += 1
         return CallbackResult(payload=self.messages[message_id])
 

@@ -424,3 +424,21 @@ async def test_page_buttons_stop_after_timeout(
     (edit,) = discord_api.sent("PATCH", r"/webhooks/\d+/[^/]+/messages/\d+$")
     assert all(b["disabled"] for b in edit["components"][0]["components"])
     assert edit["allowed_mentions"] == NO_PARSE
+
+
+async def test_closed_calls_with_long_cad_text_render_and_page(
+    bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    # a page of ten closed calls whose CAD text is long and markup-heavy needed two embeds and crashed
+    long_text = "**[x](y)** @here " * 200
+    ids = [cad.add_dispatch(long_text, address=long_text, description=long_text) for _ in range(15)]
+    for call_id in ids:
+        cad.close_dispatch(call_id)
+    await dispatch_interaction(bot, slash("calls", {"kind": "closed"}))
+    first = last_reply(discord_api)
+    assert len(first["embeds"]) == 1 and len(first["embeds"][0]["fields"]) == 10
+    message_id = list(bot._connection._view_store._synced_message_views)[-1]
+    await dispatch_interaction(bot, button("calls:next", str(message_id)))
+    page = discord_api.sent("POST", r"/callback$")[-1]["data"]
+    assert len(page["embeds"][0]["fields"]) == 5
+    assert discord_api.refused == []  # and Discord accepted every one of them

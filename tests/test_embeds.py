@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bot.embeds import (
     EMBED_TOTAL_LIMIT,
     call_label,
     call_list_pages,
     clean,
     dispatch_embed,
+    embed_size,
     emergency_embed,
+    fit_embeds,
 )
 from bot.sonoran import DispatchCall, EmergencyCall
+
+from .discord_limits import message_errors
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 HUGE = "x" * 10_000
@@ -21,7 +28,7 @@ HUGE = "x" * 10_000
 def test_clean_escapes_and_truncates_visibly() -> None:
     assert (
         clean("@everyone **hi** <@&123456789012345678>", 100)
-        == "@\u200beveryone \\*\\*hi\\*\\* <@\u200b&123456789012345678>"
+        == "@\u200beveryone \\*\\*hi\\*\\* \\<@\u200b&123456789012345678>"
     )
     text = clean("a" * 50, 10)
     assert len(text) == 10 and text.endswith("…")
@@ -83,3 +90,52 @@ def test_unknown_enum_values_render() -> None:
     embed = dispatch_embed(dispatch, server_id=3, first_seen=NOW)
     fields = {f.name: f.value for f in embed.fields}
     assert fields["Status"] == "#9" and fields["Priority"] == "7" and embed.footer.text == "CAD server 3 · Origin: #42"
+
+
+HOSTILE_TEXT = st.lists(
+    st.sampled_from([*"\\*_~|`>#-+[]()<@\n ", "x" * 50, "é", "🚨", "1."]), max_size=400
+).map("".join)
+CALLS = st.lists(
+    st.one_of(
+        st.builds(
+            lambda i, t: EmergencyCall.model_validate(
+                {"callId": i, "caller": t, "location": t, "description": t, "metaData": {"postal": t}}
+            ),
+            st.integers(1, 10**9),
+            HOSTILE_TEXT,
+        ),
+        st.builds(
+            lambda i, t: DispatchCall.model_validate(
+                {"callId": i, "title": t, "address": t, "description": t, "idents": [1, 2]}
+            ),
+            st.integers(1, 10**9),
+            HOSTILE_TEXT,
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(CALLS, st.integers(1, 25))
+def test_any_call_list_renders_within_discords_limits(calls: list[EmergencyCall | DispatchCall], per_page: int) -> None:
+    pages = call_list_pages(calls, title="Closed calls", server_id=1, as_of=NOW, per_page=per_page)
+    assert sum(len(p.fields) for p in pages) == len(calls)
+    for page in pages:
+        assert message_errors({"embeds": [page.to_dict()]}) == {}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(CALLS)
+def test_fit_embeds_makes_any_ten_feed_embeds_one_message(calls: list[EmergencyCall | DispatchCall]) -> None:
+    embeds = [
+        emergency_embed(c, server_id=1, first_seen=NOW)
+        if isinstance(c, EmergencyCall)
+        else dispatch_embed(c, server_id=1, first_seen=NOW)
+        for c in calls[:10]
+    ]
+    fitted = fit_embeds(embeds)
+    assert len(fitted) == len(embeds)
+    if embeds:
+        assert message_errors({"embeds": [e.to_dict() for e in fitted]}) == {}
+    assert [e.title for e in fitted] == [e.title for e in embeds] or sum(map(embed_size, embeds)) > 6000
