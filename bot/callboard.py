@@ -33,9 +33,10 @@ class CallBoard:
         self._snapshots: dict[int, Snapshot] = {}
         self._background: dict[int, asyncio.Task[Snapshot]] = {}
 
-    async def refresh(self, server_id: int, *, interactive: bool = False) -> Snapshot:
-        """A new snapshot. `interactive`: for a member, within what the feed's polls leave over."""
-        calls = await self.client.get_calls(server_id, interactive=interactive)
+    async def refresh(self, server_id: int, *, interactive: bool = False, retry: bool = True) -> Snapshot:
+        """A new snapshot. `interactive`: for a member, within what the feed's polls leave over.
+        `retry=False`: one request at most (the feed's poll, whose next cycle is its retry)."""
+        calls = await self.client.get_calls(server_id, interactive=interactive, retry=retry)
         snapshot = Snapshot(calls, self._clock(), time.time())
         self._snapshots[server_id] = snapshot
         return snapshot

@@ -276,3 +276,23 @@ def call_list_pages(
         embed.set_footer(text=f"Page {index} of {len(chunks)}")
         embeds.append(embed)
     return embeds
+
+
+def unavailable_embed(*, title: str, ended: bool) -> discord.Embed:
+    """Stands in for a call Discord refused to show, so that it does not hold up the channel."""
+    return discord.Embed(
+        title=truncate(title, TITLE_LIMIT),
+        description="Discord refused to show this call's text. Use /calls to see it.",
+        colour=ENDED_COLOUR if ended else CIVIL_COLOUR,
+    )
+
+
+def embed_fingerprint(embed: discord.Embed) -> tuple[Any, ...]:
+    """What a reader sees of an embed: enough to tell whether a message shows what was sent."""
+    return (
+        embed.title or None,
+        embed.description or None,
+        embed.colour.value if embed.colour else None,
+        tuple((field.name, field.value) for field in embed.fields),
+        embed.footer.text or None,
+    )

@@ -10,42 +10,70 @@ Only a crash followed by a restart more than those few minutes later can duplica
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS posts (
-    channel_id  INTEGER NOT NULL,
-    server_id   INTEGER NOT NULL,
-    kind        TEXT    NOT NULL,      -- '911' or 'dispatch'
-    call_id     INTEGER NOT NULL,
-    batch       TEXT    NOT NULL,      -- nonce of the message the call is (being) posted in
-    position    INTEGER NOT NULL,      -- index of its embed in that message
-    message_id  INTEGER,               -- NULL until Discord confirmed the message
-    state       TEXT    NOT NULL,      -- active | answered | removed | closed | deleted
-    data        TEXT    NOT NULL,      -- the call as last seen (JSON)
-    version     TEXT    NOT NULL,      -- what the message should show
-    shown       TEXT,                  -- what the message does show (NULL: nothing yet)
-    first_seen  REAL    NOT NULL,
-    ended_at    REAL,
-    ping        INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (channel_id, server_id, kind, call_id)
-);
-CREATE INDEX IF NOT EXISTS posts_batch ON posts (batch);
-CREATE INDEX IF NOT EXISTS posts_message ON posts (message_id);
-CREATE TABLE IF NOT EXISTS removals (
-    server_id   INTEGER NOT NULL,
-    call_id     INTEGER NOT NULL,
-    removed_by  TEXT    NOT NULL,
-    removed_at  REAL    NOT NULL,
-    PRIMARY KEY (server_id, call_id)
-);
-"""
+# Ordered migrations: the file's `PRAGMA user_version` says how many it has had. Append only;
+# never edit one that was released. Each runs in one transaction with its version bump.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first release's schema (files it made are at version 0 and hold these tables already)
+    """
+    CREATE TABLE IF NOT EXISTS posts (
+        channel_id  INTEGER NOT NULL,
+        server_id   INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,      -- '911' or 'dispatch'
+        call_id     INTEGER NOT NULL,
+        batch       TEXT    NOT NULL,      -- nonce of the message the call is (being) posted in
+        position    INTEGER NOT NULL,      -- index of its embed in that message
+        message_id  INTEGER,               -- NULL until Discord confirmed the message
+        state       TEXT    NOT NULL,      -- active | answered | removed | closed | deleted
+        data        TEXT    NOT NULL,      -- the call as last seen (JSON)
+        version     TEXT    NOT NULL,      -- what the message should show
+        shown       TEXT,                  -- what the message does show (NULL: nothing yet, or unknown)
+        first_seen  REAL    NOT NULL,
+        ended_at    REAL,
+        ping        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (channel_id, server_id, kind, call_id)
+    );
+    CREATE INDEX IF NOT EXISTS posts_batch ON posts (batch);
+    CREATE INDEX IF NOT EXISTS posts_message ON posts (message_id);
+    CREATE TABLE IF NOT EXISTS removals (
+        server_id   INTEGER NOT NULL,
+        call_id     INTEGER NOT NULL,
+        removed_by  TEXT    NOT NULL,
+        removed_at  REAL    NOT NULL,
+        PRIMARY KEY (server_id, call_id)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateFileError(Exception):
+    """The state file cannot be used; the message names `state.path` and what to do, as is."""
+
+
+def _explain(path: Path, error: BaseException) -> StateFileError:
+    uid = os.getuid() if hasattr(os, "getuid") else "?"
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return StateFileError(
+            f"state.path {path} is not a usable SQLite database ({text}). Restore it from a backup, or "
+            "move it aside to start with empty state (calls then showing may be posted once more)."
+        )
+    folder = path.parent.resolve()
+    return StateFileError(
+        f"state.path {path}: cannot open and write it as uid {uid} ({text}). Give that user write access "
+        f"to the file and to {folder} (SQLite writes its -wal and -shm files beside it), e.g. "
+        f"`chown -R {uid} {folder}`, or point state.path somewhere writable."
+    )
 
 
 @dataclass(frozen=True)
@@ -74,13 +102,14 @@ _COLUMNS = (
     "channel_id, server_id, kind, call_id, batch, position, message_id, state, data, version, shown, "
     "first_seen, ended_at, ping"
 )
+_FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
 
 
-def _post(row: Sequence[Any]) -> Post:
-    values = list(row)
-    values[8] = json.loads(values[8])
-    values[13] = bool(values[13])
-    return Post(*values)
+def _post(row: sqlite3.Row) -> Post:
+    values = {name: row[name] for name in _FIELDS}
+    values["data"] = json.loads(values["data"])
+    values["ping"] = bool(values["ping"])
+    return Post(**values)
 
 
 class Store:
@@ -90,15 +119,25 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
+        """Opens (or creates) the file and brings its schema up to date. Raises StateFileError,
+        naming the path and the fix, for a file that is not SQLite, from a newer version of the
+        bot, or that this user cannot write; the connection is closed again first."""
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a row written "before it is relied on" must survive a power cut, not only a crash
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.executescript(SCHEMA)
-        await db.commit()
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path)
+        except (OSError, sqlite3.Error) as error:
+            raise _explain(path, error) from None
+        db.row_factory = sqlite3.Row
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a row written "before it is relied on" must survive a power cut, not only a crash
+            await db.execute("PRAGMA synchronous=FULL")
+            await _migrate(db, path)
+        except (OSError, sqlite3.Error, StateFileError) as error:
+            await db.close()  # else aiosqlite's worker thread keeps the process alive forever
+            raise error if isinstance(error, StateFileError) else _explain(path, error) from None
         return cls(db, path)
 
     async def close(self) -> None:
@@ -129,6 +168,22 @@ class Store:
                 (channel_id, server_id, kind, *chunk),
             ) as cursor:
                 found.update(row[0] for row in await cursor.fetchall())
+        return found
+
+    async def posts(
+        self, channel_id: int, server_id: int, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], Post]:
+        """The rows of these (kind, call id) pairs, whatever their state."""
+        found: dict[tuple[str, int], Post] = {}
+        for kind, call_id in keys:
+            async with self._db.execute(
+                f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
+                (channel_id, server_id, kind, call_id),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                post = _post(row)
+                found[post.key] = post
         return found
 
     async def batch(self, batch: str) -> list[Post]:
@@ -165,8 +220,22 @@ class Store:
         )
         await self._db.commit()
 
-    async def mark_sent(self, batch: str, message_id: int) -> None:
-        await self._db.execute("UPDATE posts SET message_id = ?, shown = version WHERE batch = ?", (message_id, batch))
+    async def mark_sent(self, batch: str, message_id: int, shown: dict[tuple[str, int], str | None]) -> None:
+        """The batch's message exists; `shown` is what it shows of each call (None: not the current
+        version, so the feed edits it)."""
+        await self._db.executemany(
+            "UPDATE posts SET message_id = ?, shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
+            [(message_id, version, batch, kind, call_id) for (kind, call_id), version in shown.items()],
+        )
+        await self._db.commit()
+
+    async def rebatch(self, posts: Sequence[Post]) -> None:
+        """Moves unsent posts to the batch (and positions) they now carry: a refused batch, split."""
+        await self._db.executemany(
+            "UPDATE posts SET batch = ?, position = ? WHERE channel_id = ? AND server_id = ? AND kind = ? "
+            "AND call_id = ? AND message_id IS NULL",
+            [(p.batch, p.position, p.channel_id, p.server_id, p.kind, p.call_id) for p in posts],
+        )
         await self._db.commit()
 
     async def update(self, posts: Sequence[Post]) -> None:
@@ -226,3 +295,19 @@ class Store:
         ) as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else None
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StateFileError(
+            f"state.path {path} was written by a newer version of the bot (schema {version}; this version "
+            f"knows up to {SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        await db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+    # a write, even when nothing was due: a file this user may read but not write fails here, at start
+    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    await db.commit()

@@ -4,9 +4,13 @@ calls, posted once and edited in place as the calls are answered, removed or clo
 One cycle (`poll_once`), for every CAD server that a `[[feeds]]` entry names:
 1. one GET_CALLS (through the call board, which `/calls` and autocomplete then reuse);
 2. for each feed of that server: store what changed in calls already posted; record new calls
-   as "being posted" (batches of up to 10 embeds, each with a fixed nonce) *before* sending;
-   send every batch not yet confirmed; edit every message whose calls changed, once.
-A batch Discord refused stays unconfirmed and is sent again next cycle; nothing is lost.
+   as "being posted" (batches of up to 10 embeds and 6,000 characters, each with a fixed nonce)
+   *before* sending; send every batch not yet confirmed; edit every message whose calls changed.
+A batch that failed for a passing reason (429, 5xx, network, a missing permission) stays
+unconfirmed and is sent again next cycle; nothing is lost. A batch Discord refuses for good (400,
+413) is split, and a single call it still refuses is posted as a short stand-in, so that one
+poisoned call never holds up the channel. After every send, what the message really shows is
+recorded (Discord hands back the first message for a nonce it has seen), and edited if it differs.
 """
 
 from __future__ import annotations
@@ -28,14 +32,25 @@ from discord.ext import commands
 
 from bot.config import FeedSettings
 from bot.core import DispatchBot
-from bot.embeds import dispatch_embed, emergency_embed, from_unix
+from bot.embeds import (
+    EMBED_TOTAL_LIMIT,
+    dispatch_embed,
+    embed_fingerprint,
+    embed_size,
+    emergency_embed,
+    fit_embeds,
+    from_unix,
+    unavailable_embed,
+)
 from bot.sonoran import CallList, DispatchCall, EmergencyCall, RateLimited, SonoranError
 from bot.store import Post
 
 log = logging.getLogger(__name__)
 
 EMBEDS_PER_MESSAGE = 10
-MAX_BACKOFF = 300.0
+MIN_BACKOFF_CAP = 60.0  # the first call filed after the CAD recovers is posted within max(poll_seconds, this)
+ENDED_STATES = frozenset({"answered", "removed", "closed"})
+REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
 KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
 NEEDED_PERMISSIONS = (
@@ -44,6 +59,7 @@ NEEDED_PERMISSIONS = (
     ("embed_links", "Embed Links"),
     ("read_message_history", "Read Message History"),
 )
+NO_PINGS = discord.AllowedMentions.none()
 DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -57,9 +73,32 @@ def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) 
     return hashlib.sha1(text.encode()).hexdigest()[:25]
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(posts: Sequence[Post]) -> Iterable[list[Post]]:
+    """Consecutive runs of at most 10 posts whose embeds fit one message's 6,000 characters."""
+    batch: list[Post] = []
+    size = 0
+    for post in posts:
+        cost = embed_size(render(post))
+        if batch and (len(batch) == EMBEDS_PER_MESSAGE or size + cost > EMBED_TOTAL_LIMIT):
+            yield batch
+            batch, size = [], 0
+        batch.append(post)
+        size += cost
+    if batch:
+        yield batch
+
+
+def _as_batch(posts: Sequence[Post]) -> list[Post]:
+    """The posts as one batch: its nonce (from its calls) and their positions in it."""
+    first = posts[0]
+    batch = _nonce(first.channel_id, first.server_id, first.kind, [p.call_id for p in posts])
+    return [replace(post, batch=batch, position=index) for index, post in enumerate(posts)]
+
+
+def stand_in(post: Post) -> discord.Embed:
+    kind = "911 call" if post.kind == "911" else "Dispatch call"
+    ended = post.state != "active"
+    return unavailable_embed(title=f"{kind} #{post.call_id}" + (f" ({post.state})" if ended else ""), ended=ended)
 
 
 class StateChanges:
@@ -108,6 +147,7 @@ class Feed(commands.Cog):
         self._task: asyncio.Task[None] | None = None
         self._server_state = StateChanges()
         self._channel_state = StateChanges()
+        self._health_state = StateChanges()
         self._failed_cycles = 0
         self._presence_count: int | None = None
         self._last_prune = 0.0
@@ -131,8 +171,12 @@ class Feed(commands.Cog):
                 delay = await self.poll_once()
             except Exception:  # a bug must not end the feed; say so once per cycle and carry on
                 log.exception("feed: cycle failed")
-                delay = min(self.poll_seconds * 4, MAX_BACKOFF)
+                delay = self._backoff_cap
             await asyncio.sleep(delay)
+
+    @property
+    def _backoff_cap(self) -> float:
+        return max(self.poll_seconds, MIN_BACKOFF_CAP)
 
     async def poll_once(self) -> float:
         """Runs one poll-and-post cycle over every feed; returns the wait before the next one."""
@@ -141,7 +185,9 @@ class Feed(commands.Cog):
             failed = False
             for server_id in self.settings.feed_server_ids:
                 try:
-                    snapshot = await self.bot.board.refresh(server_id)
+                    # one request a cycle: retrying at once would spend the minute's budget on a
+                    # CAD that is failing and lock the next polls out; the next cycle is the retry
+                    snapshot = await self.bot.board.refresh(server_id, retry=False)
                 except SonoranError as error:
                     failed = True
                     self._server_changed(server_id, type(error).__name__, str(error))
@@ -154,7 +200,7 @@ class Feed(commands.Cog):
                         await self._sync_channel(feed, snapshot.calls)
             if failed:
                 self._failed_cycles += 1
-                delay = max(delay, min(self.poll_seconds * 2**self._failed_cycles, MAX_BACKOFF))
+                delay = max(delay, min(self.poll_seconds * 2**self._failed_cycles, self._backoff_cap))
             else:
                 self._failed_cycles = 0
                 await self._record_success()
@@ -166,16 +212,17 @@ class Feed(commands.Cog):
         store = self.bot.store
         now = time.time()
         posts = await store.open_posts(feed.channel_id, feed.server_id)
+        listed = {
+            "911": [c.call_id for c in calls.emergency],
+            "dispatch": [c.call_id for c in calls.active] if feed.dispatch else [],
+        }
+        known = {kind: await store.known(feed.channel_id, feed.server_id, kind, ids) for kind, ids in listed.items()}
+        # calls whose posts ended (and show it) but that the CAD lists again: they come back to life
+        revived = [(kind, call_id) for kind, ids in known.items() for call_id in ids if (kind, call_id) not in posts]
+        if revived:
+            posts.update(await store.posts(feed.channel_id, feed.server_id, revived))
         changed = await self._changes(posts.values(), calls, now)
         await store.update(changed)
-        known = {
-            "911": await store.known(feed.channel_id, feed.server_id, "911", [c.call_id for c in calls.emergency]),
-            "dispatch": (
-                await store.known(feed.channel_id, feed.server_id, "dispatch", [c.call_id for c in calls.active])
-                if feed.dispatch
-                else set()
-            ),
-        }
         new = self._new_posts(feed, calls, known, now)
         await store.add_batch(new)
         # what open_posts() would now return: changed rows stay open (version != shown), new ones are unsent
@@ -185,8 +232,10 @@ class Feed(commands.Cog):
             {p.batch: p.first_seen for p in posts.values() if p.message_id is None}.items(), key=lambda item: item[1]
         )
         for batch, _ in unsent:
-            if not await self._send(feed, await store.batch(batch)):
+            sent = await self._send(feed, await store.batch(batch))
+            if sent is None:
                 return  # the channel is failing; the rest waits for the next cycle
+            posts.update((post.key, post) for post in sent)
         stale = {p.batch for p in posts.values() if p.message_id is not None and p.version != p.shown}
         for batch in sorted(stale):
             if not await self._edit(feed, await store.batch(batch)):
@@ -199,14 +248,16 @@ class Feed(commands.Cog):
         answered = {c.origin_911 for c in (*calls.active, *calls.closed) if c.origin_911 is not None}
         changed = []
         for post in posts:
-            if post.state != "active":
-                continue  # ended or deleted: final
+            listed = emergency if post.kind == "911" else active
+            if post.state == "deleted" or (post.state in ENDED_STATES and post.call_id not in listed):
+                continue  # deleted by a moderator, or ended and still ended: final
             data: dict[str, Any] = dict(post.data)
             state, ended_at = "active", None
             if post.kind == "911":
                 current_911 = emergency.get(post.call_id)
                 if current_911 is not None:
                     data["call"] = current_911.model_dump(by_alias=True, mode="json")
+                    data.pop("removed_by", None)
                 else:
                     ended_at = now
                     removed_by = await self.bot.store.removed_by(post.server_id, post.call_id)
@@ -237,62 +288,131 @@ class Feed(commands.Cog):
         ]
         if feed.dispatch:
             groups.append(("dispatch", False, [c for c in calls.active if fresh("dispatch", c)]))
-        out = []
+        out: list[Post] = []
         for kind, is_emergency, group in groups:
             if kind == "911" and ("emergency" if is_emergency else "civil") not in feed.calls:
                 continue
-            for chunk in _chunks(group, EMBEDS_PER_MESSAGE):
-                batch = _nonce(feed.channel_id, feed.server_id, kind, [c.call_id for c in chunk])
-                for position, call in enumerate(chunk):
-                    data = {"call": call.model_dump(by_alias=True, mode="json")}
-                    out.append(
-                        Post(
-                            channel_id=feed.channel_id,
-                            server_id=feed.server_id,
-                            kind=kind,
-                            call_id=call.call_id,
-                            batch=batch,
-                            position=position,
-                            message_id=None,
-                            state="active",
-                            data=data,
-                            version=_version("active", data),
-                            shown=None,
-                            first_seen=now,
-                            ended_at=None,
-                            ping=is_emergency and bool(feed.ping_role_id),
-                        )
+            posts = []
+            for call in group:
+                data = {"call": call.model_dump(by_alias=True, mode="json")}
+                posts.append(
+                    Post(
+                        channel_id=feed.channel_id,
+                        server_id=feed.server_id,
+                        kind=kind,
+                        call_id=call.call_id,
+                        batch="",
+                        position=0,
+                        message_id=None,
+                        state="active",
+                        data=data,
+                        version=_version("active", data),
+                        shown=None,
+                        first_seen=now,
+                        ended_at=None,
+                        ping=is_emergency and bool(feed.ping_role_id),
                     )
+                )
+            for batch in _batches(posts):
+                out.extend(_as_batch(batch))
         return out
 
     # --- Discord ---------------------------------------------------------------------------------
-    async def _send(self, feed: FeedSettings, posts: list[Post]) -> bool:
+    async def _post_message(
+        self, feed: FeedSettings, posts: list[Post], embeds: list[discord.Embed]
+    ) -> discord.Message:
         channel = self.bot.get_partial_messageable(feed.channel_id)
         ping = feed.ping_role_id and any(p.ping for p in posts)
+        return await channel.send(
+            content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
+            embeds=embeds,
+            nonce=posts[0].batch,
+            allowed_mentions=(
+                discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
+                if ping
+                else discord.AllowedMentions.none()
+            ),
+        )
+
+    async def _send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
+        """Posts one batch; returns its posts as now recorded, or None while the channel is failing."""
+        embeds = fit_embeds([render(p) for p in posts])
         try:
-            message = await channel.send(
-                content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
-                embeds=[render(p) for p in posts],
-                nonce=posts[0].batch,
-                allowed_mentions=(
-                    discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
-                    if ping
-                    else discord.AllowedMentions.none()
-                ),
-            )
+            message = await self._post_message(feed, posts, embeds)
         except DISCORD_FAULTS as error:
+            if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
+                return await self._send_refused(feed, posts, error)
             self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "post"))
-            return False
-        await self.bot.store.mark_sent(posts[0].batch, message.id)
+            return None
+        # With a nonce Discord has seen, the reply is the message it made then, showing what that
+        # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
+        showing = [embed_fingerprint(e) for e in message.embeds]
+        shown = {
+            p.key: p.version if index < len(showing) and showing[index] == embed_fingerprint(sent) else None
+            for index, (p, sent) in enumerate(zip(posts, embeds, strict=True))
+        }
+        await self.bot.store.mark_sent(posts[0].batch, message.id, shown)
         self._channel_changed(feed.channel_id, "ok")
-        return True
+        return [replace(p, message_id=message.id, shown=shown[p.key]) for p in posts]
+
+    async def _send_refused(
+        self, feed: FeedSettings, posts: list[Post], error: discord.HTTPException
+    ) -> list[Post] | None:
+        """Discord will never take this batch as it is: post it in halves, down to single calls,
+        and a single call it still refuses as a short stand-in."""
+        if len(posts) > 1:
+            log.warning(
+                "feed: channel %s refused a batch of %d calls (HTTP %s: %s); posting it in parts",
+                feed.channel_id,
+                len(posts),
+                error.status,
+                error.text[:200],
+            )
+            out: list[Post] = []
+            half = len(posts) // 2
+            for part in (posts[:half], posts[half:]):
+                part = _as_batch(part)
+                await self.bot.store.rebatch(part)
+                sent = await self._send(feed, part)
+                if sent is None:
+                    return None
+                out.extend(sent)
+            return out
+        (post,) = posts
+        log.warning(
+            "feed: channel %s refused %s call #%s (HTTP %s: %s); posting a short stand-in instead",
+            feed.channel_id,
+            post.kind,
+            post.call_id,
+            error.status,
+            error.text[:200],
+        )
+        try:
+            message = await self._post_message(feed, posts, [stand_in(post)])
+        except DISCORD_FAULTS as again:
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, again, "post"))
+            return None
+        await self.bot.store.mark_sent(post.batch, message.id, {post.key: post.version})
+        return [replace(post, message_id=message.id, shown=post.version)]
 
     async def _edit(self, feed: FeedSettings, posts: list[Post]) -> bool:
         message_id = posts[0].message_id
         assert message_id is not None
         message = self.bot.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
         try:
-            await message.edit(embeds=[render(p) for p in posts], allowed_mentions=discord.AllowedMentions.none())
+            try:
+                await message.edit(embeds=fit_embeds([render(p) for p in posts]), allowed_mentions=NO_PINGS)
+            except discord.HTTPException as error:
+                if error.status not in REFUSED_FOR_GOOD:
+                    raise
+                log.warning(
+                    "feed: channel %s refused the edit of message %s (HTTP %s: %s); showing short stand-ins",
+                    feed.channel_id,
+                    message_id,
+                    error.status,
+                    error.text[:200],
+                )
+                await message.edit(embeds=[stand_in(p) for p in posts], allowed_mentions=NO_PINGS)
         except discord.NotFound:
             # Someone deleted the post on purpose: respect that, do not post those calls again.
             log.info("feed: message %s in channel %s was deleted; not editing it again", message_id, feed.channel_id)
@@ -344,7 +464,16 @@ class Feed(commands.Cog):
         now = time.time()
         health = self.settings.state.health_file
         if health is not None:
-            await asyncio.to_thread(_touch, health, now)
+            try:
+                await asyncio.to_thread(_touch, health, now)
+            except OSError as error:  # the feed goes on; `health` will report it stale
+                if self._health_state.change(0, "failing"):
+                    log.error(
+                        "feed: cannot write state.health_file %s (%s); the feed goes on without it", health, error
+                    )
+            else:
+                if self._health_state.change(0, "ok"):
+                    log.info("feed: state.health_file %s is written again", health)
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             await self.bot.store.forget_ended(now - KEEP_ENDED_SECONDS)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import SonoranError
 from .models import CallList, CallType, PlanInfo, Server
-from .transport import HttpCore, Reply, Request
+from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SonoranApi(abc.ABC):
 
     @abc.abstractmethod
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, spend: Spend = ANY_SPEND
     ) -> CallList: ...
 
     @abc.abstractmethod

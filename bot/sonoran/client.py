@@ -11,7 +11,7 @@ from ..config import SonoranSettings
 from .api import NewCall, SonoranApi
 from .errors import Redactor
 from .models import CallList, CallType, PlanInfo, Server
-from .transport import HttpCore
+from .transport import HttpCore, Spend
 from .v1 import V1Api
 from .v2 import V2Api
 
@@ -43,7 +43,7 @@ class SonoranClient:
         # Call-list slots per rate window kept for the feed's polls; requests made for members
         # (`interactive=True`) only use what is left, so a member paging can never starve the feed.
         self.feed_reserve = 0
-        self._inflight: dict[tuple[int, int, int, int, bool], asyncio.Task[CallList]] = {}
+        self._inflight: dict[tuple[int, int, int, int, Spend], asyncio.Task[CallList]] = {}
 
     def __repr__(self) -> str:
         return f"SonoranClient(v{self.api.version}, {self.http.base_url!r})"
@@ -89,18 +89,19 @@ class SonoranClient:
         closed_offset: int = 0,
         call_type: CallType = CallType.ALL,
         interactive: bool = False,
+        retry: bool = True,
     ) -> CallList:
+        """`interactive`: for a member, within what the feed's polls leave over. `retry=False`: one
+        request at most, not retried after a fault or a 429 (the feed's next cycle is its retry)."""
         server = server_id or self.default_server_id
         limit = max(1, min(closed_limit, MAX_CLOSED_LIMIT))
         offset = max(0, closed_offset)
-        key = (server, limit, offset, int(call_type), interactive)
+        spend = Spend(reserve=self.feed_reserve if interactive else 0, retry=retry)
+        key = (server, limit, offset, int(call_type), spend)
         task = self._inflight.get(key)
         if task is None:
-            reserve = self.feed_reserve if interactive else 0
             task = asyncio.get_running_loop().create_task(
-                self.api.get_calls(
-                    server, closed_limit=limit, closed_offset=offset, call_type=call_type, reserve=reserve
-                ),
+                self.api.get_calls(server, closed_limit=limit, closed_offset=offset, call_type=call_type, spend=spend),
                 name=f"sonoran-get-calls-{server}",
             )
             self._inflight[key] = task
@@ -108,7 +109,7 @@ class SonoranClient:
         # shield: one impatient caller giving up must not cancel the request the others wait on
         return await asyncio.shield(task)
 
-    def _forget(self, key: tuple[int, int, int, int, bool], task: asyncio.Task[CallList]) -> None:
+    def _forget(self, key: tuple[int, int, int, int, Spend], task: asyncio.Task[CallList]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():

@@ -163,6 +163,9 @@ class CallList(BaseModel):
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
         wrapper = {str(key).lower(): value for key, value in payload.items()}
+        if not {"activecalls", "emergencycalls", "closedcalls"} & wrapper.keys():
+            # `{"message": "upstream busy"}`, `{}`: read as "no calls", it would end every open post
+            raise ValueError(f"no call lists in the reply (keys: {', '.join(sorted(wrapper)[:5]) or 'none'})")
 
         def items(key: str) -> list[Any]:
             value = wrapper.get(key)

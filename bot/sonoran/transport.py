@@ -32,6 +32,17 @@ USER_AGENT = "sonoran-dispatch-bot/0.1 (aiohttp)"
 
 
 @dataclass(frozen=True)
+class Spend:
+    """How much of the rate budget one request may use (who may spend what is decided above)."""
+
+    reserve: int = 0  # slots of the operation's window this request must leave to others
+    retry: bool = True  # a read may be sent again after a fault or a 429; False: one request, at most
+
+
+ANY_SPEND = Spend()
+
+
+@dataclass(frozen=True)
 class Request:
     operation: str  # also the rate-limit bucket: get_calls, call_911, ...
     method: str
@@ -40,7 +51,7 @@ class Request:
     params: Mapping[str, str] | None = None
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # v2: the bearer key
     read: bool = False  # reads may be retried; writes never are
-    reserve: int = 0  # slots of the operation's budget this request must leave to others
+    spend: Spend = ANY_SPEND
     server_id: int | None = None
     call_id: int | None = None
 
@@ -108,11 +119,13 @@ class HttpCore:
     async def send(self, request: Request, on_error: ErrorMapper) -> Reply:
         faults = 0
         limited = 0
+        read_retries = self.read_retries if request.spend.retry else 0
+        rate_limit_retries = self.rate_limit_retries if request.spend.retry else 0
         while True:
             try:
                 reply = await self._send_once(request)
             except CadUnavailable:
-                if not request.read or faults >= self.read_retries:
+                if not request.read or faults >= read_retries:
                     raise
                 faults += 1
                 await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
@@ -124,7 +137,7 @@ class HttpCore:
                 if wait is None:
                     wait = min(self.max_wait, 2.0**limited)
                 self.limiter(request.operation).block_for(wait)
-                if limited >= self.rate_limit_retries or wait > self.max_wait:
+                if limited >= rate_limit_retries or wait > self.max_wait:
                     raise RateLimited(wait, operation=request.operation, status=429)
                 limited += 1
                 log.info("Sonoran rate limit on %s; retrying in %.1fs", request.operation, wait)
@@ -136,7 +149,7 @@ class HttpCore:
                     status=reply.status,
                     trace_id=trace_id_of(reply),
                 )
-                if request.read and faults < self.read_retries:
+                if request.read and faults < read_retries:
                     faults += 1
                     await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
                     continue
@@ -144,7 +157,7 @@ class HttpCore:
             raise await on_error(request, reply)
 
     async def _send_once(self, request: Request) -> Reply:
-        wait = await self.limiter(request.operation).acquire(self.max_wait, request.reserve)
+        wait = await self.limiter(request.operation).acquire(self.max_wait, request.spend.reserve)
         if wait:
             raise RateLimited(wait, operation=request.operation)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}

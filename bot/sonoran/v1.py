@@ -23,7 +23,7 @@ from .errors import (
     mentions_plan,
 )
 from .models import CallList, CallType, Plan, PlanInfo, Server
-from .transport import HttpCore, Reply, Request
+from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
     "CALL_911": "emergency",
@@ -56,7 +56,7 @@ class V1Api(SonoranApi):
         *,
         server_id: int | None = None,
         call_id: int | None = None,
-        reserve: int = 0,
+        spend: Spend = ANY_SPEND,
     ) -> Reply:
         reply = await self._send(
             Request(
@@ -67,7 +67,7 @@ class V1Api(SonoranApi):
                 read=request_type in READS,
                 server_id=server_id,
                 call_id=call_id,
-                reserve=reserve,
+                spend=spend,
             )
         )
         if reply.text.strip().lower().removeprefix("sonoran cad: ") == WRONG_PATH_REPLY:
@@ -115,7 +115,7 @@ class V1Api(SonoranApi):
         )
 
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, spend: Spend = ANY_SPEND
     ) -> CallList:
         data = {
             "serverId": server_id,
@@ -123,7 +123,7 @@ class V1Api(SonoranApi):
             "closedOffset": closed_offset,
             "type": int(call_type),
         }
-        reply = await self._call("GET_CALLS", [data], server_id=server_id, reserve=reserve)
+        reply = await self._call("GET_CALLS", [data], server_id=server_id, spend=spend)
         try:
             return CallList.from_payload(server_id, reply.json())
         except ValueError as exc:

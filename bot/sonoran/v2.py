@@ -21,7 +21,7 @@ from .errors import (
     mentions_plan,
 )
 from .models import CallList, CallType, EmergencyCall, Plan, PlanInfo, Server
-from .transport import HttpCore, Reply, Request, trace_id_of
+from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
 
 SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
 
@@ -44,7 +44,7 @@ class V2Api(SonoranApi):
         params: dict[str, str] | None = None,
         server_id: int | None = None,
         call_id: int | None = None,
-        reserve: int = 0,
+        spend: Spend = ANY_SPEND,
     ) -> Any:
         reply = await self._send(
             Request(
@@ -57,7 +57,7 @@ class V2Api(SonoranApi):
                 read=method == "GET",
                 server_id=server_id,
                 call_id=call_id,
-                reserve=reserve,
+                spend=spend,
             )
         )
         return reply.json()
@@ -120,7 +120,7 @@ class V2Api(SonoranApi):
         )
 
     async def get_calls(
-        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, reserve: int = 0
+        self, server_id: int, *, closed_limit: int, closed_offset: int, call_type: CallType, spend: Spend = ANY_SPEND
     ) -> CallList:
         # The OpenAPI block marks all three as required, so they are always sent.
         params = {
@@ -134,7 +134,7 @@ class V2Api(SonoranApi):
             f"/v2/emergency/servers/{server_id}/calls",
             params=params,
             server_id=server_id,
-            reserve=reserve,
+            spend=spend,
         )
         try:
             return CallList.from_payload(server_id, payload)
