@@ -1,17 +1,28 @@
 """Settings: one TOML file, then environment overrides, then validation.
 
-`load_settings(path)` is the only entry point. Every problem in the file is reported at once, in
-one `ConfigError` that names the file and each wrong key, never as a pydantic traceback, and
-never with a secret's value in it.
+`load_settings(path)` is the only entry point. Every problem is reported at once, in one
+`ConfigError` that names the file and each wrong key (or, for a value that came from the
+environment, the variable), never as a pydantic traceback, and never with a secret's value in it.
+
+Environment variables: `SONORAN_BOT_<SECTION>__<KEY>`, `__` for each level. An empty variable is
+ignored (a compose file passes `VAR=` for an unset host variable). Lists take JSON or plain
+commas (`SONORAN_BOT_DISCORD__GUILD_IDS=123,456`); `[[feeds]]` takes a JSON list of tables
+(`SONORAN_BOT_FEEDS='[{"channel_id": 123}]'`) or one key of one entry by its index
+(`SONORAN_BOT_FEEDS__0__CHANNEL_ID=123`, index 0 being the file's first `[[feeds]]`).
 """
 
 from __future__ import annotations
 
-import contextvars
+import copy
+import json
 import math
+import os
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from pydantic import (
     AnyHttpUrl,
@@ -27,17 +38,12 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 ENV_PREFIX = "SONORAN_BOT_"
 CONFIG_ENV_VAR = "SONORAN_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = "config.toml"
 SECRET_KEYS = frozenset({"token", "api_key"})
-
-# The TOML file of the load in progress; a context variable rather than a class attribute so
-# that two loads (in tests, or `check` next to `run`) never see each other's file.
-_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_file", default=None)
 
 
 class ConfigError(Exception):
@@ -48,9 +54,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_blank(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 class DiscordSettings(_Section):
     token: SecretStr = Field(description="bot token; prefer SONORAN_BOT_DISCORD__TOKEN")
     guild_ids: list[int] = Field(default_factory=list)
+
+    _token_not_blank = field_validator("token")(_not_blank)
 
 
 class RateLimits(_Section):
@@ -85,12 +99,7 @@ class SonoranSettings(_Section):
         # environment variables arrive as strings; "2" must mean 2
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
+    _key_not_blank = field_validator("api_key")(_not_blank)
 
     @property
     def base_url(self) -> str:
@@ -132,12 +141,9 @@ class LoggingSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    # The environment is read by `load_settings` (see the module doc), not by pydantic-settings'
+    # own source, so that its errors can name the variable and lists may be comma-separated.
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     discord: DiscordSettings
     sonoran: SonoranSettings
@@ -155,12 +161,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Earlier sources win: explicit arguments, then the environment, then the TOML file.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = _toml_file.get()
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+        # Only what `load_settings` passes in: the TOML file with the environment merged over it.
+        return (init_settings,)
 
     @model_validator(mode="after")
     def _poll_fits_rate_budget(self) -> Settings:
@@ -194,9 +196,11 @@ def resolve_config_path(path: str | Path | None, environ: dict[str, str]) -> Pat
     return Path(environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
 
 
-def load_settings(path: str | Path) -> Settings:
-    """Read `path` (TOML), apply `SONORAN_BOT_*` environment overrides and validate."""
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (TOML), apply `SONORAN_BOT_*` environment overrides (from `environ`, by
+    default the process environment) and validate."""
     path = Path(path)
+    environ = os.environ if environ is None else environ
     if not path.is_file():
         raise ConfigError(
             f"{path}: configuration file not found (looked at {path.resolve()}); "
@@ -204,25 +208,139 @@ def load_settings(path: str | Path) -> Settings:
         )
     try:
         with path.open("rb") as fh:
-            tomllib.load(fh)  # parsed here first so that a syntax error names the file
+            data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    token = _toml_file.set(path)
+    data, origins = apply_environment(data, environ)
     try:
-        return Settings()
+        return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
-    finally:
-        _toml_file.reset(token)
+        raise ConfigError(format_validation_error(path, exc, origins)) from None
 
 
-def format_validation_error(path: Path, exc: ValidationError) -> str:
+def apply_environment(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The TOML data with every non-empty `SONORAN_BOT_*` variable applied over it, and which
+    keys (as paths) each variable set."""
+    merged = copy.deepcopy(data)
+    origins: dict[tuple[str, ...], str] = {}
+    variables = [
+        (name, tuple(name.removeprefix(ENV_PREFIX).lower().split("__")), value)
+        for name, value in environ.items()
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV_VAR and value.strip()
+    ]
+    for name, keys, value in sorted(variables, key=lambda item: len(item[1])):  # whole lists before items
+        if not all(keys):
+            raise ConfigError(f"{name}: not a key path (use __ between levels, e.g. SONORAN_BOT_DISCORD__TOKEN)")
+        parsed = _parse_variable(name, value, _annotation_at(keys))
+        _set_path(merged, keys, parsed, name)
+        origins[keys] = name
+    return merged, origins
+
+
+def _parse_variable(name: str, value: str, annotation: Any) -> Any:
+    kind = _container(annotation)
+    if kind is None:
+        return value  # a scalar: pydantic converts "2", "true", paths and so on
+    text = value.strip()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    elif kind is list and not _is_model(typing.get_args(annotation)[0]):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    example = (
+        'a JSON list of tables, e.g. [{"server_id": 1, "channel_id": 123}], or one key per variable, '
+        "e.g. SONORAN_BOT_FEEDS__0__CHANNEL_ID=123"
+        if kind is list
+        else "a JSON object, or one key per variable with __ between levels"
+    )
+    if kind is list and not _is_model(typing.get_args(annotation)[0]):
+        example = "a JSON list or comma-separated values, e.g. 123,456"
+    raise ConfigError(f"{name}: expected {example}")
+
+
+def _container(annotation: Any) -> type | None:
+    annotation = _unwrap_optional(annotation)
+    if typing.get_origin(annotation) is list:
+        return list
+    if _is_model(annotation) or typing.get_origin(annotation) is dict:
+        return dict
+    return None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return annotation
+
+
+def _annotation_at(keys: tuple[str, ...]) -> Any:
+    """The type a key path holds in `Settings`, or None where the path names no field."""
+    annotation: Any = Settings
+    for key in keys:
+        annotation = _unwrap_optional(annotation)
+        if typing.get_origin(annotation) is list and key.isdigit():
+            annotation = typing.get_args(annotation)[0]
+        elif _is_model(annotation) and key in annotation.model_fields:
+            annotation = annotation.model_fields[key].annotation
+        else:
+            return None
+    return annotation
+
+
+def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: Any, name: str) -> None:
+    node: Any = data
+    for position, key in enumerate(keys):
+        last = position == len(keys) - 1
+        if isinstance(node, list):
+            index = int(key) if key.isdigit() else -1
+            if not 0 <= index <= len(node):
+                raise ConfigError(f"{name}: there is no entry {key} to set (the list has {len(node)})")
+            if index == len(node):
+                node.append({})
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"{name}: {'.'.join(keys[:position])} is not a table")
+        if last:
+            node[key] = value
+        else:
+            following = keys[position + 1]
+            node = node.setdefault(key, [] if following.isdigit() else {})
+
+
+def format_validation_error(
+    path: Path, exc: ValidationError, origins: Mapping[tuple[str, ...], str] | None = None
+) -> str:
     problems = exc.errors(include_url=False, include_input=True)
     lines = [f"{path}: {len(problems)} problem(s) in the configuration:"]
     for problem in problems:
         key = _dotted(problem["loc"])
-        lines.append(f"  - {key or '(file)'}: {_describe(problem)}")
+        variable = _variable_for(problem["loc"], origins or {})
+        where = f"{variable} (environment variable, {key})" if variable else key or "(file)"
+        lines.append(f"  - {where}: {_describe(problem)}")
     return "\n".join(lines)
+
+
+def _variable_for(loc: tuple[int | str, ...], origins: Mapping[tuple[str, ...], str]) -> str | None:
+    """The environment variable that set this key, or a table or list holding it."""
+    keys = tuple(str(part) for part in loc)
+    for length in range(len(keys), 0, -1):
+        if keys[:length] in origins:
+            return origins[keys[:length]]
+    return None
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -230,8 +348,8 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"function-after[_key_not_blank(), SecretStr]"}:
-            continue
+        elif not str(part).isidentifier():
+            continue  # a validator's own step in the path, not a key
         else:
             out += f".{part}" if out else str(part)
     return out

@@ -19,6 +19,29 @@ from .tree import DispatchTree
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.dispatch", "cogs.feed")
+# What the feed needs in its channels: View Channel, Send Messages, Embed Links, Read Message History.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, embed_links=True, read_message_history=True
+).value
+MISSING_ACCESS = 50001
+
+
+def invite_url(application_id: int | None) -> str:
+    """The invite link with both scopes the bot needs and the feed's permissions."""
+    client = application_id or "YOUR_APPLICATION_ID"
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={client}"
+        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+    )
+
+
+def describe_sync_error(error: discord.HTTPException, application_id: int | None) -> str:
+    if error.code == MISSING_ACCESS or isinstance(error, discord.Forbidden):
+        return (
+            "Discord refused to register the commands (50001 Missing Access): the bot was invited without the "
+            f"applications.commands scope, or is not in that guild. Invite it again with {invite_url(application_id)}"
+        )
+    return f"Discord refused to register the commands: HTTP {error.status} ({error.text[:200]})"
 
 
 class DispatchBot(commands.Bot):
@@ -90,21 +113,21 @@ class DispatchBot(commands.Bot):
             await self.load_extension(extension)
         if self.sync_on_start:
             for guild_id in self.settings.discord.guild_ids:
-                await self.sync_commands(guild_id)
+                try:
+                    await self.sync_commands(guild_id)
+                except discord.HTTPException as error:
+                    log.error("guild %s: %s", guild_id, describe_sync_error(error, self.application_id))
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def sync_commands(self, guild_id: int | None = None) -> int:
-        """Registers the slash commands with Discord, in one guild (instant) or globally."""
+        """Registers the slash commands with Discord, in one guild (instant) or globally.
+        Raises discord.HTTPException when Discord refuses (`describe_sync_error` says why)."""
         guild = discord.Object(id=guild_id) if guild_id else None
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
-        try:
-            synced = await self.tree.sync(guild=guild)
-        except discord.HTTPException as exc:
-            log.error("could not sync commands to %s: %s", f"guild {guild_id}" if guild_id else "all guilds", exc)
-            return 0
+        synced = await self.tree.sync(guild=guild)
         log.info("synced %d commands to %s", len(synced), f"guild {guild_id}" if guild_id else "all guilds")
         return len(synced)
 
