@@ -14,6 +14,7 @@ import aiohttp
 import discord
 
 from .config import Settings
+from .core import invite_url
 from .logs import silence_voice_warnings
 from .sonoran import (
     BadCredentials,
@@ -24,6 +25,7 @@ from .sonoran import (
     SonoranClient,
     SonoranError,
 )
+from .store import SCHEMA_VERSION, StateFileError, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,13 @@ FEED_PERMISSIONS = (
     ("read_message_history", "Read Message History"),
 )
 GATEWAY_TIMEOUT = 30.0
+# the values config.example.toml ships with: left in place, nothing can work
+EXAMPLE_PLACEHOLDERS = {
+    "discord.token": "put-the-bot-token-here",
+    "sonoran.api_key": "put-the-api-key-here",
+    "sonoran.community_id": "mycommunity",
+    "feeds[].channel_id": "123456789012345678",
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,39 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
     return checks, plan
 
 
+def placeholder_check(settings: Settings) -> Check | None:
+    values = {
+        "discord.token": settings.discord.token.get_secret_value(),
+        "sonoran.api_key": settings.sonoran.api_key.get_secret_value(),
+        "sonoran.community_id": settings.sonoran.community_id,
+        "feeds[].channel_id": [str(feed.channel_id) for feed in settings.feeds],
+    }
+    left = [
+        key
+        for key, example in EXAMPLE_PLACEHOLDERS.items()
+        if values[key] == example or (isinstance(values[key], list) and example in values[key])
+    ]
+    if not left:
+        return None
+    return Check(
+        "configuration placeholders",
+        False,
+        f"still the example's values: {', '.join(left)}",
+        "replace them with your own (secrets are best set as SONORAN_BOT_DISCORD__TOKEN and SONORAN_BOT_SONORAN__API_KEY)",
+    )
+
+
+async def state_check(settings: Settings) -> Check:
+    """Opens the state file as `run` will: creates or migrates it, and writes to it."""
+    path = settings.state.path
+    try:
+        store = await Store.open(path)
+    except StateFileError as error:
+        return Check("state file", False, str(error), "see above", fatal=True)
+    await store.close()
+    return Check("state file", True, f"{path}: opened and written (schema {SCHEMA_VERSION})")
+
+
 async def discord_checks(settings: Settings) -> list[Check]:
     """Token, then (over a short gateway session) every feed channel and the bot's permissions there."""
     intents = discord.Intents.none()
@@ -133,7 +175,7 @@ async def discord_checks(settings: Settings) -> list[Check]:
         except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
             return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
         checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
-        if not settings.feeds:
+        if not settings.feeds and not settings.discord.guild_ids:
             return checks
         session = asyncio.create_task(client.connect(reconnect=False), name="check-gateway")
         ready = asyncio.create_task(client.wait_until_ready(), name="check-ready")
@@ -143,8 +185,22 @@ async def discord_checks(settings: Settings) -> list[Check]:
             failure = session.exception() if session.done() else None
             detail = f"gateway session failed: {type(failure).__name__}" if failure else "no READY from the gateway"
             return [*checks, Check("discord gateway", False, detail, "try again in a minute")]
+        missing_guilds = [g for g in settings.discord.guild_ids if client.get_guild(g) is None]
+        if missing_guilds:
+            checks.append(
+                Check(
+                    "discord guilds",
+                    False,
+                    f"discord.guild_ids: the bot is not in {', '.join(map(str, missing_guilds))}",
+                    f"invite it there ({invite_url(client.application_id)}), or remove the id",
+                )
+            )
+        elif settings.discord.guild_ids:
+            checks.append(Check("discord guilds", True, f"the bot is in all {len(settings.discord.guild_ids)}"))
         for feed in settings.feeds:
             checks.append(_channel_check(client, feed.channel_id))
+            if feed.ping_role_id:
+                checks.append(_ping_role_check(client, feed.channel_id, feed.ping_role_id))
         return checks
     finally:
         await client.close()
@@ -173,7 +229,31 @@ def _channel_check(client: discord.Client, channel_id: int) -> Check:
     return Check(name, True, f"{where}: can post, embed and edit")
 
 
+def _ping_role_check(client: discord.Client, channel_id: int, role_id: int) -> Check:
+    name = f"ping role {role_id}"
+    channel = client.get_channel(channel_id)
+    if not isinstance(channel, discord.abc.GuildChannel):
+        return Check(name, False, "cannot check it: the feed channel is not visible", "fix the channel first")
+    role = channel.guild.get_role(role_id)
+    if role is None:
+        return Check(name, False, f"no such role in {channel.guild.name}", "fix feeds[].ping_role_id")
+    if not role.mentionable and not channel.permissions_for(channel.guild.me).mention_everyone:
+        return Check(
+            name,
+            False,
+            f"@{role.name} is not mentionable and the bot lacks Mention Everyone: pings would notify nobody",
+            "make the role mentionable (Server Settings > Roles), or grant the bot Mention Everyone in that channel",
+        )
+    return Check(name, True, f"@{role.name} can be pinged in #{channel.name}")
+
+
 async def run_checks(settings: Settings, **client_options: Any) -> list[Check]:
+    placeholders = placeholder_check(settings)
     async with aiohttp.ClientSession() as session:
         sonoran, _ = await sonoran_preflight(settings, SonoranClient(session, settings.sonoran, **client_options))
-    return [*sonoran, *await discord_checks(settings)]
+    return [
+        *([placeholders] if placeholders else []),
+        *sonoran,
+        await state_check(settings),
+        *await discord_checks(settings),
+    ]

@@ -91,6 +91,9 @@ class FakeDiscord:
     channel_edits: int = 0
     valid_token: str | None = None  # when set, any other token gets Discord's 401
     refused: list[dict[str, Any]] = field(default_factory=list)  # the 400 bodies sent back, for asserting
+    # a message or edit whose body holds this text is refused with a 400, as Discord refuses what
+    # it will not take for reasons of its own (a filtered word, a rule the limits do not cover)
+    poison: str | None = None
 
     def install(self) -> None:
         m = self.mock
@@ -159,7 +162,9 @@ class FakeDiscord:
             return CallbackResult(status=401, payload={"code": 0, "message": "401: Unauthorized"})
         return CallbackResult(payload={**user_payload(BOT_ID, "dispatch-bot"), "bot": True, "flags": 0})
 
-    def _refuse(self, errors: dict[str, Any]) -> CallbackResult | None:
+    def _refuse(self, errors: dict[str, Any], raw: str = "") -> CallbackResult | None:
+        if self.poison and self.poison in raw:
+            errors = {"embeds": {"_errors": [{"code": "CONTENT_BLOCKED", "message": "Content is not allowed"}]}}
         if not errors:
             return None
         status, body = error_body(errors)
@@ -213,7 +218,7 @@ class FakeDiscord:
         if fault:
             return fault
         body = json.loads(kw["data"])
-        refused = self._refuse(message_errors(body))
+        refused = self._refuse(message_errors(body), kw["data"])
         if refused:
             return refused
         nonce = body.get("nonce")
@@ -237,7 +242,7 @@ class FakeDiscord:
         if message_id not in self.messages:
             return CallbackResult(status=404, payload={"code": 10008, "message": "Unknown Message"})
         body = json.loads(kw["data"])
-        refused = self._refuse(message_errors(body, edit=True))
+        refused = self._refuse(message_errors(body, edit=True), kw["data"])
         if refused:
             return refused
         self.messages[message_id].update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})

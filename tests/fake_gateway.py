@@ -31,7 +31,23 @@ def text_channel(channel_id: int, name: str = "dispatch-feed", deny: int = 0) ->
     }
 
 
-def guild_payload(channels: list[dict[str, Any]], everyone_permissions: int = EVERYONE_BASE) -> dict[str, Any]:
+def role(role_id: int, name: str = "Dispatch", *, mentionable: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(role_id),
+        "name": name,
+        "permissions": "0",
+        "position": 1,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": mentionable,
+        "flags": 0,
+    }
+
+
+def guild_payload(
+    channels: list[dict[str, Any]], everyone_permissions: int = EVERYONE_BASE, roles: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "id": GUILD_ID,
         "name": "Test RP",
@@ -49,7 +65,8 @@ def guild_payload(channels: list[dict[str, Any]], everyone_permissions: int = EV
                 "managed": False,
                 "mentionable": False,
                 "flags": 0,
-            }
+            },
+            *(roles or []),
         ],
         "channels": channels,
         "threads": [],

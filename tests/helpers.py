@@ -45,7 +45,7 @@ def make_settings(
         "discord": {"token": DISCORD_TOKEN, "guild_ids": []},
         "sonoran": sonoran_section,
         "commands": commands or {"cooldown_911_seconds": 60},
-        "state": {"path": str(state_path or Path("unused.sqlite3"))},
+        "state": {"path": str(state_path or ":memory:")},
         "feeds": feeds or [],
     }
     values.update(sections)

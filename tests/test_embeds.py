@@ -92,9 +92,9 @@ def test_unknown_enum_values_render() -> None:
     assert fields["Status"] == "#9" and fields["Priority"] == "7" and embed.footer.text == "CAD server 3 · Origin: #42"
 
 
-HOSTILE_TEXT = st.lists(
-    st.sampled_from([*"\\*_~|`>#-+[]()<@\n ", "x" * 50, "é", "🚨", "1."]), max_size=400
-).map("".join)
+HOSTILE_TEXT = st.lists(st.sampled_from([*"\\*_~|`>#-+[]()<@\n ", "x" * 50, "é", "🚨", "1."]), max_size=400).map(
+    "".join
+)
 CALLS = st.lists(
     st.one_of(
         st.builds(

@@ -57,6 +57,7 @@ async def test_check_all_ok(cad: FakeCad, gateway: FakeGateway) -> None:
     assert [c.name for c in checks] == [
         "sonoran key",
         "sonoran servers",
+        "state file",
         "discord token",
         f"feed channel {FEED_CHANNEL}",
     ]
