@@ -126,3 +126,63 @@ def test_poll_interval_over_rate_budget(tmp_path: Path) -> None:
 def test_blank_api_key_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sonoran.api_key: must not be empty"):
         load_settings(write(tmp_path, MINIMAL.replace("file-key-SECRET", " ")))
+
+
+# --- the environment ----------------------------------------------------------------------------------
+
+
+def test_an_empty_variable_does_not_blank_the_file(tmp_path: Path) -> None:
+    # a compose file's `SONORAN_BOT_DISCORD__TOKEN: ${TOKEN}` passes "" when the host has no TOKEN
+    environ = {"SONORAN_BOT_DISCORD__TOKEN": "", "SONORAN_BOT_SONORAN__API_KEY": "  "}
+    settings = load_settings(write(tmp_path, MINIMAL), environ)
+    assert settings.discord.token.get_secret_value() == "file-token-SECRET"
+    assert settings.sonoran.api_key.get_secret_value() == "file-key-SECRET"
+
+
+@pytest.mark.parametrize("value", ["123,456", " 123 , 456 ", "[123, 456]"])
+def test_lists_from_the_environment_take_commas_or_json(tmp_path: Path, value: str) -> None:
+    environ = {"SONORAN_BOT_DISCORD__GUILD_IDS": value, "SONORAN_BOT_COMMANDS__DISPATCHER_ROLE_IDS": "7"}
+    settings = load_settings(write(tmp_path, MINIMAL), environ)
+    assert settings.discord.guild_ids == [123, 456] and settings.commands.dispatcher_role_ids == [7]
+
+
+def test_feeds_from_the_environment(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[[feeds]]\nchannel_id = 1\n"
+    environ = {"SONORAN_BOT_FEEDS__0__CHANNEL_ID": "42", "SONORAN_BOT_FEEDS__1__CHANNEL_ID": "43"}
+    settings = load_settings(write(tmp_path, text), {**environ, "SONORAN_BOT_FEEDS__1__CALLS": "civil"})
+    assert [(f.channel_id, f.calls) for f in settings.feeds] == [(42, ["emergency", "civil"]), (43, ["civil"])]
+    whole = {"SONORAN_BOT_FEEDS": '[{"channel_id": 5, "ping_role_id": 9}]'}
+    assert [(f.channel_id, f.ping_role_id) for f in load_settings(write(tmp_path, text), whole).feeds] == [(5, 9)]
+
+
+def test_a_bad_list_variable_names_the_variable_and_the_form(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, MINIMAL), {"SONORAN_BOT_FEEDS": "123,456"})
+    assert str(info.value).startswith("SONORAN_BOT_FEEDS: expected a JSON list of tables")
+    assert "Traceback" not in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+def test_errors_in_values_from_the_environment_name_the_variable(tmp_path: Path) -> None:
+    environ = {
+        "SONORAN_BOT_DISCORD__GUILD_IDS": "123,abc",
+        "SONORAN_BOT_SONORAN__POLL_SECONDS": "fast",
+        "SONORAN_BOT_SONORAN__APIKEY": "typo-SECRET",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, MINIMAL), environ)
+    report = str(info.value)
+    guild_ids = "SONORAN_BOT_DISCORD__GUILD_IDS (environment variable, discord.guild_ids[1])"
+    assert f"{guild_ids}: Input should be a valid" in report
+    assert "SONORAN_BOT_SONORAN__POLL_SECONDS (environment variable, sonoran.poll_seconds)" in report
+    assert "SONORAN_BOT_SONORAN__APIKEY (environment variable, sonoran.apikey): unknown key" in report
+    assert "typo-SECRET" not in report
+
+
+def test_a_blank_token_is_refused_like_a_blank_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"discord.token: must not be empty"):
+        load_settings(write(tmp_path, MINIMAL.replace("file-token-SECRET", " ")))
+
+
+def test_the_process_environment_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SONORAN_BOT_DISCORD__GUILD_IDS", "1,2")
+    assert load_settings(write(tmp_path, MINIMAL)).discord.guild_ids == [1, 2]
