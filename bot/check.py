@@ -138,7 +138,8 @@ def placeholder_check(settings: Settings) -> Check | None:
         "configuration placeholders",
         False,
         f"still the example's values: {', '.join(left)}",
-        "replace them with your own (secrets are best set as SONORAN_BOT_DISCORD__TOKEN and SONORAN_BOT_SONORAN__API_KEY)",
+        "replace them with your own (secrets are best set as SONORAN_BOT_DISCORD__TOKEN and "
+        "SONORAN_BOT_SONORAN__API_KEY)",
     )
 
 

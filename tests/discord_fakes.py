@@ -94,6 +94,7 @@ class FakeDiscord:
     # a message or edit whose body holds this text is refused with a 400, as Discord refuses what
     # it will not take for reasons of its own (a filtered word, a rule the limits do not cover)
     poison: str | None = None
+    sync_fault: ChannelFault | None = None  # the answer to the next command sync
 
     def install(self) -> None:
         m = self.mock
@@ -250,6 +251,9 @@ class FakeDiscord:
         return CallbackResult(payload=self.messages[message_id])
 
     def _sync(self, url: Any, **kw: Any) -> CallbackResult:
+        if self.sync_fault is not None:
+            fault, self.sync_fault = self.sync_fault, None
+            return CallbackResult(status=fault.status, payload={"code": fault.code, "message": fault.message})
         commands = json.loads(kw["data"])
         return CallbackResult(
             payload=[

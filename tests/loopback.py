@@ -6,7 +6,8 @@ from aiohttp import web
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    # a fake that is told to hang answers nobody at close: do not wait a minute for it
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

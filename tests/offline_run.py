@@ -12,9 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.__main__ import main  # first: it makes an early SIGTERM a clean exit
+
+# isort: split
 from aioresponses import aioresponses
 
-from bot.__main__ import main
 from tests import _aiohttp314_shim  # noqa: F401
 from tests.discord_fakes import FakeDiscord
 from tests.fake_gateway import FakeGateway, guild_payload, text_channel

@@ -13,17 +13,19 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aioresponses import aioresponses
 
 from bot.__main__ import main
 from bot.check import run_checks
 from bot.config import Settings
 from bot.logs import setup_logging
 
-from .discord_fakes import FakeDiscord
+from .discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
-from .fake_gateway import SEND_MESSAGES, FakeGateway, guild_payload, text_channel
+from .fake_gateway import SEND_MESSAGES, FakeGateway, guild_payload, role, text_channel
 from .helpers import DISCORD_TOKEN, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,3 +337,128 @@ async def test_unwritable_state_path_is_one_clear_line(cad: FakeCad, tmp_path: P
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     log = stderr.decode()
     assert process.returncode == 1 and "not starting: " in log and "Traceback" not in log, log
+
+
+# --- stopping at any moment, sync's errors, the CLI ----------------------------------------------------
+
+
+async def _stop_after(delay: float, config: Path, *, ready: Any = None) -> tuple[int, float, str]:
+    """Starts `python -m bot run` for real, sends SIGTERM after `delay` (or once `ready()` holds),
+    and returns the exit code, the seconds from the signal to the exit, and the log."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(ROOT),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    await asyncio.sleep(delay)
+    if ready is not None:
+        await wait_for(ready)
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, time.monotonic() - signalled, stderr.decode() + stdout.decode()
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.4, 1.0])
+async def test_sigterm_while_starting_is_a_clean_exit(cad: FakeCad, tmp_path: Path, delay: float) -> None:
+    cad.fail_next("get_version", delay=60)  # a CAD that never answers the preflight
+    config = write_config(tmp_path, cad.url)
+    config.write_text(config.read_text().replace("timeout_seconds = 2", "timeout_seconds = 30"))
+    code, seconds, log = await _stop_after(delay, config)
+    assert code == 0 and seconds < 2, log
+    assert "Traceback" not in log
+
+
+async def test_sigterm_during_a_hanging_preflight_stops_within_two_seconds(cad: FakeCad, tmp_path: Path) -> None:
+    cad.fail_next("get_version", delay=60)
+    config = write_config(tmp_path, cad.url)
+    config.write_text(config.read_text().replace("timeout_seconds = 2", "timeout_seconds = 30"))
+    code, seconds, log = await _stop_after(0, config, ready=lambda: cad.operations() == ["get_version"])
+    assert code == 0 and seconds < 2, log
+    assert "signal received during the CAD check: stopped" in log and "Traceback" not in log
+
+
+async def test_login_retries_leave_no_session_open(cad: FakeCad, tmp_path: Path) -> None:
+    process = await start_bot(write_config(tmp_path, cad.url), discord_down=True)
+    early = await read_until(process, "cannot reach Discord (ClientConnectionError); retrying in 5s")
+    early += await read_until(process, "retrying in 10s", seconds=30)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = early + stderr.decode()
+    assert process.returncode == 0 and "Unclosed client session" not in log, log
+
+
+def test_sync_when_discord_is_unreachable_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    with aioresponses():  # nothing answers: every request to Discord fails to connect
+        assert main(["sync", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last == "cannot reach Discord (ClientConnectionError); check the network and try again"
+
+
+def test_sync_without_the_commands_scope_says_how_to_invite(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord_api.sync_fault = ChannelFault(403, 50001, "Missing Access")
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert "registered" not in captured.out
+    assert "without the applications.commands scope" in captured.err
+    assert (
+        "https://discord.com/oauth2/authorize?client_id=111111111111111111"
+        "&scope=bot+applications.commands&permissions=84992" in captured.err
+    )
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    import subprocess
+
+    version = subprocess.run([sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert version.returncode == 0 and version.stdout.startswith("python -m bot 0.")
+    sync_help = subprocess.run(
+        [sys.executable, "-m", "bot", "sync", "--help"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    assert "Registers the slash commands" in sync_help
+    script = Path(sys.executable).parent / "sonoran-dispatch-bot"
+    if script.exists():  # installed as the README says: the help names the console script
+        usage = subprocess.run([str(script), "--help"], capture_output=True, text=True).stdout
+        assert usage.startswith("usage: sonoran-dispatch-bot")
+
+
+async def test_check_reports_placeholders_ping_role_and_guilds(cad: FakeCad, discord_api: FakeDiscord) -> None:
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)], roles=[role(4343, "Dispatch")]))
+    discord_api.serve_gateway(await gateway.start())
+    try:
+        settings = settings_for(
+            cad,
+            discord={"token": "put-the-bot-token-here", "guild_ids": [int(GUILD_ID), 999]},
+            feeds=[{"channel_id": FEED_CHANNEL, "ping_role_id": 4343}],
+        )
+        report = lines(await run_checks(settings))
+    finally:
+        await gateway.close()
+    assert "PROBLEM configuration placeholders: still the example's values: discord.token" in report
+    assert "PROBLEM ping role 4343: @Dispatch is not mentionable and the bot lacks Mention Everyone" in report
+    assert "PROBLEM discord guilds: discord.guild_ids: the bot is not in 999" in report
+
+
+async def test_check_passes_a_mentionable_ping_role(cad: FakeCad, discord_api: FakeDiscord) -> None:
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)], roles=[role(4343, "Dispatch", mentionable=True)]))
+    discord_api.serve_gateway(await gateway.start())
+    try:
+        report = lines(await run_checks(settings_for(cad, feeds=[{"channel_id": FEED_CHANNEL, "ping_role_id": 4343}])))
+    finally:
+        await gateway.close()
+    assert "ok      ping role 4343: @Dispatch can be pinged in #dispatch-feed" in report
+    assert "placeholders" not in report

@@ -1,0 +1,263 @@
+"""The command line: `run`, `check`, `sync`, `health` (started by `python -m bot` or the console script)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+import discord
+
+from . import create_bot
+from .check import Check, run_checks, sonoran_preflight
+from .config import ConfigError, Settings, load_settings, resolve_config_path
+from .core import DispatchBot, describe_sync_error
+from .logs import setup_logging
+from .sonoran import SonoranClient
+from .store import StateFileError
+
+log = logging.getLogger("bot")
+
+EXIT_OK, EXIT_PROBLEM, EXIT_CONFIG = 0, 1, 2
+T = TypeVar("T")
+
+
+def _prog() -> str:
+    """`python -m bot`, or the console script's own name when run through it."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m bot" if not script or script == "__main__.py" else script
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sonoran-dispatch-bot")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="TOML file (default: $SONORAN_BOT_CONFIG, else ./config.toml)",
+    )
+    prog = _prog()
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        parents=[common],
+        description="Sonoran CAD dispatch bot for Discord: slash commands and a live call feed.",
+        epilog=f"Start with `{prog} check`, then `{prog} sync`, then `{prog} run`.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health}")
+    commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the bot (the default)",
+        description="Checks the CAD credentials, then runs the commands and the feed until SIGTERM or SIGINT.",
+    )
+    commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate the configuration and the credentials",
+        description="Checks the configuration, the state file, the Sonoran key, plan and servers, the Discord "
+        "token, and the bot's permissions in every feed channel. One line per check; exit 1 on any problem, "
+        "2 on a configuration error.",
+    )
+    sync = commands.add_parser(
+        "sync",
+        parents=[common],
+        help="register the slash commands with Discord",
+        description="Registers the slash commands: globally (can take up to an hour to show), or in one guild "
+        "at once. Needed after the first install and after an upgrade that changes commands.",
+    )
+    sync.add_argument("--guild", type=int, metavar="ID", help="only this guild (instant); default: global")
+    health = commands.add_parser(
+        "health",
+        parents=[common],
+        help="exit 0 if the last feed cycle is recent",
+        description="Reads state.health_file, which the running bot touches after each feed cycle; "
+        "exit 0 when it is recent (the container HEALTHCHECK).",
+    )
+    health.add_argument("--max-age", type=float, metavar="SECONDS", help="default: 3 poll intervals + 60 s")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    path = resolve_config_path(getattr(args, "config", None), dict(os.environ))
+    try:
+        settings = load_settings(path, os.environ)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "health":
+        return health(settings, args.max_age)
+    setup_logging(settings.logging.level, _secrets(settings))
+    if command == "check":
+        print(f"ok      configuration: {path} is valid")
+        return _report(asyncio.run(run_checks(settings)))
+    if command == "sync":
+        return asyncio.run(sync(settings, args.guild))
+    return asyncio.run(run(settings))
+
+
+def _secrets(settings: Settings) -> list[str]:
+    return [settings.discord.token.get_secret_value(), settings.sonoran.api_key.get_secret_value()]
+
+
+def _report(checks: list[Check]) -> int:
+    for check in checks:
+        print(check.line())
+    problems = sum(not c.ok for c in checks)
+    print(f"{len(checks) - problems} ok, {problems} problem(s)")
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+async def run(settings: Settings) -> int:
+    """Checks the CAD credentials, then runs until SIGTERM/SIGINT; 0 on a clean stop.
+
+    The signal handlers go in first: a stop asked for at any moment, even while the CAD or
+    Discord is not answering, ends the run within moments, with exit 0.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _run(settings, stop)
+    except StateFileError as error:
+        log.error("not starting: %s", error)
+        return EXIT_PROBLEM
+    except OSError as error:  # the disk is full, ...
+        log.error("not starting: %s", error)
+        return EXIT_PROBLEM
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(settings: Settings, stop: asyncio.Event) -> int:
+    async with aiohttp.ClientSession() as session:
+        preflight = await _unless_stopped(stop, sonoran_preflight(settings, SonoranClient(session, settings.sonoran)))
+    if preflight is None:
+        log.info("signal received during the CAD check: stopped")
+        return EXIT_OK
+    for check in preflight[0]:
+        if check.fatal:
+            log.error("not starting: %s -> %s", check.detail, check.fix)
+            return EXIT_PROBLEM
+        (log.info if check.ok else log.warning)("%s: %s", check.name, check.detail)
+
+    bot = create_bot(settings)
+    async with bot:
+        if not await _login(bot, settings, stop):
+            return EXIT_OK if stop.is_set() else EXIT_PROBLEM
+        runner = asyncio.create_task(bot.connect(), name="gateway")
+        stopper = asyncio.create_task(stop.wait(), name="signal")
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper.done():
+            log.info("signal received: shutting down")
+            await bot.close()
+        stopper.cancel()
+        try:
+            await runner
+        except discord.PrivilegedIntentsRequired:
+            log.error("Discord refused the gateway intents")
+            return EXIT_PROBLEM
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """The result of `work`, or None (with `work` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _login(bot: DispatchBot, settings: Settings, stop: asyncio.Event) -> bool:
+    """Logs in (which runs setup_hook), retrying while Discord is unreachable; False to give up."""
+    delay = 5.0
+    while not stop.is_set():
+        try:
+            if await _unless_stopped(stop, _logged_in(bot, settings.discord.token.get_secret_value())):
+                return True
+            break
+        except discord.LoginFailure:
+            log.error("not starting: Discord rejected the token (discord.token)")
+            return False
+        except (aiohttp.ClientConnectionError, discord.DiscordServerError, TimeoutError) as error:
+            log.warning("cannot reach Discord (%s); retrying in %.0fs", type(error).__name__, delay)
+            # each attempt opens a new HTTP session on a new connector: close this one's, for good
+            await bot.http.close()
+            bot.http.connector = discord.utils.MISSING
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 300.0)
+    log.info("signal received before login: stopped")
+    return False
+
+
+async def _logged_in(bot: DispatchBot, token: str) -> bool:
+    await bot.login(token)
+    return True
+
+
+async def sync(settings: Settings, guild_id: int | None) -> int:
+    bot = DispatchBot(settings, autostart_feed=False)  # loads the commands; polls nothing
+    bot.sync_on_start = False
+    where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
+    async with bot:
+        try:
+            await bot.login(settings.discord.token.get_secret_value())
+            count = await bot.sync_commands(guild_id)
+        except discord.LoginFailure:
+            print("Discord rejected the token (discord.token)", file=sys.stderr)
+            return EXIT_PROBLEM
+        except discord.HTTPException as error:
+            print(describe_sync_error(error, bot.application_id), file=sys.stderr)
+            return EXIT_PROBLEM
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            print(f"cannot reach Discord ({type(error).__name__}); check the network and try again", file=sys.stderr)
+            return EXIT_PROBLEM
+    print(f"registered {count} commands in {where}")
+    return EXIT_OK
+
+
+def health(settings: Settings, max_age: float | None) -> int:
+    path = settings.state.health_file
+    if path is None:
+        print("no state.health_file configured", file=sys.stderr)
+        return EXIT_PROBLEM
+    limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
+    with contextlib.suppress(OSError, ValueError):
+        age = time.time() - float(path.read_text().strip())
+        if age <= limit:
+            print(f"healthy: last feed cycle {age:.0f}s ago")
+            return EXIT_OK
+        print(f"unhealthy: last feed cycle {age:.0f}s ago (limit {limit:.0f}s)", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"unhealthy: {path} missing or unreadable", file=sys.stderr)
+    return EXIT_PROBLEM
