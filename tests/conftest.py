@@ -1,15 +1,28 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
+from bot.logs import RedactingFormatter
 from bot.sonoran import SonoranClient
 
 from . import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
 from .fake_cad import FakeCad
 from .helpers import make_settings
+
+
+@pytest.fixture(autouse=True)
+def _drop_the_bots_log_handler() -> Iterator[None]:
+    """`main()` installs the bot's log handler on the stderr of the test that ran it; once that
+    test's capture is closed, later log records (a pending task collected late) would hit it."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler.formatter, RedactingFormatter):
+            root.removeHandler(handler)
 
 
 @pytest.fixture(params=[1, 2], ids=["v1", "v2"])

@@ -99,21 +99,7 @@ class FakeDiscord:
     def install(self) -> None:
         m = self.mock
         m.get(f"{API}/users/@me", callback=self._me, repeat=True)
-        m.get(
-            f"{API}/oauth2/applications/@me",
-            repeat=True,
-            payload={
-                "id": APP_ID,
-                "name": "dispatch",
-                "description": "",
-                "icon": None,
-                "bot_public": False,
-                "bot_require_code_grant": False,
-                "verify_key": "x",
-                "flags": 0,
-                "owner": user_payload(OWNER_ID, "owner"),
-            },
-        )
+        m.get(f"{API}/oauth2/applications/@me", callback=self._application, repeat=True)
         m.post(
             re.compile(rf"^{re.escape(API)}/interactions/\d+/[^/]+/callback(\?.*)?$"),
             callback=self._callback,
@@ -157,6 +143,21 @@ class FakeDiscord:
             DiscordWebSocket.DEFAULT_GATEWAY = saved
 
     # --- handlers --------------------------------------------------------------------------------
+    def _application(self, url: Any, **kw: Any) -> CallbackResult:
+        return CallbackResult(
+            payload={
+                "id": APP_ID,
+                "name": "dispatch",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "verify_key": "x",
+                "flags": 0,
+                "owner": user_payload(OWNER_ID, "owner"),
+            }
+        )
+
     def _me(self, url: Any, **kw: Any) -> CallbackResult:
         token = (kw.get("headers") or {}).get("Authorization", "")
         if self.valid_token is not None and token != f"Bot {self.valid_token}":

@@ -38,7 +38,20 @@ def start_gateway(channel_ids: list[int]) -> str:
     return holder["url"]
 
 
+def against_discord_server(url: str, gateway: str) -> int:
+    """The bot talks to `tests/discord_server.py` over real HTTP: nothing is faked in this process."""
+    import discord.http
+    import yarl
+    from discord.gateway import DiscordWebSocket
+
+    discord.http.Route.BASE = url
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    return main(sys.argv[1:])
+
+
 if __name__ == "__main__":
+    if os.environ.get("FAKE_DISCORD_URL"):
+        sys.exit(against_discord_server(os.environ["FAKE_DISCORD_URL"], os.environ["FAKE_GATEWAY_URL"]))
     channels = [int(c) for c in os.environ.get("FAKE_DISCORD_CHANNELS", "").split(",") if c]
     with aioresponses(passthrough=["http://127.0.0.1", "ws://127.0.0.1"]) as mock:
         fake = FakeDiscord(mock, valid_token=os.environ.get("FAKE_DISCORD_TOKEN"))

@@ -1,0 +1,112 @@
+"""Kill it for real: the bot runs as its own process against Discord served over loopback HTTP
+(`tests/discord_server.py`), is killed with SIGKILL at random moments while the CAD moves on, and
+is started again. What counts is the channel's final state, not any return value: every call the
+CAD still lists is shown once, as active; every other call that was shown, once, as ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .discord_fakes import FakeDiscord
+from .discord_server import DiscordServer
+from .fake_cad import FakeCad
+from .fake_gateway import FakeGateway, guild_payload, text_channel
+from .test_operations import FEED_CHANNEL, ROOT, wait_for, write_config
+
+ROUNDS = 12
+CALL_ID = re.compile(r"call #(\d+)")
+
+
+async def start(config: Path, discord_url: str, gateway_url: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "FAKE_DISCORD_URL": discord_url, "FAKE_GATEWAY_URL": gateway_url, "PYTHONUNBUFFERED": "1"}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "offline_run.py"),
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=str(ROOT),
+    )
+
+
+class Killer:
+    """Kills the bot at the `nth` channel request of `target` (POST: a new message, PATCH: an
+    edit), after Discord did the work and before the bot reads the answer."""
+
+    def __init__(self, process: asyncio.subprocess.Process, target: str, nth: int) -> None:
+        self.process, self.target, self.nth = process, target, nth
+        self.seen = 0
+        self.killed = False
+
+    async def on_request(self, method: str, path: str) -> None:
+        if method == self.target and "/channels/" in path:
+            self.seen += 1
+            if self.seen == self.nth and self.process.returncode is None:
+                self.process.kill()
+                self.killed = True
+
+
+async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad: FakeCad, tmp_path: Path) -> None:
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
+    fake = FakeDiscord(None)  # type: ignore[arg-type]
+    server = DiscordServer(fake, await gateway.start())
+    discord_url = await server.start()
+    config = write_config(tmp_path, cad.url)
+    health = tmp_path / "last-poll"
+    rng = random.Random(20261123)
+    kills: Counter[str] = Counter()
+    try:
+        for round_ in range(ROUNDS):
+            for _ in range(rng.randint(1, 6)):  # new calls, some long enough to need a message each
+                cad.add_911(f"Caller {round_}", "Grove St", "help " * rng.randint(1, 400))
+            live = list(cad.servers[1].emergency)
+            for call_id in rng.sample(live, k=min(len(live), rng.randint(0, 3))):
+                cad.servers[1].emergency.pop(call_id)  # ended while the bot was down or busy
+            process = await start(config, discord_url, gateway.url)
+            # SIGKILL (no handler, no cleanup) right after Discord made a post or an edit but before
+            # the bot hears of it, or at a random moment
+            killer = Killer(process, ("POST", "anywhere", "PATCH")[round_ % 3], nth=rng.choice((1, 1, 2)))
+            server.before_reply = killer.on_request
+            try:
+                await asyncio.wait_for(process.wait(), 3 if killer.target != "anywhere" else rng.uniform(0.3, 2.5))
+            except TimeoutError:
+                process.kill()
+            await process.wait()
+            server.before_reply = None
+            kills[killer.target if killer.killed else "timed"] += 1
+        # a last, undisturbed run: one whole cycle, then a clean stop
+        stamp = health.read_text() if health.exists() else ""
+        process = await start(config, discord_url, gateway.url)
+        await wait_for(lambda: health.exists() and health.read_text() != stamp, seconds=60)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        await server.close()
+        await gateway.close()
+
+    shown: dict[int, list[str]] = {}
+    for message in fake.channel_messages(FEED_CHANNEL):
+        for embed in message["embeds"]:
+            match = CALL_ID.search(embed["title"])
+            assert match, embed["title"]
+            shown.setdefault(int(match.group(1)), []).append(embed["title"])
+    live = set(cad.servers[1].emergency)
+    assert fake.refused == []
+    assert kills["POST"] >= 2 and kills["PATCH"] >= 1, kills  # the windows that matter were hit
+    assert {call_id: titles for call_id, titles in shown.items() if len(titles) > 1} == {}  # no duplicates
+    assert {call_id: shown.get(call_id) for call_id in live} == {
+        call_id: [f"🚨 EMERGENCY 911 call #{call_id}"] for call_id in live
+    }
+    ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in live}
+    wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
+    assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
