@@ -1,25 +1,43 @@
 # Sonoran CAD dispatch bot. Configuration: mount config.toml at /config/config.toml and/or pass
 # SONORAN_BOT_* variables (secrets: SONORAN_BOT_DISCORD__TOKEN, SONORAN_BOT_SONORAN__API_KEY).
-# State (SQLite, health stamp) lives on the /data volume.
-FROM python:3.11-slim
+# State (SQLite, health stamp) lives on the /data volume, which uid 10001 must own.
+# Build with `docker build`, or `podman build --format docker` (the OCI format drops HEALTHCHECK).
 
-ENV PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+# --- build: a virtualenv with the dependencies, then the bot; nothing else leaves this stage ---
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# The dependencies come from pyproject.toml alone, in their own layer: editing the code or the
+# README does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt
+COPY README.md LICENSE ./
+COPY bot ./bot
+COPY cogs ./cogs
+RUN /opt/venv/bin/pip install --no-deps .
+
+# --- run: the virtualenv only, no source tree, no build tools ---
+FROM python:3.11-slim
+# tini as PID 1 forwards SIGTERM to the bot from the first instant (a PID 1 without a handler
+# ignores it, and `docker stop` would wait 10 s and kill)
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin bot \
+    && mkdir -p /data /config \
+    && chown bot /data
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
     SONORAN_BOT_CONFIG=/config/config.toml \
     SONORAN_BOT_STATE__PATH=/data/state.sqlite3 \
     SONORAN_BOT_STATE__HEALTH_FILE=/data/last-poll
 
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY bot ./bot
-COPY cogs ./cogs
-RUN pip install . \
-    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin bot \
-    && mkdir -p /data /config \
-    && chown bot /data
-
 USER bot
+WORKDIR /data
 VOLUME ["/data"]
 
 # Healthy while the feed loop completes cycles: the bot stamps /data/last-poll after each one.
@@ -27,5 +45,5 @@ HEALTHCHECK --interval=60s --timeout=10s --start-period=90s --retries=3 CMD ["py
 
 # The same entry point the tests run (`python -m bot run`); `check` and `sync` work the same way:
 #   docker run --rm -v ./config.toml:/config/config.toml:ro IMAGE check
-ENTRYPOINT ["python", "-m", "bot"]
+ENTRYPOINT ["tini", "--", "python", "-m", "bot"]
 CMD ["run"]

@@ -312,7 +312,11 @@ def test_python_dash_m_bot_is_the_entry_point(tmp_path: Path) -> None:
 
 def test_dockerfile_runs_what_the_tests_run() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["python", "-m", "bot"]' in dockerfile and 'CMD ["run"]' in dockerfile
+    assert 'ENTRYPOINT ["tini", "--", "python", "-m", "bot"]' in dockerfile and 'CMD ["run"]' in dockerfile
+    # dependencies in a layer of their own, before the code; the final stage holds no source tree
+    assert dockerfile.index("COPY pyproject.toml ./") < dockerfile.index("pip install -r") < dockerfile.index("COPY bot")
+    final = dockerfile[dockerfile.rindex("FROM ") :]
+    assert "COPY bot" not in final and "COPY --from=build /opt/venv /opt/venv" in final
     assert 'CMD ["python", "-m", "bot", "health"]' in dockerfile  # the HEALTHCHECK
     assert "USER bot" in dockerfile and 'VOLUME ["/data"]' in dockerfile
     assert "SONORAN_BOT_STATE__HEALTH_FILE=/data/last-poll" in dockerfile
