@@ -8,7 +8,8 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from .sonoran import ConfigurationProblem, SonoranError
+from .embeds import clean
+from .sonoran import ConfigurationProblem, RequestRejected, SonoranError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ def user_message(error: BaseException) -> str:
         error = error.__cause__
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
+    if isinstance(error, RequestRejected):  # the CAD's words may echo what a player typed
+        return f"The CAD refused the request: {clean(error.detail, 300)}"
     if isinstance(error, SonoranError):
         return error.user_message
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -29,7 +32,7 @@ def user_message(error: BaseException) -> str:
     if isinstance(error, app_commands.NoPrivateMessage):
         return DM_REPLY
     if isinstance(error, app_commands.TransformerError):
-        return f"That value is not valid: {discord.utils.escape_mentions(str(error.value))[:100]}"
+        return f"That value is not valid: {clean(error.value, 100)}"
     if isinstance(error, app_commands.MissingPermissions):
         return "You need the Manage Server permission (or a dispatcher role) for that."
     if isinstance(error, app_commands.CheckFailure) and str(error):

@@ -3,6 +3,7 @@ loopback HTTP, with Discord's side caught by aioresponses. Both API versions."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -10,6 +11,7 @@ import discord
 import pytest
 
 from bot.core import DispatchBot
+from bot.markdown import is_inert
 
 from .conftest import BotFactory
 from .discord_fakes import (
@@ -442,3 +444,16 @@ async def test_closed_calls_with_long_cad_text_render_and_page(
     page = discord_api.sent("POST", r"/callback$")[-1]["data"]
     assert len(page["embeds"][0]["fields"]) == 5
     assert discord_api.refused == []  # and Discord accepted every one of them
+
+
+async def test_the_cads_own_error_text_is_escaped(
+    bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord, api_version: int
+) -> None:
+    hostile = "note **rejected** [Click here](https://evil.example) ||x|| @everyone <@&777777777777777777>"
+    body = hostile if api_version == 1 else json.dumps({"title": "Bad Request", "detail": hostile})
+    cad.fail_next("add_call_note", status=400, body=body, content_type="application/problem+json")
+    await dispatch_interaction(bot, slash("note", {"call_id": 77, "note": "x"}, permissions=MANAGE_GUILD))
+    text = reply_text(last_reply(discord_api))
+    assert text.startswith("The CAD refused the request: ")
+    assert is_inert(text.removeprefix("The CAD refused the request: "))
+    assert "@everyone" not in text and "[Click here](" not in text

@@ -314,7 +314,8 @@ def test_dockerfile_runs_what_the_tests_run() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["tini", "--", "python", "-m", "bot"]' in dockerfile and 'CMD ["run"]' in dockerfile
     # dependencies in a layer of their own, before the code; the final stage holds no source tree
-    assert dockerfile.index("COPY pyproject.toml ./") < dockerfile.index("pip install -r") < dockerfile.index("COPY bot")
+    layers = [dockerfile.index(text) for text in ("COPY pyproject.toml ./", "pip install -r", "COPY bot")]
+    assert layers == sorted(layers)
     final = dockerfile[dockerfile.rindex("FROM ") :]
     assert "COPY bot" not in final and "COPY --from=build /opt/venv /opt/venv" in final
     assert 'CMD ["python", "-m", "bot", "health"]' in dockerfile  # the HEALTHCHECK
