@@ -49,9 +49,9 @@ async def main() -> None:
             fake.install()
             refresh = bot.board.refresh
 
-            async def timed_refresh(server_id: int) -> Any:
+            async def timed_refresh(server_id: int, **options: Any) -> Any:
                 cycle_started[0] = time.perf_counter()
-                return await refresh(server_id)
+                return await refresh(server_id, **options)
 
             bot.board.refresh = timed_refresh  # type: ignore[method-assign]
             feed = bot.get_cog("Feed")
