@@ -6,11 +6,9 @@ CAD still lists is shown once, as active; every other call that was shown, once,
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,25 +16,14 @@ from .discord_fakes import FakeDiscord
 from .discord_server import DiscordServer
 from .fake_cad import FakeCad
 from .fake_gateway import FakeGateway, guild_payload, text_channel
-from .test_operations import FEED_CHANNEL, ROOT, wait_for, write_config
+from .test_operations import FEED_CHANNEL, run_offline, wait_for, write_config
 
 ROUNDS = 12
 CALL_ID = re.compile(r"call #(\d+)")
 
 
 async def start(config: Path, discord_url: str, gateway_url: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, "FAKE_DISCORD_URL": discord_url, "FAKE_GATEWAY_URL": gateway_url, "PYTHONUNBUFFERED": "1"}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "tests" / "offline_run.py"),
-        "run",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-        cwd=str(ROOT),
-    )
+    return await run_offline(config, {"FAKE_DISCORD_URL": discord_url, "FAKE_GATEWAY_URL": gateway_url}, quiet=True)
 
 
 class Killer:

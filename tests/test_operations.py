@@ -185,28 +185,30 @@ def test_log_lines_never_carry_secrets() -> None:
 # --- whole runs in a subprocess ---------------------------------------------------------------------
 
 
-async def start_bot(
-    config: Path, *, token: str = DISCORD_TOKEN, discord_down: bool = False
-) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "FAKE_DISCORD_CHANNELS": str(FEED_CHANNEL),
-        "FAKE_DISCORD_TOKEN": token,
-        "PYTHONUNBUFFERED": "1",
-    }
-    if discord_down:
-        env["FAKE_DISCORD_DOWN"] = "1"  # every request to Discord is refused
+async def run_offline(config: Path, env: dict[str, str], *, quiet: bool = False) -> asyncio.subprocess.Process:
+    """`python -m bot run --config CONFIG` in its own process, Discord faked as `env` says (see
+    tests/offline_run.py); its log is readable unless `quiet`."""
+    output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "tests" / "offline_run.py"),
         "run",
         "--config",
         str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+        stdout=output,
+        stderr=output,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         cwd=str(ROOT),
     )
+
+
+async def start_bot(
+    config: Path, *, token: str = DISCORD_TOKEN, discord_down: bool = False
+) -> asyncio.subprocess.Process:
+    env = {"FAKE_DISCORD_CHANNELS": str(FEED_CHANNEL), "FAKE_DISCORD_TOKEN": token}
+    if discord_down:
+        env["FAKE_DISCORD_DOWN"] = "1"  # every request to Discord is refused
+    return await run_offline(config, env)
 
 
 async def read_until(process: asyncio.subprocess.Process, text: str, seconds: float = 20) -> str:
