@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .sonoran import CallList, SonoranClient, SonoranError
+from .sonoran import CallList, CallType, DispatchCall, ServerId, SonoranClient, SonoranError
 
 log = logging.getLogger(__name__)
 
@@ -26,29 +26,55 @@ class Snapshot:
 
 
 class CallBoard:
-    def __init__(self, client: SonoranClient, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+    """Also the one place of the budget rule: members may use only what the feed's polls leave.
+    `feed_reserve` call-list requests of every rate window are the feed's; whatever is asked for a
+    member (`/calls`, its pages, autocomplete's background refresh) must leave them free."""
+
+    def __init__(
+        self,
+        client: SonoranClient,
+        max_age: float,
+        *,
+        feed_reserve: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.max_age = max_age
+        self.feed_reserve = feed_reserve
         self._clock = clock
         self._snapshots: dict[int, Snapshot] = {}
         self._background: dict[int, asyncio.Task[Snapshot]] = {}
 
-    async def refresh(self, server_id: int, *, interactive: bool = False, retry: bool = True) -> Snapshot:
+    async def refresh(self, server_id: ServerId, *, interactive: bool = False, retry: bool = True) -> Snapshot:
         """A new snapshot. `interactive`: for a member, within what the feed's polls leave over.
         `retry=False`: one request at most (the feed's poll, whose next cycle is its retry)."""
-        calls = await self.client.get_calls(server_id, interactive=interactive, retry=retry)
+        calls = await self.client.get_calls(server_id, reserve=self._reserve(interactive), retry=retry)
         snapshot = Snapshot(calls, self._clock(), time.time())
         self._snapshots[server_id] = snapshot
         return snapshot
 
-    async def get(self, server_id: int) -> Snapshot:
+    def _reserve(self, interactive: bool) -> int:
+        return self.feed_reserve if interactive else 0
+
+    async def closed_page(self, server_id: ServerId, *, offset: int, limit: int) -> list[DispatchCall]:
+        """One page of closed calls, for a member (so within what the feed leaves)."""
+        calls = await self.client.get_calls(
+            server_id,
+            closed_limit=limit,
+            closed_offset=offset,
+            call_type=CallType.DISPATCH,
+            reserve=self._reserve(interactive=True),
+        )
+        return calls.closed[:limit]
+
+    async def get(self, server_id: ServerId) -> Snapshot:
         """The snapshot if it is fresh, else one (shared) request for a new one."""
         snapshot = self._snapshots.get(server_id)
         if snapshot is not None and self._clock() - snapshot.fetched_at < self.max_age:
             return snapshot
         return await self.refresh(server_id, interactive=True)
 
-    def peek(self, server_id: int) -> Snapshot | None:
+    def peek(self, server_id: ServerId) -> Snapshot | None:
         """What is cached, however old; never a request. For autocomplete."""
         snapshot = self._snapshots.get(server_id)
         if snapshot is None or self._clock() - snapshot.fetched_at >= self.max_age:

@@ -17,12 +17,11 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 
-from . import create_bot
-from .check import Check, run_checks, sonoran_preflight
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot, describe_sync_error
 from .logs import setup_logging
-from .sonoran import SonoranClient
+from .preflight import Check, run_checks, sonoran_preflight
+from .services import open_services
 from .store import StateFileError
 
 log = logging.getLogger("bot")
@@ -150,18 +149,22 @@ async def run(settings: Settings) -> int:
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> int:
-    async with aiohttp.ClientSession() as session:
-        preflight = await _unless_stopped(stop, sonoran_preflight(settings, SonoranClient(session, settings.sonoran)))
-    if preflight is None:
-        log.info("signal received during the CAD check: stopped")
-        return EXIT_OK
-    for check in preflight[0]:
-        if check.fatal:
-            log.error("not starting: %s -> %s", check.detail, check.fix)
-            return EXIT_PROBLEM
-        (log.info if check.ok else log.warning)("%s: %s", check.name, check.detail)
+    # Built here and handed to the bot, as in discord.py's advanced_startup example.
+    async with open_services(settings) as services:
+        preflight = await _unless_stopped(stop, sonoran_preflight(settings, services.sonoran))
+        if preflight is None:
+            log.info("signal received during the CAD check: stopped")
+            return EXIT_OK
+        for check in preflight[0]:
+            if check.fatal:
+                log.error("not starting: %s -> %s", check.detail, check.fix)
+                return EXIT_PROBLEM
+            (log.info if check.ok else log.warning)("%s: %s", check.name, check.detail)
+        return await _serve(DispatchBot(settings, services), settings, stop)
 
-    bot = create_bot(settings)
+
+async def _serve(bot: DispatchBot, settings: Settings, stop: asyncio.Event) -> int:
+    """Logs in and holds the gateway session until `stop` is set or Discord ends it."""
     async with bot:
         if not await _login(bot, settings, stop):
             return EXIT_OK if stop.is_set() else EXIT_PROBLEM
@@ -226,10 +229,12 @@ async def _logged_in(bot: DispatchBot, token: str) -> bool:
 
 
 async def sync(settings: Settings, guild_id: int | None) -> int:
-    bot = DispatchBot(settings, autostart_feed=False)  # loads the commands; polls nothing
-    bot.sync_on_start = False
     where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
-    async with bot:
+    # loads the commands; polls nothing and opens no state file
+    async with (
+        open_services(settings, with_store=False) as services,
+        DispatchBot(settings, services, autostart_feed=False, sync_on_start=False) as bot,
+    ):
         try:
             await bot.login(settings.discord.token.get_secret_value())
             count = await bot.sync_commands(guild_id)

@@ -1,17 +1,18 @@
-"""The bot subclass: owns the Sonoran session, the store and the call board; loads the cogs."""
+"""The bot subclass: takes its services (session, CAD client, call board, state), loads the cogs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
 
-import aiohttp
 import discord
 from discord.ext import commands
 
 from .callboard import CallBoard
 from .config import Settings
 from .logs import silence_voice_warnings
+from .permissions import FEED_PERMISSION_BITS
+from .services import Services, open_services
 from .sonoran import SonoranClient
 from .store import Store
 from .tree import DispatchTree
@@ -19,10 +20,7 @@ from .tree import DispatchTree
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.dispatch", "cogs.feed")
-# What the feed needs in its channels: View Channel, Send Messages, Embed Links, Read Message History.
-INVITE_PERMISSIONS = discord.Permissions(
-    view_channel=True, send_messages=True, embed_links=True, read_message_history=True
-).value
+INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
 MISSING_ACCESS = 50001
 
 
@@ -45,19 +43,21 @@ def describe_sync_error(error: discord.HTTPException, application_id: int | None
 
 
 class DispatchBot(commands.Bot):
-    """`DispatchBot(settings)`; `await bot.login(token)` runs `setup_hook`, which needs no gateway.
+    """`DispatchBot(settings, services)`; `await bot.login(token)` runs `setup_hook`, which needs
+    no gateway. Without `services` the bot opens its own from `settings` in `setup_hook` and closes
+    them in `close()`.
 
-    `sonoran_options` go to the Sonoran client (tests shorten its retry backoff);
-    `autostart_feed=False` keeps the feed loop from starting by itself (tests call `poll_once()`).
+    `autostart_feed=False` keeps the feed loop from starting by itself (tests call `poll_once()`);
+    `sync_on_start=False` skips registering the commands in `discord.guild_ids` at start.
     """
 
     def __init__(
         self,
         settings: Settings,
+        services: Services | None = None,
         *,
-        session: aiohttp.ClientSession | None = None,
-        sonoran_options: dict[str, Any] | None = None,
         autostart_feed: bool = True,
+        sync_on_start: bool = True,
     ) -> None:
         silence_voice_warnings()
         intents = discord.Intents.none()
@@ -74,41 +74,37 @@ class DispatchBot(commands.Bot):
         )
         self.settings = settings
         self.autostart_feed = autostart_feed
-        self.sync_on_start = True  # copy and sync the commands to discord.guild_ids in setup_hook
-        self._given_session = session
-        self._session: aiohttp.ClientSession | None = None
-        self._sonoran_options = sonoran_options or {}
-        self._sonoran: SonoranClient | None = None
-        self._store: Store | None = None
-        self._board: CallBoard | None = None
+        self.sync_on_start = sync_on_start
+        self._services = services
+        self._own_services = contextlib.AsyncExitStack()
 
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
 
     @property
-    def sonoran(self) -> SonoranClient:
-        if self._sonoran is None:
+    def services(self) -> Services:
+        if self._services is None:
             raise RuntimeError("the bot has not been set up yet (login() runs setup_hook)")
-        return self._sonoran
+        return self._services
 
     @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the bot has not been set up yet (login() runs setup_hook)")
-        return self._store
+    def sonoran(self) -> SonoranClient:
+        return self.services.sonoran
 
     @property
     def board(self) -> CallBoard:
-        if self._board is None:
-            raise RuntimeError("the bot has not been set up yet (login() runs setup_hook)")
-        return self._board
+        return self.services.board
+
+    @property
+    def store(self) -> Store:
+        store = self.services.store
+        if store is None:
+            raise RuntimeError("this bot was built without a state file (it only registers commands)")
+        return store
 
     async def setup_hook(self) -> None:
-        self._session = self._given_session or aiohttp.ClientSession()
-        self._sonoran = SonoranClient(self._session, self.settings.sonoran, **self._sonoran_options)
-        self._sonoran.feed_reserve = self.settings.feed_polls_per_window
-        self._board = CallBoard(self._sonoran, max_age=self.settings.sonoran.poll_seconds)
-        self._store = await Store.open(self.settings.state.path)
+        if self._services is None:
+            self._services = await self._own_services.enter_async_context(open_services(self.settings))
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:
@@ -135,9 +131,4 @@ class DispatchBot(commands.Bot):
         try:
             await super().close()  # unloads the cogs: the feed loop stops first
         finally:
-            if self._store is not None:
-                await self._store.close()
-                self._store = None
-            if self._session is not None and self._given_session is None:
-                await self._session.close()
-            self._session = None
+            await self._own_services.aclose()  # only what setup_hook opened itself

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import discord
 
-from .sonoran.errors import Redactor
+from .sonoran.redaction import Redactor
 
 FORMAT = "[{asctime}] [{levelname:<7}] {name}: {message}"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -1,4 +1,5 @@
-"""One place that turns every error into one ephemeral, readable reply (after Red's RedTree)."""
+"""One place that turns every error into one ephemeral, readable reply (after Red's RedTree);
+the words come from `bot.messages`."""
 
 from __future__ import annotations
 
@@ -8,36 +9,11 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from .embeds import clean
-from .sonoran import ConfigurationProblem, RequestRejected, SonoranError
+from .aliases import Interaction
+from .messages import user_message
+from .sonoran import ConfigurationProblem, SonoranError
 
 log = logging.getLogger(__name__)
-
-DM_REPLY = "Use this in the server: the dispatch commands do not work in direct messages."
-GENERIC_REPLY = "Something went wrong on the bot's side. The admins can find the details in the bot's log."
-
-
-def user_message(error: BaseException) -> str:
-    """The sentence a member sees for `error`: what happened and what to do, never a traceback."""
-    if isinstance(error, (app_commands.CommandInvokeError, app_commands.TransformerError)) and error.__cause__:
-        error = error.__cause__
-    if isinstance(error, app_commands.CommandInvokeError):
-        error = error.original
-    if isinstance(error, RequestRejected):  # the CAD's words may echo what a player typed
-        return f"The CAD refused the request: {clean(error.detail, 300)}"
-    if isinstance(error, SonoranError):
-        return error.user_message
-    if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
-    if isinstance(error, app_commands.NoPrivateMessage):
-        return DM_REPLY
-    if isinstance(error, app_commands.TransformerError):
-        return f"That value is not valid: {clean(error.value, 100)}"
-    if isinstance(error, app_commands.MissingPermissions):
-        return "You need the Manage Server permission (or a dispatcher role) for that."
-    if isinstance(error, app_commands.CheckFailure) and str(error):
-        return str(error)
-    return GENERIC_REPLY
 
 
 def log_error(error: BaseException, where: str) -> None:
@@ -54,7 +30,7 @@ def log_error(error: BaseException, where: str) -> None:
         log.error("%s failed", where, exc_info=original)
 
 
-async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
+async def reply_ephemeral(interaction: Interaction, message: str) -> None:
     """Answers with `response` if it is still open, else with a followup; never pings."""
     try:
         if interaction.response.is_done():
@@ -67,21 +43,21 @@ async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -
         log.warning("could not send an error reply: %s", exc)
 
 
-async def report_error(interaction: discord.Interaction[Any], error: BaseException, where: str) -> None:
+async def report_error(interaction: Interaction, error: BaseException, where: str) -> None:
     log_error(error, where)
     await reply_ephemeral(interaction, user_message(error))
 
 
 class DispatchTree(app_commands.CommandTree[Any]):
-    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+    async def interaction_check(self, interaction: Interaction, /) -> bool:
         if interaction.guild_id is not None:
             return True
         if interaction.type is discord.InteractionType.autocomplete:
             await interaction.response.autocomplete([])
         elif interaction.type is discord.InteractionType.application_command:
-            await reply_ephemeral(interaction, DM_REPLY)
+            await reply_ephemeral(interaction, user_message(app_commands.NoPrivateMessage()))
         return False
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError, /) -> None:
+    async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
         name = interaction.command.qualified_name if interaction.command else "interaction"
         await report_error(interaction, error, f"/{name}")

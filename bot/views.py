@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 import discord
 
-from .tree import log_error, reply_ephemeral, report_error, user_message
+from .messages import NotYourButtons, user_message
+from .tree import log_error, reply_ephemeral, report_error
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class OwnedView(discord.ui.View):
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         if interaction.user.id == self.owner_id:
             return True
-        await reply_ephemeral(interaction, "These buttons belong to the member who ran the command.")
+        await reply_ephemeral(interaction, user_message(NotYourButtons()))
         return False
 
     async def on_timeout(self) -> None:

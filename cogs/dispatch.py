@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import callers_only, dispatcher_only
+from bot.aliases import CallId, Interaction, ServerId
 from bot.core import DispatchBot
 from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind, clean, from_unix, plain
-from bot.sonoran import CallList, CallType, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
+from bot.permissions import caller_command, dispatcher_command
+from bot.sonoran import CallList, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
 from bot.views import ConfirmView, Paginator, StaticPages
 
-Interaction = discord.Interaction[DispatchBot]
 CallKindChoice = Literal["all", "emergency", "dispatch", "closed"]
 CLOSED_PAGE_SIZE = 10
 AUTOCOMPLETE_LIMIT = 25
@@ -49,7 +49,7 @@ class ClosedCallPages:
     """Closed calls, one CAD page per embed page: the first from the shared snapshot, later ones
     fetched with closedLimit/closedOffset when a member presses Next."""
 
-    def __init__(self, bot: DispatchBot, server_id: int, first: CallList, as_of: dt.datetime) -> None:
+    def __init__(self, bot: DispatchBot, server_id: ServerId, first: CallList, as_of: dt.datetime) -> None:
         self.bot = bot
         self.server_id = server_id
         self.total = first.closed_total
@@ -74,14 +74,9 @@ class ClosedCallPages:
 
     async def page(self, index: int) -> discord.Embed:
         if index not in self.pages:
-            calls = await self.bot.sonoran.get_calls(
-                self.server_id,
-                closed_limit=CLOSED_PAGE_SIZE,
-                closed_offset=index * CLOSED_PAGE_SIZE,
-                call_type=CallType.DISPATCH,
-                interactive=True,
+            self.pages[index] = await self.bot.board.closed_page(
+                self.server_id, offset=index * CLOSED_PAGE_SIZE, limit=CLOSED_PAGE_SIZE
             )
-            self.pages[index] = calls.closed[:CLOSED_PAGE_SIZE]
             self.as_of = discord.utils.utcnow()
         # at most CLOSED_PAGE_SIZE calls: always exactly one embed
         embed = call_list_pages(
@@ -106,7 +101,7 @@ class Dispatch(commands.Cog):
         self.bot = bot
         self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
 
-    def _server(self, server: int | None) -> int:
+    def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
 
     # --- /911 ------------------------------------------------------------------------------------
@@ -118,8 +113,7 @@ class Dispatch(commands.Cog):
         caller="Caller name shown to dispatch (default: your server name)",
         server="CAD server ID (default: the community's main server)",
     )
-    @app_commands.guild_only()
-    @callers_only()
+    @caller_command()
     async def file_911(
         self,
         interaction: Interaction,
@@ -192,13 +186,11 @@ class Dispatch(commands.Cog):
     @app_commands.describe(
         call_id="The dispatch call", note="The note (signed with your server name)", server="CAD server ID"
     )
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @dispatcher_only()
+    @dispatcher_command()
     async def note(
         self,
         interaction: Interaction,
-        call_id: app_commands.Range[int, 1],
+        call_id: app_commands.Range[CallId, 1],
         note: app_commands.Range[str, 1, 1000],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
@@ -211,13 +203,11 @@ class Dispatch(commands.Cog):
     # --- /close ----------------------------------------------------------------------------------
     @app_commands.command(name="close", description="Close a dispatch call (asks for confirmation)")
     @app_commands.describe(call_id="The dispatch call to close", server="CAD server ID")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @dispatcher_only()
+    @dispatcher_command()
     async def close(
         self,
         interaction: Interaction,
-        call_id: app_commands.Range[int, 1],
+        call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         server_id = self._server(server)
@@ -225,7 +215,7 @@ class Dispatch(commands.Cog):
         known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
         what = clean(call_label(known), 150) if known else f"#{call_id}"
 
-        async def close_it(_: discord.Interaction[Any]) -> str:
+        async def close_it(_: Interaction) -> str:
             await self.bot.sonoran.close_call(call_id, server_id=server_id)
             self.bot.board.forget(server_id, dispatch_call_id=call_id)
             return f"Call #{call_id} closed."
@@ -242,13 +232,11 @@ class Dispatch(commands.Cog):
     # --- /remove911 ------------------------------------------------------------------------------
     @app_commands.command(name="remove911", description="Remove a 911 call from the CAD")
     @app_commands.describe(call_id="The 911 call to remove", server="CAD server ID")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @dispatcher_only()
+    @dispatcher_command()
     async def remove911(
         self,
         interaction: Interaction,
-        call_id: app_commands.Range[int, 1],
+        call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         server_id = self._server(server)

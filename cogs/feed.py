@@ -42,6 +42,7 @@ from bot.embeds import (
     from_unix,
     unavailable_embed,
 )
+from bot.permissions import FEED_PERMISSIONS, missing_feed_permissions
 from bot.sonoran import CallList, DispatchCall, EmergencyCall, RateLimited, SonoranError
 from bot.store import Post
 
@@ -53,12 +54,6 @@ ENDED_STATES = frozenset({"answered", "removed", "closed"})
 REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
 KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
-NEEDED_PERMISSIONS = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
 NO_PINGS = discord.AllowedMentions.none()
 DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -438,10 +433,10 @@ class Feed(commands.Cog):
         channel = self.bot.get_channel(channel_id)
         if isinstance(channel, discord.abc.GuildChannel):
             granted = channel.permissions_for(channel.guild.me)
-            missing = [name for attr, name in NEEDED_PERMISSIONS if not getattr(granted, attr)]
+            missing = missing_feed_permissions(granted)
             if missing:
                 return ", ".join(missing)
-        return "(one of " + ", ".join(name for _, name in NEEDED_PERMISSIONS) + ")"
+        return "(one of " + ", ".join(name for _, name in FEED_PERMISSIONS) + ")"
 
     # --- state changes, presence, health ---------------------------------------------------------
     def _server_changed(self, server_id: int, state: str, detail: str) -> None:

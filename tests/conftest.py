@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
 
+from bot.core import DispatchBot
 from bot.logs import RedactingFormatter
+from bot.services import open_services, sonoran_client
 from bot.sonoran import SonoranClient
 
 from . import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
+from .discord_fakes import FakeDiscord
 from .fake_cad import FakeCad
 from .helpers import make_settings
 
@@ -46,20 +53,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(cad: FakeCad, session: aiohttp.ClientSession, api_version: int) -> SonoranClient:
-    return SonoranClient(session, make_settings(cad.url, api_version).sonoran, retry_backoff=0.01)
+    return sonoran_client(session, make_settings(cad.url, api_version).sonoran, retry_backoff=0.01)
 
 
 # --- the bot, logged in against fake Discord, talking to the fake CAD ------------------------------
-
-from collections.abc import Awaitable, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from aioresponses import aioresponses  # noqa: E402
-
-from bot.core import DispatchBot  # noqa: E402
-
-from .discord_fakes import FakeDiscord  # noqa: E402
 
 BotFactory = Callable[..., Awaitable[DispatchBot]]
 
@@ -77,24 +74,20 @@ def discord_api() -> Any:
 async def make_bot(
     cad: FakeCad, discord_api: FakeDiscord, tmp_path: Path, api_version: int
 ) -> AsyncIterator[BotFactory]:
-    bots: list[DispatchBot] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def factory(**settings_overrides: Any) -> DispatchBot:
-        settings_overrides.setdefault("state_path", tmp_path / "state.sqlite3")
-        version = settings_overrides.pop("api_version", api_version)
-        autostart = settings_overrides.pop("autostart_feed", False)
-        bot = DispatchBot(
-            make_settings(cad.url, version, **settings_overrides),
-            sonoran_options={"retry_backoff": 0.01},
-            autostart_feed=autostart,
-        )
-        await bot.login("fake-token")
-        bots.append(bot)
-        return bot
+        async def factory(**settings_overrides: Any) -> DispatchBot:
+            settings_overrides.setdefault("state_path", tmp_path / "state.sqlite3")
+            version = settings_overrides.pop("api_version", api_version)
+            autostart = settings_overrides.pop("autostart_feed", False)
+            settings = make_settings(cad.url, version, **settings_overrides)
+            services = await stack.enter_async_context(open_services(settings, retry_backoff=0.01))
+            bot = DispatchBot(settings, services, autostart_feed=autostart)
+            stack.push_async_callback(bot.close)
+            await bot.login("fake-token")
+            return bot
 
-    yield factory
-    for bot in bots:
-        await bot.close()
+        yield factory
 
 
 @pytest.fixture

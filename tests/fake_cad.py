@@ -1,4 +1,4 @@
-"""A fake Sonoran CAD on 127.0.0.1 that speaks v1 and v2 as shared/sonoran-api.md documents them.
+"""A fake Sonoran CAD on 127.0.0.1 that speaks v1 and v2 as Sonoran documents them.
 
 It keeps calls per CAD server, records every request it receives, and can be told to misbehave
 (`fail_next`): any status and body, a 429 with Retry-After, a slow answer, a malformed body.

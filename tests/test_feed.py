@@ -384,7 +384,7 @@ async def test_members_paging_never_starve_the_feed(
 ) -> None:
     # Sonoran's default budget (4 a minute) and poll interval (20 s): the feed keeps 3 slots.
     bot = await make_bot(feeds=ONE_FEED, sonoran={"poll_seconds": 20, "rate_limits": {"get_calls": 4}})
-    assert bot.sonoran.feed_reserve == 3
+    assert bot.board.feed_reserve == 3
     await bot.board.refresh(2, interactive=True)  # a member's /calls for a server no feed polls: the 4th slot
     with pytest.raises(RateLimited):
         await bot.board.refresh(2, interactive=True)  # a second one would eat into the feed's share

@@ -19,7 +19,7 @@ import pytest
 from aioresponses import aioresponses
 
 from bot.__main__ import main
-from bot.check import run_checks
+from bot.preflight import run_checks
 from bot.config import Settings
 from bot.logs import setup_logging
 

@@ -9,6 +9,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
+from bot.messages import user_message
+from bot.services import sonoran_client
 from bot.sonoran import (
     BadCredentials,
     BadReply,
@@ -29,7 +31,7 @@ from .helpers import make_settings
 
 
 def _client(cad: FakeCad, session: aiohttp.ClientSession, version: int, **sonoran: object) -> SonoranClient:
-    return SonoranClient(session, make_settings(cad.url, version, sonoran=sonoran).sonoran, retry_backoff=0.01)
+    return sonoran_client(session, make_settings(cad.url, version, sonoran=sonoran).sonoran, retry_backoff=0.01)
 
 
 # --- every operation, on both versions ------------------------------------------------------------
@@ -187,7 +189,7 @@ async def test_unknown_server(client: SonoranClient, cad: FakeCad) -> None:
 async def test_call_not_found(client: SonoranClient, cad: FakeCad) -> None:
     with pytest.raises(NotFound) as info:
         await client.close_call(42)
-    assert info.value.user_message == "Call #42 is not active."
+    assert user_message(info.value) == "Call #42 is not active."
     with pytest.raises(NotFound):
         await client.remove_911(43)
     with pytest.raises(NotFound):
@@ -297,13 +299,13 @@ async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession)
     await dead.start()
     url = dead.url
     await dead.close()
-    client = SonoranClient(session, make_settings(url, 2).sonoran, retry_backoff=0.01)
+    client = sonoran_client(session, make_settings(url, 2).sonoran, retry_backoff=0.01)
     with pytest.raises(CadUnavailable, match="cannot connect"):
         await client.file_911(caller="a", location="b", description="c")
 
 
 async def test_connection_reset_on_write_is_outcome_unknown(session: aiohttp.ClientSession) -> None:
-    client = SonoranClient(session, make_settings("http://cad.test", 2).sonoran, retry_backoff=0.01)
+    client = sonoran_client(session, make_settings("http://cad.test", 2).sonoran, retry_backoff=0.01)
     with aioresponses() as mock:
         mock.post(re.compile(r".*/calls/911$"), exception=aiohttp.ServerDisconnectedError())
         with pytest.raises(OutcomeUnknown):
@@ -339,7 +341,7 @@ async def test_429_with_long_wait_raises_with_the_wait(client: SonoranClient, ca
     )
     with pytest.raises(RateLimited) as info:
         await client.get_calls()
-    assert info.value.retry_after == 42 and "42 s" in info.value.user_message
+    assert info.value.retry_after == 42 and "42 s" in user_message(info.value)
     # and the limiter now holds everyone back instead of provoking more 429s
     with pytest.raises(RateLimited):
         await client.get_calls()
@@ -414,7 +416,7 @@ async def test_an_echoed_key_is_redacted(client: SonoranClient, cad: FakeCad) ->
     cad.fail_next("close_call", status=400, body=f"MALFORMED REQUEST FOR KEY {API_KEY.upper()}")
     with pytest.raises(RequestRejected) as info:
         await client.close_call(1)
-    assert API_KEY.upper() not in str(info.value) and API_KEY not in info.value.user_message
+    assert API_KEY.upper() not in str(info.value) and API_KEY not in user_message(info.value)
     assert "[redacted]" in str(info.value)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.check import run_checks
+from bot.preflight import run_checks
 from bot.store import SCHEMA_VERSION, StateFileError, Store
 
 from .discord_fakes import FakeDiscord

@@ -1,4 +1,4 @@
-"""Sonoran CAD client: knows HTTP and Sonoran, nothing of Discord."""
+"""Sonoran CAD client: knows HTTP and Sonoran, nothing of Discord (nor of the bot's settings)."""
 
 from .api import NewCall
 from .client import SonoranClient
@@ -17,6 +17,7 @@ from .errors import (
     WrongApiUrl,
 )
 from .models import (
+    CallId,
     CallList,
     CallStatus,
     CallType,
@@ -27,6 +28,7 @@ from .models import (
     Plan,
     PlanInfo,
     Server,
+    ServerId,
     UnitStatus,
 )
 
@@ -34,6 +36,7 @@ __all__ = [
     "BadCredentials",
     "BadReply",
     "CadUnavailable",
+    "CallId",
     "CallList",
     "CallStatus",
     "CallType",
@@ -51,6 +54,7 @@ __all__ = [
     "RateLimited",
     "RequestRejected",
     "Server",
+    "ServerId",
     "SonoranClient",
     "SonoranError",
     "UnitStatus",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import aiohttp
 
-from ..config import SonoranSettings
 from .api import NewCall, SonoranApi
-from .errors import Redactor
-from .models import CallList, CallType, PlanInfo, Server
+from .models import CallId, CallList, CallType, PlanInfo, Server, ServerId
+from .redaction import Redactor
 from .transport import HttpCore, Spend
 from .v1 import V1Api
 from .v2 import V2Api
@@ -26,23 +26,36 @@ class SonoranClient:
     feed, `/calls` and autocomplete never spend the scarce call-list budget twice at once.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, settings: SonoranSettings, **http_options: Any) -> None:
-        key = settings.api_key.get_secret_value()
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        rate_limits: Mapping[str, int],
+        api_version: Literal[1, 2] = 2,
+        community_id: str = "",
+        server_id: ServerId = 1,
+        timeout: float = 10.0,
+        max_wait: float = 10.0,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        """`rate_limits`: requests a minute per operation (every one in `OPERATIONS`);
+        `max_wait`: the longest a request waits for a rate-limit slot before it raises RateLimited;
+        `retry_backoff`: the first pause before a read is sent again after a fault."""
         self.http = HttpCore(
             session,
-            settings.base_url,
-            rate_limits=settings.rate_limits.model_dump(),
-            timeout=settings.timeout_seconds,
-            redactor=Redactor(key),
-            **http_options,
+            base_url,
+            rate_limits=rate_limits,
+            timeout=timeout,
+            redactor=Redactor(api_key),
+            max_wait=max_wait,
+            retry_backoff=retry_backoff,
         )
         self.api: SonoranApi = (
-            V1Api(self.http, settings.community_id, key) if settings.api_version == 1 else V2Api(self.http, key)
+            V1Api(self.http, community_id, api_key) if api_version == 1 else V2Api(self.http, api_key)
         )
-        self.default_server_id = settings.server_id
-        # Call-list slots per rate window kept for the feed's polls; requests made for members
-        # (`interactive=True`) only use what is left, so a member paging can never starve the feed.
-        self.feed_reserve = 0
+        self.default_server_id = server_id
         self._inflight: dict[tuple[int, int, int, int, Spend], asyncio.Task[CallList]] = {}
 
     def __repr__(self) -> str:
@@ -60,19 +73,19 @@ class SonoranClient:
         description: str,
         emergency: bool = True,
         metadata: dict[str, Any] | None = None,
-        server_id: int | None = None,
-    ) -> int:
+        server_id: ServerId | None = None,
+    ) -> CallId:
         """Files a 911 call and returns its id. Never retried: a timeout raises OutcomeUnknown."""
         call = NewCall(caller, location, description, emergency, metadata)
         return await self.api.file_911(server_id or self.default_server_id, call)
 
-    async def remove_911(self, call_id: int, *, server_id: int | None = None) -> None:
+    async def remove_911(self, call_id: CallId, *, server_id: ServerId | None = None) -> None:
         await self.api.remove_911(server_id or self.default_server_id, call_id)
 
-    async def add_note(self, call_id: int, note: str, *, label: str, server_id: int | None = None) -> None:
+    async def add_note(self, call_id: CallId, note: str, *, label: str, server_id: ServerId | None = None) -> None:
         await self.api.add_note(server_id or self.default_server_id, call_id, note, label)
 
-    async def close_call(self, call_id: int, *, server_id: int | None = None) -> None:
+    async def close_call(self, call_id: CallId, *, server_id: ServerId | None = None) -> None:
         await self.api.close_call(server_id or self.default_server_id, call_id)
 
     async def get_version(self) -> PlanInfo:
@@ -83,20 +96,21 @@ class SonoranClient:
 
     async def get_calls(
         self,
-        server_id: int | None = None,
+        server_id: ServerId | None = None,
         *,
         closed_limit: int = DEFAULT_CLOSED_LIMIT,
         closed_offset: int = 0,
         call_type: CallType = CallType.ALL,
-        interactive: bool = False,
+        reserve: int = 0,
         retry: bool = True,
     ) -> CallList:
-        """`interactive`: for a member, within what the feed's polls leave over. `retry=False`: one
-        request at most, not retried after a fault or a 429 (the feed's next cycle is its retry)."""
+        """`reserve`: slots of the rate window this request must leave to others (who is owed
+        what is the caller's business). `retry=False`: one request at most, not retried after a
+        fault or a 429."""
         server = server_id or self.default_server_id
         limit = max(1, min(closed_limit, MAX_CLOSED_LIMIT))
         offset = max(0, closed_offset)
-        spend = Spend(reserve=self.feed_reserve if interactive else 0, retry=retry)
+        spend = Spend(reserve=reserve, retry=retry)
         key = (server, limit, offset, int(call_type), spend)
         task = self._inflight.get(key)
         if task is None:

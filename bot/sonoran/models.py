@@ -1,6 +1,6 @@
 """What the CAD sends back, parsed leniently.
 
-Sonoran's shapes drift between v1, v2 and push payloads (see shared/sonoran-api.md §4, §8): unknown
+Sonoran's shapes drift between v1, v2 and push payloads: unknown
 fields are kept, unknown enum values stay plain integers, `notes` may be an empty string, and
 metaData values may be any JSON type. Nothing in here may crash on a shape we have not seen.
 """
@@ -8,9 +8,12 @@ metaData values may be any JSON type. Nothing in here may crash on a shape we ha
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+ServerId: TypeAlias = int  # a CAD server (one per game server) of the community: Sonoran's serverId
+CallId: TypeAlias = int  # a call's number on its CAD server; 911 calls and dispatch calls count apart
 
 
 class _LenientEnum(enum.IntEnum):
@@ -93,7 +96,7 @@ class Note(_Lenient):
 
 
 class EmergencyCall(_Lenient):
-    call_id: int = Field(alias="callId")
+    call_id: CallId = Field(alias="callId")
     is_emergency: bool = Field(True, alias="isEmergency")
     caller: Text = ""
     location: Text = ""
@@ -107,7 +110,7 @@ class EmergencyCall(_Lenient):
 
 
 class DispatchCall(_Lenient):
-    call_id: int = Field(alias="callId")
+    call_id: CallId = Field(alias="callId")
     origin: Number = 0
     status: Number = CallStatus.PENDING
     priority: Number = 0

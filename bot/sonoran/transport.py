@@ -21,14 +21,17 @@ from .errors import (
     CadUnavailable,
     OutcomeUnknown,
     RateLimited,
-    Redactor,
     SonoranError,
 )
 from .ratelimit import SlidingWindowLimiter, retry_after_seconds
+from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sonoran-dispatch-bot/0.1 (aiohttp)"
+# Every request names one of these; each is its own rate-limit bucket and needs a budget
+# (`rate_limits` in the configuration). Adding an operation starts here.
+OPERATIONS = ("get_calls", "call_911", "remove_911", "add_call_note", "close_call", "get_version", "get_servers")
 
 
 @dataclass(frozen=True)
@@ -106,15 +109,19 @@ class HttpCore:
         self.read_retries = read_retries
         self.retry_backoff = retry_backoff
         self.rate_limit_retries = rate_limit_retries
+        missing = [op for op in OPERATIONS if op not in rate_limits]
+        if missing:
+            raise ValueError(f"no rate limit for {', '.join(missing)}: every operation needs its budget")
         self.limiters = {op: SlidingWindowLimiter(limit) for op, limit in rate_limits.items()}
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={self.base_url!r})"
 
     def limiter(self, operation: str) -> SlidingWindowLimiter:
-        if operation not in self.limiters:
-            self.limiters[operation] = SlidingWindowLimiter(10)
-        return self.limiters[operation]
+        try:
+            return self.limiters[operation]
+        except KeyError:
+            raise LookupError(f"{operation!r} is not in OPERATIONS (bot/sonoran/transport.py)") from None
 
     async def send(self, request: Request, on_error: ErrorMapper) -> Reply:
         faults = 0

@@ -1,6 +1,6 @@
 """`python -m bot check`: is everything the bot needs in place? One line per check.
 
-Also the Sonoran part of it is what `run` checks before it starts (`sonoran_preflight`).
+The Sonoran part of it is also what `run` checks before it starts (`sonoran_preflight`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 import discord
@@ -16,6 +15,9 @@ import discord
 from .config import Settings
 from .core import invite_url
 from .logs import silence_voice_warnings
+from .messages import user_message
+from .permissions import missing_feed_permissions
+from .services import sonoran_client
 from .sonoran import (
     BadCredentials,
     CadUnavailable,
@@ -29,12 +31,6 @@ from .store import SCHEMA_VERSION, StateFileError, Store
 
 log = logging.getLogger(__name__)
 
-FEED_PERMISSIONS = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
 GATEWAY_TIMEOUT = 30.0
 # the values config.example.toml ships with: left in place, nothing can work
 EXAMPLE_PLACEHOLDERS = {
@@ -80,7 +76,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             if isinstance(error, BadCredentials)
             else "check sonoran.api_url, sonoran.api_version and the community's plan"
         )
-        return [Check("sonoran key", False, f"{error.user_message} ({error})", fix, fatal=True)], None
+        return [Check("sonoran key", False, f"{user_message(error)} ({error})", fix, fatal=True)], None
     except (CadUnavailable, RateLimited) as error:
         return [Check("sonoran key", False, f"the CAD did not answer: {error}", "try again in a minute")], None
     except SonoranError as error:
@@ -218,7 +214,7 @@ def _channel_check(client: discord.Client, channel_id: int) -> Check:
             "invite the bot to that server and give it View Channel there, or fix feeds[].channel_id",
         )
     granted = channel.permissions_for(channel.guild.me)
-    missing = [label for attr, label in FEED_PERMISSIONS if not getattr(granted, attr)]
+    missing = missing_feed_permissions(granted)
     where = f"#{channel.name} in {channel.guild.name}"
     if missing:
         return Check(
@@ -248,10 +244,10 @@ def _ping_role_check(client: discord.Client, channel_id: int, role_id: int) -> C
     return Check(name, True, f"@{role.name} can be pinged in #{channel.name}")
 
 
-async def run_checks(settings: Settings, **client_options: Any) -> list[Check]:
+async def run_checks(settings: Settings) -> list[Check]:
     placeholders = placeholder_check(settings)
     async with aiohttp.ClientSession() as session:
-        sonoran, _ = await sonoran_preflight(settings, SonoranClient(session, settings.sonoran, **client_options))
+        sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
     return [
         *([placeholders] if placeholders else []),
         *sonoran,

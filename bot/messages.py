@@ -1,0 +1,98 @@
+"""Every sentence a member is told when something goes wrong, in one map from error to text.
+
+The tree, the views and `check` all come here (after Red's `redbot/core/tree.py`). The errors
+themselves carry data only; the words are chosen here, and what came from a player or the CAD is
+escaped before it is quoted.
+"""
+
+from __future__ import annotations
+
+from discord import app_commands
+
+from .embeds import clean
+from .sonoran import (
+    BadCredentials,
+    BadReply,
+    CadUnavailable,
+    NotFound,
+    OutcomeUnknown,
+    PlanTooLow,
+    RateLimited,
+    RequestRejected,
+    SonoranError,
+    UnknownServer,
+    WrongApiUrl,
+)
+
+
+class NotDispatcher(app_commands.CheckFailure):
+    """The member is no dispatcher (no dispatcher role, no Manage Server)."""
+
+
+class NotAllowedToCall(app_commands.CheckFailure):
+    """`commands.caller_role_ids` is set and the member has none of those roles."""
+
+
+class NotYourButtons(app_commands.CheckFailure):
+    """A button of a reply meant for another member was pressed."""
+
+
+GENERIC = "Something went wrong on the bot's side. The admins can find the details in the bot's log."
+
+_SONORAN: list[tuple[type[SonoranError], str]] = [
+    (BadCredentials, "The CAD rejected the API key or community ID. Ask an admin to check the bot's configuration."),
+    (
+        PlanTooLow,
+        "This needs a higher Sonoran plan (the API needs Standard; call lists, notes and closing calls need "
+        "Plus). Ask an admin.",
+    ),
+    (UnknownServer, "That CAD server ID is not configured in the CAD. Ask an admin to check the server IDs."),
+    (WrongApiUrl, "The bot is talking to the wrong CAD address. Ask an admin to check sonoran.api_url."),
+    (CadUnavailable, "The CAD is not answering right now. Try again in a minute."),
+    (
+        OutcomeUnknown,
+        "The CAD did not answer in time, so it is unknown whether this went through. Check /calls before trying again.",
+    ),
+    (BadReply, "The CAD sent an answer the bot does not understand."),
+]
+
+_REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
+    (app_commands.NoPrivateMessage, "Use this in the server: the dispatch commands do not work in direct messages."),
+    (NotDispatcher, "Only dispatchers can do that (a dispatcher role, or Manage Server)."),
+    (NotAllowedToCall, "Your roles do not allow filing 911 calls here. Ask an admin if that is wrong."),
+    (NotYourButtons, "These buttons belong to the member who ran the command."),
+    (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
+]
+
+
+def user_message(error: BaseException) -> str:
+    """The sentence a member sees for `error`: what happened and what to do, never a traceback."""
+    if isinstance(error, (app_commands.CommandInvokeError, app_commands.TransformerError)) and error.__cause__:
+        error = error.__cause__
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, SonoranError):
+        return sonoran_message(error)
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value is not valid: {clean(error.value, 100)}"
+    for kind, sentence in _REFUSALS:
+        if isinstance(error, kind):
+            return sentence
+    return GENERIC
+
+
+def sonoran_message(error: SonoranError) -> str:
+    if isinstance(error, RequestRejected):  # the CAD's words may echo what a player typed
+        return f"The CAD refused the request: {clean(error.detail, 300)}"
+    if isinstance(error, RateLimited):
+        return f"The CAD is rate-limiting us, try again in {max(1, round(error.retry_after))} s."
+    if isinstance(error, NotFound):
+        return (
+            f"Call #{error.call_id} is not active." if error.call_id is not None else "The CAD has no such active call."
+        )
+    for kind, sentence in _SONORAN:
+        if isinstance(error, kind):
+            return sentence
+    return "The CAD could not handle that request."

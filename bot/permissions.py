@@ -1,0 +1,93 @@
+"""Who may do what, and what the bot itself needs.
+
+`default_permissions` and `guild_only` only decide what Discord *shows*; a crafted interaction
+still reaches the bot, so each role's decorator applies both and the bot's own check together
+(after RoboDanny's `cogs/utils/checks.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import discord
+from discord import app_commands
+
+from .aliases import Interaction
+from .messages import NotAllowedToCall, NotDispatcher
+
+T = TypeVar("T")
+
+# What the feed needs in its channels, with the names Discord's settings show. `check`, the
+# invite URL and the feed's own error messages all read this table.
+FEED_PERMISSIONS: tuple[tuple[str, str], ...] = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("read_message_history", "Read Message History"),
+)
+FEED_PERMISSION_BITS = discord.Permissions(**{attribute: True for attribute, _ in FEED_PERMISSIONS})
+
+
+def missing_feed_permissions(granted: discord.Permissions) -> list[str]:
+    """The names of the feed's permissions that `granted` lacks."""
+    return [label for attribute, label in FEED_PERMISSIONS if not getattr(granted, attribute)]
+
+
+def member_role_ids(member: discord.Member) -> set[int]:
+    # The interaction payload lists the member's role ids; `member.roles` would drop any role the
+    # guild cache has not seen (no GUILD_CREATE yet), so read the ids the payload carried.
+    return set(member._roles)
+
+
+def is_dispatcher(interaction: Interaction, dispatcher_role_ids: list[int]) -> bool:
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return False
+    if interaction.permissions.manage_guild or interaction.permissions.administrator:
+        return True
+    return bool(member_role_ids(member) & set(dispatcher_role_ids))
+
+
+def may_call_911(interaction: Interaction, caller_role_ids: list[int]) -> bool:
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return False
+    if not caller_role_ids or is_dispatcher(interaction, []):
+        return True
+    return bool(member_role_ids(member) & set(caller_role_ids))
+
+
+def _dispatcher_check(interaction: Interaction) -> bool:
+    if not is_dispatcher(interaction, interaction.client.settings.commands.dispatcher_role_ids):
+        raise NotDispatcher()
+    return True
+
+
+def _caller_check(interaction: Interaction) -> bool:
+    if not may_call_911(interaction, interaction.client.settings.commands.caller_role_ids):
+        raise NotAllowedToCall()
+    return True
+
+
+def dispatcher_command() -> Callable[[T], T]:
+    """For /note, /close, /remove911: in guilds only, shown to Manage Server by default (admins
+    can widen that in Server Settings > Integrations), and checked here against the dispatcher
+    roles whatever Discord showed."""
+
+    def decorate(command: T) -> T:
+        command = app_commands.guild_only()(command)
+        command = app_commands.default_permissions(manage_guild=True)(command)
+        return app_commands.check(_dispatcher_check)(command)
+
+    return decorate
+
+
+def caller_command() -> Callable[[T], T]:
+    """For /911: in guilds only, and checked against `commands.caller_role_ids` when set."""
+
+    def decorate(command: T) -> T:
+        command = app_commands.guild_only()(command)
+        return app_commands.check(_caller_check)(command)
+
+    return decorate

@@ -1,0 +1,64 @@
+"""What the bot works with, built before it and handed in (discord.py's `advanced_startup.py`):
+the HTTP session, the Sonoran client, the call board and the state file.
+
+`open_services(settings)` builds them from the configuration and closes them when its block ends.
+The Sonoran client itself takes plain values; `sonoran_client` is where the settings meet it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from .callboard import CallBoard
+from .config import Settings, SonoranSettings
+from .sonoran import SonoranClient
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    session: aiohttp.ClientSession
+    sonoran: SonoranClient
+    board: CallBoard
+    store: Store | None  # None: a bot that only registers its commands (`sync`) and opens no state file
+
+
+def sonoran_client(
+    session: aiohttp.ClientSession, settings: SonoranSettings, *, retry_backoff: float = 0.5
+) -> SonoranClient:
+    return SonoranClient(
+        session,
+        base_url=settings.base_url,
+        api_key=settings.api_key.get_secret_value(),
+        api_version=settings.api_version,
+        community_id=settings.community_id,
+        server_id=settings.server_id,
+        timeout=settings.timeout_seconds,
+        rate_limits=settings.rate_limits.model_dump(),
+        retry_backoff=retry_backoff,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    with_store: bool = True,
+    retry_backoff: float = 0.5,
+) -> AsyncIterator[Services]:
+    """Everything the bot needs, closed again (the session only if opened here) on the way out."""
+    async with contextlib.AsyncExitStack() as stack:
+        if session is None:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+        sonoran = sonoran_client(session, settings.sonoran, retry_backoff=retry_backoff)
+        board = CallBoard(sonoran, max_age=settings.sonoran.poll_seconds, feed_reserve=settings.feed_polls_per_window)
+        store = None
+        if with_store:
+            store = await Store.open(settings.state.path)
+            stack.push_async_callback(store.close)
+        yield Services(session, sonoran, board, store)
