@@ -19,9 +19,9 @@ import pytest
 from aioresponses import aioresponses
 
 from bot.__main__ import main
-from bot.preflight import run_checks
 from bot.config import Settings
 from bot.logs import setup_logging
+from bot.preflight import run_checks
 
 from .discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
@@ -293,6 +293,14 @@ def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.C
     assert sorted(c["name"] for c in guild_body) == ["911", "calls", "close", "note", "remove911"]
     assert main(["sync", "--config", str(config)]) == 0
     assert len(discord_api.sent("PUT", r"/applications/\d+/commands$")) == 1
+    assert not (tmp_path / "state.sqlite3").exists()  # registering commands opens no state file
+
+
+def test_the_cad_client_imports_without_discord() -> None:
+    import subprocess
+
+    probe = "import sys, bot.sonoran; assert 'discord' not in sys.modules and 'bot.config' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", probe], cwd=ROOT).returncode == 0
 
 
 def test_python_dash_m_bot_is_the_entry_point(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
+from bot.config import RateLimits
 from bot.messages import user_message
 from bot.services import sonoran_client
 from bot.sonoran import (
@@ -25,6 +26,7 @@ from bot.sonoran import (
     UnknownServer,
     WrongApiUrl,
 )
+from bot.sonoran.transport import OPERATIONS
 
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
 from .helpers import make_settings
@@ -442,3 +444,16 @@ async def test_rate_limit_headers_in_any_case(client: SonoranClient, cad: FakeCa
     with pytest.raises(RateLimited) as info:
         await client.get_calls()
     assert info.value.retry_after == 42
+
+
+def test_every_operation_has_a_rate_limit(session: aiohttp.ClientSession) -> None:
+    assert set(RateLimits.model_fields) == set(OPERATIONS)  # a configurable budget for each
+    limits = dict.fromkeys(OPERATIONS, 5)
+    del limits["close_call"]
+    with pytest.raises(ValueError, match="no rate limit for close_call"):
+        SonoranClient(session, base_url="http://cad.test", api_key="k", rate_limits=limits)
+
+
+async def test_an_operation_outside_the_list_is_an_error(client: SonoranClient) -> None:
+    with pytest.raises(LookupError, match="not in OPERATIONS"):
+        client.http.limiter("get_everything")
