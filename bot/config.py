@@ -361,7 +361,9 @@ def _describe(problem: Any) -> str:
         return "missing required key"
     if kind == "extra_forbidden":
         return "unknown key (a typo? see config.example.toml for every key)"
-    message = str(problem["msg"]).removeprefix("Value error, ")
+    # our own validators' ValueError: its words, without pydantic's "Value error, " in front
+    cause = problem.get("ctx", {}).get("error") if kind == "value_error" else None
+    message = str(cause) if isinstance(cause, ValueError) else str(problem["msg"])
     loc = problem["loc"]
     secret = bool(loc) and loc[-1] in SECRET_KEYS
     value = problem.get("input")
