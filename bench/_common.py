@@ -1,40 +1,34 @@
-"""Shared by the benchmarks: a fake CAD in its own process, a bot logged in to fake Discord."""
+"""Shared by the benchmarks: a fake CAD in its own process, a bot logged in to fake Discord, and
+the way figures are printed (`--json`: one JSON object, for regenerating the README's tables)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from aioresponses import aioresponses
+
+from bot.core import DispatchBot
+from bot.services import open_services
+from tests import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
+from tests.discord_fakes import FakeDiscord
+from tests.helpers import make_settings
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from aioresponses import aioresponses  # noqa: E402
-
-from bot.core import DispatchBot  # noqa: E402
-from tests import _aiohttp314_shim  # noqa: E402, F401
-from tests.discord_fakes import FakeDiscord  # noqa: E402
-from tests.helpers import make_settings  # noqa: E402
 
 
 @contextlib.contextmanager
 def cad_process(emergency: int = 0, dispatch: int = 0) -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "cad_server.py"),
-            "--emergency",
-            str(emergency),
-            "--dispatch",
-            str(dispatch),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    """`bench.cad_server` in a process of its own; yields its URL."""
+    command = [sys.executable, "-m", "bench.cad_server", "--emergency", str(emergency), "--dispatch", str(dispatch)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert process.stdout is not None
         yield process.stdout.readline().strip()
@@ -44,16 +38,32 @@ def cad_process(emergency: int = 0, dispatch: int = 0) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def logged_in_bot(cad_url: str, state: Path, **settings: Any) -> AsyncIterator[tuple[DispatchBot, FakeDiscord]]:
+async def logged_in_bot(
+    cad_url: str,
+    state: Path,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    autostart_feed: bool = False,
+    **settings: Any,
+) -> AsyncIterator[tuple[DispatchBot, FakeDiscord]]:
     with aioresponses(passthrough=["http://127.0.0.1"]) as mock:
         fake = FakeDiscord(mock)
         fake.install()
-        bot = DispatchBot(make_settings(cad_url, 2, state_path=state, **settings), autostart_feed=False)
-        await bot.login("bench-token")
-        try:
-            yield bot, fake
-        finally:
-            await bot.close()
+        config = make_settings(cad_url, 2, state_path=state, **settings)
+        async with open_services(config, clock=clock) as services:
+            bot = DispatchBot(config, services, autostart_feed=autostart_feed)
+            await bot.login("bench-token")
+            try:
+                yield bot, fake
+            finally:
+                await bot.close()
+
+
+def feed_of(bot: DispatchBot) -> Any:
+    """The Feed cog (typed loosely: benchmarks drive `poll_once` directly)."""
+    cog = bot.get_cog("Feed")
+    assert cog is not None
+    return cog
 
 
 def rss_mib() -> float:
@@ -68,3 +78,11 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def report(figures: dict[str, Any], lines: list[str]) -> None:
+    """The lines for a person, or with `--json` on the command line the figures as JSON."""
+    if "--json" in sys.argv[1:]:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+    else:
+        print("\n".join(lines))

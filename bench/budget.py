@@ -3,24 +3,24 @@ and autocomplete heavily and dispatchers file notes and 911 calls. Everything ru
 real command tree from raw interaction payloads; time is simulated (the call board's and rate
 limiters' clocks), so the hour takes seconds. The count must equal the polls plus the writes.
 
-    python bench/budget.py
+    python -m bench.budget [--json]
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from _common import logged_in_bot
-
+from bench._common import feed_of, logged_in_bot, report
 from tests.discord_fakes import MANAGE_GUILD, autocomplete, dispatch_interaction, slash
 from tests.fake_cad import FakeCad
 
 MEMBERS = 20
-HOUR = int(__import__("os").environ.get("BENCH_SECONDS", "3600"))
+HOUR = int(os.environ.get("BENCH_SECONDS", "3600"))
 POLL = 20.0
 CALLS_PER_TICK = 1  # /calls per member per poll interval
 KEYSTROKES_PER_TICK = 5  # autocomplete requests per member per poll interval
@@ -45,15 +45,13 @@ async def main() -> None:
             Path(tmp) / "state.sqlite3",
             feeds=[{"server_id": 1, "channel_id": 42}],
             sonoran={"poll_seconds": POLL, "rate_limits": {}},
+            clock=clock,
         ) as (bot, fake):
-            bot.board._clock = clock
-            for limiter in bot.sonoran.http.limiters.values():
-                limiter._clock = clock
-            feed = bot.get_cog("Feed")
+            feed = feed_of(bot)
             ticks = int(HOUR / POLL)
             for tick in range(ticks):
                 now[0] = tick * POLL
-                await feed.poll_once()  # type: ignore[union-attr]
+                await feed.poll_once()
                 counts["polls"] += 1
                 steps = MEMBERS * (CALLS_PER_TICK + KEYSTROKES_PER_TICK) + 2
                 step = 0
@@ -79,22 +77,28 @@ async def main() -> None:
                     await dispatch_interaction(bot, slash("911", {"location": "a", "description": "b"}, user_id=user))
                     counts["writes"] += 2
                 fake.forget_history()
-                # Members are done paging within a tick; in real time their views would time out
-                # after 180 s. Simulated time cannot fire those timeouts, so retire them here.
-                for view in list(bot._connection._view_store._synced_message_views.values()):
-                    view.stop()
     await cad.close()
     sent = collections.Counter(cad.operations())
     total = sum(sent.values())
     expected = counts["polls"] + counts["writes"]
-    print(f"simulated {HOUR // 60} minutes in {time.perf_counter() - wall:.1f} s of wall time")
-    print(f"members' interactions: {counts['/calls']} /calls, {counts['autocomplete']} autocomplete requests")
-    print(f"Sonoran requests: {total} = {dict(sent)}")
-    print(
-        f"feed polls {counts['polls']} + writes {counts['writes']} = {expected}: "
-        f"{'EQUAL' if total == expected else 'DIFFERENT'}"
+    report(
+        {
+            "simulated_minutes": HOUR // 60,
+            "calls_commands": counts["/calls"],
+            "autocomplete": counts["autocomplete"],
+            "sonoran_requests": total,
+            "expected_requests": expected,
+            "get_calls_per_minute": round(sent["get_calls"] / (HOUR / 60), 2),
+        },
+        [
+            f"simulated {HOUR // 60} minutes in {time.perf_counter() - wall:.1f} s of wall time",
+            f"members' interactions: {counts['/calls']} /calls, {counts['autocomplete']} autocomplete requests",
+            f"Sonoran requests: {total} = {dict(sent)}",
+            f"feed polls {counts['polls']} + writes {counts['writes']} = {expected}: "
+            f"{'EQUAL' if total == expected else 'DIFFERENT'}",
+            f"call-list requests per minute: {sent['get_calls'] / (HOUR / 60):.1f} (Sonoran allows 5, shared)",
+        ],
     )
-    print(f"call-list requests per minute: {sent['get_calls'] / (HOUR / 60):.1f} (Sonoran allows 5, shared)")
 
 
 if __name__ == "__main__":

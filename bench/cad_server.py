@@ -1,6 +1,6 @@
 """The tests' fake CAD in a process of its own, so that a benchmark measures only the bot.
 
-    python bench/cad_server.py [--emergency N] [--dispatch M]
+    python -m bench.cad_server [--emergency N] [--dispatch M]
 
 prints its URL on the first line of stdout and serves until killed. `POST /_bench/add911?n=K`
 adds K emergency calls; `POST /_bench/clear` empties the lists; `GET /_bench/count` returns how
@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-from pathlib import Path
 
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fake_cad import FakeCad
 
@@ -24,7 +20,7 @@ from tests.fake_cad import FakeCad
 class BenchCad(FakeCad):
     answered = 0
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/_bench/add911":
             for _ in range(int(request.query.get("n", "1"))):
                 self.add_911("Bench Caller", "Route 68", "Benchmark call")
@@ -37,7 +33,7 @@ class BenchCad(FakeCad):
         if request.path == "/_bench/count":
             return web.Response(text=str(self.answered))
         self.answered += 1
-        response = await super()._handle(request)
+        response = await super().handle(request)
         self.requests.clear()  # the benchmarks count, they do not inspect
         return response
 

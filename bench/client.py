@@ -4,7 +4,7 @@
 file-911 requests against a fresh fake CAD in its own process. CPU time of this process is
 reported, because the Python fake CAD bounds wall-clock rates.
 
-    python bench/client.py
+    python -m bench.client [--json]
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-from _common import cad_process
 
-from bot.sonoran import SonoranClient
+from bench._common import cad_process, report
+from bot.services import sonoran_client
 from tests.fake_cad import API_KEY
 from tests.helpers import make_settings
 
@@ -46,7 +46,7 @@ async def ours(url: str) -> tuple[float, float]:
     limits = {op: 100_000 for op in ("get_calls", "call_911", "get_version", "get_servers")}
     settings = make_settings(url, 2, sonoran={"rate_limits": limits})
     async with aiohttp.ClientSession() as session:
-        client = SonoranClient(session, settings.sonoran)
+        client = sonoran_client(session, settings.sonoran)
 
         async def get() -> object:
             return await client.get_calls(1)
@@ -99,23 +99,31 @@ async def main() -> None:
     for name, contender in (("ours", ours), ("floor", floor), ("sdk", sdk)):
         with cad_process(emergency=50, dispatch=50) as url:
             results[name] = await contender(url)
-    print(f"client CPU time per request ({GETS} get-calls with 100 calls listed, {POSTS} file-911)")
-    print(f"{'':<34}{'get-calls':>12}{'file-911':>12}")
+    lines = [
+        f"client CPU time per request ({GETS} get-calls with 100 calls listed, {POSTS} file-911)",
+        f"{'':<34}{'get-calls':>12}{'file-911':>12}",
+    ]
     labels = {
         "ours": "ours (SonoranClient)",
         "floor": "floor (bare aiohttp keep-alive)",
         "sdk": "official SDK (sonoran-py, urllib)",
     }
+    figures: dict[str, object] = {}
     for name, value in results.items():
         if value is None:
-            print(f"{labels[name]:<34}{'not installed: pip install -e .[bench]':>24}")
+            lines.append(f"{labels[name]:<34}{'not installed: pip install -e .[bench]':>24}")
             continue
-        print(f"{labels[name]:<34}{value[0] * 1e6:>10.0f}µs{value[1] * 1e6:>10.0f}µs")
+        figures[f"{name}_get_calls_us"] = round(value[0] * 1e6, 1)
+        figures[f"{name}_file_911_us"] = round(value[1] * 1e6, 1)
+        lines.append(f"{labels[name]:<34}{value[0] * 1e6:>10.0f}µs{value[1] * 1e6:>10.0f}µs")
     ours_, floor_, sdk_ = results["ours"], results["floor"], results["sdk"]
     assert ours_ is not None and floor_ is not None
-    print(f"ours / floor: get-calls {ours_[0] / floor_[0]:.2f}x, file-911 {ours_[1] / floor_[1]:.2f}x")
+    figures["ours_over_floor_get_calls"] = round(ours_[0] / floor_[0], 2)
+    figures["ours_over_floor_file_911"] = round(ours_[1] / floor_[1], 2)
+    lines.append(f"ours / floor: get-calls {ours_[0] / floor_[0]:.2f}x, file-911 {ours_[1] / floor_[1]:.2f}x")
     if sdk_ is not None:
-        print(f"ours / SDK:   get-calls {ours_[0] / sdk_[0]:.2f}x, file-911 {ours_[1] / sdk_[1]:.2f}x")
+        lines.append(f"ours / SDK:   get-calls {ours_[0] / sdk_[0]:.2f}x, file-911 {ours_[1] / sdk_[1]:.2f}x")
+    report(figures, lines)
 
 
 if __name__ == "__main__":

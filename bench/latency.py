@@ -1,7 +1,7 @@
 """Time from a call appearing in the fake CAD to the Discord POST leaving the bot, with the real
 feed loop running on a short poll interval. Expect about half an interval plus the cycle's cost.
 
-    python bench/latency.py
+    python -m bench.latency [--json]
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import logged_in_bot, percentile
-
-from tests.fake_cad import FakeCad
+from bench._common import feed_of, logged_in_bot, percentile, report
+from tests.fake_cad import FakeCad, Recorded
 
 CHANNEL = 4242
 INTERVAL = 0.5  # seconds; production uses >= 15 because of Sonoran's budget (see README)
@@ -28,36 +27,26 @@ async def main() -> None:
     in_cycle: list[float] = []
     appeared: dict[int, float] = {}
     cycle_started = [0.0]
+
+    def on_request(request: Recorded) -> None:
+        if request.operation == "get_calls":
+            cycle_started[0] = time.perf_counter()
+
+    def on_post(message: dict[str, Any]) -> None:
+        sent = time.perf_counter()
+        for call_id, at in list(appeared.items()):
+            latencies.append(sent - at)
+            in_cycle.append(sent - cycle_started[0])
+            del appeared[call_id]
+
+    cad.on_request = on_request
     with tempfile.TemporaryDirectory() as tmp:
-        async with logged_in_bot(url, Path(tmp) / "state.sqlite3", feeds=[{"server_id": 1, "channel_id": CHANNEL}]) as (
-            bot,
-            fake,
-        ):
-            original = fake._post
-
-            def timed_post(url_: Any, **kw: Any) -> Any:
-                sent = time.perf_counter()
-                result = original(url_, **kw)
-                for call_id, at in list(appeared.items()):
-                    latencies.append(sent - at)
-                    in_cycle.append(sent - cycle_started[0])
-                    del appeared[call_id]
-                return result
-
-            fake._post = timed_post  # type: ignore[method-assign]
-            fake.mock._matches.clear()
-            fake.install()
-            refresh = bot.board.refresh
-
-            async def timed_refresh(server_id: int, **options: Any) -> Any:
-                cycle_started[0] = time.perf_counter()
-                return await refresh(server_id, **options)
-
-            bot.board.refresh = timed_refresh  # type: ignore[method-assign]
-            feed = bot.get_cog("Feed")
-            feed.poll_seconds = INTERVAL  # type: ignore[union-attr]
-            bot.autostart_feed = True
-            await feed.cog_load()  # type: ignore[union-attr]
+        feeds = [{"server_id": 1, "channel_id": CHANNEL}]
+        async with logged_in_bot(url, Path(tmp) / "state.sqlite3", feeds=feeds) as (bot, fake):
+            fake.on_post = on_post
+            feed = feed_of(bot)
+            feed.poll_seconds = INTERVAL  # below the configurable minimum, to measure many cycles
+            feed.start()
             await asyncio.sleep(INTERVAL)
             for _ in range(SAMPLES):
                 call_id = cad.add_911()
@@ -66,18 +55,25 @@ async def main() -> None:
             await asyncio.sleep(INTERVAL * 2)
     await cad.close()
     ms = [x * 1e3 for x in latencies]
-    print(f"poll interval {INTERVAL * 1e3:.0f} ms, {len(ms)} calls")
     work = [x * 1e3 for x in in_cycle]
-    print(
-        f"CAD -> Discord POST: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, max {max(ms):.0f} ms"
-    )
-    print(
-        f"of which the bot's own work (GET sent -> POST sent): p50 {percentile(work, 50):.1f} ms, "
-        f"p99 {percentile(work, 99):.1f} ms"
-    )
-    print(
-        f"so with the default poll_seconds = 20: p50 ~ {10_000 + percentile(work, 50):.0f} ms, "
-        f"worst ~ {20_000 + percentile(work, 99):.0f} ms: the poll interval is the latency"
+    report(
+        {
+            "interval_ms": INTERVAL * 1e3,
+            "samples": len(ms),
+            "p50_ms": round(percentile(ms, 50), 1),
+            "p99_ms": round(percentile(ms, 99), 1),
+            "bot_work_p50_ms": round(percentile(work, 50), 2),
+            "bot_work_p99_ms": round(percentile(work, 99), 2),
+        },
+        [
+            f"poll interval {INTERVAL * 1e3:.0f} ms, {len(ms)} calls",
+            f"CAD -> Discord POST: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
+            f"max {max(ms):.0f} ms",
+            f"of which the bot's own work (GET at the CAD -> POST sent): p50 {percentile(work, 50):.1f} ms, "
+            f"p99 {percentile(work, 99):.1f} ms",
+            f"so with the default poll_seconds = 20: p50 ~ {10_000 + percentile(work, 50):.0f} ms, "
+            f"worst ~ {20_000 + percentile(work, 99):.0f} ms: the poll interval is the latency",
+        ],
     )
 
 

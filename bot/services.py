@@ -8,7 +8,8 @@ The Sonoran client itself takes plain values; `sonoran_client` is where the sett
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -28,7 +29,11 @@ class Services:
 
 
 def sonoran_client(
-    session: aiohttp.ClientSession, settings: SonoranSettings, *, retry_backoff: float = 0.5
+    session: aiohttp.ClientSession,
+    settings: SonoranSettings,
+    *,
+    retry_backoff: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SonoranClient:
     return SonoranClient(
         session,
@@ -40,6 +45,7 @@ def sonoran_client(
         timeout=settings.timeout_seconds,
         rate_limits=settings.rate_limits.model_dump(),
         retry_backoff=retry_backoff,
+        clock=clock,
     )
 
 
@@ -50,13 +56,17 @@ async def open_services(
     session: aiohttp.ClientSession | None = None,
     with_store: bool = True,
     retry_backoff: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Services]:
-    """Everything the bot needs, closed again (the session only if opened here) on the way out."""
+    """Everything the bot needs, closed again (the session only if opened here) on the way out.
+    `clock`: the time the rate limits and the call board's freshness go by (for simulations)."""
     async with contextlib.AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
-        sonoran = sonoran_client(session, settings.sonoran, retry_backoff=retry_backoff)
-        board = CallBoard(sonoran, max_age=settings.sonoran.poll_seconds, feed_reserve=settings.feed_polls_per_window)
+        sonoran = sonoran_client(session, settings.sonoran, retry_backoff=retry_backoff, clock=clock)
+        board = CallBoard(
+            sonoran, max_age=settings.sonoran.poll_seconds, feed_reserve=settings.feed_polls_per_window, clock=clock
+        )
         store = None
         if with_store:
             store = await Store.open(settings.state.path)

@@ -143,6 +143,14 @@ class Store:
     async def close(self) -> None:
         await self._db.close()
 
+    async def checkpoint(self) -> None:
+        """Folds the write-ahead log into the main file (before a copy, or to measure the file)."""
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def vacuum(self) -> None:
+        """Gives the space of deleted rows back to the file system."""
+        await self._db.execute("VACUUM")
+
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 

@@ -58,7 +58,8 @@ NO_PINGS = discord.AllowedMentions.none()
 DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-def _version(state: str, data: dict[str, Any]) -> str:
+def content_version(state: str, data: dict[str, Any]) -> str:
+    """What a post shows, as a short hash: equal versions need no edit."""
     return hashlib.sha1(json.dumps([state, data], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -148,8 +149,13 @@ class Feed(commands.Cog):
         self._last_prune = 0.0
 
     async def cog_load(self) -> None:
-        # Runs even with no feeds: each cycle then only refreshes the health file.
         if self.bot.autostart_feed:
+            self.start()
+
+    def start(self) -> None:
+        """Starts the loop (once). It runs even with no feeds: each cycle then only refreshes the
+        health file."""
+        if self._task is None:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def cog_unload(self) -> None:
@@ -267,7 +273,7 @@ class Feed(commands.Cog):
                     current = closed.get(post.call_id)
                 if current is not None:
                     data["call"] = current.model_dump(by_alias=True, mode="json")
-            version = _version(state, data)
+            version = content_version(state, data)
             if version != post.version:
                 changed.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
         return changed
@@ -301,7 +307,7 @@ class Feed(commands.Cog):
                         message_id=None,
                         state="active",
                         data=data,
-                        version=_version("active", data),
+                        version=content_version("active", data),
                         shown=None,
                         first_seen=now,
                         ended_at=None,

@@ -14,6 +14,7 @@ import itertools
 import json
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,7 @@ class FakeDiscord:
     # it will not take for reasons of its own (a filtered word, a rule the limits do not cover)
     poison: str | None = None
     sync_fault: ChannelFault | None = None  # the answer to the next command sync
+    on_post: Callable[[dict[str, Any]], None] | None = None  # told of each channel message as it is made
 
     def install(self) -> None:
         m = self.mock
@@ -234,6 +236,8 @@ class FakeDiscord:
         if nonce:
             self.nonces[str(nonce)] = msg["id"]
         self.channel_posts += 1
+        if self.on_post is not None:
+            self.on_post(msg)
         return self._fault("POST", created=True) or CallbackResult(payload=msg)
 
     def _edit(self, url: Any, **kw: Any) -> CallbackResult:
@@ -256,16 +260,15 @@ class FakeDiscord:
             fault, self.sync_fault = self.sync_fault, None
             return CallbackResult(status=fault.status, payload={"code": fault.code, "message": fault.message})
         commands = json.loads(kw["data"])
-        return CallbackResult(
-            payload=[
-                {**c, "id": snowflake(), "application_id": APP_ID, "version": "1", "type": c.get("type", 1)}
-                for c in commands
-            ]
-        )
+        registered = [
+            {**c, "id": snowflake(), "application_id": APP_ID, "version": "1", "type": c.get("type", 1)}
+            for c in commands
+        ]
+        return CallbackResult(body=json.dumps(registered), content_type="application/json")
 
     # --- asserting -------------------------------------------------------------------------------
     def sent(self, method: str, path_regex: str) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for (meth, url), calls in self.mock.requests.items():
             if meth == method and re.search(path_regex, url.path):
                 for call in calls:
@@ -279,7 +282,7 @@ class FakeDiscord:
 
     def replies(self) -> list[dict[str, Any]]:
         """Everything the bot said back to interactions, in the order sent: callbacks and followups."""
-        out = []
+        out: list[dict[str, Any]] = []
         for (meth, url), calls in self.mock.requests.items():
             if meth in ("POST", "PATCH") and re.search(r"/(interactions|webhooks)/", url.path):
                 out.extend(json.loads(c.kwargs["data"]) for c in calls if c.kwargs.get("data"))

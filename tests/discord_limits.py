@@ -173,10 +173,10 @@ def interaction_errors(body: Any) -> Errors:
     elif kind == 9:
         _text(errors, ["data", "title"], data.get("title"), MODAL_TITLE, required=True)
         _text(errors, ["data", "custom_id"], data.get("custom_id"), CUSTOM_ID, required=True)
-        inner: Errors = {}
-        _components_errors(inner, data.get("components") or [], set())
-        if inner:
-            errors["data"] = {**errors.get("data", {}), **inner}
+        in_modal: Errors = {}
+        _components_errors(in_modal, data.get("components") or [], set())
+        if in_modal:
+            errors["data"] = {**errors.get("data", {}), **in_modal}
     return errors
 
 

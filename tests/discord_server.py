@@ -65,10 +65,11 @@ class DiscordServer:
             result = handler(url, data=body or None, headers=dict(request.headers))
             if self.before_reply is not None:
                 await self.before_reply(request.method, request.path)
-            payload = result.body if result.body else json.dumps(result.payload)
+            raw = result.body if result.body else json.dumps(result.payload)
+            payload = raw.encode() if isinstance(raw, str) else raw
             # bytes, not text: discord.py reads JSON only under exactly `application/json`, no charset
             return web.Response(
-                status=result.status, body=payload.encode(), content_type="application/json", headers=result.headers
+                status=result.status, body=payload, content_type="application/json", headers=result.headers
             )
 
         return route

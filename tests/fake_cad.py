@@ -10,6 +10,7 @@ import asyncio
 import collections
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +74,12 @@ class FakeCad:
         self._window_counts: collections.Counter[str] = collections.Counter()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> str:
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner, port = await serve(app)
         self.url = f"http://127.0.0.1:{port}"
         return self.url
@@ -153,7 +155,7 @@ class FakeCad:
         return self.next_id
 
     # --- dispatch --------------------------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.text()
         try:
             body = json.loads(raw) if raw else None
@@ -162,9 +164,10 @@ class FakeCad:
         path = request.path
         v2 = path.startswith("/v2/")
         operation = _v2_operation(request.method, path) if v2 else path.rsplit("/", 1)[-1]
-        self.requests.append(
-            Recorded(request.method, path, dict(request.query), body, dict(request.headers), operation)
-        )
+        recorded = Recorded(request.method, path, dict(request.query), body, dict(request.headers), operation)
+        self.requests.append(recorded)
+        if self.on_request is not None:
+            self.on_request(recorded)
         fault = self._take_fault(operation)
         if fault is not None:
             if fault.delay:

@@ -28,7 +28,7 @@ from .discord_fakes import (
 )
 from .fake_cad import FakeCad
 
-NO_PARSE = {"parse": []}
+NO_PARSE: dict[str, Any] = {"parse": []}
 
 
 def last_reply(discord_api: FakeDiscord) -> dict[str, Any]:
@@ -114,10 +114,14 @@ async def test_caller_roles_enforced(make_bot: BotFactory, cad: FakeCad, discord
 
 
 async def test_commands_refuse_dms(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
-    for name, options in [("911", {"location": "a", "description": "b"}), ("calls", {}), ("close", {"call_id": 5})]:
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("911", {"location": "a", "description": "b"}),
+        ("calls", {}),
+        ("close", {"call_id": 5}),
+    ]
+    for name, options in cases:
         discord_api.reset_requests()
-        bot._connection.parse_interaction_create(slash(name, options, dm=True))
-        await _settle()
+        await dispatch_interaction(bot, slash(name, options, dm=True))
         (reply,) = discord_api.replies()
         assert reply["type"] == 4 and reply_text(reply).startswith("Use this in the server")
         assert_ephemeral_no_pings(reply)
@@ -407,7 +411,7 @@ async def test_sync_to_configured_guild_at_start(make_bot: BotFactory, discord_a
 
 
 def test_default_allowed_mentions_is_none(bot: DispatchBot) -> None:
-    assert bot.allowed_mentions is not None and bot.allowed_mentions.to_dict() == NO_PARSE
+    assert bot.allowed_mentions is not None and dict(bot.allowed_mentions.to_dict()) == NO_PARSE
     assert isinstance(bot.intents, discord.Intents) and not bot.intents.members and not bot.intents.message_content
 
 

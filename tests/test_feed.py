@@ -294,7 +294,7 @@ async def test_crash_between_send_and_record_does_not_duplicate(
     async def crash(*args: Any) -> None:
         raise RuntimeError("power cut between 'sent' and 'recorded'")
 
-    store.mark_sent = crash  # type: ignore[method-assign]
+    store.mark_sent = crash  # type: ignore[method-assign,assignment]
     with pytest.raises(RuntimeError):
         await feed_of(bot).poll_once()
     store.mark_sent = real_mark_sent  # type: ignore[method-assign]

@@ -136,7 +136,7 @@ async def test_a_crash_between_post_and_record_still_ends_showing_the_truth(
     async def crash(*args: Any) -> None:
         raise RuntimeError("killed between Discord's answer and the commit")
 
-    store.mark_sent = crash  # type: ignore[method-assign]
+    store.mark_sent = crash  # type: ignore[method-assign,assignment]
     with pytest.raises(RuntimeError):
         await feed_of(bot).poll_once()
     await bot.close()

@@ -87,13 +87,13 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
             match = CALL_ID.search(embed["title"])
             assert match, embed["title"]
             shown.setdefault(int(match.group(1)), []).append(embed["title"])
-    live = set(cad.servers[1].emergency)
+    still_live = set(cad.servers[1].emergency)
     assert fake.refused == []
     assert kills["POST"] >= 2 and kills["PATCH"] >= 1, kills  # the windows that matter were hit
     assert {call_id: titles for call_id, titles in shown.items() if len(titles) > 1} == {}  # no duplicates
-    assert {call_id: shown.get(call_id) for call_id in live} == {
-        call_id: [f"🚨 EMERGENCY 911 call #{call_id}"] for call_id in live
+    assert {call_id: shown.get(call_id) for call_id in still_live} == {
+        call_id: [f"🚨 EMERGENCY 911 call #{call_id}"] for call_id in still_live
     }
-    ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in live}
+    ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in still_live}
     wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
     assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"

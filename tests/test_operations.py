@@ -21,7 +21,7 @@ from aioresponses import aioresponses
 from bot.__main__ import main
 from bot.config import Settings
 from bot.logs import setup_logging
-from bot.preflight import run_checks
+from bot.preflight import Check, run_checks
 
 from .discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
@@ -45,8 +45,8 @@ def settings_for(cad: FakeCad, **overrides: object) -> Settings:
     return make_settings(cad.url, 2, **overrides)  # type: ignore[arg-type]
 
 
-def lines(checks: list[object]) -> str:
-    return "\n".join(c.line() for c in checks)  # type: ignore[attr-defined]
+def lines(checks: list[Check]) -> str:
+    return "\n".join(c.line() for c in checks)
 
 
 # --- check ---------------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ async def test_lenient_models_survive_odd_shapes(client: SonoranClient, cad: Fak
         metaData={"origin911": 5, "nested": {"a": [1]}},
         brandNew="kept",
     )
-    cad.add_911(metadata=None)  # type: ignore[arg-type]
+    cad.add_911(metadata=None)
     calls = await client.get_calls()
     odd = calls.active[0]
     assert (odd.status, odd.origin, odd.priority) == (77, 0, 0)

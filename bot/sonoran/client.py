@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -39,10 +40,12 @@ class SonoranClient:
         timeout: float = 10.0,
         max_wait: float = 10.0,
         retry_backoff: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`rate_limits`: requests a minute per operation (every one in `OPERATIONS`);
         `max_wait`: the longest a request waits for a rate-limit slot before it raises RateLimited;
-        `retry_backoff`: the first pause before a read is sent again after a fault."""
+        `retry_backoff`: the first pause before a read is sent again after a fault;
+        `clock`: what the rate limiters count time by (a simulation passes its own)."""
         self.http = HttpCore(
             session,
             base_url,
@@ -51,6 +54,7 @@ class SonoranClient:
             redactor=Redactor(api_key),
             max_wait=max_wait,
             retry_backoff=retry_backoff,
+            clock=clock,
         )
         self.api: SonoranApi = (
             V1Api(self.http, community_id, api_key) if api_version == 1 else V2Api(self.http, api_key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,7 @@ class HttpCore:
         read_retries: int = 2,
         retry_backoff: float = 0.5,
         rate_limit_retries: int = 2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -112,7 +114,7 @@ class HttpCore:
         missing = [op for op in OPERATIONS if op not in rate_limits]
         if missing:
             raise ValueError(f"no rate limit for {', '.join(missing)}: every operation needs its budget")
-        self.limiters = {op: SlidingWindowLimiter(limit) for op, limit in rate_limits.items()}
+        self.limiters = {op: SlidingWindowLimiter(limit, clock=clock) for op, limit in rate_limits.items()}
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={self.base_url!r})"
