@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 
 from bench._common import cad_process, feed_of, logged_in_bot, report
-from bot.store import Post, Store
-from cogs.feed import content_version
+from bot.posts import Post, PostKind, PostState, content_version
+from bot.store import Store
 
 CHANNEL = 4242
 SIZES = (10, 100, 1_000, 10_000)
@@ -68,15 +68,15 @@ async def state_file_size(workdir: Path, calls: int = 100_000) -> tuple[float, f
                 Post(
                     CHANNEL,
                     1,
-                    "911",
+                    PostKind.CALL_911,
                     call_id,
                     f"b{call_id // 10}",
                     call_id % 10,
                     10**17 + call_id,
-                    "answered",
+                    PostState.ANSWERED,
                     data,
-                    content_version("answered", data),
-                    content_version("answered", data),
+                    content_version(PostState.ANSWERED, data),
+                    content_version(PostState.ANSWERED, data),
                     now,
                     now,
                     False,

@@ -74,6 +74,10 @@ class CallBoard:
             return snapshot
         return await self.refresh(server_id, interactive=True)
 
+    def latest(self, server_id: ServerId) -> Snapshot | None:
+        """What is cached, however old; never a request, not even in the background."""
+        return self._snapshots.get(server_id)
+
     def peek(self, server_id: ServerId) -> Snapshot | None:
         """What is cached, however old; never a request. For autocomplete."""
         snapshot = self._snapshots.get(server_id)
@@ -113,11 +117,11 @@ class CallBoard:
             return
         calls = snapshot.calls.model_copy(
             update={
-                "emergency": [c for c in snapshot.calls.emergency if c.call_id != emergency_call_id],
+                "calls_911": [c for c in snapshot.calls.calls_911 if c.call_id != emergency_call_id],
                 "active": [c for c in snapshot.calls.active if c.call_id != dispatch_call_id],
             }
         )
         self._snapshots[server_id] = Snapshot(calls, snapshot.fetched_at, snapshot.fetched_wall)
 
     def active_count(self) -> int:
-        return sum(len(s.calls.emergency) + len(s.calls.active) for s in self._snapshots.values())
+        return sum(len(s.calls.calls_911) + len(s.calls.active) for s in self._snapshots.values())

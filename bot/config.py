@@ -131,6 +131,24 @@ class FeedSettings(_Section):
     dispatch: bool = False  # also post dispatch calls, edited through their life
 
 
+class PushSettings(_Section):
+    """The real-time feed: Sonoran push events, POSTed by the CAD or forwarded by the FiveM
+    resource to `http://host:port{path}` (or `{path}/{server_id}`)."""
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = Field(3232, ge=1, le=65535)
+    path: str = Field("/sonorancad/event", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    server_id: int | None = Field(None, ge=1)  # the server of events sent to `path`; default sonoran.server_id
+    poll_seconds_when_live: float = Field(60, ge=5)  # poll interval while events arrive; polling never stops
+    websocket: bool = False  # opt-in: the bot's own SignalR session per feed server (pip extra `websocket`)
+
+    @field_validator("path")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/") or "/"
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -150,6 +168,7 @@ class Settings(BaseSettings):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     feeds: list[FeedSettings] = Field(default_factory=list)
+    push: PushSettings = Field(default_factory=PushSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -183,6 +202,11 @@ class Settings(BaseSettings):
     def feed_polls_per_window(self) -> int:
         """Call-list requests the feed makes in one minute (the rate-limit window), all servers."""
         return math.ceil(60 / self.sonoran.poll_seconds) * len(self.feed_server_ids)
+
+    @property
+    def push_server_id(self) -> int:
+        """The CAD server of events POSTed to `push.path` itself."""
+        return self.push.server_id or self.sonoran.server_id
 
     @property
     def feed_server_ids(self) -> list[int]:

@@ -233,7 +233,7 @@ def _list_entry(call: EmergencyCall | DispatchCall, budget: int) -> tuple[str, s
 def calls_for_kind(calls: CallList, kind: str) -> list[EmergencyCall | DispatchCall]:
     chosen: list[EmergencyCall | DispatchCall] = []
     if kind in ("all", "emergency"):
-        chosen.extend(calls.emergency)
+        chosen.extend(calls.calls_911)
     if kind in ("all", "dispatch"):
         chosen.extend(calls.active)
     if kind == "closed":

@@ -13,12 +13,14 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
+
+from .posts import Post, PostKey, PostKind, PostState
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Post", "StateFileError", "Store"]
 
 # Ordered migrations: the file's `PRAGMA user_version` says how many it has had. Append only;
 # never edit one that was released. Each runs in one transaction with its version bump.
@@ -76,28 +78,6 @@ def _explain(path: Path, error: BaseException) -> StateFileError:
     )
 
 
-@dataclass(frozen=True)
-class Post:
-    channel_id: int
-    server_id: int
-    kind: str
-    call_id: int
-    batch: str
-    position: int
-    message_id: int | None
-    state: str
-    data: dict[str, Any]
-    version: str
-    shown: str | None
-    first_seen: float
-    ended_at: float | None
-    ping: bool
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return self.kind, self.call_id
-
-
 _COLUMNS = (
     "channel_id, server_id, kind, call_id, batch, position, message_id, state, data, version, shown, "
     "first_seen, ended_at, ping"
@@ -107,6 +87,8 @@ _FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
 
 def _post(row: sqlite3.Row) -> Post:
     values = {name: row[name] for name in _FIELDS}
+    values["kind"] = PostKind(values["kind"])
+    values["state"] = PostState(values["state"])
     values["data"] = json.loads(values["data"])
     values["ping"] = bool(values["ping"])
     return Post(**values)
@@ -116,6 +98,9 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        # who removed which 911 call through the bot, per server: read on every feed cycle, so kept
+        # in memory (written through) rather than queried
+        self._removals: dict[int, dict[int, str]] = {}
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -138,7 +123,9 @@ class Store:
         except (OSError, sqlite3.Error, StateFileError) as error:
             await db.close()  # else aiosqlite's worker thread keeps the process alive forever
             raise error if isinstance(error, StateFileError) else _explain(path, error) from None
-        return cls(db, path)
+        store = cls(db, path)
+        await store._load_removals()
+        return store
 
     async def close(self) -> None:
         await self._db.close()
@@ -155,7 +142,7 @@ class Store:
         return f"Store({str(self.path)!r})"
 
     # --- posts -----------------------------------------------------------------------------------
-    async def open_posts(self, channel_id: int, server_id: int) -> dict[tuple[str, int], Post]:
+    async def open_posts(self, channel_id: int, server_id: int) -> dict[PostKey, Post]:
         """Posts that still need work: calls still active, batches not yet sent, edits not yet shown.
         Ended posts that Discord already shows are final and stay on disk only."""
         async with self._db.execute(
@@ -164,6 +151,13 @@ class Store:
             (channel_id, server_id),
         ) as cursor:
             return {post.key: post for post in map(_post, await cursor.fetchall())}
+
+    async def known_keys(self, channel_id: int, server_id: int) -> set[PostKey]:
+        """Every call ever posted (or being posted) to this channel, from this server."""
+        async with self._db.execute(
+            "SELECT kind, call_id FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
+        ) as cursor:
+            return {(PostKind(kind), call_id) for kind, call_id in await cursor.fetchall()}
 
     async def known(self, channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) -> set[int]:
         """Which of `call_ids` were ever posted (or are being posted) to this channel."""
@@ -178,11 +172,9 @@ class Store:
                 found.update(row[0] for row in await cursor.fetchall())
         return found
 
-    async def posts(
-        self, channel_id: int, server_id: int, keys: Iterable[tuple[str, int]]
-    ) -> dict[tuple[str, int], Post]:
+    async def posts(self, channel_id: int, server_id: int, keys: Iterable[PostKey]) -> dict[PostKey, Post]:
         """The rows of these (kind, call id) pairs, whatever their state."""
-        found: dict[tuple[str, int], Post] = {}
+        found: dict[PostKey, Post] = {}
         for kind, call_id in keys:
             async with self._db.execute(
                 f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
@@ -228,7 +220,7 @@ class Store:
         )
         await self._db.commit()
 
-    async def mark_sent(self, batch: str, message_id: int, shown: dict[tuple[str, int], str | None]) -> None:
+    async def mark_sent(self, batch: str, message_id: int, shown: dict[PostKey, str | None]) -> None:
         """The batch's message exists; `shown` is what it shows of each call (None: not the current
         version, so the feed edits it)."""
         await self._db.executemany(
@@ -269,7 +261,7 @@ class Store:
         )
         await self._db.commit()
 
-    async def mark_shown(self, batch: str, versions: dict[tuple[str, int], str]) -> None:
+    async def mark_shown(self, batch: str, versions: dict[PostKey, str]) -> None:
         await self._db.executemany(
             "UPDATE posts SET shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
             [(version, batch, kind, call_id) for (kind, call_id), version in versions.items()],
@@ -288,6 +280,7 @@ class Store:
         )
         await self._db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
         await self._db.commit()
+        await self._load_removals()
         return cursor.rowcount
 
     # --- removals (who used /remove911) ----------------------------------------------------------
@@ -296,6 +289,17 @@ class Store:
             "INSERT OR REPLACE INTO removals VALUES (?, ?, ?, ?)", (server_id, call_id, removed_by, time.time())
         )
         await self._db.commit()
+        self._removals.setdefault(server_id, {})[call_id] = removed_by
+
+    def removals(self, server_id: int) -> Mapping[int, str]:
+        """Who removed which 911 call of this server through the bot (from memory)."""
+        return self._removals.get(server_id, {})
+
+    async def _load_removals(self) -> None:
+        self._removals = {}
+        async with self._db.execute("SELECT server_id, call_id, removed_by FROM removals") as cursor:
+            for server_id, call_id, removed_by in await cursor.fetchall():
+                self._removals.setdefault(server_id, {})[call_id] = str(removed_by)
 
     async def removed_by(self, server_id: int, call_id: int) -> str | None:
         async with self._db.execute(

@@ -255,7 +255,7 @@ class Dispatch(commands.Cog):
         if snapshot is None:
             return []
         calls: list[EmergencyCall] | list[DispatchCall] = (
-            snapshot.calls.emergency if pick is EmergencyCall else snapshot.calls.active
+            snapshot.calls.calls_911 if pick is EmergencyCall else snapshot.calls.active
         )
         needle = current.strip().lstrip("#").casefold()
         choices = []

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.core import DispatchBot
+from bot.posts import PostKind
 from bot.sonoran import RateLimited
 from cogs.feed import Feed
 
@@ -376,7 +377,7 @@ async def test_discord_429_is_waited_out_without_losing_the_post(
     assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 2  # refused once, sent again by discord.py
     (message_,) = discord_api.channel_messages(EMERGENCY_CHANNEL)
     assert message_["embeds"][0]["title"] == f"🚨 EMERGENCY 911 call #{call_id}"
-    assert (await bot.store.open_posts(EMERGENCY_CHANNEL, 1))[("911", call_id)].message_id is not None
+    assert (await bot.store.open_posts(EMERGENCY_CHANNEL, 1))[(PostKind.CALL_911, call_id)].message_id is not None
 
 
 async def test_members_paging_never_starve_the_feed(

@@ -88,8 +88,8 @@ async def test_get_calls_parses_every_list(client: SonoranClient, cad: FakeCad, 
     c = cad.add_dispatch("Old call")
     cad.close_dispatch(c)
     calls = await client.get_calls(1, closed_limit=5, closed_offset=0)
-    assert [x.call_id for x in calls.emergency] == [e]
-    assert calls.emergency[0].metadata == {"postal": 202, "x": 1.5}
+    assert [x.call_id for x in calls.calls_911] == [e]
+    assert calls.calls_911[0].metadata == {"postal": 202, "x": 1.5}
     assert [x.call_id for x in calls.active] == [d]
     assert calls.active[0].notes == [] and calls.active[0].idents == [3, 4]
     assert [x.call_id for x in calls.closed] == [c] and calls.closed[0].status == 2

@@ -156,7 +156,7 @@ class CallList(BaseModel):
 
     server_id: int
     active: list[DispatchCall] = Field(default_factory=list)
-    emergency: list[EmergencyCall] = Field(default_factory=list)
+    calls_911: list[EmergencyCall] = Field(default_factory=list)  # the 911 queue: emergency and civil calls
     closed: list[DispatchCall] = Field(default_factory=list)
     closed_total: int | None = None  # v2 only (ClosedCallCount)
 
@@ -182,7 +182,7 @@ class CallList(BaseModel):
         return cls(
             server_id=server_id,
             active=[DispatchCall.model_validate(c) for c in items("activecalls")],
-            emergency=[EmergencyCall.model_validate(c) for c in items("emergencycalls")],
+            calls_911=[EmergencyCall.model_validate(c) for c in items("emergencycalls")],
             closed=[DispatchCall.model_validate(c) for c in items("closedcalls")],
             closed_total=_int_or(total, 0) if total is not None else None,
         )

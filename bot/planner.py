@@ -1,0 +1,297 @@
+"""The feed planner: what a feed channel should store, post and edit, given what it shows and what
+the CAD now says. Pure: no I/O, no Discord, no clock of its own.
+
+The poll and the push listener drive the same functions. `plan_snapshot` takes a whole call list
+(a poll); `plan_event` takes one push event. Both return a `Plan`: posts whose state or content
+changed, and new posts in the order (and groups) they are to be posted. The caller stores the plan,
+applies it to the `Book` and delivers.
+
+Cheap when nothing changed: a call whose model equals the one last seen for its post is skipped
+before anything is hashed or dumped, and an unchanged snapshot (the client hands back the same
+object for the same reply) is skipped whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .posts import ENDED, Post, PostKey, PostKind, PostState, content_version
+from .sonoran.events import (
+    DispatchChanged,
+    DispatchClosed,
+    Event,
+    New911,
+    NoteAdded,
+    Removed911,
+    UnitsMoved,
+)
+from .sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
+
+Call = EmergencyCall | DispatchCall
+
+
+@dataclass(frozen=True)
+class FeedRules:
+    """What one `[[feeds]]` entry wants posted."""
+
+    channel_id: int
+    server_id: ServerId
+    emergency: bool  # post emergency 911 calls
+    civil: bool  # post civil (non-emergency) 911 calls
+    dispatch: bool  # post dispatch calls
+    ping: bool  # emergency posts ping the feed's role
+
+    def wants(self, call: Call) -> bool:
+        if isinstance(call, EmergencyCall):
+            return self.emergency if call.is_emergency else self.civil
+        return self.dispatch
+
+
+@dataclass
+class Book:
+    """What the bot knows of one feed channel, kept in memory in step with the store:
+    `open`: posts that still need work (`Post.is_open`); `known`: every call ever posted there;
+    `seen`: the call model each open post was last built from (for the cheap comparison)."""
+
+    open: dict[PostKey, Post] = field(default_factory=dict)
+    known: set[PostKey] = field(default_factory=set)
+    seen: dict[PostKey, Call] = field(default_factory=dict)
+    last_snapshot: CallList | None = None
+
+    def apply(self, posts: Iterable[Post], seen: Mapping[PostKey, Call | None] | None = None) -> None:
+        """Takes in posts as now stored: open ones are kept, finished ones leave memory."""
+        for post in posts:
+            self.known.add(post.key)
+            if post.is_open:
+                self.open[post.key] = post
+            else:
+                self.open.pop(post.key, None)
+                self.seen.pop(post.key, None)
+        for key, call in (seen or {}).items():
+            if call is None:
+                self.seen.pop(key, None)
+            else:
+                self.seen[key] = call
+
+    def batch(self, batch: str) -> list[Post]:
+        return sorted((p for p in self.open.values() if p.batch == batch), key=lambda p: p.position)
+
+
+@dataclass
+class Plan:
+    updated: list[Post] = field(default_factory=list)  # existing posts, as they now are
+    new: list[list[Post]] = field(default_factory=list)  # new posts, in groups that share a message kind
+    seen: dict[PostKey, Call | None] = field(default_factory=dict)  # for Book.apply
+
+    def __bool__(self) -> bool:
+        return bool(self.updated or self.new)
+
+
+def revivals(book: Book, calls: CallList, rules: FeedRules) -> list[PostKey]:
+    """Calls the CAD lists whose posts ended and left memory: the caller loads them from the store
+    into `book.open` before planning, so that they come back to life instead of being posted twice."""
+    listed: list[PostKey] = [(PostKind.CALL_911, c.call_id) for c in calls.calls_911]
+    if rules.dispatch:
+        listed.extend((PostKind.DISPATCH, c.call_id) for c in calls.active)
+    return [key for key in listed if key in book.known and key not in book.open]
+
+
+def plan_snapshot(
+    book: Book, calls: CallList, rules: FeedRules, *, now: float, removed_by: Mapping[CallId, str]
+) -> Plan:
+    """A whole call list from a poll: every open post is brought in line with it, and every
+    listed call the channel never had is new."""
+    plan = Plan()
+    if calls is book.last_snapshot:
+        return plan
+    calls_911 = {c.call_id: c for c in calls.calls_911}
+    active = {c.call_id: c for c in calls.active}
+    closed = {c.call_id: c for c in calls.closed}
+    answered = answered_911(calls)
+    for key, post in book.open.items():
+        kind, call_id = key
+        listed: Mapping[CallId, Call] = calls_911 if kind is PostKind.CALL_911 else active
+        current = listed.get(call_id)
+        if post.state is PostState.DELETED or (post.state in ENDED and current is None):
+            continue  # deleted by a moderator, or ended and still ended: nothing to do
+        if current is not None and post.state is PostState.ACTIVE and _same(book.seen.get(key), current):
+            continue  # the cheap path: nothing changed
+        if current is not None:
+            _update(plan, post, PostState.ACTIVE, current, now=now)
+        elif kind is PostKind.CALL_911:
+            _end_911(plan, post, removed_by, answered, now=now)
+        else:
+            _update(plan, post, PostState.CLOSED, closed.get(call_id), now=now)
+    fresh_911 = [c for c in calls.calls_911 if (PostKind.CALL_911, c.call_id) not in book.known]
+    fresh_dispatch = [c for c in calls.active if (PostKind.DISPATCH, c.call_id) not in book.known]
+    _new(plan, rules, fresh_911, fresh_dispatch, now=now)
+    return plan
+
+
+def plan_event(
+    book: Book,
+    event: Event,
+    rules: FeedRules,
+    *,
+    now: float,
+    removed_by: Mapping[CallId, str],
+    answered: set[CallId],
+) -> Plan:
+    """One push event. Idempotent: the same event twice plans nothing the second time. A call the
+    channel had and finished with is never brought back by an event (a late duplicate); the poll
+    does that when the CAD really lists it again."""
+    plan = Plan()
+    if isinstance(event, New911):
+        _upsert(plan, book, rules, PostKind.CALL_911, event.call, now=now)
+    elif isinstance(event, DispatchChanged):
+        _upsert(plan, book, rules, PostKind.DISPATCH, event.call, now=now)
+    elif isinstance(event, Removed911):
+        for call_id in event.call_ids:
+            post = _open_active(book, PostKind.CALL_911, call_id)
+            if post is not None:
+                _end_911(plan, post, removed_by, answered, now=now)
+    elif isinstance(event, DispatchClosed):
+        for call_id in event.call_ids:
+            post = _open_active(book, PostKind.DISPATCH, call_id)
+            if post is not None:
+                _update(plan, post, PostState.CLOSED, None, now=now)
+    elif isinstance(event, NoteAdded):
+        post = _open_active(book, PostKind.DISPATCH, event.call_id)
+        if post is not None:
+            note = event.note.model_dump(by_alias=True, mode="json")
+            notes = list(post.data["call"].get("notes") or [])
+            if note not in notes:
+                _edit_call(plan, post, {"notes": [*notes, note]})
+    elif isinstance(event, UnitsMoved):
+        post = _open_active(book, PostKind.DISPATCH, event.call_id)
+        if post is not None:
+            idents = list(post.data["call"].get("idents") or [])
+            if event.attached:
+                wanted = [*idents, *(i for i in event.idents if i not in idents)]
+            else:
+                wanted = [i for i in idents if i not in event.idents]
+            if wanted != idents:
+                _edit_call(plan, post, {"idents": wanted})
+    return plan
+
+
+def answered_911(calls: CallList) -> set[CallId]:
+    """911 calls that a dispatch call was made from: taken off the queue by being answered."""
+    return {c.origin_911 for c in (*calls.active, *calls.closed) if c.origin_911 is not None}
+
+
+def pending(book: Book) -> tuple[list[str], list[str]]:
+    """Batches to send (oldest first) and batches whose message shows an old version."""
+    unsent: dict[str, float] = {}
+    stale: set[str] = set()
+    for post in book.open.values():
+        if post.message_id is None:
+            unsent[post.batch] = min(unsent.get(post.batch, post.first_seen), post.first_seen)
+        elif post.version != post.shown:
+            stale.add(post.batch)
+    return sorted(unsent, key=unsent.__getitem__), sorted(stale)
+
+
+# --- the steps ------------------------------------------------------------------------------------
+def _same(seen: Call | None, current: Call) -> bool:
+    return seen is current or (seen is not None and seen == current)
+
+
+def _open_active(book: Book, kind: PostKind, call_id: CallId) -> Post | None:
+    post = book.open.get((kind, call_id))
+    return post if post is not None and post.state is PostState.ACTIVE else None
+
+
+def _upsert(plan: Plan, book: Book, rules: FeedRules, kind: PostKind, call: Call, *, now: float) -> None:
+    key = (kind, call.call_id)
+    post = book.open.get(key)
+    if post is not None:
+        if post.state is PostState.ACTIVE and not _same(book.seen.get(key), call):
+            _update(plan, post, PostState.ACTIVE, call, now=now)
+    elif key not in book.known:
+        if isinstance(call, EmergencyCall):
+            _new(plan, rules, [call], [], now=now)
+        else:
+            _new(plan, rules, [], [call], now=now)
+
+
+def _end_911(plan: Plan, post: Post, removed_by: Mapping[CallId, str], answered: set[CallId], *, now: float) -> None:
+    who = removed_by.get(post.call_id)
+    if who:
+        _update(plan, post, PostState.REMOVED, None, now=now, extra={"removed_by": who})
+    else:
+        _update(plan, post, PostState.ANSWERED if post.call_id in answered else PostState.REMOVED, None, now=now)
+
+
+def _update(
+    plan: Plan,
+    post: Post,
+    state: PostState,
+    call: Call | None,
+    *,
+    now: float,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The post with the call as `call` shows it (None: as it last was) in `state`."""
+    data: dict[str, Any] = {"call": call.model_dump(by_alias=True, mode="json") if call else post.data["call"]}
+    data.update(extra or {})
+    ended_at = None if state is PostState.ACTIVE else _ended_at(post, state, now)
+    version = content_version(state, data)
+    plan.seen[post.key] = call
+    if version != post.version or state is not post.state:
+        plan.updated.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
+
+
+def _ended_at(post: Post, state: PostState, now: float) -> float:
+    """When the call ended: kept once known, so that a re-planned ended post shows the same time."""
+    return post.ended_at if post.state is state and post.ended_at else now
+
+
+def _edit_call(plan: Plan, post: Post, changes: dict[str, Any]) -> None:
+    data = {**post.data, "call": {**post.data["call"], **changes}}
+    plan.seen[post.key] = None  # no model to compare with any more: the next poll compares in full
+    plan.updated.append(replace(post, data=data, version=content_version(post.state, data)))
+
+
+def _new(
+    plan: Plan,
+    rules: FeedRules,
+    calls_911: list[EmergencyCall],
+    dispatch: list[DispatchCall],
+    *,
+    now: float,
+) -> None:
+    # Emergency calls go in messages of their own, so the role ping comes only with them.
+    groups: list[tuple[PostKind, bool, list[Call]]] = [
+        (PostKind.CALL_911, True, [c for c in calls_911 if c.is_emergency and rules.wants(c)]),
+        (PostKind.CALL_911, False, [c for c in calls_911 if not c.is_emergency and rules.wants(c)]),
+        (PostKind.DISPATCH, False, [c for c in dispatch if rules.wants(c)]),
+    ]
+    for kind, is_emergency, calls in groups:
+        if not calls:
+            continue
+        posts = []
+        for call in calls:
+            data = {"call": call.model_dump(by_alias=True, mode="json")}
+            posts.append(
+                Post(
+                    channel_id=rules.channel_id,
+                    server_id=rules.server_id,
+                    kind=kind,
+                    call_id=call.call_id,
+                    batch="",
+                    position=0,
+                    message_id=None,
+                    state=PostState.ACTIVE,
+                    data=data,
+                    version=content_version(PostState.ACTIVE, data),
+                    shown=None,
+                    first_seen=now,
+                    ended_at=None,
+                    ping=is_emergency and rules.ping,
+                )
+            )
+            plan.seen[(kind, call.call_id)] = call
+        plan.new.append(posts)

@@ -1,0 +1,61 @@
+"""A post: one CAD call as shown in one feed channel (one embed of one message), and the words
+for its kind and state. The same names are used in the planner, the store and the sender."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from .sonoran.models import CallId, ServerId
+
+
+class PostKind(enum.StrEnum):
+    CALL_911 = "911"  # a 911 call, emergency or civil (the CAD's 911 queue; `CallList.calls_911`)
+    DISPATCH = "dispatch"  # a dispatch call (the CAD's incident, `CallList.active`)
+
+
+class PostState(enum.StrEnum):
+    ACTIVE = "active"
+    ANSWERED = "answered"  # a 911 call a dispatch call was made from
+    REMOVED = "removed"  # a 911 call taken off the queue otherwise
+    CLOSED = "closed"  # a dispatch call that was closed
+    DELETED = "deleted"  # its message was deleted in Discord: never touched again
+
+
+ENDED = frozenset({PostState.ANSWERED, PostState.REMOVED, PostState.CLOSED})
+PostKey: TypeAlias = tuple[PostKind, CallId]
+
+
+@dataclass(frozen=True)
+class Post:
+    channel_id: int
+    server_id: ServerId
+    kind: PostKind
+    call_id: CallId
+    batch: str  # the nonce of the message it is (being) posted in
+    position: int  # its embed's index in that message
+    message_id: int | None  # None until Discord confirmed the message
+    state: PostState
+    data: dict[str, Any]  # {"call": the call as last seen, ...who ended it}
+    version: str  # what the message should show (content_version)
+    shown: str | None  # what the message does show (None: nothing yet, or unknown)
+    first_seen: float
+    ended_at: float | None
+    ping: bool  # its message pings the feed's role
+
+    @property
+    def key(self) -> PostKey:
+        return self.kind, self.call_id
+
+    @property
+    def is_open(self) -> bool:
+        """Still needs work: the call is active, or its message is unsent or shows an old version."""
+        return self.state is PostState.ACTIVE or self.message_id is None or self.shown != self.version
+
+
+def content_version(state: PostState, data: dict[str, Any]) -> str:
+    """What a post shows, as a short hash: equal versions need no edit."""
+    return hashlib.sha1(json.dumps([str(state), data], sort_keys=True).encode()).hexdigest()[:16]

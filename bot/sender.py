@@ -1,0 +1,262 @@
+"""The feed's one way to Discord: renders posts, batches them by Discord's limits, sends and edits
+their messages, and records in the store what each message really shows.
+
+A batch that failed for a passing reason (429, 5xx, network, a missing permission) stays
+unconfirmed and is sent again later; nothing is lost. A batch Discord refuses for good (400, 413)
+is split, and a single call it still refuses is posted as a short stand-in, so that one poisoned
+call never holds up the channel. After every send, what the message really shows is recorded
+(Discord hands back the first message for a nonce it has seen), and edited if it differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+import aiohttp
+import discord
+
+from .config import FeedSettings
+from .embeds import (
+    EMBED_TOTAL_LIMIT,
+    dispatch_embed,
+    embed_fingerprint,
+    embed_size,
+    emergency_embed,
+    fit_embeds,
+    from_unix,
+    unavailable_embed,
+)
+from .permissions import FEED_PERMISSIONS, missing_feed_permissions
+from .posts import Post, PostKind, PostState
+from .sonoran import DispatchCall, EmergencyCall
+from .store import Store
+
+log = logging.getLogger("cogs.feed")
+
+EMBEDS_PER_MESSAGE = 10
+REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
+NO_PINGS = discord.AllowedMentions.none()
+DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def render(post: Post) -> discord.Embed:
+    first_seen = from_unix(post.first_seen)
+    ended = from_unix(post.ended_at) if post.ended_at else None
+    if post.kind is PostKind.CALL_911:
+        return emergency_embed(
+            EmergencyCall.model_validate(post.data["call"]),
+            server_id=post.server_id,
+            first_seen=first_seen,
+            state=post.state if post.state in (PostState.ANSWERED, PostState.REMOVED) else "active",
+            ended_at=ended,
+            removed_by=post.data.get("removed_by"),
+        )
+    return dispatch_embed(
+        DispatchCall.model_validate(post.data["call"]),
+        server_id=post.server_id,
+        first_seen=first_seen,
+        closed=post.state is PostState.CLOSED,
+        ended_at=ended,
+    )
+
+
+def stand_in(post: Post) -> discord.Embed:
+    kind = "911 call" if post.kind is PostKind.CALL_911 else "Dispatch call"
+    ended = post.state is not PostState.ACTIVE
+    return unavailable_embed(title=f"{kind} #{post.call_id}" + (f" ({post.state})" if ended else ""), ended=ended)
+
+
+def batches(posts: Sequence[Post]) -> list[Post]:
+    """The posts (one kind, one ping) in consecutive batches of at most 10 whose embeds fit one
+    message's 6,000 characters, each with its nonce and positions."""
+    out: list[Post] = []
+    for batch in _runs(posts):
+        out.extend(as_batch(batch))
+    return out
+
+
+def _runs(posts: Sequence[Post]) -> Iterable[list[Post]]:
+    batch: list[Post] = []
+    size = 0
+    for post in posts:
+        cost = embed_size(render(post))
+        if batch and (len(batch) == EMBEDS_PER_MESSAGE or size + cost > EMBED_TOTAL_LIMIT):
+            yield batch
+            batch, size = [], 0
+        batch.append(post)
+        size += cost
+    if batch:
+        yield batch
+
+
+def as_batch(posts: Sequence[Post]) -> list[Post]:
+    """The posts as one batch: its nonce (from its calls) and their positions in it."""
+    first = posts[0]
+    batch = _nonce(first.channel_id, first.server_id, first.kind, [p.call_id for p in posts])
+    return [replace(post, batch=batch, position=index) for index, post in enumerate(posts)]
+
+
+def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) -> str:
+    # Discord keeps nonces up to 25 characters; the same batch always gets the same nonce.
+    text = f"{channel_id}|{server_id}|{kind}|{','.join(map(str, call_ids))}"
+    return hashlib.sha1(text.encode()).hexdigest()[:25]
+
+
+class StateChanges:
+    """The last known state of each server or channel, so that the log gets one line per change
+    rather than one per poll. Starting out "ok" is not a change worth a line."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, str] = {}
+
+    def change(self, key: int, state: str) -> str | None:
+        """Records `state`; returns it when that is news, else None."""
+        previous = self._states.get(key, "ok")
+        self._states[key] = state
+        return state if state != previous else None
+
+
+class Sender:
+    def __init__(self, client: discord.Client, store: Store) -> None:
+        self.client = client
+        self.store = store
+        self._channel_state = StateChanges()
+
+    async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
+        """Posts one batch; returns its posts as now recorded, or None while the channel is failing."""
+        embeds = fit_embeds([render(p) for p in posts])
+        try:
+            message = await self._post_message(feed, posts, embeds)
+        except DISCORD_FAULTS as error:
+            if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
+                return await self._send_refused(feed, posts, error)
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "post"))
+            return None
+        # With a nonce Discord has seen, the reply is the message it made then, showing what that
+        # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
+        showing = [embed_fingerprint(e) for e in message.embeds]
+        shown = {
+            p.key: p.version if index < len(showing) and showing[index] == embed_fingerprint(sent) else None
+            for index, (p, sent) in enumerate(zip(posts, embeds, strict=True))
+        }
+        await self.store.mark_sent(posts[0].batch, message.id, shown)
+        self._channel_changed(feed.channel_id, "ok")
+        return [replace(p, message_id=message.id, shown=shown[p.key]) for p in posts]
+
+    async def edit(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
+        """Edits one batch's message to show `posts`; returns them as now recorded, or None while
+        the channel is failing."""
+        message_id = posts[0].message_id
+        assert message_id is not None
+        message = self.client.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
+        try:
+            try:
+                await message.edit(embeds=fit_embeds([render(p) for p in posts]), allowed_mentions=NO_PINGS)
+            except discord.HTTPException as error:
+                if error.status not in REFUSED_FOR_GOOD:
+                    raise
+                log.warning(
+                    "feed: channel %s refused the edit of message %s (HTTP %s: %s); showing short stand-ins",
+                    feed.channel_id,
+                    message_id,
+                    error.status,
+                    error.text[:200],
+                )
+                await message.edit(embeds=[stand_in(p) for p in posts], allowed_mentions=NO_PINGS)
+        except discord.NotFound:
+            # Someone deleted the post on purpose: respect that, do not post those calls again.
+            log.info("feed: message %s in channel %s was deleted; not editing it again", message_id, feed.channel_id)
+            await self.store.mark_deleted(posts[0].batch)
+            return [replace(p, state=PostState.DELETED, shown=p.version) for p in posts]
+        except DISCORD_FAULTS as error:
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "edit"))
+            return None
+        await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
+        self._channel_changed(feed.channel_id, "ok")
+        return [replace(p, shown=p.version) for p in posts]
+
+    async def _post_message(
+        self, feed: FeedSettings, posts: list[Post], embeds: list[discord.Embed]
+    ) -> discord.Message:
+        channel = self.client.get_partial_messageable(feed.channel_id)
+        ping = feed.ping_role_id and any(p.ping for p in posts)
+        return await channel.send(
+            content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
+            embeds=embeds,
+            nonce=posts[0].batch,
+            allowed_mentions=(
+                discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
+                if ping
+                else discord.AllowedMentions.none()
+            ),
+        )
+
+    async def _send_refused(
+        self, feed: FeedSettings, posts: list[Post], error: discord.HTTPException
+    ) -> list[Post] | None:
+        """Discord will never take this batch as it is: post it in halves, down to single calls,
+        and a single call it still refuses as a short stand-in."""
+        if len(posts) > 1:
+            log.warning(
+                "feed: channel %s refused a batch of %d calls (HTTP %s: %s); posting it in parts",
+                feed.channel_id,
+                len(posts),
+                error.status,
+                error.text[:200],
+            )
+            out: list[Post] = []
+            half = len(posts) // 2
+            for part in (posts[:half], posts[half:]):
+                part = as_batch(part)
+                await self.store.rebatch(part)
+                sent = await self.send(feed, part)
+                if sent is None:
+                    return None
+                out.extend(sent)
+            return out
+        (post,) = posts
+        log.warning(
+            "feed: channel %s refused %s call #%s (HTTP %s: %s); posting a short stand-in instead",
+            feed.channel_id,
+            post.kind,
+            post.call_id,
+            error.status,
+            error.text[:200],
+        )
+        try:
+            message = await self._post_message(feed, posts, [stand_in(post)])
+        except DISCORD_FAULTS as again:
+            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, again, "post"))
+            return None
+        await self.store.mark_sent(post.batch, message.id, {post.key: post.version})
+        return [replace(post, message_id=message.id, shown=post.version)]
+
+    def _describe(self, channel_id: int, error: BaseException, action: str) -> str:
+        if isinstance(error, discord.Forbidden):
+            return f"cannot {action} there: missing permission {self._missing_permissions(channel_id)}"
+        if isinstance(error, discord.NotFound):
+            return f"cannot {action} there: the channel does not exist or the bot cannot see it"
+        if isinstance(error, discord.HTTPException):
+            return f"cannot {action} there: Discord answered HTTP {error.status} ({error.text[:100]})"
+        return f"cannot {action} there: {type(error).__name__}"
+
+    def _missing_permissions(self, channel_id: int) -> str:
+        channel = self.client.get_channel(channel_id)
+        if isinstance(channel, discord.abc.GuildChannel):
+            granted = channel.permissions_for(channel.guild.me)
+            missing = missing_feed_permissions(granted)
+            if missing:
+                return ", ".join(missing)
+        return "(one of " + ", ".join(name for _, name in FEED_PERMISSIONS) + ")"
+
+    def _channel_changed(self, channel_id: int, state: str) -> None:
+        if self._channel_state.change(channel_id, state) is None:
+            return
+        if state == "ok":
+            log.info("feed: channel %s works again; held calls are posted", channel_id)
+        else:
+            log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)

@@ -1,0 +1,161 @@
+"""Sonoran push events: the `{key, type, data}` envelope the CAD POSTs (or the FiveM resource
+forwards, or the SignalR hub sends as `pushEvent`), read into typed events.
+
+`data` may be an object or a list of objects (the docs show both; the official receivers read an
+object): a list yields one event per object. Only the events that change the feed are typed; any
+other type is `Ignored`. Nothing in here raises on a strange payload except `BadEnvelope`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import CallId, DispatchCall, EmergencyCall, Note
+
+
+class BadEnvelope(ValueError):
+    """Not a JSON object with `type` and `data`."""
+
+
+@dataclass(frozen=True)
+class New911:
+    call: EmergencyCall
+
+
+@dataclass(frozen=True)
+class Removed911:
+    call_ids: tuple[CallId, ...]
+
+
+@dataclass(frozen=True)
+class DispatchChanged:
+    """EVENT_DISPATCH_NEW and EVENT_DISPATCH_EDIT: the call as it now is."""
+
+    call: DispatchCall
+
+
+@dataclass(frozen=True)
+class DispatchClosed:
+    call_ids: tuple[CallId, ...]
+
+
+@dataclass(frozen=True)
+class NoteAdded:
+    call_id: CallId
+    note: Note
+
+
+@dataclass(frozen=True)
+class UnitsMoved:
+    """EVENT_DISPATCH_UNIT_ATTACH (`attached`) and _DETACH: unit identifier ids on a call."""
+
+    call_id: CallId
+    idents: tuple[int, ...]
+    attached: bool
+
+
+@dataclass(frozen=True)
+class Ignored:
+    type: str
+
+
+Event = New911 | Removed911 | DispatchChanged | DispatchClosed | NoteAdded | UnitsMoved | Ignored
+
+FEED_EVENT_TYPES = frozenset(
+    {
+        "EVENT_911",
+        "EVENT_REMOVE_911",
+        "EVENT_DISPATCH_NEW",
+        "EVENT_DISPATCH_EDIT",
+        "EVENT_DISPATCH_CLOSED",
+        "EVENT_DISPATCH_NOTE",
+        "EVENT_DISPATCH_UNIT_ATTACH",
+        "EVENT_DISPATCH_UNIT_DETACH",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    key: str
+    type: str
+    data: list[dict[str, Any]]
+
+    def __repr__(self) -> str:  # the key is the community's API key
+        return f"Envelope(type={self.type!r}, items={len(self.data)})"
+
+
+def read_envelope(body: bytes | str | dict[str, Any]) -> Envelope:
+    """The envelope of a push body; `pushEvent` over SignalR may hand over a string or an object."""
+    payload: Any = body
+    if isinstance(body, (bytes, str)):
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadEnvelope("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise BadEnvelope("the body is not a JSON object")
+    kind, data, key = payload.get("type"), payload.get("data"), payload.get("key")
+    if not isinstance(kind, str) or not kind or "data" not in payload:
+        raise BadEnvelope("the body has no 'type' and 'data'")
+    items: list[Any] = data if isinstance(data, list) else [data]
+    objects = [item for item in items if isinstance(item, dict)]
+    if len(objects) != len(items):
+        raise BadEnvelope("'data' is neither an object nor a list of objects")
+    return Envelope(key if isinstance(key, str) else "", kind, objects)
+
+
+def key_matches(given: str, expected: str) -> bool:
+    """Case-insensitive, as the FiveM receiver compares, and in constant time."""
+    return bool(expected) and hmac.compare_digest(given.casefold().encode(), expected.casefold().encode())
+
+
+def events_of(envelope: Envelope) -> Iterator[Event]:
+    for item in envelope.data:
+        yield _event(envelope.type, item)
+
+
+def _event(kind: str, data: dict[str, Any]) -> Event:
+    try:
+        if kind == "EVENT_911" and isinstance(data.get("call"), dict):
+            call = dict(data["call"])
+            if not call.get("metaData") and isinstance(data.get("metaData"), dict):
+                call["metaData"] = data["metaData"]  # the docs show it beside `call` at times
+            return New911(EmergencyCall.model_validate(call))
+        if kind == "EVENT_REMOVE_911":
+            return Removed911(_ids(data.get("callIds", data.get("callId"))))
+        if kind in ("EVENT_DISPATCH_NEW", "EVENT_DISPATCH_EDIT") and isinstance(data.get("dispatch"), dict):
+            return DispatchChanged(DispatchCall.model_validate(data["dispatch"]))
+        if kind == "EVENT_DISPATCH_CLOSED":
+            return DispatchClosed(_ids(data.get("callIds", data.get("callId"))))
+        if kind == "EVENT_DISPATCH_NOTE" and isinstance(data.get("note"), dict):
+            (call_id,) = _ids(data.get("callId")) or (None,)
+            if call_id is not None:
+                return NoteAdded(call_id, Note.model_validate(data["note"]))
+        if kind in ("EVENT_DISPATCH_UNIT_ATTACH", "EVENT_DISPATCH_UNIT_DETACH"):
+            (call_id,) = _ids(data.get("callId")) or (None,)
+            idents = _ids(data.get("idents", data.get("ident")))
+            if call_id is not None and idents:
+                return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
+    except (ValidationError, ValueError):
+        pass
+    return Ignored(kind)
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for item in values:
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and item >= 0:
+            out.append(item)
+        elif isinstance(item, str) and item.strip().isdigit():
+            out.append(int(item))
+    return tuple(out)
