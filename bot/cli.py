@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import discord
+from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot, describe_sync_error
 from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight
+from .push import PushListenerError, listener_url, sample_event
 from .services import open_services
 from .store import StateFileError
 
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Start with `{prog} check`, then `{prog} sync`, then `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test}")
     commands.add_parser(
         "run",
         parents=[common],
@@ -90,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 0 when it is recent (the container HEALTHCHECK).",
     )
     health.add_argument("--max-age", type=float, metavar="SECONDS", help="default: 3 poll intervals + 60 s")
+    push_test = commands.add_parser(
+        "push-test",
+        parents=[common],
+        help="send a sample push event to the running bot's listener",
+        description="POSTs a push event, with the configured key, to the listener of the bot that is running "
+        "with this configuration, and says what it answered. By default the event is one the feed ignores; "
+        "with --post it is a civil 911 call #0 from 'push-test', which the feed posts (without a ping).",
+    )
+    push_test.add_argument("--url", metavar="URL", help="the listener's URL (default: from push.host, port and path)")
+    push_test.add_argument("--post", action="store_true", help="send a 911 call the feed posts")
     return parser
 
 
@@ -110,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(asyncio.run(run_checks(settings)))
     if command == "sync":
         return asyncio.run(sync(settings, args.guild))
+    if command == "push-test":
+        return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings))
 
 
@@ -137,6 +151,11 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         return await _run(settings, stop)
+    except commands.ExtensionFailed as error:
+        if not isinstance(error.original, PushListenerError):
+            raise
+        log.error("not starting: %s", error.original)
+        return EXIT_PROBLEM
     except StateFileError as error:
         log.error("not starting: %s", error)
         return EXIT_PROBLEM
@@ -266,3 +285,21 @@ def health(settings: Settings, max_age: float | None) -> int:
         return EXIT_PROBLEM
     print(f"unhealthy: {path} missing or unreadable", file=sys.stderr)
     return EXIT_PROBLEM
+
+
+async def push_test(settings: Settings, url: str | None, *, post: bool) -> int:
+    target = url or listener_url(settings.push.host, settings.push.port, settings.push.path)
+    body = sample_event(settings.sonoran.api_key.get_secret_value(), post=post)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(target, data=body, headers={"Content-Type": "application/json"}) as response,
+        ):
+            text = (await response.text())[:200]
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        print(f"{target}: no answer ({type(error).__name__}); is the bot running with push.enabled = true?")
+        return EXIT_PROBLEM
+    print(f"{target}: HTTP {response.status} {text!r}")
+    if response.status == 401:
+        print("the listener refused the key: is it the same sonoran.api_key as the running bot's?")
+    return EXIT_OK if response.status == 200 else EXIT_PROBLEM

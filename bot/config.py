@@ -137,7 +137,7 @@ class PushSettings(_Section):
 
     enabled: bool = False
     host: str = "0.0.0.0"
-    port: int = Field(3232, ge=1, le=65535)
+    port: int = Field(3232, ge=0, le=65535)  # 0: any free port (tests)
     path: str = Field("/sonorancad/event", pattern=r"^/[A-Za-z0-9._~/-]*$")
     server_id: int | None = Field(None, ge=1)  # the server of events sent to `path`; default sonoran.server_id
     poll_seconds_when_live: float = Field(60, ge=5)  # poll interval while events arrive; polling never stops

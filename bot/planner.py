@@ -13,6 +13,7 @@ object for the same reply) is skipped whole.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,7 @@ from .sonoran.events import (
 from .sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
 
 Call = EmergencyCall | DispatchCall
+RECENT_EVENTS = 2048  # per channel: duplicates arrive within moments, not hours
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ class Book:
     known: set[PostKey] = field(default_factory=set)
     seen: dict[PostKey, Call] = field(default_factory=dict)
     last_snapshot: CallList | None = None
+    recent_events: dict[str, None] = field(default_factory=dict)  # fingerprints, oldest first
+
+    def remember(self, event: Event) -> None:
+        """An event taken in: the same one again (a retry, a duplicate delivery) plans nothing."""
+        self.recent_events[event_fingerprint(event)] = None
+        while len(self.recent_events) > RECENT_EVENTS:
+            del self.recent_events[next(iter(self.recent_events))]
 
     def apply(self, posts: Iterable[Post], seen: Mapping[PostKey, Call | None] | None = None) -> None:
         """Takes in posts as now stored: open ones are kept, finished ones leave memory."""
@@ -143,6 +152,8 @@ def plan_event(
     channel had and finished with is never brought back by an event (a late duplicate); the poll
     does that when the CAD really lists it again."""
     plan = Plan()
+    if event_fingerprint(event) in book.recent_events:
+        return plan
     if isinstance(event, New911):
         _upsert(plan, book, rules, PostKind.CALL_911, event.call, now=now)
     elif isinstance(event, DispatchChanged):
@@ -175,6 +186,10 @@ def plan_event(
             if wanted != idents:
                 _edit_call(plan, post, {"idents": wanted})
     return plan
+
+
+def event_fingerprint(event: Event) -> str:
+    return hashlib.sha1(repr(event).encode()).hexdigest()
 
 
 def answered_911(calls: CallList) -> set[CallId]:

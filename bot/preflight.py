@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 
 import aiohttp
@@ -17,6 +18,7 @@ from .core import invite_url
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .permissions import missing_feed_permissions
+from .push import listener_url
 from .services import sonoran_client
 from .sonoran import (
     BadCredentials,
@@ -139,6 +141,52 @@ def placeholder_check(settings: Settings) -> Check | None:
     )
 
 
+def push_checks(settings: Settings) -> list[Check]:
+    """Can the listener bind, and which URL goes into the FiveM config or the CAD's server entry."""
+    push = settings.push
+    if not push.enabled:
+        return []
+    name = "push listener"
+    family = socket.AF_INET6 if ":" in push.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((push.host, push.port))
+    except OSError as error:
+        checks = [
+            Check(
+                name,
+                False,
+                f"cannot bind {push.host}:{push.port}: {error.strerror or error}",
+                "if the bot is running, this is expected (try `push-test`); else change push.port or push.host",
+            )
+        ]
+    else:
+        url = listener_url(push.host, push.port, push.path)
+        servers = ", ".join(f"{url}/{server}" for server in settings.feed_server_ids) or "(no feeds)"
+        checks = [
+            Check(
+                name,
+                True,
+                f"can bind {push.host}:{push.port}. For FiveM forwarding (enablePushEventForwarding), set "
+                f"pushEventForwardUrl to one of {servers} (with this machine's address for 127.0.0.1); "
+                f"events sent to {url} count for server {settings.push_server_id}. Put TLS in front of it, "
+                "or keep it on a private network: the key travels in the body.",
+            )
+        ]
+    if push.websocket:
+        checks.append(
+            Check(
+                "push websocket",
+                True,
+                "warning: the bot holds its own SignalR session per feed server; Sonoran does not say what happens when "
+                "the game server holds one for the same server id: it may take the game server's events; give the bot a dedicated CAD server id for its feeds",
+                "",
+            )
+        )
+    return checks
+
+
 async def state_check(settings: Settings) -> Check:
     """Opens the state file as `run` will: creates or migrates it, and writes to it."""
     path = settings.state.path
@@ -252,5 +300,6 @@ async def run_checks(settings: Settings) -> list[Check]:
         *([placeholders] if placeholders else []),
         *sonoran,
         await state_check(settings),
+        *push_checks(settings),
         *await discord_checks(settings),
     ]

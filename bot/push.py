@@ -12,6 +12,7 @@ posts it within moments, and the poll repairs what a crash between the two might
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,27 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 REFUSAL_LOG_SECONDS = 60.0
+
+
+def listener_url(host: str, port: int, path: str, server_id: ServerId | None = None) -> str:
+    """The URL a sender on this machine reaches the listener at (0.0.0.0 is every address)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}{path.rstrip('/')}" + (f"/{server_id}" if server_id is not None else "")
+
+
+def sample_event(api_key: str, *, post: bool) -> bytes:
+    """For `push-test`: an event the feed ignores, or (`post`) a civil 911 call #0 it posts."""
+    if not post:
+        return json.dumps({"key": api_key, "type": "EVENT_PUSH_TEST", "data": {}}).encode()
+    call = {
+        "callId": 0,
+        "isEmergency": False,
+        "caller": "push-test",
+        "location": "the bot's listener",
+        "description": "A sample event sent by `push-test`; remove it in the CAD or ignore it.",
+        "metaData": {"source": "push-test"},
+    }
+    return json.dumps({"key": api_key, "type": "EVENT_911", "data": {"call": call}}).encode()
 
 
 class PushListenerError(Exception):

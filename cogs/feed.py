@@ -198,6 +198,13 @@ class Feed(commands.Cog):
                 await self.handle_events(taken)
             except Exception:  # a bug must not end the worker; the poll repairs what it missed
                 log.exception("feed: events failed")
+            finally:
+                for _ in taken:
+                    self._events.task_done()
+
+    async def events_settled(self) -> None:
+        """Returns once every event queued so far is planned, stored and delivered (or failed)."""
+        await self._events.join()
 
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
         """Plans, stores and delivers push events, in the order they came."""
@@ -214,6 +221,7 @@ class Feed(commands.Cog):
                         plan = plan_event(
                             book, event, rules_of(feed), now=time.time(), removed_by=removed_by, answered=answered
                         )
+                        book.remember(event)
                         if plan:
                             await self._store(feed, book, plan)
                             book.last_snapshot = None  # the next poll compares in full
