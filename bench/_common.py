@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def cad_process(emergency: int = 0, dispatch: int = 0) -> Iterator[str]:
+def cad_process(emergency: int = 0, dispatch: int = 0, *, churn: bool = False) -> Iterator[str]:
     """`bench.cad_server` in a process of its own; yields its URL."""
     command = [sys.executable, "-m", "bench.cad_server", "--emergency", str(emergency), "--dispatch", str(dispatch)]
+    if churn:
+        command.append("--churn")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert process.stdout is not None

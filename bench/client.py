@@ -96,11 +96,13 @@ async def sdk(url: str) -> tuple[float, float] | None:
 
 async def main() -> None:
     results: dict[str, tuple[float, float] | None] = {}
-    for name, contender in (("ours", ours), ("floor", floor), ("sdk", sdk)):
-        with cad_process(emergency=50, dispatch=50) as url:
-            results[name] = await contender(url)
+    for churn in (False, True):
+        for name, contender in (("ours", ours), ("floor", floor), ("sdk", sdk)):
+            with cad_process(emergency=50, dispatch=50, churn=churn) as url:
+                results[f"{name}_changing" if churn else name] = await contender(url)
     lines = [
         f"client CPU time per request ({GETS} get-calls with 100 calls listed, {POSTS} file-911)",
+        "the list unchanged between requests (an idle poll), then changed before every request:",
         f"{'':<34}{'get-calls':>12}{'file-911':>12}",
     ]
     labels = {
@@ -110,19 +112,22 @@ async def main() -> None:
     }
     figures: dict[str, object] = {}
     for name, value in results.items():
+        base, _, changing = name.partition("_")
+        label = labels[base] + (", list changing" if changing else "")
         if value is None:
-            lines.append(f"{labels[name]:<34}{'not installed: pip install -e .[bench]':>24}")
+            lines.append(f"{label:<34}{'not installed: pip install -e .[bench]':>24}")
             continue
         figures[f"{name}_get_calls_us"] = round(value[0] * 1e6, 1)
         figures[f"{name}_file_911_us"] = round(value[1] * 1e6, 1)
-        lines.append(f"{labels[name]:<34}{value[0] * 1e6:>10.0f}µs{value[1] * 1e6:>10.0f}µs")
-    ours_, floor_, sdk_ = results["ours"], results["floor"], results["sdk"]
-    assert ours_ is not None and floor_ is not None
-    figures["ours_over_floor_get_calls"] = round(ours_[0] / floor_[0], 2)
-    figures["ours_over_floor_file_911"] = round(ours_[1] / floor_[1], 2)
-    lines.append(f"ours / floor: get-calls {ours_[0] / floor_[0]:.2f}x, file-911 {ours_[1] / floor_[1]:.2f}x")
-    if sdk_ is not None:
-        lines.append(f"ours / SDK:   get-calls {ours_[0] / sdk_[0]:.2f}x, file-911 {ours_[1] / sdk_[1]:.2f}x")
+        lines.append(f"{label:<48}{value[0] * 1e6:>8.0f}µs{value[1] * 1e6:>10.0f}µs")
+    for suffix, what in (("", "unchanged"), ("_changing", "changing")):
+        ours_, floor_ = results[f"ours{suffix}"], results[f"floor{suffix}"]
+        assert ours_ is not None and floor_ is not None
+        figures[f"ours_over_floor_get_calls{suffix}"] = round(ours_[0] / floor_[0], 2)
+        figures[f"ours_over_floor_file_911{suffix}"] = round(ours_[1] / floor_[1], 2)
+        lines.append(
+            f"ours / floor ({what}): get-calls {ours_[0] / floor_[0]:.2f}x, file-911 {ours_[1] / floor_[1]:.2f}x"
+        )
     report(figures, lines)
 
 

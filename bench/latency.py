@@ -20,7 +20,9 @@ INTERVAL = 0.5  # seconds; production uses >= 15 because of Sonoran's budget (se
 SAMPLES = 60
 
 
-async def main() -> None:
+async def measure(samples: int = SAMPLES) -> tuple[list[float], list[float]]:
+    """Milliseconds from a call appearing in the CAD to its Discord POST, and of those the bot's
+    own work (the GET reaching the CAD to the POST leaving the bot), for `samples` calls."""
     cad = FakeCad()
     url = await cad.start()
     latencies: list[float] = []
@@ -48,14 +50,17 @@ async def main() -> None:
             feed.poll_seconds = INTERVAL  # below the configurable minimum, to measure many cycles
             feed.start()
             await asyncio.sleep(INTERVAL)
-            for _ in range(SAMPLES):
+            for _ in range(samples):
                 call_id = cad.add_911()
                 appeared[call_id] = time.perf_counter()
                 await asyncio.sleep(INTERVAL * 1.37)  # not in step with the poll
             await asyncio.sleep(INTERVAL * 2)
     await cad.close()
-    ms = [x * 1e3 for x in latencies]
-    work = [x * 1e3 for x in in_cycle]
+    return [x * 1e3 for x in latencies], [x * 1e3 for x in in_cycle]
+
+
+async def main() -> None:
+    ms, work = await measure()
     report(
         {
             "interval_ms": INTERVAL * 1e3,

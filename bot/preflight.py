@@ -179,8 +179,9 @@ def push_checks(settings: Settings) -> list[Check]:
             Check(
                 "push websocket",
                 True,
-                "warning: the bot holds its own SignalR session per feed server; Sonoran does not say what happens when "
-                "the game server holds one for the same server id: it may take the game server's events; give the bot a dedicated CAD server id for its feeds",
+                "warning: the bot holds its own SignalR session per feed server; Sonoran does not say what "
+                "happens when the game server holds one for the same server id: it may take the game server's "
+                "events; give the bot a dedicated CAD server id for its feeds",
                 "",
             )
         )

@@ -92,6 +92,8 @@ class PushListener:
         self._refusals_logged: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self.events_accepted = 0
+        # told of every accepted batch of events as it is handed on (for diagnostics and benchmarks)
+        self.on_accepted: Callable[[ServerId, list[Event]], None] | None = None
         self.last_event_at: float | None = None  # clock time of the last event that reached a feed
 
     def __repr__(self) -> str:
@@ -156,6 +158,8 @@ class PushListener:
             return IGNORED
         self.events_accepted += len(events)
         self.last_event_at = self._clock()
+        if self.on_accepted is not None:
+            self.on_accepted(server_id, events)
         self._deliver(server_id, events)
         return OK
 

@@ -31,7 +31,7 @@ from bot.callboard import Snapshot
 from bot.config import FeedSettings
 from bot.core import DispatchBot
 from bot.planner import Book, FeedRules, Plan, answered_911, pending, plan_event, plan_snapshot, revivals
-from bot.posts import content_version
+from bot.posts import Post, PostKey, content_version
 from bot.push import PushListener
 from bot.sender import Sender, StateChanges, batches
 from bot.sonoran import CallList, RateLimited, ServerId, SonoranError
@@ -176,6 +176,9 @@ class Feed(commands.Cog):
 
     async def _take_snapshot(self, feed: FeedSettings, calls: CallList) -> None:
         book = await self._book(feed)
+        if calls is book.last_snapshot:  # the CAD sent the very same reply: nothing to plan
+            await self._deliver(feed, book)  # what failed before is retried all the same
+            return
         rules = rules_of(feed)
         wanted = revivals(book, calls, rules)
         if wanted:  # rare: a call whose post ended is listed again; its row comes back from disk
@@ -207,10 +210,12 @@ class Feed(commands.Cog):
         await self._events.join()
 
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
-        """Plans, stores and delivers push events, in the order they came."""
+        """Plans, stores and delivers push events, in the order they came. A burst is planned event
+        by event against the book, then stored at once, so that its new calls share messages."""
         self._last_event_at = time.monotonic()
         async with self._lock:
-            touched: dict[tuple[int, ServerId], tuple[FeedSettings, Book]] = {}
+            touched: dict[tuple[int, ServerId], FeedSettings] = {}
+            changed: dict[tuple[int, ServerId], dict[PostKey, Post]] = {}  # stored posts, as they now are
             for server_id, events in taken:
                 snapshot = self.bot.board.latest(server_id)
                 answered = answered_911(snapshot.calls) if snapshot else set()
@@ -223,11 +228,31 @@ class Feed(commands.Cog):
                         )
                         book.remember(event)
                         if plan:
-                            await self._store(feed, book, plan)
+                            key = (feed.channel_id, feed.server_id)
+                            book.apply([*plan.updated, *(post for group in plan.new for post in group)], plan.seen)
                             book.last_snapshot = None  # the next poll compares in full
-                            touched[(feed.channel_id, feed.server_id)] = (feed, book)
-            for feed, book in touched.values():
-                await self._deliver(feed, book)
+                            touched[key] = feed
+                            changed.setdefault(key, {}).update((p.key, p) for p in plan.updated if p.batch)
+            for key in touched:
+                try:
+                    await self._store_burst(self._books[key], list(changed.get(key, {}).values()))
+                except BaseException:
+                    self._books.pop(key, None)  # the book ran ahead of the store: reload it from there
+                    raise
+            for key, feed in touched.items():
+                await self._deliver(feed, self._books[key])
+
+    async def _store_burst(self, book: Book, changed: list[Post]) -> None:
+        """Stores what a burst of events changed: posts already stored are updated, and new posts
+        (in the book without a batch yet) are batched together in the order they came."""
+        fresh: dict[tuple[str, bool], list[Post]] = {}
+        for post in book.open.values():
+            if not post.batch:
+                fresh.setdefault((post.kind, post.ping), []).append(post)
+        new = [post for group in fresh.values() for post in batches(group)]
+        await self.bot.store.update(changed)
+        await self.bot.store.add_batch(new)
+        book.apply(new)
 
     # --- the book, the store, Discord ------------------------------------------------------------
     def _feeds_of(self, server_id: ServerId) -> list[FeedSettings]:

@@ -392,3 +392,19 @@ async def test_members_paging_never_starve_the_feed(
     for _ in range(3):
         assert await feed_of(bot).poll_once() == 20  # the feed's three polls all go through
     assert cad.operations() == ["get_calls"] * 4
+
+
+async def test_an_idle_cycle_reads_and_writes_no_sqlite(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    bot = await make_bot(feeds=ONE_FEED)
+    for _ in range(3):
+        cad.add_911()
+    feed = feed_of(bot)
+    await feed.poll_once()  # posts them and loads the book
+    statements: list[str] = []
+    await bot.store._db.set_trace_callback(statements.append)
+    await feed.poll_once()  # nothing changed in the CAD
+    await bot.store._db.set_trace_callback(None)
+    assert statements == []
+    assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 1

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SonoranError
-from .models import CallList, CallType, PlanInfo, Server
+from .errors import BadReply, SonoranError
+from .models import CallList, CallMemo, CallType, PlanInfo, Server
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
+
+LAST_CALL_LISTS = 16
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,27 @@ class SonoranApi(abc.ABC):
 
     def __init__(self, http: HttpCore) -> None:
         self.http = http
+        # the last call list per request, with the bytes it came from: an unchanged reply (the
+        # usual poll) is answered with the same CallList object, unparsed, and the feed skips it
+        # whole; in a changed one, only the calls that changed are validated again (the memo)
+        self._last_calls: dict[tuple[Any, ...], tuple[bytes, CallList, CallMemo]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.http.base_url!r})"
+
+    def _call_list(self, key: tuple[Any, ...], server_id: int, reply: Reply) -> CallList:
+        last = self._last_calls.get(key)
+        if last is not None and last[0] == reply.body:
+            return last[1]
+        memo: CallMemo = last[2] if last is not None else {}
+        try:
+            calls = CallList.from_json(server_id, reply.body, memo)
+        except ValueError as exc:
+            raise BadReply(f"call list: {exc}", operation="get_calls", status=reply.status) from None
+        if len(self._last_calls) >= LAST_CALL_LISTS:
+            self._last_calls.clear()  # members paging through closed calls: many keys, rarely reused
+        self._last_calls[key] = (reply.body, calls, memo)
+        return calls
 
     async def _send(self, request: Request) -> Reply:
         return await self.http.send(request, self._error_for)

@@ -8,7 +8,8 @@ metaData values may be any JSON type. Nothing in here may crash on a shape we ha
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, TypeAlias
+import json
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -161,7 +162,18 @@ class CallList(BaseModel):
     closed_total: int | None = None  # v2 only (ClosedCallCount)
 
     @classmethod
-    def from_payload(cls, server_id: int, payload: Any) -> CallList:
+    def from_json(cls, server_id: int, body: bytes, memo: CallMemo | None = None) -> CallList:
+        """The reply's bytes as a CallList. `memo` holds each call's raw object and model from the
+        last reply: a call whose object is unchanged keeps its model (a dict comparison, in C), so
+        only new and changed calls are validated. The memo is updated in place."""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise ValueError("the reply is not JSON") from None
+        return cls.from_payload(server_id, payload, memo)
+
+    @classmethod
+    def from_payload(cls, server_id: int, payload: Any, memo: CallMemo | None = None) -> CallList:
         """Accept the v1 (`activeCalls`) and v2 (`ActiveCalls`) wrappers alike."""
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
@@ -169,23 +181,44 @@ class CallList(BaseModel):
         if not {"activecalls", "emergencycalls", "closedcalls"} & wrapper.keys():
             # `{"message": "upstream busy"}`, `{}`: read as "no calls", it would end every open post
             raise ValueError(f"no call lists in the reply (keys: {', '.join(sorted(wrapper)[:5]) or 'none'})")
+        last: CallMemo = memo if memo is not None else {}
+        fresh: CallMemo = {}
 
-        def items(key: str) -> list[Any]:
+        def parse(key: str, model: type[_Call]) -> list[Any]:
             value = wrapper.get(key)
             if value is None:
                 return []
             if not isinstance(value, list):
                 raise ValueError(f"{key} is not a list")
-            return [item for item in value if isinstance(item, dict) and "callId" in item]
+            out = []
+            recall = last.get
+            for item in value:
+                try:
+                    slot = (key, item["callId"])
+                    known = recall(slot)
+                except (TypeError, KeyError):  # not an object, no id, or an id that is a list
+                    continue
+                call = known[1] if known is not None and known[0] == item else model.model_validate(item)
+                fresh[slot] = (item, call)
+                out.append(call)
+            return out
 
         total = wrapper.get("closedcallcount")
-        return cls(
+        calls = cls.model_construct(
             server_id=server_id,
-            active=[DispatchCall.model_validate(c) for c in items("activecalls")],
-            calls_911=[EmergencyCall.model_validate(c) for c in items("emergencycalls")],
-            closed=[DispatchCall.model_validate(c) for c in items("closedcalls")],
+            active=parse("activecalls", DispatchCall),
+            calls_911=parse("emergencycalls", EmergencyCall),
+            closed=parse("closedcalls", DispatchCall),
             closed_total=_int_or(total, 0) if total is not None else None,
         )
+        if memo is not None:
+            memo.clear()
+            memo.update(fresh)
+        return calls
+
+
+_Call = TypeVar("_Call", EmergencyCall, DispatchCall)
+CallMemo: TypeAlias = dict[tuple[str, Any], tuple[dict[str, Any], Any]]
 
 
 class PlanInfo(BaseModel):

@@ -7,6 +7,7 @@ which hand this module a `Request` and a function that turns a non-success `Repl
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -63,20 +64,26 @@ class Request:
 @dataclass(frozen=True)
 class Reply:
     status: int
-    text: str
+    body: bytes = field(repr=False)
     headers: Mapping[str, str]
     operation: str
+    redact: Redactor = field(repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    @functools.cached_property
+    def text(self) -> str:
+        """The body as text, with the API key taken out (decoded only when someone reads it)."""
+        return self.redact(self.body.decode(errors="replace"))
+
     def json(self) -> Any:
         """The body as JSON, whatever the Content-Type says (v1 often says text/plain)."""
-        if not self.text.strip():
+        if not self.body.strip():
             return None
         try:
-            return json.loads(self.text)
+            return json.loads(self.body)
         except ValueError:
             raise BadReply(
                 f"expected JSON, got {self.text[:80]!r}", operation=self.operation, status=self.status
@@ -179,9 +186,9 @@ class HttpCore:
                 headers=headers,
                 timeout=self.timeout,
             ) as response:
-                text = await response.text(errors="replace")
+                body = await response.read()
                 # header names stay case-insensitive: gateways send `ratelimit-reset` and the like
-                return Reply(response.status, self.redact(text), CIMultiDict(response.headers), request.operation)
+                return Reply(response.status, body, CIMultiDict(response.headers), request.operation, self.redact)
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing reached the CAD, so even a write is known not to have happened.
             raise CadUnavailable(

@@ -70,7 +70,7 @@ class V1Api(SonoranApi):
                 spend=spend,
             )
         )
-        if reply.text.strip().lower().removeprefix("sonoran cad: ") == WRONG_PATH_REPLY:
+        if len(reply.body) < 200 and reply.text.strip().lower().removeprefix("sonoran cad: ") == WRONG_PATH_REPLY:
             raise WrongApiUrl(
                 f"the CAD answered 'Backend Service Reached' to {request_type}: sonoran.api_url "
                 "or sonoran.api_version is wrong",
@@ -124,10 +124,7 @@ class V1Api(SonoranApi):
             "type": int(call_type),
         }
         reply = await self._call("GET_CALLS", [data], server_id=server_id, spend=spend)
-        try:
-            return CallList.from_payload(server_id, reply.json())
-        except ValueError as exc:
-            raise BadReply(f"call list: {exc}", operation="get_calls", status=reply.status) from None
+        return self._call_list((server_id, closed_limit, closed_offset, int(call_type)), server_id, reply)
 
     async def add_note(self, server_id: int, call_id: int, note: str, label: str) -> None:
         body = {"serverId": server_id, "callId": call_id, "note": note, "label": label}

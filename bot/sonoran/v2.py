@@ -46,7 +46,24 @@ class V2Api(SonoranApi):
         call_id: int | None = None,
         spend: Spend = ANY_SPEND,
     ) -> Any:
-        reply = await self._send(
+        reply = await self._reply(
+            operation, method, path, body=body, params=params, server_id=server_id, call_id=call_id, spend=spend
+        )
+        return reply.json()
+
+    async def _reply(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        server_id: int | None = None,
+        call_id: int | None = None,
+        spend: Spend = ANY_SPEND,
+    ) -> Reply:
+        return await self._send(
             Request(
                 operation=operation,
                 method=method,
@@ -60,7 +77,6 @@ class V2Api(SonoranApi):
                 spend=spend,
             )
         )
-        return reply.json()
 
     async def _error_for(self, request: Request, reply: Reply) -> SonoranError:
         problem = _problem(reply)
@@ -128,7 +144,7 @@ class V2Api(SonoranApi):
             "closedOffset": str(closed_offset),
             "type": str(int(call_type)),
         }
-        payload = await self._call(
+        reply = await self._reply(
             "get_calls",
             "GET",
             f"/v2/emergency/servers/{server_id}/calls",
@@ -136,10 +152,7 @@ class V2Api(SonoranApi):
             server_id=server_id,
             spend=spend,
         )
-        try:
-            return CallList.from_payload(server_id, payload)
-        except ValueError as exc:
-            raise BadReply(f"call list: {exc}", operation="get_calls") from None
+        return self._call_list((server_id, closed_limit, closed_offset, int(call_type)), server_id, reply)
 
     async def add_note(self, server_id: int, call_id: int, note: str, label: str) -> None:
         await self._call(
