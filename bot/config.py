@@ -148,6 +148,12 @@ class PushSettings(_Section):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/") or "/"
 
+    @model_validator(mode="after")
+    def _websocket_needs_push(self) -> PushSettings:
+        if self.websocket and not self.enabled:
+            raise ValueError("push.websocket = true needs push.enabled = true")
+        return self
+
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -33,6 +33,7 @@ from bot.core import DispatchBot
 from bot.planner import Book, FeedRules, Plan, answered_911, pending, plan_event, plan_snapshot, revivals
 from bot.posts import Post, PostKey, content_version
 from bot.push import PushListener
+from bot.push_ws import PushSessions
 from bot.sender import Sender, StateChanges, batches
 from bot.sonoran import CallList, RateLimited, ServerId, SonoranError
 from bot.sonoran.events import Event
@@ -78,6 +79,7 @@ class Feed(commands.Cog):
         self._presence_count: int | None = None
         self._last_prune = 0.0
         self.push_listener: PushListener | None = None
+        self.push_sessions: PushSessions | None = None
 
     @functools.cached_property
     def sender(self) -> Sender:
@@ -95,7 +97,17 @@ class Feed(commands.Cog):
                 routes=lambda server_id: server_id in self.settings.feed_server_ids,
                 deliver=self._queue_events,
             )
+            if push.websocket:  # checked before binding: a missing extra is one clear line too
+                self.push_sessions = PushSessions(
+                    self.push_listener,
+                    api_url=self.settings.sonoran.base_url,
+                    community_id=self.settings.sonoran.community_id,
+                    api_key=self.settings.sonoran.api_key.get_secret_value(),
+                    server_ids=self.settings.feed_server_ids,
+                )
             await self.push_listener.start()  # a taken port stops the start here, with one clear line
+            if self.push_sessions is not None:
+                self.push_sessions.start()
             self._worker = asyncio.create_task(self._take_events(), name="feed-events")
         if self.bot.autostart_feed:
             self.start()
@@ -107,6 +119,8 @@ class Feed(commands.Cog):
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def cog_unload(self) -> None:
+        if self.push_sessions is not None:
+            await self.push_sessions.stop()
         if self.push_listener is not None:
             await self.push_listener.stop()  # no new events first
         for task in (self._worker, self._task):

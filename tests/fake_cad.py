@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .fake_signalr import FakeHub
 from .loopback import serve
 
 API_KEY = "0f1e2d3c-aaaa-bbbb-cccc-5ec2e7ap1key"
@@ -75,6 +76,7 @@ class FakeCad:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
+        self.hub: FakeHub | None = None  # Sonoran's SignalR hub, at /apiWsHub beside the API
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> str:
@@ -156,6 +158,8 @@ class FakeCad:
 
     # --- dispatch --------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hub is not None and request.path.startswith("/apiWsHub"):
+            return await self.hub.handle(request)
         raw = await request.text()
         try:
             body = json.loads(raw) if raw else None

@@ -405,6 +405,6 @@ async def test_an_idle_cycle_reads_and_writes_no_sqlite(
     statements: list[str] = []
     await bot.store._db.set_trace_callback(statements.append)
     await feed.poll_once()  # nothing changed in the CAD
-    await bot.store._db.set_trace_callback(None)
+    await bot.store._db.set_trace_callback(None)  # type: ignore[arg-type]  # None turns it off (sqlite3)
     assert statements == []
     assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 1

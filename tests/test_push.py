@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from discord.ext import commands
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from bot.cli import push_test
 from bot.config import load_settings
@@ -27,10 +28,11 @@ from bot.push import MAX_BODY, PushListenerError
 
 from .conftest import BotFactory
 from .discord_fakes import FakeDiscord
-from .fake_cad import API_KEY, FakeCad
+from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
+from .fake_signalr import FakeHub
 from .helpers import make_settings
 from .test_feed import edits, embed_titles, feed_of, posts
-from .test_operations import read_until, start_bot, write_config
+from .test_operations import read_until, start_bot, wait_for, write_config
 
 CHANNEL = 2001
 DISPATCH_CHANNEL = 2002
@@ -401,3 +403,71 @@ def test_check_reports_the_listener_and_its_urls() -> None:
         holder.listen()
         (taken, _) = push_checks(settings)
     assert not taken.ok and "push-test" in taken.fix
+
+
+# --- the opt-in SignalR session ------------------------------------------------------------------------
+@pytest.fixture
+async def hub(cad: FakeCad) -> AsyncIterator[FakeHub]:
+    cad.hub = FakeHub(community_id=COMMUNITY_ID, api_key=API_KEY, servers=(1, 2))
+    yield cad.hub
+    await cad.hub.drop_connections()
+
+
+async def test_the_websocket_session_authenticates_and_takes_push_events(
+    make_bot: BotFactory, hub: FakeHub, discord_api: FakeDiscord
+) -> None:
+    bot = await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
+    await hub.wait_for_authentications(1)
+    assert hub.authentications == [(COMMUNITY_ID, API_KEY, 1)]  # authenticatev2(communityId, apiKey, serverId)
+    feed = feed_of(bot)
+    envelope = {"key": API_KEY, "type": "EVENT_911", "data": {"call": call_911(1401)}}
+    assert await hub.push(1, json.dumps(envelope)) == 1  # pushEvent with a JSON string
+    assert await hub.push(1, {**envelope, "data": {"call": call_911(1402)}}) == 1  # ... and with an object
+    await wait_for(lambda: len(titles_in(discord_api, CHANNEL)) == 2)
+    await feed.events_settled()
+    assert sorted(titles_in(discord_api, CHANNEL)) == ["🚨 EMERGENCY 911 call #1401", "🚨 EMERGENCY 911 call #1402"]
+    assert await hub.push(1, {**envelope, "key": "wrong", "data": {"call": call_911(1403)}}) == 1
+    await asyncio.sleep(0.2)
+    assert len(titles_in(discord_api, CHANNEL)) == 2  # the same key check as the HTTP push
+
+
+async def test_the_websocket_session_authenticates_again_after_a_reconnect(
+    make_bot: BotFactory, hub: FakeHub, discord_api: FakeDiscord
+) -> None:
+    await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
+    await hub.wait_for_authentications(1)
+    await hub.drop_connections()  # the hub restarts: it forgets who we are
+    await hub.wait_for_authentications(1, seconds=20)
+    assert len(hub.authentications) == 2
+    envelope = {"key": API_KEY, "type": "EVENT_911", "data": {"call": call_911(1501)}}
+    assert await hub.push(1, envelope) == 1
+    await wait_for(lambda: len(posts(discord_api, CHANNEL)) == 1)
+
+
+async def test_a_refused_authentication_is_logged(
+    make_bot: BotFactory, hub: FakeHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.api_key = "the-hub-wants-another-key"
+    with caplog.at_level(logging.ERROR, logger="bot.push_ws"):
+        await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
+        await wait_for(lambda: "refused authenticatev2" in caplog.text)
+    assert API_KEY not in caplog.text
+
+
+def test_websocket_needs_push_enabled() -> None:
+    with pytest.raises(ValidationError, match=r"push\.websocket = true needs push\.enabled = true"):
+        make_settings("http://127.0.0.1:9", 2, push={"websocket": True})
+
+
+def titles_in(discord_api: FakeDiscord, channel: int) -> list[str]:
+    return [title for body in posts(discord_api, channel) for title in embed_titles(body)]
+
+
+async def test_websocket_without_its_extra_is_a_clear_error(
+    make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pysignalr.client", None)  # as if `[websocket]` was not installed
+    with pytest.raises(commands.ExtensionFailed) as info:
+        await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
+    assert isinstance(info.value.original, PushListenerError)
+    assert "sonoran-dispatch-bot[websocket]" in str(info.value.original)
