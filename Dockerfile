@@ -11,7 +11,9 @@ WORKDIR /src
 # The dependencies come from pyproject.toml alone, in their own layer: editing the code or the
 # README does not reinstall them.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+# (with the `websocket` extra, so that push.websocket = true works in the image too)
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['websocket']))" \
         > /tmp/requirements.txt \
     && /opt/venv/bin/pip install -r /tmp/requirements.txt
 COPY README.md LICENSE ./
@@ -39,6 +41,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER bot
 WORKDIR /data
 VOLUME ["/data"]
+# the push listener, when [push] enabled = true (publish it with -p 3232:3232, behind TLS)
+EXPOSE 3232
 
 # Healthy while the feed loop completes cycles: the bot stamps /data/last-poll after each one.
 HEALTHCHECK --interval=60s --timeout=10s --start-period=90s --retries=3 CMD ["python", "-m", "bot", "health"]
