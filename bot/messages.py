@@ -9,20 +9,8 @@ from __future__ import annotations
 
 from discord import app_commands
 
+from . import sonoran as cad
 from .embeds import clean
-from .sonoran import (
-    BadCredentials,
-    BadReply,
-    CadUnavailable,
-    NotFound,
-    OutcomeUnknown,
-    PlanTooLow,
-    RateLimited,
-    RequestRejected,
-    SonoranError,
-    UnknownServer,
-    WrongApiUrl,
-)
 
 
 class NotDispatcher(app_commands.CheckFailure):
@@ -39,21 +27,24 @@ class NotYourButtons(app_commands.CheckFailure):
 
 GENERIC = "Something went wrong on the bot's side. The admins can find the details in the bot's log."
 
-_SONORAN: list[tuple[type[SonoranError], str]] = [
-    (BadCredentials, "The CAD rejected the API key or community ID. Ask an admin to check the bot's configuration."),
+_SONORAN: list[tuple[type[cad.SonoranError], str]] = [
     (
-        PlanTooLow,
+        cad.BadCredentials,
+        "The CAD rejected the API key or community ID. Ask an admin to check the bot's configuration.",
+    ),
+    (
+        cad.PlanTooLow,
         "This needs a higher Sonoran plan (the API needs Standard; call lists, notes and closing calls need "
         "Plus). Ask an admin.",
     ),
-    (UnknownServer, "That CAD server ID is not configured in the CAD. Ask an admin to check the server IDs."),
-    (WrongApiUrl, "The bot is talking to the wrong CAD address. Ask an admin to check sonoran.api_url."),
-    (CadUnavailable, "The CAD is not answering right now. Try again in a minute."),
+    (cad.UnknownServer, "That CAD server ID is not configured in the CAD. Ask an admin to check the server IDs."),
+    (cad.WrongApiUrl, "The bot is talking to the wrong CAD address. Ask an admin to check sonoran.api_url."),
+    (cad.CadUnavailable, "The CAD is not answering right now. Try again in a minute."),
     (
-        OutcomeUnknown,
+        cad.OutcomeUnknown,
         "The CAD did not answer in time, so it is unknown whether this went through. Check /calls before trying again.",
     ),
-    (BadReply, "The CAD sent an answer the bot does not understand."),
+    (cad.BadReply, "The CAD sent an answer the bot does not understand."),
 ]
 
 _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
@@ -71,7 +62,7 @@ def user_message(error: BaseException) -> str:
         error = error.__cause__
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, SonoranError):
+    if isinstance(error, cad.SonoranError):
         return sonoran_message(error)
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
@@ -83,12 +74,12 @@ def user_message(error: BaseException) -> str:
     return GENERIC
 
 
-def sonoran_message(error: SonoranError) -> str:
-    if isinstance(error, RequestRejected):  # the CAD's words may echo what a player typed
+def sonoran_message(error: cad.SonoranError) -> str:
+    if isinstance(error, cad.RequestRejected):  # the CAD's words may echo what a player typed
         return f"The CAD refused the request: {clean(error.detail, 300)}"
-    if isinstance(error, RateLimited):
+    if isinstance(error, cad.RateLimited):
         return f"The CAD is rate-limiting us, try again in {max(1, round(error.retry_after))} s."
-    if isinstance(error, NotFound):
+    if isinstance(error, cad.NotFound):
         return (
             f"Call #{error.call_id} is not active." if error.call_id is not None else "The CAD has no such active call."
         )

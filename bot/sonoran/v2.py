@@ -45,25 +45,10 @@ class V2Api(SonoranApi):
         server_id: int | None = None,
         call_id: int | None = None,
         spend: Spend = ANY_SPEND,
-    ) -> Any:
-        reply = await self._reply(
-            operation, method, path, body=body, params=params, server_id=server_id, call_id=call_id, spend=spend
-        )
-        return reply.json()
-
-    async def _reply(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: dict[str, str] | None = None,
-        server_id: int | None = None,
-        call_id: int | None = None,
-        spend: Spend = ANY_SPEND,
+        json_reply: bool = True,
     ) -> Reply:
-        return await self._send(
+        """One request; its reply, checked to be JSON unless `json_reply=False` (the caller parses it)."""
+        reply = await self._send(
             Request(
                 operation=operation,
                 method=method,
@@ -77,6 +62,9 @@ class V2Api(SonoranApi):
                 spend=spend,
             )
         )
+        if json_reply:
+            reply.json()  # raises BadReply: v2 answers JSON, anything else is not understood
+        return reply
 
     async def _error_for(self, request: Request, reply: Reply) -> SonoranError:
         problem = _problem(reply)
@@ -118,9 +106,10 @@ class V2Api(SonoranApi):
             "description": call.description,
             "metaData": stringify_metadata(call.metadata),
         }
-        payload = await self._call(
+        reply = await self._call(
             "call_911", "POST", f"/v2/emergency/servers/{server_id}/calls/911", body=body, server_id=server_id
         )
+        payload = reply.json()
         try:
             return EmergencyCall.model_validate(payload).call_id
         except ValueError:
@@ -144,13 +133,14 @@ class V2Api(SonoranApi):
             "closedOffset": str(closed_offset),
             "type": str(int(call_type)),
         }
-        reply = await self._reply(
+        reply = await self._call(
             "get_calls",
             "GET",
             f"/v2/emergency/servers/{server_id}/calls",
             params=params,
             server_id=server_id,
             spend=spend,
+            json_reply=False,
         )
         return self._call_list((server_id, closed_limit, closed_offset, int(call_type)), server_id, reply)
 
@@ -175,7 +165,7 @@ class V2Api(SonoranApi):
         )
 
     async def get_version(self) -> PlanInfo:
-        payload = await self._call("get_version", "GET", "/v2/general/version")
+        payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
         if not isinstance(payload, dict) or "version" not in payload:
             raise BadReply("no version in the reply", operation="get_version")
         try:
@@ -187,7 +177,7 @@ class V2Api(SonoranApi):
         return PlanInfo(level=level, name=name)
 
     async def get_servers(self) -> list[Server]:
-        payload = await self._call("get_servers", "GET", "/v2/general/servers")
+        payload = (await self._call("get_servers", "GET", "/v2/general/servers")).json()
         try:
             return servers_from_payload(payload)
         except ValueError as exc:
