@@ -110,6 +110,12 @@ class CommandSettings(_Section):
     dispatcher_role_ids: list[int] = Field(default_factory=list)
     caller_role_ids: list[int] = Field(default_factory=list)
     cooldown_911_seconds: float = Field(60, ge=0)
+    max_open_911_per_user: int = Field(2, ge=0)  # a member's own 911 calls still in the CAD's list; 0 = no limit
+    blocked_role_ids: list[int] = Field(default_factory=list)  # members with one of these cannot file 911 calls
+
+
+class AuditSettings(_Section):
+    channel_id: int = Field(0, ge=0)  # 0 = off; one embed per write made through the bot, and per refusal
 
 
 class StateSettings(_Section):
@@ -175,6 +181,7 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     feeds: list[FeedSettings] = Field(default_factory=list)
     push: PushSettings = Field(default_factory=PushSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

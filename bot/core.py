@@ -8,6 +8,7 @@ import logging
 import discord
 from discord.ext import commands
 
+from .audit import AuditLog
 from .callboard import CallBoard
 from .config import Settings
 from .logs import silence_voice_warnings
@@ -77,6 +78,7 @@ class DispatchBot(commands.Bot):
         self.sync_on_start = sync_on_start
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
+        self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
 
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
@@ -105,6 +107,9 @@ class DispatchBot(commands.Bot):
     async def setup_hook(self) -> None:
         if self._services is None:
             self._services = await self._own_services.enter_async_context(open_services(self.settings))
+        if self.settings.audit.channel_id:
+            self.audit = AuditLog(self, self.settings.audit.channel_id)
+            self.audit.start()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:
@@ -131,4 +136,6 @@ class DispatchBot(commands.Bot):
         try:
             await super().close()  # unloads the cogs: the feed loop stops first
         finally:
+            if self.audit is not None:
+                await self.audit.stop()
             await self._own_services.aclose()  # only what setup_hook opened itself

@@ -21,6 +21,18 @@ class NotAllowedToCall(app_commands.CheckFailure):
     """`commands.caller_role_ids` is set and the member has none of those roles."""
 
 
+class BlockedFromCalling(app_commands.CheckFailure):
+    """The member has one of `commands.blocked_role_ids`."""
+
+
+class TooManyOpenCalls(app_commands.CheckFailure):
+    """The member's own 911 calls still in the CAD's list reach `commands.max_open_911_per_user`."""
+
+    def __init__(self, open_calls: int) -> None:
+        super().__init__()
+        self.open_calls = open_calls
+
+
 class NotYourButtons(app_commands.CheckFailure):
     """A button of a reply meant for another member was pressed."""
 
@@ -51,6 +63,10 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     (app_commands.NoPrivateMessage, "Use this in the server: the dispatch commands do not work in direct messages."),
     (NotDispatcher, "Only dispatchers can do that (a dispatcher role, or Manage Server)."),
     (NotAllowedToCall, "Your roles do not allow filing 911 calls here. Ask an admin if that is wrong."),
+    (
+        BlockedFromCalling,
+        "You may not file 911 calls here: one of your roles blocks it. Ask an admin if that is wrong.",
+    ),
     (NotYourButtons, "These buttons belong to the member who ran the command."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
@@ -64,6 +80,11 @@ def user_message(error: BaseException) -> str:
         error = error.original
     if isinstance(error, cad.SonoranError):
         return sonoran_message(error)
+    if isinstance(error, TooManyOpenCalls):
+        return (
+            f"You already have {error.open_calls} open 911 call(s) in the CAD. Wait until dispatch has "
+            "handled them before filing another."
+        )
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
     if isinstance(error, app_commands.TransformerError):

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from .aliases import Interaction
-from .messages import NotAllowedToCall, NotDispatcher
+from .messages import BlockedFromCalling, NotAllowedToCall, NotDispatcher
 
 T = TypeVar("T")
 
@@ -65,7 +65,11 @@ def _dispatcher_check(interaction: Interaction) -> bool:
 
 
 def _caller_check(interaction: Interaction) -> bool:
-    if not may_call_911(interaction, interaction.client.settings.commands.caller_role_ids):
+    rules = interaction.client.settings.commands
+    member = interaction.user
+    if isinstance(member, discord.Member) and member_role_ids(member) & set(rules.blocked_role_ids):
+        raise BlockedFromCalling()  # before anything else: a block beats every grant
+    if not may_call_911(interaction, rules.caller_role_ids):
         raise NotAllowedToCall()
     return True
 
@@ -84,7 +88,8 @@ def dispatcher_command() -> Callable[[T], T]:
 
 
 def caller_command() -> Callable[[T], T]:
-    """For /911: in guilds only, and checked against `commands.caller_role_ids` when set."""
+    """For /911: in guilds only, and checked against `commands.blocked_role_ids` and (when set)
+    `commands.caller_role_ids`."""
 
     def decorate(command: T) -> T:
         command = app_commands.guild_only()(command)

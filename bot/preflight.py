@@ -221,7 +221,7 @@ async def discord_checks(settings: Settings) -> list[Check]:
         except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
             return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
         checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
-        if not settings.feeds and not settings.discord.guild_ids:
+        if not settings.feeds and not settings.discord.guild_ids and not settings.audit.channel_id:
             return checks
         session = asyncio.create_task(client.connect(reconnect=False), name="check-gateway")
         ready = asyncio.create_task(client.wait_until_ready(), name="check-ready")
@@ -247,20 +247,23 @@ async def discord_checks(settings: Settings) -> list[Check]:
             checks.append(_channel_check(client, feed.channel_id))
             if feed.ping_role_id:
                 checks.append(_ping_role_check(client, feed.channel_id, feed.ping_role_id))
+        if settings.audit.channel_id:
+            checks.append(_channel_check(client, settings.audit.channel_id, "audit channel"))
         return checks
     finally:
         await client.close()
 
 
-def _channel_check(client: discord.Client, channel_id: int) -> Check:
-    name = f"feed channel {channel_id}"
+def _channel_check(client: discord.Client, channel_id: int, what: str = "feed channel") -> Check:
+    name = f"{what} {channel_id}"
     channel = client.get_channel(channel_id)
     if not isinstance(channel, discord.abc.GuildChannel) or not isinstance(channel, discord.abc.Messageable):
         return Check(
             name,
             False,
             "the bot cannot see this channel",
-            "invite the bot to that server and give it View Channel there, or fix feeds[].channel_id",
+            "invite the bot to that server and give it View Channel there, or fix "
+            + ("audit.channel_id" if what == "audit channel" else "feeds[].channel_id"),
         )
     granted = channel.permissions_for(channel.guild.me)
     missing = missing_feed_permissions(granted)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import discord
@@ -11,8 +13,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.aliases import CallId, Interaction, ServerId
+from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord
+from bot.callboard import CallBoard
 from bot.core import DispatchBot
 from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind, clean, from_unix, plain
+from bot.messages import TooManyOpenCalls, user_message
 from bot.permissions import caller_command, dispatcher_command
 from bot.sonoran import CallList, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
 from bot.views import ConfirmView, Paginator, StaticPages
@@ -94,15 +99,73 @@ def _display_name(interaction: Interaction) -> str:
     return interaction.user.display_name
 
 
+class OpenCalls:
+    """How many of a member's own 911 calls are still in the CAD's 911 queue, from the call list
+    the bot already has (the metaData it writes names the member) plus the calls it filed since
+    that list was fetched. Never a CAD request."""
+
+    def __init__(self, board: CallBoard) -> None:
+        self.board = board
+        self._filed: dict[int, list[tuple[ServerId, CallId, float]]] = {}
+
+    def count(self, user_id: int, server_id: ServerId) -> int:
+        snapshot = self.board.latest(server_id)
+        listed = snapshot.calls.calls_911 if snapshot else []
+        mine = {c.call_id for c in listed if str(c.metadata.get("discordUserId", "")) == str(user_id)}
+        since = snapshot.fetched_at if snapshot else float("-inf")
+        recent = self._filed.get(user_id, [])
+        self._filed[user_id] = [f for f in recent if f[2] >= since]  # older ones are in the list, or gone
+        later = {call_id for server, call_id, at in self._filed[user_id] if server == server_id and at >= since}
+        return len(mine | later)
+
+    def filed(self, user_id: int, server_id: ServerId, call_id: CallId) -> None:
+        if len(self._filed) > 10_000:  # keep the map from growing on a big server
+            self._filed.clear()
+        self._filed.setdefault(user_id, []).append((server_id, call_id, time.monotonic()))
+
+
 class Dispatch(commands.Cog):
     """The dispatch desk: file, list, annotate, close and remove CAD calls."""
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
         self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
+        self.open_calls = OpenCalls(bot.board)
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
+
+    @contextlib.asynccontextmanager
+    async def _audited(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None = None
+    ) -> AsyncIterator[list[CallId | None]]:
+        """Records the write in the audit channel: done, failed (and why) or outcome unknown. The
+        block may set the call id it learns (`/911`) in the yielded list."""
+        call = [call_id]
+
+        def record(outcome: str, reason: str = "") -> None:
+            if self.bot.audit is not None:
+                self.bot.audit.record(
+                    AuditRecord(
+                        member_name=_display_name(interaction),
+                        member_id=interaction.user.id,
+                        action=action,
+                        server_id=server_id,
+                        outcome=outcome,
+                        call_id=call[0],
+                        reason=reason,
+                    )
+                )
+
+        try:
+            yield call
+        except OutcomeUnknown as error:
+            record(UNKNOWN, user_message(error))
+            raise
+        except SonoranError as error:
+            record(FAILED, user_message(error))
+            raise
+        record(DONE)
 
     # --- /911 ------------------------------------------------------------------------------------
     @app_commands.command(name="911", description="File an emergency (or civil) 911 call into the CAD")
@@ -124,6 +187,10 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         self.cooldowns.check(interaction.user.id)
+        server_id = self._server(server)
+        limit = self.bot.settings.commands.max_open_911_per_user
+        if limit and (open_calls := self.open_calls.count(interaction.user.id, server_id)) >= limit:
+            raise TooManyOpenCalls(open_calls)
         await interaction.response.defer(ephemeral=True, thinking=True)
         metadata = {
             "discordUserId": str(interaction.user.id),
@@ -132,19 +199,22 @@ class Dispatch(commands.Cog):
         }
         self.cooldowns.start(interaction.user.id)  # before the request: a timeout may still have filed it
         try:
-            call_id = await self.bot.sonoran.file_911(
-                caller=caller or _display_name(interaction),
-                location=location,
-                description=description,
-                emergency=emergency,
-                metadata=metadata,
-                server_id=self._server(server),
-            )
+            async with self._audited(interaction, "/911", server_id) as audited:
+                call_id = await self.bot.sonoran.file_911(
+                    caller=caller or _display_name(interaction),
+                    location=location,
+                    description=description,
+                    emergency=emergency,
+                    metadata=metadata,
+                    server_id=server_id,
+                )
+                audited[0] = call_id
         except OutcomeUnknown:
             raise
         except SonoranError:
             self.cooldowns.clear(interaction.user.id)  # known not filed: let them try again
             raise
+        self.open_calls.filed(interaction.user.id, server_id, call_id)
         kind = "Emergency" if emergency else "Civil"
         await interaction.followup.send(
             f"{kind} call #{call_id} filed at {clean(location, 200)}. Dispatch has been notified.",
@@ -195,9 +265,11 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.sonoran.add_note(
-            call_id, note, label=plain(_display_name(interaction), 64), server_id=self._server(server)
-        )
+        server_id = self._server(server)
+        async with self._audited(interaction, "/note", server_id, call_id):
+            await self.bot.sonoran.add_note(
+                call_id, note, label=plain(_display_name(interaction), 64), server_id=server_id
+            )
         await interaction.followup.send(f"Note added to call #{call_id}.", ephemeral=True, allowed_mentions=NO_PINGS)
 
     # --- /close ----------------------------------------------------------------------------------
@@ -216,7 +288,8 @@ class Dispatch(commands.Cog):
         what = clean(call_label(known), 150) if known else f"#{call_id}"
 
         async def close_it(_: Interaction) -> str:
-            await self.bot.sonoran.close_call(call_id, server_id=server_id)
+            async with self._audited(interaction, "/close", server_id, call_id):
+                await self.bot.sonoran.close_call(call_id, server_id=server_id)
             self.bot.board.forget(server_id, dispatch_call_id=call_id)
             return f"Call #{call_id} closed."
 
@@ -241,7 +314,8 @@ class Dispatch(commands.Cog):
     ) -> None:
         server_id = self._server(server)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.sonoran.remove_911(call_id, server_id=server_id)
+        async with self._audited(interaction, "/remove911", server_id, call_id):
+            await self.bot.sonoran.remove_911(call_id, server_id=server_id)
         await self.bot.store.record_removal(server_id, call_id, _display_name(interaction))
         self.bot.board.forget(server_id, emergency_call_id=call_id)
         await interaction.followup.send(f"911 call #{call_id} removed.", ephemeral=True, allowed_mentions=NO_PINGS)

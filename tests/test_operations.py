@@ -477,3 +477,10 @@ async def test_check_passes_a_mentionable_ping_role(cad: FakeCad, discord_api: F
         await gateway.close()
     assert "ok      ping role 4343: @Dispatch can be pinged in #dispatch-feed" in report
     assert "placeholders" not in report
+
+
+async def test_check_verifies_the_audit_channel(cad: FakeCad, gateway: FakeGateway) -> None:
+    report = lines(await run_checks(settings_for(cad, audit={"channel_id": FEED_CHANNEL})))
+    assert f"ok      audit channel {FEED_CHANNEL}: #dispatch-feed in Test RP" in report
+    report = lines(await run_checks(settings_for(cad, audit={"channel_id": 999})))
+    assert "PROBLEM audit channel 999: the bot cannot see this channel" in report and "audit.channel_id" in report

@@ -1,0 +1,139 @@
+"""The audit channel (`[audit] channel_id`): one embed per write made through the bot, and per
+refusal, with who (as text, pinging nobody), what, the call and server, and the outcome.
+
+Auditing never delays or blocks the action: `record()` only queues. A background task posts the
+queue in batches (10 embeds, 6,000 characters a message). A failing channel is logged once per
+change of state, and what it could not take waits (up to `BACKLOG` records, the oldest dropped
+first, counted) for the channel to work again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import discord
+
+from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
+from .sender import DISCORD_FAULTS, StateChanges
+from .sonoran.models import CallId, ServerId
+
+log = logging.getLogger(__name__)
+
+EMBEDS_PER_MESSAGE = 10
+BACKLOG = 1_000
+RETRY_SECONDS = 30.0
+GATHER_SECONDS = 1.0  # a record waits this long for others to share its message
+NO_PINGS = discord.AllowedMentions.none()
+DONE, REFUSED, FAILED, UNKNOWN = "done", "refused", "failed", "outcome unknown"
+COLOURS = {
+    DONE: discord.Colour.green(),
+    REFUSED: discord.Colour.orange(),
+    FAILED: discord.Colour.red(),
+    UNKNOWN: discord.Colour.gold(),
+}
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    member_name: str
+    member_id: int
+    action: str  # "/911", "/note", "/close", "/remove911"
+    server_id: ServerId
+    outcome: str  # DONE, REFUSED, FAILED or UNKNOWN
+    call_id: CallId | None = None
+    reason: str = ""  # why it was refused or failed, as the member was told
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+def audit_embed(record: AuditRecord) -> discord.Embed:
+    what = f"{record.action} call #{record.call_id}" if record.call_id is not None else record.action
+    embed = discord.Embed(title=f"{what}: {record.outcome}", colour=COLOURS.get(record.outcome))
+    embed.add_field(name="Member", value=f"{clean(record.member_name, 80)} ({record.member_id})", inline=True)
+    embed.add_field(name="Server", value=str(record.server_id), inline=True)
+    embed.add_field(name="When", value=timestamp(record.at, "f"), inline=True)
+    if record.reason:
+        embed.add_field(name="Why", value=clean(record.reason, 1000), inline=False)
+    return embed
+
+
+class AuditLog:
+    def __init__(self, client: discord.Client, channel_id: int) -> None:
+        self.client = client
+        self.channel_id = channel_id
+        self._queue: collections.deque[AuditRecord] = collections.deque(maxlen=BACKLOG)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._state = StateChanges()
+        self._lock = asyncio.Lock()  # one flush at a time: a record is posted once
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"AuditLog(channel={self.channel_id}, queued={len(self._queue)})"
+
+    def record(self, record: AuditRecord) -> None:
+        """Queues `record`; never waits, never raises."""
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(record)
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 2.0)  # what is queued, if the channel answers quickly
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def flush(self) -> bool:
+        """Posts what is queued, in batches; False when the channel failed (the rest stays queued)."""
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
+        while self._queue:
+            batch: list[discord.Embed] = []
+            size = 0
+            for record in list(self._queue)[:EMBEDS_PER_MESSAGE]:
+                embed = audit_embed(record)
+                if batch and size + embed_size(embed) > EMBED_TOTAL_LIMIT:
+                    break
+                batch.append(embed)
+                size += embed_size(embed)
+            try:
+                await self.client.get_partial_messageable(self.channel_id).send(embeds=batch, allowed_mentions=NO_PINGS)
+            except DISCORD_FAULTS as error:
+                self._changed(f"cannot post there: {type(error).__name__} {getattr(error, 'status', '')}".strip())
+                return False
+            for _ in batch:
+                self._queue.popleft()
+            self._changed("ok")
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(GATHER_SECONDS)
+            self._wake.clear()
+            if not await self.flush():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_SECONDS)
+                self._wake.set()
+
+    def _changed(self, state: str) -> None:
+        if self._state.change(self.channel_id, state) is None:
+            return
+        if state == "ok":
+            log.info("audit: channel %s works again", self.channel_id)
+        else:
+            log.warning("audit: channel %s: %s; records are kept until it works", self.channel_id, state)
