@@ -15,12 +15,13 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import discord
 
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
-from .sender import DISCORD_FAULTS, StateChanges
 from .sonoran.models import CallId, ServerId
+from .statechanges import DISCORD_FAULTS, StateChanges
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,26 @@ def audit_embed(record: AuditRecord) -> discord.Embed:
     if record.reason:
         embed.add_field(name="Why", value=clean(record.reason, 1000), inline=False)
     return embed
+
+
+def audit_refusal(
+    interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId | None, reason: str
+) -> None:
+    """A refused write (a slash command or a card click) goes to the audit channel, if there is one,
+    with the sentence the member was told."""
+    audit: AuditLog | None = getattr(interaction.client, "audit", None)
+    if audit is not None:
+        audit.record(
+            AuditRecord(
+                member_name=interaction.user.display_name,
+                member_id=interaction.user.id,
+                action=action,
+                server_id=server_id,
+                outcome=REFUSED,
+                call_id=call_id,
+                reason=reason,
+            )
+        )
 
 
 class AuditLog:

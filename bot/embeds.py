@@ -179,6 +179,7 @@ def dispatch_embed(
     first_seen: dt.datetime,
     closed: bool = False,
     ended_at: dt.datetime | None = None,
+    closed_by: str | None = None,
 ) -> discord.Embed:
     closed = closed or call.status == CallStatus.CLOSED
     heading = f"Dispatch call #{call.call_id}: {clean(call.title or call.code, 200, empty='untitled')}"
@@ -194,6 +195,8 @@ def dispatch_embed(
         embed.add_field(name="Postal", value=clean(call.postal, 50), inline=True)
     embed.add_field(name="Priority", value=PRIORITY_LABELS.get(call.priority, str(call.priority)), inline=True)
     status = "Closed" if closed else CallStatus.label(call.status)
+    if closed and closed_by:
+        status += f" by {clean(closed_by, 100)}"
     if closed and ended_at:
         status += f" {timestamp(ended_at)}"
     embed.add_field(name="Status", value=status, inline=True)

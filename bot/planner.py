@@ -108,7 +108,13 @@ def revivals(book: Book, calls: CallList, rules: FeedRules) -> list[PostKey]:
 
 
 def plan_snapshot(
-    book: Book, calls: CallList, rules: FeedRules, *, now: float, removed_by: Mapping[CallId, str]
+    book: Book,
+    calls: CallList,
+    rules: FeedRules,
+    *,
+    now: float,
+    removed_by: Mapping[CallId, str],
+    closed_by: Mapping[CallId, str] | None = None,
 ) -> Plan:
     """A whole call list from a poll: every open post is brought in line with it, and every
     listed call the channel never had is new."""
@@ -132,7 +138,7 @@ def plan_snapshot(
         elif kind is PostKind.CALL_911:
             _end_911(plan, post, removed_by, answered, now=now)
         else:
-            _update(plan, post, PostState.CLOSED, closed.get(call_id), now=now)
+            _close(plan, post, closed.get(call_id), closed_by or {}, now=now)
     fresh_911 = [c for c in calls.calls_911 if (PostKind.CALL_911, c.call_id) not in book.known]
     fresh_dispatch = [c for c in calls.active if (PostKind.DISPATCH, c.call_id) not in book.known]
     _new(plan, rules, fresh_911, fresh_dispatch, now=now)
@@ -147,6 +153,7 @@ def plan_event(
     now: float,
     removed_by: Mapping[CallId, str],
     answered: set[CallId],
+    closed_by: Mapping[CallId, str] | None = None,
 ) -> Plan:
     """One push event. Idempotent: the same event twice plans nothing the second time. A call the
     channel had and finished with is never brought back by an event (a late duplicate); the poll
@@ -167,7 +174,7 @@ def plan_event(
         for call_id in event.call_ids:
             post = _open_active(book, PostKind.DISPATCH, call_id)
             if post is not None:
-                _update(plan, post, PostState.CLOSED, None, now=now)
+                _close(plan, post, None, closed_by or {}, now=now)
     elif isinstance(event, NoteAdded):
         post = _open_active(book, PostKind.DISPATCH, event.call_id)
         if post is not None:
@@ -238,6 +245,11 @@ def _end_911(plan: Plan, post: Post, removed_by: Mapping[CallId, str], answered:
         _update(plan, post, PostState.REMOVED, None, now=now, extra={"removed_by": who})
     else:
         _update(plan, post, PostState.ANSWERED if post.call_id in answered else PostState.REMOVED, None, now=now)
+
+
+def _close(plan: Plan, post: Post, call: DispatchCall | None, closed_by: Mapping[CallId, str], *, now: float) -> None:
+    who = closed_by.get(post.call_id)
+    _update(plan, post, PostState.CLOSED, call, now=now, extra={"closed_by": who} if who else None)
 
 
 def _update(

@@ -10,15 +10,14 @@ call never holds up the channel. After every send, what the message really shows
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-import aiohttp
 import discord
 
+from .cards import card_view
 from .config import FeedSettings
 from .embeds import (
     EMBED_TOTAL_LIMIT,
@@ -33,6 +32,7 @@ from .embeds import (
 from .permissions import FEED_PERMISSIONS, missing_feed_permissions
 from .posts import Post, PostKind, PostState
 from .sonoran import DispatchCall, EmergencyCall
+from .statechanges import DISCORD_FAULTS, StateChanges
 from .store import Store
 
 log = logging.getLogger("cogs.feed")
@@ -40,7 +40,6 @@ log = logging.getLogger("cogs.feed")
 EMBEDS_PER_MESSAGE = 10
 REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
 NO_PINGS = discord.AllowedMentions.none()
-DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 def render(post: Post) -> discord.Embed:
@@ -61,6 +60,7 @@ def render(post: Post) -> discord.Embed:
         first_seen=first_seen,
         closed=post.state is PostState.CLOSED,
         ended_at=ended,
+        closed_by=post.data.get("closed_by"),
     )
 
 
@@ -106,20 +106,6 @@ def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) 
     return hashlib.sha1(text.encode()).hexdigest()[:25]
 
 
-class StateChanges:
-    """The last known state of each server or channel, so that the log gets one line per change
-    rather than one per poll. Starting out "ok" is not a change worth a line."""
-
-    def __init__(self) -> None:
-        self._states: dict[int, str] = {}
-
-    def change(self, key: int, state: str) -> str | None:
-        """Records `state`; returns it when that is news, else None."""
-        previous = self._states.get(key, "ok")
-        self._states[key] = state
-        return state if state != previous else None
-
-
 class Sender:
     def __init__(self, client: discord.Client, store: Store) -> None:
         self.client = client
@@ -155,7 +141,9 @@ class Sender:
         message = self.client.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
         try:
             try:
-                await message.edit(embeds=fit_embeds([render(p) for p in posts]), allowed_mentions=NO_PINGS)
+                await message.edit(
+                    embeds=fit_embeds([render(p) for p in posts]), view=card_view(posts), allowed_mentions=NO_PINGS
+                )
             except discord.HTTPException as error:
                 if error.status not in REFUSED_FOR_GOOD:
                     raise
@@ -166,7 +154,9 @@ class Sender:
                     error.status,
                     error.text[:200],
                 )
-                await message.edit(embeds=[stand_in(p) for p in posts], allowed_mentions=NO_PINGS)
+                await message.edit(
+                    embeds=[stand_in(p) for p in posts], view=card_view(posts), allowed_mentions=NO_PINGS
+                )
         except discord.NotFound:
             # Someone deleted the post on purpose: respect that, do not post those calls again.
             log.info("feed: message %s in channel %s was deleted; not editing it again", message_id, feed.channel_id)
@@ -187,6 +177,7 @@ class Sender:
         return await channel.send(
             content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
             embeds=embeds,
+            view=card_view(posts) or discord.utils.MISSING,
             nonce=posts[0].batch,
             allowed_mentions=(
                 discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])

@@ -54,6 +54,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (server_id, call_id)
     );
     """,
+    # 2: who closed which dispatch call through the bot (shown on its feed post)
+    """
+    CREATE TABLE IF NOT EXISTS closures (
+        server_id   INTEGER NOT NULL,
+        call_id     INTEGER NOT NULL,
+        closed_by   TEXT    NOT NULL,
+        closed_at   REAL    NOT NULL,
+        PRIMARY KEY (server_id, call_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -101,6 +111,7 @@ class Store:
         # who removed which 911 call through the bot, per server: read on every feed cycle, so kept
         # in memory (written through) rather than queried
         self._removals: dict[int, dict[int, str]] = {}
+        self._closures: dict[int, dict[int, str]] = {}
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -124,7 +135,7 @@ class Store:
             await db.close()  # else aiosqlite's worker thread keeps the process alive forever
             raise error if isinstance(error, StateFileError) else _explain(path, error) from None
         store = cls(db, path)
-        await store._load_removals()
+        await store._load_actions()
         return store
 
     async def close(self) -> None:
@@ -279,8 +290,9 @@ class Store:
             "DELETE FROM posts WHERE ended_at IS NOT NULL AND ended_at < ? AND shown = version", (older_than,)
         )
         await self._db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
+        await self._db.execute("DELETE FROM closures WHERE closed_at < ?", (older_than,))
         await self._db.commit()
-        await self._load_removals()
+        await self._load_actions()
         return cursor.rowcount
 
     # --- removals (who used /remove911) ----------------------------------------------------------
@@ -295,11 +307,26 @@ class Store:
         """Who removed which 911 call of this server through the bot (from memory)."""
         return self._removals.get(server_id, {})
 
-    async def _load_removals(self) -> None:
-        self._removals = {}
-        async with self._db.execute("SELECT server_id, call_id, removed_by FROM removals") as cursor:
-            for server_id, call_id, removed_by in await cursor.fetchall():
-                self._removals.setdefault(server_id, {})[call_id] = str(removed_by)
+    async def record_closure(self, server_id: int, call_id: int, closed_by: str) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO closures VALUES (?, ?, ?, ?)", (server_id, call_id, closed_by, time.time())
+        )
+        await self._db.commit()
+        self._closures.setdefault(server_id, {})[call_id] = closed_by
+
+    def closures(self, server_id: int) -> Mapping[int, str]:
+        """Who closed which dispatch call of this server through the bot (from memory)."""
+        return self._closures.get(server_id, {})
+
+    async def _load_actions(self) -> None:
+        self._removals, self._closures = {}, {}
+        for table, column, into in (
+            ("removals", "removed_by", self._removals),
+            ("closures", "closed_by", self._closures),
+        ):
+            async with self._db.execute(f"SELECT server_id, call_id, {column} FROM {table}") as cursor:
+                for server_id, call_id, who in await cursor.fetchall():
+                    into.setdefault(server_id, {})[call_id] = str(who)
 
     async def removed_by(self, server_id: int, call_id: int) -> str | None:
         async with self._db.execute(

@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 
 from .aliases import Interaction
-from .audit import REFUSED, AuditRecord
+from .audit import audit_refusal
 from .messages import user_message
 from .sonoran import ConfigurationProblem, SonoranError
 
@@ -62,27 +62,16 @@ class DispatchTree(app_commands.CommandTree[Any]):
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
         name = interaction.command.qualified_name if interaction.command else "interaction"
         if name in AUDITED_COMMANDS and isinstance(error, (app_commands.CheckFailure, app_commands.CommandOnCooldown)):
-            audit_refusal(interaction, f"/{name}", error)
+            server = getattr(interaction.namespace, "server", None)
+            call_id = getattr(interaction.namespace, "call_id", None)
+            audit_refusal(
+                interaction,
+                f"/{name}",
+                server if isinstance(server, int) else interaction.client.settings.sonoran.server_id,
+                call_id if isinstance(call_id, int) else None,
+                user_message(error),
+            )
         await report_error(interaction, error, f"/{name}")
 
 
 AUDITED_COMMANDS = frozenset({"911", "note", "close", "remove911"})  # the commands that write to the CAD
-
-
-def audit_refusal(interaction: Interaction, action: str, error: BaseException) -> None:
-    """A refused write goes to the audit channel, with the sentence the member was told."""
-    audit = interaction.client.audit
-    if audit is None:
-        return
-    server = getattr(interaction.namespace, "server", None)
-    audit.record(
-        AuditRecord(
-            member_name=interaction.user.display_name,
-            member_id=interaction.user.id,
-            action=action,
-            server_id=server if isinstance(server, int) else interaction.client.settings.sonoran.server_id,
-            outcome=REFUSED,
-            call_id=getattr(interaction.namespace, "call_id", None),
-            reason=user_message(error),
-        )
-    )

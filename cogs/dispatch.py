@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 import discord
@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.aliases import CallId, Interaction, ServerId
 from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord
 from bot.callboard import CallBoard
+from bot.cards import CardButton, CardPicker
 from bot.core import DispatchBot
 from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind, clean, from_unix, plain
 from bot.messages import TooManyOpenCalls, user_message
@@ -131,6 +132,14 @@ class Dispatch(commands.Cog):
         self.bot = bot
         self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
         self.open_calls = OpenCalls(bot.board)
+
+    async def cog_load(self) -> None:
+        # the feed cards' buttons and menus, routed by their custom_id: they work on posts from
+        # before a restart, and no view is kept per message
+        self.bot.add_dynamic_items(CardButton, CardPicker)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(CardButton, CardPicker)
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
@@ -265,12 +274,8 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        server_id = self._server(server)
-        async with self._audited(interaction, "/note", server_id, call_id):
-            await self.bot.sonoran.add_note(
-                call_id, note, label=plain(_display_name(interaction), 64), server_id=server_id
-            )
-        await interaction.followup.send(f"Note added to call #{call_id}.", ephemeral=True, allowed_mentions=NO_PINGS)
+        text = await self.add_note(interaction, "/note", self._server(server), call_id, note)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # --- /close ----------------------------------------------------------------------------------
     @app_commands.command(name="close", description="Close a dispatch call (asks for confirmation)")
@@ -282,25 +287,7 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        server_id = self._server(server)
-        snapshot = self.bot.board.peek(server_id)
-        known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
-        what = clean(call_label(known), 150) if known else f"#{call_id}"
-
-        async def close_it(_: Interaction) -> str:
-            async with self._audited(interaction, "/close", server_id, call_id):
-                await self.bot.sonoran.close_call(call_id, server_id=server_id)
-            self.bot.board.forget(server_id, dispatch_call_id=call_id)
-            return f"Call #{call_id} closed."
-
-        view = ConfirmView(interaction.user.id, close_it, confirm_label=f"Close call #{call_id}")
-        await interaction.response.send_message(
-            f"Close dispatch call {what}? This cannot be undone from Discord.",
-            view=view,
-            ephemeral=True,
-            allowed_mentions=NO_PINGS,
-        )
-        view.message = await interaction.original_response()
+        await self.confirm_close(interaction, "/close", self._server(server), call_id)
 
     # --- /remove911 ------------------------------------------------------------------------------
     @app_commands.command(name="remove911", description="Remove a 911 call from the CAD")
@@ -312,13 +299,65 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        server_id = self._server(server)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        async with self._audited(interaction, "/remove911", server_id, call_id):
+        text = await self.remove_911(interaction, "/remove911", self._server(server), call_id)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+    # --- the writes, shared by the slash commands and the feed cards -------------------------------
+    async def add_note(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, note: str
+    ) -> str:
+        async with self._audited(interaction, action, server_id, call_id):
+            label = plain(_display_name(interaction), 64)
+            await self.bot.sonoran.add_note(call_id, note, label=label, server_id=server_id)
+        return f"Note added to call #{call_id}."
+
+    async def remove_911(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        async with self._audited(interaction, action, server_id, call_id):
             await self.bot.sonoran.remove_911(call_id, server_id=server_id)
         await self.bot.store.record_removal(server_id, call_id, _display_name(interaction))
         self.bot.board.forget(server_id, emergency_call_id=call_id)
-        await interaction.followup.send(f"911 call #{call_id} removed.", ephemeral=True, allowed_mentions=NO_PINGS)
+        return f"911 call #{call_id} removed."
+
+    async def close_dispatch(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        async with self._audited(interaction, action, server_id, call_id):
+            await self.bot.sonoran.close_call(call_id, server_id=server_id)
+        await self.bot.store.record_closure(server_id, call_id, _display_name(interaction))
+        self.bot.board.forget(server_id, dispatch_call_id=call_id)
+        return f"Call #{call_id} closed."
+
+    async def confirm_close(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
+        """Asks (ephemerally) before closing: the close runs on Confirm."""
+        snapshot = self.bot.board.peek(server_id)
+        known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
+        what = clean(call_label(known), 150) if known else f"#{call_id}"
+        await self._confirm(
+            interaction,
+            f"Close dispatch call {what}?",
+            f"Close call #{call_id}",
+            lambda: self.close_dispatch(interaction, action, server_id, call_id),
+        )
+
+    async def confirm_remove(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
+        """Asks (ephemerally) before removing a 911 call: the removal runs on Confirm."""
+        await self._confirm(
+            interaction,
+            f"Remove 911 call #{call_id} from the CAD?",
+            f"Remove call #{call_id}",
+            lambda: self.remove_911(interaction, action, server_id, call_id),
+        )
+
+    async def _confirm(
+        self, interaction: Interaction, question: str, label: str, write: Callable[[], Awaitable[str]]
+    ) -> None:
+        async def confirmed(_: Interaction) -> str:
+            return await write()
+
+        view = ConfirmView(interaction.user.id, confirmed, confirm_label=label)
+        await interaction.response.send_message(
+            f"{question} This cannot be undone from Discord.", view=view, ephemeral=True, allowed_mentions=NO_PINGS
+        )
+        view.message = await interaction.original_response()
 
     # --- autocomplete ----------------------------------------------------------------------------
     def _choices(

@@ -31,12 +31,13 @@ from bot.callboard import Snapshot
 from bot.config import FeedSettings
 from bot.core import DispatchBot
 from bot.planner import Book, FeedRules, Plan, answered_911, pending, plan_event, plan_snapshot, revivals
-from bot.posts import Post, PostKey, content_version
+from bot.posts import Post, PostKey, PostKind, PostState, content_version
 from bot.push import PushListener
 from bot.push_ws import PushSessions
-from bot.sender import Sender, StateChanges, batches
-from bot.sonoran import CallList, RateLimited, ServerId, SonoranError
+from bot.sender import Sender, batches
+from bot.sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
 from bot.sonoran.events import Event
+from bot.statechanges import StateChanges
 
 __all__ = ["Feed", "content_version"]
 
@@ -197,7 +198,15 @@ class Feed(commands.Cog):
         wanted = revivals(book, calls, rules)
         if wanted:  # rare: a call whose post ended is listed again; its row comes back from disk
             book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
-        plan = plan_snapshot(book, calls, rules, now=time.time(), removed_by=self.bot.store.removals(feed.server_id))
+        store = self.bot.store
+        plan = plan_snapshot(
+            book,
+            calls,
+            rules,
+            now=time.time(),
+            removed_by=store.removals(feed.server_id),
+            closed_by=store.closures(feed.server_id),
+        )
         await self._store(feed, book, plan)
         book.last_snapshot = calls
         await self._deliver(feed, book)
@@ -234,11 +243,18 @@ class Feed(commands.Cog):
                 snapshot = self.bot.board.latest(server_id)
                 answered = answered_911(snapshot.calls) if snapshot else set()
                 removed_by = self.bot.store.removals(server_id)
+                closed_by = self.bot.store.closures(server_id)
                 for feed in self._feeds_of(server_id):
                     book = await self._book(feed)
                     for event in events:
                         plan = plan_event(
-                            book, event, rules_of(feed), now=time.time(), removed_by=removed_by, answered=answered
+                            book,
+                            event,
+                            rules_of(feed),
+                            now=time.time(),
+                            removed_by=removed_by,
+                            answered=answered,
+                            closed_by=closed_by,
                         )
                         book.remember(event)
                         if plan:
@@ -267,6 +283,22 @@ class Feed(commands.Cog):
         await self.bot.store.update(changed)
         await self.bot.store.add_batch(new)
         book.apply(new)
+
+    async def call_state(
+        self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
+    ) -> PostState | None:
+        """How this channel shows the call: its post's state, or None when it never showed it."""
+        feed = next((f for f in self._feeds_of(server_id) if f.channel_id == channel_id), None)
+        if feed is None:
+            return None
+        async with self._lock:
+            book = await self._book(feed)
+            post = book.open.get((kind, call_id))
+            if post is not None:
+                return post.state
+            if (kind, call_id) not in book.known:
+                return None
+        return PostState.CLOSED if kind is PostKind.DISPATCH else PostState.REMOVED  # ended, and shown so
 
     # --- the book, the store, Discord ------------------------------------------------------------
     def _feeds_of(self, server_id: ServerId) -> list[FeedSettings]:

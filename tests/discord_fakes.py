@@ -409,18 +409,58 @@ def autocomplete(
 
 
 def button(
-    custom_id: str, message_id: str, *, user_id: str = USER_ID, permissions: int = MANAGE_GUILD
+    custom_id: str,
+    message_id: str,
+    *,
+    user_id: str = USER_ID,
+    permissions: int = MANAGE_GUILD,
+    message: dict[str, Any] | None = None,
+    roles: list[str] | None = None,
 ) -> dict[str, Any]:
-    payload = _base(
-        3,
-        {"custom_id": custom_id, "component_type": 2},
+    """A click on a button of `message` (default: an ephemeral reply with that id)."""
+    return _component({"custom_id": custom_id, "component_type": 2}, message_id, user_id, permissions, message, roles)
+
+
+def select(
+    custom_id: str,
+    values: list[str],
+    message_id: str,
+    *,
+    user_id: str = USER_ID,
+    permissions: int = MANAGE_GUILD,
+    message: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A choice in a string select menu of `message`."""
+    data = {"custom_id": custom_id, "component_type": 3, "values": values}
+    return _component(data, message_id, user_id, permissions, message, None)
+
+
+def modal_submit(
+    custom_id: str, values: dict[str, str], *, user_id: str = USER_ID, permissions: int = MANAGE_GUILD
+) -> dict[str, Any]:
+    """A submitted modal: `values` maps each text input's custom_id to what was typed."""
+    rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
+    return _base(
+        5,
+        {"custom_id": custom_id, "components": rows},
         dm=False,
         roles=[],
         permissions=permissions,
         user_id=user_id,
         nick=None,
     )
-    payload["message"] = message_payload(CHANNEL_ID, "", flags=EPHEMERAL) | {"id": message_id}
+
+
+def _component(
+    data: dict[str, Any],
+    message_id: str,
+    user_id: str,
+    permissions: int,
+    message: dict[str, Any] | None,
+    roles: list[str] | None,
+) -> dict[str, Any]:
+    payload = _base(3, data, dm=False, roles=roles or [], permissions=permissions, user_id=user_id, nick=None)
+    payload["message"] = message or (message_payload(CHANNEL_ID, "", flags=EPHEMERAL) | {"id": message_id})
     return payload
 
 
@@ -429,7 +469,9 @@ async def dispatch_interaction(bot: Any, payload: dict[str, Any]) -> None:
 
     def ours(task: asyncio.Task[Any]) -> bool:
         name = task.get_name()
-        return name == "CommandTree-invoker" or name.startswith("discord-ui-view-dispatch-")
+        return name == "CommandTree-invoker" or name.startswith(
+            ("discord-ui-view-dispatch-", "discord-ui-dynamic-item-", "discord-ui-modal-dispatch-")
+        )
 
     before = {t for t in asyncio.all_tasks() if ours(t)}
     bot._connection.parse_interaction_create(payload)

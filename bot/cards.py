@@ -1,0 +1,237 @@
+"""Feed posts as a dispatch desk: the components on each feed message, and what a click does.
+
+A message about one active call carries that call's buttons: **Remove** for a 911 call, **Note**
+and **Close** for a dispatch call. A message about several carries a select menu of its active
+calls; choosing one opens an ephemeral panel with that call's buttons. So any call is at most two
+clicks away. A message whose calls have all ended carries nothing.
+
+The components are persistent without any view kept in memory: each is a discord.py `DynamicItem`
+whose `custom_id` holds the action, the CAD server and the call (`card:close:1:77`), registered
+when the Dispatch cog loads, so a click on a post from before a restart still works. Every click
+and every modal submit is checked like the matching slash command (a crafted interaction can
+press a button the member never saw), and a call that ended meanwhile is never acted on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import discord
+
+from .aliases import Interaction
+from .audit import audit_refusal
+from .embeds import call_label, truncate
+from .messages import NotDispatcher, user_message
+from .permissions import is_dispatcher
+from .posts import Post, PostKind, PostState
+from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
+from .tree import reply_ephemeral, report_error
+
+if TYPE_CHECKING:
+    from .core import DispatchBot
+
+NOTE_LIMIT = 1000  # as /note
+LABELS = {"remove": "Remove", "note": "Note", "close": "Close"}
+ACTIONS: dict[PostKind, tuple[str, ...]] = {PostKind.CALL_911: ("remove",), PostKind.DISPATCH: ("note", "close")}
+KIND_OF_ACTION = {"remove": PostKind.CALL_911, "note": PostKind.DISPATCH, "close": PostKind.DISPATCH}
+NO_PINGS = discord.AllowedMentions.none()
+
+
+class Desk(Protocol):
+    """What a click needs from the Dispatch cog (the same writes as the slash commands)."""
+
+    async def add_note(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, note: str
+    ) -> str: ...
+
+    async def confirm_close(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId
+    ) -> None: ...
+
+    async def confirm_remove(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId
+    ) -> None: ...
+
+
+class Shown(Protocol):
+    """What a click needs from the Feed cog: is the call shown in this channel, and still active?"""
+
+    async def call_state(
+        self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
+    ) -> PostState | None: ...
+
+
+# --- the components of a feed message --------------------------------------------------------------
+def card_view(posts: Sequence[Post]) -> discord.ui.View | None:
+    """The components for a message showing `posts` (one kind, one server); None when no call in it
+    is active any more (an edit with None removes them)."""
+    active = [post for post in posts if post.state is PostState.ACTIVE]
+    if not active:
+        return None
+    view = discord.ui.View(timeout=None)
+    if len(active) == 1:
+        (post,) = active
+        for action in ACTIONS[post.kind]:
+            view.add_item(CardButton(action, post.server_id, post.call_id))
+    else:
+        first = active[0]
+        options = [discord.SelectOption(label=truncate(_label(post), 100), value=str(post.call_id)) for post in active]
+        view.add_item(CardPicker(first.kind, first.server_id, options))
+    view.stop()  # clicks are routed by the dynamic items: nothing is kept in memory per message
+    return view
+
+
+def _label(post: Post) -> str:
+    model = EmergencyCall if post.kind is PostKind.CALL_911 else DispatchCall
+    return call_label(model.model_validate(post.data["call"]))
+
+
+def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId) -> discord.ui.View:
+    """The buttons of one call, for the ephemeral panel a select menu opens."""
+    view = discord.ui.View(timeout=None)
+    for action in ACTIONS[kind]:
+        view.add_item(CardButton(action, server_id, call_id))
+    view.stop()
+    return view
+
+
+# --- the persistent items ------------------------------------------------------------------------------
+class CardButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"card:(?P<action>remove|note|close):(?P<server>[0-9]{1,10}):(?P<call>[0-9]{1,18})",
+):
+    def __init__(self, action: str, server_id: ServerId, call_id: CallId) -> None:
+        style = discord.ButtonStyle.secondary if action == "note" else discord.ButtonStyle.danger
+        super().__init__(
+            discord.ui.Button(label=LABELS[action], style=style, custom_id=f"card:{action}:{server_id}:{call_id}")
+        )
+        self.action = action
+        self.server_id = server_id
+        self.call_id = call_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CardButton:
+        return cls(match["action"], int(match["server"]), int(match["call"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await act(interaction, self.action, self.server_id, self.call_id)
+        except Exception as error:  # the same readable, ephemeral answer as a slash command's
+            await report_error(interaction, error, f"card {self.action}")
+
+
+class CardPicker(
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"card:pick:(?P<kind>911|dispatch):(?P<server>[0-9]{1,10})",
+):
+    def __init__(self, kind: PostKind, server_id: ServerId, options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"card:pick:{kind}:{server_id}",
+                placeholder="Act on one of these calls…",
+                options=options or [discord.SelectOption(label="call", value="0")],
+            )
+        )
+        self.kind = kind
+        self.server_id = server_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CardPicker:
+        return cls(PostKind(match["kind"]), int(match["server"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        values = self.item.values  # discord.py fills them in from the interaction
+        chosen = values[0] if values else ""
+        if not chosen.isdigit():
+            await reply_ephemeral(interaction, "Choose a call from the list.")
+            return
+        call_id = int(chosen)
+        try:
+            if not await _may_act(interaction, f"card {self.kind} call", self.kind, self.server_id, call_id):
+                return
+            await interaction.response.send_message(
+                f"Call #{call_id}: what should be done?",
+                view=panel_view(self.kind, self.server_id, call_id),
+                ephemeral=True,
+                allowed_mentions=NO_PINGS,
+            )
+        except Exception as error:
+            await report_error(interaction, error, "card select")
+
+
+class NoteModal(discord.ui.Modal):
+    note: discord.ui.TextInput[Any] = discord.ui.TextInput(
+        label="Note", style=discord.TextStyle.paragraph, min_length=1, max_length=NOTE_LIMIT
+    )
+
+    def __init__(self, server_id: ServerId, call_id: CallId) -> None:
+        super().__init__(title=f"Note on call #{call_id}", custom_id=f"card:notemodal:{server_id}:{call_id}")
+        self.server_id = server_id
+        self.call_id = call_id
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        # checked again: rights and calls can change while the modal is open
+        if not await _may_act(interaction, "card Note", PostKind.DISPATCH, self.server_id, self.call_id):
+            return
+        if not self.note.value.strip():  # Discord's client enforces min_length; a crafted submit may not
+            await reply_ephemeral(interaction, "The note is empty: nothing was added.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await _desk(interaction).add_note(
+            interaction, "card Note", self.server_id, self.call_id, self.note.value
+        )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+    async def on_error(  # type: ignore[override, unused-ignore]
+        self, interaction: discord.Interaction[Any], error: Exception, /
+    ) -> None:
+        await report_error(interaction, error, "card note")
+
+
+# --- what a click does -------------------------------------------------------------------------------------
+async def act(interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId) -> None:
+    label = f"card {LABELS[action]}"
+    if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id):
+        return
+    desk = _desk(interaction)
+    if action == "note":
+        await interaction.response.send_modal(NoteModal(server_id, call_id))
+    elif action == "close":
+        await desk.confirm_close(interaction, label, server_id, call_id)
+    else:
+        await desk.confirm_remove(interaction, label, server_id, call_id)
+
+
+async def _may_act(
+    interaction: discord.Interaction[Any], action: str, kind: PostKind, server_id: ServerId, call_id: CallId
+) -> bool:
+    """The member may do this to this call here, or has been told why not (and refusals audited)."""
+    bot: DispatchBot = interaction.client
+    if not is_dispatcher(interaction, bot.settings.commands.dispatcher_role_ids):
+        audit_refusal(interaction, action, server_id, call_id, user_message(NotDispatcher()))
+        await reply_ephemeral(interaction, user_message(NotDispatcher()))
+        return False
+    feed: Shown | None = bot.get_cog("Feed")  # type: ignore[assignment]
+    state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
+    if state is None:  # never shown in this channel: a crafted interaction
+        reason = f"Call #{call_id} is not shown in this channel."
+        audit_refusal(interaction, action, server_id, call_id, reason)
+        await reply_ephemeral(interaction, reason)
+        return False
+    if state is not PostState.ACTIVE:
+        await reply_ephemeral(interaction, f"Call #{call_id} is no longer active.")
+        return False
+    return True
+
+
+def _desk(interaction: discord.Interaction[Any]) -> Desk:
+    desk: Desk | None = interaction.client.get_cog("Dispatch")
+    if desk is None:
+        raise RuntimeError("the Dispatch cog is not loaded")
+    return desk
