@@ -297,26 +297,27 @@ class Store:
 
     # --- removals (who used /remove911) ----------------------------------------------------------
     async def record_removal(self, server_id: int, call_id: int, removed_by: str) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO removals VALUES (?, ?, ?, ?)", (server_id, call_id, removed_by, time.time())
-        )
-        await self._db.commit()
-        self._removals.setdefault(server_id, {})[call_id] = removed_by
+        await self._record("removals", self._removals, server_id, call_id, removed_by)
 
     def removals(self, server_id: int) -> Mapping[int, str]:
         """Who removed which 911 call of this server through the bot (from memory)."""
         return self._removals.get(server_id, {})
 
     async def record_closure(self, server_id: int, call_id: int, closed_by: str) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO closures VALUES (?, ?, ?, ?)", (server_id, call_id, closed_by, time.time())
-        )
-        await self._db.commit()
-        self._closures.setdefault(server_id, {})[call_id] = closed_by
+        await self._record("closures", self._closures, server_id, call_id, closed_by)
 
     def closures(self, server_id: int) -> Mapping[int, str]:
         """Who closed which dispatch call of this server through the bot (from memory)."""
         return self._closures.get(server_id, {})
+
+    async def _record(
+        self, table: str, into: dict[int, dict[int, str]], server_id: int, call_id: int, who: str
+    ) -> None:
+        await self._db.execute(
+            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)", (server_id, call_id, who, time.time())
+        )
+        await self._db.commit()
+        into.setdefault(server_id, {})[call_id] = who
 
     async def _load_actions(self) -> None:
         self._removals, self._closures = {}, {}

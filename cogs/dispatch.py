@@ -313,18 +313,27 @@ class Dispatch(commands.Cog):
         return f"Note added to call #{call_id}."
 
     async def remove_911(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
-        async with self._audited(interaction, action, server_id, call_id):
-            await self.bot.sonoran.remove_911(call_id, server_id=server_id)
-        await self.bot.store.record_removal(server_id, call_id, _display_name(interaction))
-        self.bot.board.forget(server_id, emergency_call_id=call_id)
+        await self._end(interaction, action, server_id, call_id, is_911=True)
         return f"911 call #{call_id} removed."
 
     async def close_dispatch(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
-        async with self._audited(interaction, action, server_id, call_id):
-            await self.bot.sonoran.close_call(call_id, server_id=server_id)
-        await self.bot.store.record_closure(server_id, call_id, _display_name(interaction))
-        self.bot.board.forget(server_id, dispatch_call_id=call_id)
+        await self._end(interaction, action, server_id, call_id, is_911=False)
         return f"Call #{call_id} closed."
+
+    async def _end(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, is_911: bool
+    ) -> None:
+        """Removes a 911 call or closes a dispatch call; remembers who, for the feed card; and drops
+        it from the cached list, so that menus stop offering it before the next poll."""
+        async with self._audited(interaction, action, server_id, call_id):
+            end = self.bot.sonoran.remove_911 if is_911 else self.bot.sonoran.close_call
+            await end(call_id, server_id=server_id)
+        remember = self.bot.store.record_removal if is_911 else self.bot.store.record_closure
+        await remember(server_id, call_id, _display_name(interaction))
+        if is_911:
+            self.bot.board.forget(server_id, emergency_call_id=call_id)
+        else:
+            self.bot.board.forget(server_id, dispatch_call_id=call_id)
 
     async def confirm_close(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
         """Asks (ephemerally) before closing: the close runs on Confirm."""
