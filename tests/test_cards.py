@@ -20,6 +20,7 @@ from .discord_fakes import (
     message_payload,
     modal_submit,
     select,
+    snowflake,
 )
 from .fake_cad import FakeCad
 from .test_feed import feed_of, posts
@@ -67,8 +68,11 @@ def with_button(message: dict[str, Any], custom_id: str) -> dict[str, Any]:
 async def confirm(bot: DispatchBot, discord_api: FakeDiscord) -> None:
     question = replies(discord_api)[-1]
     assert question["data"]["flags"] & 64  # ephemeral
-    message_id = [m for m in bot._connection._view_store._synced_message_views][-1]
-    await dispatch_interaction(bot, button("confirm:yes", str(message_id)))
+    # discord.py 2.7 binds the question's view to its message; 2.5 keeps a view sent in answer to a
+    # component unbound, so any message id reaches it there
+    synced = list(bot._connection._view_store._synced_message_views)
+    message_id = str(synced[-1]) if synced else snowflake()
+    await dispatch_interaction(bot, button("confirm:yes", message_id))
 
 
 # --- what each post carries --------------------------------------------------------------------------
