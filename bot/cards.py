@@ -24,7 +24,7 @@ from .aliases import Interaction
 from .audit import audit_refusal
 from .embeds import call_label, truncate
 from .messages import NotDispatcher, user_message
-from .permissions import is_dispatcher
+from .permissions import may_dispatch
 from .posts import Post, PostKind, PostState
 from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
 from .tree import reply_ephemeral, report_error
@@ -33,9 +33,23 @@ if TYPE_CHECKING:
     from .core import DispatchBot
 
 NOTE_LIMIT = 1000  # as /note
-LABELS = {"remove": "Remove", "note": "Note", "close": "Close"}
-ACTIONS: dict[PostKind, tuple[str, ...]] = {PostKind.CALL_911: ("remove",), PostKind.DISPATCH: ("note", "close")}
-KIND_OF_ACTION = {"remove": PostKind.CALL_911, "note": PostKind.DISPATCH, "close": PostKind.DISPATCH}
+LABELS = {"remove": "Remove", "note": "Note", "close": "Close", "attach": "Attach me", "detach": "Detach me"}
+ATTACH_ACTIONS = ("attach", "detach")  # API v2 only: the CAD targets the member by Discord id
+KIND_OF_ACTION = {
+    "remove": PostKind.CALL_911,
+    "note": PostKind.DISPATCH,
+    "close": PostKind.DISPATCH,
+    "attach": PostKind.DISPATCH,
+    "detach": PostKind.DISPATCH,
+}
+
+
+def actions_for(kind: PostKind, *, attach: bool) -> tuple[str, ...]:
+    if kind is PostKind.CALL_911:
+        return ("remove",)
+    return ("note", "close", *(ATTACH_ACTIONS if attach else ()))
+
+
 NO_PINGS = discord.AllowedMentions.none()
 
 
@@ -54,6 +68,10 @@ class Desk(Protocol):
         self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId
     ) -> None: ...
 
+    async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str: ...
+
+    async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str: ...
+
 
 class Shown(Protocol):
     """What a click needs from the Feed cog: is the call shown in this channel, and still active?"""
@@ -64,16 +82,16 @@ class Shown(Protocol):
 
 
 # --- the components of a feed message --------------------------------------------------------------
-def card_view(posts: Sequence[Post]) -> discord.ui.View | None:
+def card_view(posts: Sequence[Post], *, attach: bool = False) -> discord.ui.View | None:
     """The components for a message showing `posts` (one kind, one server); None when no call in it
-    is active any more (an edit with None removes them)."""
+    is active any more (an edit with None removes them). `attach`: offer Attach me / Detach me (v2)."""
     active = [post for post in posts if post.state is PostState.ACTIVE]
     if not active:
         return None
     view = discord.ui.View(timeout=None)
     if len(active) == 1:
         (post,) = active
-        for action in ACTIONS[post.kind]:
+        for action in actions_for(post.kind, attach=attach):
             view.add_item(CardButton(action, post.server_id, post.call_id))
     else:
         first = active[0]
@@ -88,10 +106,10 @@ def _label(post: Post) -> str:
     return call_label(model.model_validate(post.data["call"]))
 
 
-def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId) -> discord.ui.View:
+def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId, *, attach: bool) -> discord.ui.View:
     """The buttons of one call, for the ephemeral panel a select menu opens."""
     view = discord.ui.View(timeout=None)
-    for action in ACTIONS[kind]:
+    for action in actions_for(kind, attach=attach):
         view.add_item(CardButton(action, server_id, call_id))
     view.stop()
     return view
@@ -100,10 +118,10 @@ def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId) -> discord.
 # --- the persistent items ------------------------------------------------------------------------------
 class CardButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"card:(?P<action>remove|note|close):(?P<server>[0-9]{1,10}):(?P<call>[0-9]{1,18})",
+    template=r"card:(?P<action>remove|note|close|attach|detach):(?P<server>[0-9]{1,10}):(?P<call>[0-9]{1,18})",
 ):
     def __init__(self, action: str, server_id: ServerId, call_id: CallId) -> None:
-        style = discord.ButtonStyle.secondary if action == "note" else discord.ButtonStyle.danger
+        style = discord.ButtonStyle.danger if action in ("remove", "close") else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(label=LABELS[action], style=style, custom_id=f"card:{action}:{server_id}:{call_id}")
         )
@@ -153,11 +171,12 @@ class CardPicker(
             return
         call_id = int(chosen)
         try:
-            if not await _may_act(interaction, f"card {self.kind} call", self.kind, self.server_id, call_id):
+            pick = f"card {self.kind} call"
+            if not await _may_act(interaction, pick, self.kind, self.server_id, call_id, needs_dispatcher=False):
                 return
             await interaction.response.send_message(
                 f"Call #{call_id}: what should be done?",
-                view=panel_view(self.kind, self.server_id, call_id),
+                view=panel_view(self.kind, self.server_id, call_id, attach=_attach_on(interaction)),
                 ephemeral=True,
                 allowed_mentions=NO_PINGS,
             )
@@ -197,10 +216,18 @@ class NoteModal(discord.ui.Modal):
 # --- what a click does -------------------------------------------------------------------------------------
 async def act(interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId) -> None:
     label = f"card {LABELS[action]}"
-    if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id):
+    needs_dispatcher = action not in ATTACH_ACTIONS  # the CAD decides who may attach: it is the authority
+    if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id, needs_dispatcher):
         return
     desk = _desk(interaction)
-    if action == "note":
+    if action in ATTACH_ACTIONS:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if action == "attach":
+            text = await desk.attach_me(interaction, label, server_id, call_id)
+        else:
+            text = await desk.detach_me(interaction, label, server_id)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    elif action == "note":
         await interaction.response.send_modal(NoteModal(server_id, call_id))
     elif action == "close":
         await desk.confirm_close(interaction, label, server_id, call_id)
@@ -209,11 +236,16 @@ async def act(interaction: discord.Interaction[Any], action: str, server_id: Ser
 
 
 async def _may_act(
-    interaction: discord.Interaction[Any], action: str, kind: PostKind, server_id: ServerId, call_id: CallId
+    interaction: discord.Interaction[Any],
+    action: str,
+    kind: PostKind,
+    server_id: ServerId,
+    call_id: CallId,
+    needs_dispatcher: bool = True,
 ) -> bool:
     """The member may do this to this call here, or has been told why not (and refusals audited)."""
     bot: DispatchBot = interaction.client
-    if not is_dispatcher(interaction, bot.settings.commands.dispatcher_role_ids):
+    if needs_dispatcher and not await may_dispatch(interaction):
         audit_refusal(interaction, action, server_id, call_id, user_message(NotDispatcher()))
         await reply_ephemeral(interaction, user_message(NotDispatcher()))
         return False
@@ -228,6 +260,10 @@ async def _may_act(
         await reply_ephemeral(interaction, f"Call #{call_id} is no longer active.")
         return False
     return True
+
+
+def _attach_on(interaction: discord.Interaction[Any]) -> bool:
+    return bool(interaction.client.settings.sonoran.api_version == 2)
 
 
 def _desk(interaction: discord.Interaction[Any]) -> Desk:

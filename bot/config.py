@@ -81,6 +81,9 @@ class RateLimits(_Section):
     close_call: int = Field(20, ge=1)
     get_version: int = Field(10, ge=1)
     get_servers: int = Field(10, ge=1)
+    attach_unit: int = Field(10, ge=1)
+    detach_unit: int = Field(10, ge=1)
+    get_account: int = Field(10, ge=1)
 
 
 class SonoranSettings(_Section):
@@ -112,6 +115,8 @@ class CommandSettings(_Section):
     cooldown_911_seconds: float = Field(60, ge=0)
     max_open_911_per_user: int = Field(2, ge=0)  # a member's own 911 calls still in the CAD's list; 0 = no limit
     blocked_role_ids: list[int] = Field(default_factory=list)  # members with one of these cannot file 911 calls
+    dispatchers_from_cad: bool = False  # v2: a member whose linked CAD account may dispatch is a dispatcher too
+    cad_rights_ttl_seconds: float = Field(600, ge=0)  # how long an answer of the CAD about a member is kept
 
 
 class AuditSettings(_Section):

@@ -57,6 +57,13 @@ _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
         "The CAD did not answer in time, so it is unknown whether this went through. Check /calls before trying again.",
     ),
     (cad.BadReply, "The CAD sent an answer the bot does not understand."),
+    (cad.NeedsApiV2, "This needs the CAD's API v2 (sonoran.api_version = 2). Ask an admin."),
+    (
+        cad.NotLinked,
+        "Your Discord account is not linked to a CAD account. Link it in the CAD (your account settings, "
+        "Discord), then try again.",
+    ),
+    (cad.NoUnitOnDuty, "You have no unit on duty in the CAD. Go on duty, then try again."),
 ]
 
 _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [

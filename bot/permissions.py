@@ -58,8 +58,22 @@ def may_call_911(interaction: Interaction, caller_role_ids: list[int]) -> bool:
     return bool(member_role_ids(member) & set(caller_role_ids))
 
 
-def _dispatcher_check(interaction: Interaction) -> bool:
-    if not is_dispatcher(interaction, interaction.client.settings.commands.dispatcher_role_ids):
+async def may_dispatch(interaction: Interaction) -> bool:
+    """The Discord rules (Manage Server, dispatcher roles), then, when they say no and
+    `commands.dispatchers_from_cad` is on, the CAD's word on the member's linked account."""
+    bot = interaction.client
+    if is_dispatcher(interaction, bot.settings.commands.dispatcher_role_ids):
+        return True
+    rights = bot.services.rights
+    return (
+        rights is not None
+        and isinstance(interaction.user, discord.Member)
+        and await rights.may_dispatch(interaction.user.id)
+    )
+
+
+async def _dispatcher_check(interaction: Interaction) -> bool:
+    if not await may_dispatch(interaction):
         raise NotDispatcher()
     return True
 

@@ -24,6 +24,7 @@ from .sonoran import (
     BadCredentials,
     CadUnavailable,
     ConfigurationProblem,
+    NotLinked,
     PlanInfo,
     RateLimited,
     SonoranClient,
@@ -95,6 +96,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
                 "upgrade the Sonoran plan, or expect those features to answer 'needs a higher plan'",
             )
         )
+    if settings.commands.dispatchers_from_cad:
+        checks.append(await _accounts_check(settings, client))
     wanted = sorted({settings.sonoran.server_id, *settings.feed_server_ids})
     try:
         servers = {server.id: server for server in await client.get_servers()}
@@ -116,6 +119,21 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         names = ", ".join(f"{s} ({servers[s].name or 'unnamed'})" for s in wanted)
         checks.append(Check("sonoran servers", True, f"configured servers exist: {names}"))
     return checks, plan
+
+
+async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:
+    """commands.dispatchers_from_cad: may this key read accounts by Discord id? (A lookup for an id
+    nobody has: "not linked" is the answer of a key that may.)"""
+    name = "dispatchers from the CAD"
+    if settings.sonoran.api_version != 2:
+        return Check(name, False, "commands.dispatchers_from_cad needs API v2", "set sonoran.api_version = 2")
+    try:
+        await client.get_account(discord_id=0)
+    except NotLinked:
+        return Check(name, True, "the key may read accounts by Discord id (10 lookups a minute, cached)")
+    except SonoranError as error:
+        return Check(name, False, f"the key cannot read accounts: {user_message(error)}", "check the plan and key")
+    return Check(name, True, "the key may read accounts by Discord id")
 
 
 def placeholder_check(settings: Settings) -> Check | None:

@@ -107,9 +107,11 @@ def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) 
 
 
 class Sender:
-    def __init__(self, client: discord.Client, store: Store) -> None:
+    def __init__(self, client: discord.Client, store: Store, *, attach_buttons: bool = False) -> None:
+        """`attach_buttons`: dispatch cards offer Attach me / Detach me (API v2)."""
         self.client = client
         self.store = store
+        self.attach_buttons = attach_buttons
         self._channel_state = StateChanges()
 
     async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
@@ -142,7 +144,9 @@ class Sender:
         try:
             try:
                 await message.edit(
-                    embeds=fit_embeds([render(p) for p in posts]), view=card_view(posts), allowed_mentions=NO_PINGS
+                    embeds=fit_embeds([render(p) for p in posts]),
+                    view=card_view(posts, attach=self.attach_buttons),
+                    allowed_mentions=NO_PINGS,
                 )
             except discord.HTTPException as error:
                 if error.status not in REFUSED_FOR_GOOD:
@@ -155,7 +159,9 @@ class Sender:
                     error.text[:200],
                 )
                 await message.edit(
-                    embeds=[stand_in(p) for p in posts], view=card_view(posts), allowed_mentions=NO_PINGS
+                    embeds=[stand_in(p) for p in posts],
+                    view=card_view(posts, attach=self.attach_buttons),
+                    allowed_mentions=NO_PINGS,
                 )
         except discord.NotFound:
             # Someone deleted the post on purpose: respect that, do not post those calls again.
@@ -177,7 +183,7 @@ class Sender:
         return await channel.send(
             content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
             embeds=embeds,
-            view=card_view(posts) or discord.utils.MISSING,
+            view=card_view(posts, attach=self.attach_buttons) or discord.utils.MISSING,
             nonce=posts[0].batch,
             allowed_mentions=(
                 discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .cadrights import CadRights
 from .callboard import CallBoard
 from .config import Settings, SonoranSettings
 from .sonoran import SonoranClient
@@ -26,6 +27,7 @@ class Services:
     sonoran: SonoranClient
     board: CallBoard
     store: Store | None  # None: a bot that only registers its commands (`sync`) and opens no state file
+    rights: CadRights | None = None  # commands.dispatchers_from_cad (v2)
 
 
 def sonoran_client(
@@ -71,4 +73,7 @@ async def open_services(
         if with_store:
             store = await Store.open(settings.state.path)
             stack.push_async_callback(store.close)
-        yield Services(session, sonoran, board, store)
+        rights = None
+        if settings.commands.dispatchers_from_cad and settings.sonoran.api_version == 2:
+            rights = CadRights(sonoran, settings.commands.cad_rights_ttl_seconds, clock=clock)
+        yield Services(session, sonoran, board, store, rights)

@@ -74,4 +74,6 @@ class DispatchTree(app_commands.CommandTree[Any]):
         await report_error(interaction, error, f"/{name}")
 
 
-AUDITED_COMMANDS = frozenset({"911", "note", "close", "remove911"})  # the commands that write to the CAD
+AUDITED_COMMANDS = frozenset(
+    {"911", "note", "close", "remove911", "attach", "detach"}
+)  # the commands that write to the CAD

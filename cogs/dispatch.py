@@ -1,4 +1,4 @@
-"""Slash commands: /911, /calls, /note, /close, /remove911."""
+"""Slash commands: /911, /calls, /note, /close, /remove911, and (API v2) /attach, /detach."""
 
 from __future__ import annotations
 
@@ -94,6 +94,20 @@ class ClosedCallPages:
         )[0]
         embed.set_footer(text=f"Page {self.page_label(index)}")
         return embed
+
+
+async def _answer(interaction: Interaction, write: Awaitable[str]) -> None:
+    """Defers (the CAD may take a few seconds; Discord wants an answer in 3), then says what `write`
+    returns, only to the member."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    text = await write
+    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+
+def _units(ident_ids: list[int]) -> str:
+    if not ident_ids:
+        return "your units"
+    return ("unit " if len(ident_ids) == 1 else "units ") + ", ".join(f"#{i}" for i in ident_ids)
 
 
 def _display_name(interaction: Interaction) -> str:
@@ -273,9 +287,7 @@ class Dispatch(commands.Cog):
         note: app_commands.Range[str, 1, 1000],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await self.add_note(interaction, "/note", self._server(server), call_id, note)
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await _answer(interaction, self.add_note(interaction, "/note", self._server(server), call_id, note))
 
     # --- /close ----------------------------------------------------------------------------------
     @app_commands.command(name="close", description="Close a dispatch call (asks for confirmation)")
@@ -299,9 +311,25 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await self.remove_911(interaction, "/remove911", self._server(server), call_id)
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await _answer(interaction, self.remove_911(interaction, "/remove911", self._server(server), call_id))
+
+    # --- /attach, /detach (API v2) ----------------------------------------------------------------
+    @app_commands.command(name="attach", description="Attach your units on duty to a dispatch call (CAD API v2)")
+    @app_commands.describe(call_id="The dispatch call", server="CAD server ID")
+    @app_commands.guild_only()
+    async def attach(
+        self,
+        interaction: Interaction,
+        call_id: app_commands.Range[CallId, 1],
+        server: app_commands.Range[int, 1, 10_000] | None = None,
+    ) -> None:
+        await _answer(interaction, self.attach_me(interaction, "/attach", self._server(server), call_id))
+
+    @app_commands.command(name="detach", description="Detach your units from the call they are on (CAD API v2)")
+    @app_commands.describe(server="CAD server ID")
+    @app_commands.guild_only()
+    async def detach(self, interaction: Interaction, server: app_commands.Range[int, 1, 10_000] | None = None) -> None:
+        await _answer(interaction, self.detach_me(interaction, "/detach", self._server(server)))
 
     # --- the writes, shared by the slash commands and the feed cards -------------------------------
     async def add_note(
@@ -334,6 +362,18 @@ class Dispatch(commands.Cog):
             self.bot.board.forget(server_id, emergency_call_id=call_id)
         else:
             self.bot.board.forget(server_id, dispatch_call_id=call_id)
+
+    async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        """Attaches the member's units on duty (by their linked CAD account) to the call."""
+        async with self._audited(interaction, action, server_id, call_id):
+            units = await self.bot.sonoran.attach_units(call_id, discord_id=interaction.user.id, server_id=server_id)
+        return f"Attached to call #{call_id}: {_units(units)}."
+
+    async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str:
+        """Detaches the member's units from whatever call they are on."""
+        async with self._audited(interaction, action, server_id):
+            units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
+        return f"Detached {_units(units)}."
 
     async def confirm_close(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
         """Asks (ephemerally) before closing: the close runs on Confirm."""
@@ -392,6 +432,7 @@ class Dispatch(commands.Cog):
 
     @note.autocomplete("call_id")
     @close.autocomplete("call_id")
+    @attach.autocomplete("call_id")
     async def dispatch_call_autocomplete(
         self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[int]]:
@@ -406,3 +447,6 @@ class Dispatch(commands.Cog):
 
 async def setup(bot: DispatchBot) -> None:
     await bot.add_cog(Dispatch(bot))
+    if bot.settings.sonoran.api_version != 2:  # v1 cannot target a member by Discord id
+        for name in ("attach", "detach"):
+            bot.tree.remove_command(name)

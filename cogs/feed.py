@@ -84,7 +84,8 @@ class Feed(commands.Cog):
 
     @functools.cached_property
     def sender(self) -> Sender:
-        return Sender(self.bot, self.bot.store)  # on first use: a bot that only syncs commands has no store
+        # on first use: a bot that only syncs commands has no store
+        return Sender(self.bot, self.bot.store, attach_buttons=self.settings.sonoran.api_version == 2)
 
     async def cog_load(self) -> None:
         push = self.settings.push

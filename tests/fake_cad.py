@@ -30,6 +30,7 @@ V1_PLAN_NEEDED = {
     "get_calls": 3,
     "add_call_note": 3,
     "close_call": 3,
+    "get_account": 3,  # GET_ACCOUNT needs Plus
 }
 PLAN_NAMES = {0: "FREE", 1: "STARTER", 2: "STANDARD", 3: "PLUS", 4: "PRO", 6: "SONORAN ONE"}
 
@@ -77,6 +78,7 @@ class FakeCad:
         self.url = ""
         self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
         self.hub: FakeHub | None = None  # Sonoran's SignalR hub, at /apiWsHub beside the API
+        self.accounts: dict[str, dict[str, Any]] = {}  # Discord user id -> linked CAD account (v2)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> str:
@@ -114,6 +116,21 @@ class FakeCad:
             "metaData": metadata or {},
         }
         return call_id
+
+    def add_account(
+        self, discord_id: str, *, dispatch: bool = False, admin: bool = False, units: tuple[int, ...] = (11,)
+    ) -> str:
+        """A CAD account linked to Discord user `discord_id`, with unit identifiers on duty (`units`)."""
+        uuid = f"acc-{discord_id[-6:]}"
+        self.accounts[discord_id] = {
+            "uuid": uuid,
+            "username": f"member{discord_id[-4:]}",
+            "communityUserId": "",
+            "status": 1,
+            "permissions": {"dispatch": dispatch, "admin": admin, "police": True},
+            "units": list(units),
+        }
+        return uuid
 
     def add_dispatch(self, title: str = "Armed robbery", *, server: int = 1, **fields: Any) -> int:
         call_id = self._new_id()
@@ -278,6 +295,11 @@ class FakeCad:
             return web.json_response({"version": self.plan, "name": PLAN_NAMES.get(self.plan, "UNKNOWN")})
         if operation == "get_servers":
             return web.json_response({"servers": self._server_list()})
+        if operation == "get_account":
+            account = self.accounts.get(request.query.get("discord", ""))
+            if account is None:  # Sonoran does not document this text: an assumption (README)
+                return problem(404, "Not Found", "Account not found.")
+            return web.json_response({k: v for k, v in account.items() if k != "units"})
         match = re.match(r"/v2/emergency/servers/(\d+)/", path)
         server = self.servers.get(int(match.group(1))) if match else None
         if server is None:
@@ -303,6 +325,23 @@ class FakeCad:
             note = _note(body or {})
             server.active[call_id]["notes"].append(note)
             return web.json_response({"callId": call_id, "note": note})
+        if operation in ("attach_unit", "detach_unit"):
+            account = self.accounts.get(str((body or {}).get("discord", "")))
+            if account is None:  # the texts below are assumptions too (README)
+                return problem(404, "Not Found", "No account is linked to this Discord user.")
+            if not account["units"]:
+                return problem(400, "Bad Request", "No active units found for the target.")
+            idents = list(account["units"])
+            if operation == "attach_unit":
+                call_id = int(path.split("/")[-2])
+                if call_id not in server.active:
+                    return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                call = server.active[call_id]
+                call["idents"] = [*call.get("idents", []), *(i for i in idents if i not in call.get("idents", []))]
+                return web.json_response({"callId": call_id, "identIds": idents})
+            for call in server.active.values():
+                call["idents"] = [i for i in call.get("idents", []) if i not in idents]
+            return web.json_response({"identIds": idents})
         if operation == "close_call":
             ids = [int(i) for i in (body or {}).get("callIds", [])]
             missing = [i for i in ids if i not in server.active]
@@ -366,6 +405,9 @@ def _v2_operation(method: str, path: str) -> str:
         ("DELETE", r"/v2/emergency/servers/\d+/calls/911/\d+", "remove_911"),
         ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/\d+/notes", "add_call_note"),
         ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/close", "close_call"),
+        ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/\d+/attachments", "attach_unit"),
+        ("DELETE", r"/v2/emergency/servers/\d+/dispatch-calls/attachments", "detach_unit"),
+        ("GET", r"/v2/general/accounts/account", "get_account"),
     ]
     for route_method, pattern, name in routes:
         if method == route_method and re.fullmatch(pattern, path):

@@ -18,6 +18,9 @@ GENEROUS_LIMITS = {
     "close_call": 1000,
     "get_version": 1000,
     "get_servers": 1000,
+    "attach_unit": 1000,
+    "detach_unit": 1000,
+    "get_account": 1000,
 }
 
 

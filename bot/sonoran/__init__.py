@@ -7,7 +7,10 @@ from .errors import (
     BadReply,
     CadUnavailable,
     ConfigurationProblem,
+    NeedsApiV2,
     NotFound,
+    NotLinked,
+    NoUnitOnDuty,
     OutcomeUnknown,
     PlanTooLow,
     RateLimited,
@@ -17,6 +20,7 @@ from .errors import (
     WrongApiUrl,
 )
 from .models import (
+    Account,
     CallId,
     CallList,
     CallStatus,
@@ -33,6 +37,7 @@ from .models import (
 )
 
 __all__ = [
+    "Account",
     "BadCredentials",
     "BadReply",
     "CadUnavailable",
@@ -43,8 +48,11 @@ __all__ = [
     "ConfigurationProblem",
     "DispatchCall",
     "EmergencyCall",
+    "NeedsApiV2",
     "NewCall",
+    "NoUnitOnDuty",
     "NotFound",
+    "NotLinked",
     "Note",
     "Origin",
     "OutcomeUnknown",

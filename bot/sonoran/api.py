@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadReply, SonoranError
-from .models import CallList, CallMemo, CallType, PlanInfo, Server
+from .errors import BadReply, NeedsApiV2, SonoranError
+from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 LAST_CALL_LISTS = 16
@@ -78,6 +78,18 @@ class SonoranApi(abc.ABC):
 
     @abc.abstractmethod
     async def get_version(self) -> PlanInfo: ...
+
+    async def attach_units(self, server_id: int, call_id: int, *, discord_id: int) -> list[int]:
+        """Attaches the member's units on duty to the call; returns their identifier ids (v2)."""
+        raise NeedsApiV2("attaching by Discord user needs API v2", operation="attach_unit")
+
+    async def detach_units(self, server_id: int, *, discord_id: int) -> list[int]:
+        """Detaches the member's units from whatever call they are on (v2)."""
+        raise NeedsApiV2("detaching by Discord user needs API v2", operation="detach_unit")
+
+    async def get_account(self, *, discord_id: int, spend: Spend = ANY_SPEND) -> Account:
+        """The CAD account linked to this Discord user (v2)."""
+        raise NeedsApiV2("reading accounts by Discord user needs API v2", operation="get_account")
 
     @abc.abstractmethod
     async def get_servers(self) -> list[Server]: ...

@@ -10,9 +10,9 @@ from typing import Any, Literal
 import aiohttp
 
 from .api import NewCall, SonoranApi
-from .models import CallId, CallList, CallType, PlanInfo, Server, ServerId
+from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId
 from .redaction import Redactor
-from .transport import HttpCore, Spend
+from .transport import ANY_SPEND, HttpCore, Spend
 from .v1 import V1Api
 from .v2 import V2Api
 
@@ -94,6 +94,19 @@ class SonoranClient:
 
     async def get_version(self) -> PlanInfo:
         return await self.api.get_version()
+
+    async def attach_units(self, call_id: CallId, *, discord_id: int, server_id: ServerId | None = None) -> list[int]:
+        """Attaches the units on duty of the member's linked CAD account; their identifier ids (v2)."""
+        return await self.api.attach_units(server_id or self.default_server_id, call_id, discord_id=discord_id)
+
+    async def detach_units(self, *, discord_id: int, server_id: ServerId | None = None) -> list[int]:
+        return await self.api.detach_units(server_id or self.default_server_id, discord_id=discord_id)
+
+    async def get_account(self, *, discord_id: int, wait: bool = True) -> Account:
+        """The member's linked CAD account. `wait=False`: one request at most, now or never (a
+        RateLimited when the minute's budget is spent), for lookups that have a fallback."""
+        spend = ANY_SPEND if wait else Spend(retry=False, max_wait=0.0)
+        return await self.api.get_account(discord_id=discord_id, spend=spend)
 
     async def get_servers(self) -> list[Server]:
         return await self.api.get_servers()

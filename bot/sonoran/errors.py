@@ -59,6 +59,18 @@ class WrongApiUrl(ConfigurationProblem):
     """v1 answered `Backend Service Reached`: the path does not exist (wrong URL or version)."""
 
 
+class NeedsApiV2(ConfigurationProblem):
+    """The operation exists on API v2 only (targeting members by Discord id)."""
+
+
+class NotLinked(SonoranError):
+    """No CAD account is linked to that Discord user (or the CAD has no such account)."""
+
+
+class NoUnitOnDuty(SonoranError):
+    """The member's CAD account has no unit on duty to attach or detach."""
+
+
 class UnknownServer(ConfigurationProblem):
     """`server_id` is not a server of this community."""
 

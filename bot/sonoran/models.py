@@ -237,6 +237,18 @@ class PlanInfo(BaseModel):
         return self.level >= Plan.STANDARD or self.has_call_reads
 
 
+class Account(_Lenient):
+    """A CAD account (v2 `GET /general/accounts/account`); `permissions` holds some 43 booleans."""
+
+    uuid: Text = ""
+    username: Text = ""
+    permissions: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def can_dispatch(self) -> bool:
+        return self.permissions.get("dispatch") is True or self.permissions.get("admin") is True
+
+
 class Server(_Lenient):
     id: int
     name: Text = ""

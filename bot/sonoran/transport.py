@@ -33,7 +33,18 @@ log = logging.getLogger(__name__)
 USER_AGENT = "sonoran-dispatch-bot/0.1 (aiohttp)"
 # Every request names one of these; each is its own rate-limit bucket and needs a budget
 # (`rate_limits` in the configuration). Adding an operation starts here.
-OPERATIONS = ("get_calls", "call_911", "remove_911", "add_call_note", "close_call", "get_version", "get_servers")
+OPERATIONS = (
+    "get_calls",
+    "call_911",
+    "remove_911",
+    "add_call_note",
+    "close_call",
+    "get_version",
+    "get_servers",
+    "attach_unit",
+    "detach_unit",
+    "get_account",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Spend:
 
     reserve: int = 0  # slots of the operation's window this request must leave to others
     retry: bool = True  # a read may be sent again after a fault or a 429; False: one request, at most
+    max_wait: float | None = None  # the longest it waits for a rate-limit slot (None: the client's default)
 
 
 ANY_SPEND = Spend()
@@ -173,7 +185,8 @@ class HttpCore:
             raise await on_error(request, reply)
 
     async def _send_once(self, request: Request) -> Reply:
-        wait = await self.limiter(request.operation).acquire(self.max_wait, request.spend.reserve)
+        max_wait = self.max_wait if request.spend.max_wait is None else request.spend.max_wait
+        wait = await self.limiter(request.operation).acquire(max_wait, request.spend.reserve)
         if wait:
             raise RateLimited(wait, operation=request.operation)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}

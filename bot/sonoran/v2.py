@@ -14,15 +14,18 @@ from .errors import (
     BadCredentials,
     BadReply,
     NotFound,
+    NotLinked,
+    NoUnitOnDuty,
     PlanTooLow,
     RequestRejected,
     SonoranError,
     UnknownServer,
     mentions_plan,
 )
-from .models import CallList, CallType, EmergencyCall, Plan, PlanInfo, Server
+from .models import Account, CallList, CallType, EmergencyCall, Plan, PlanInfo, Server
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
 
+MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account"})
 SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
 
 
@@ -75,6 +78,9 @@ class V2Api(SonoranApi):
             "status": reply.status,
             "trace_id": trace_id_of(reply),
         }
+        member_error = _member_error(request, reply, detail, kwargs)
+        if member_error is not None:
+            return member_error
         if reply.status == 401:
             return BadCredentials(detail, **kwargs)
         if reply.status == 402 or (reply.status in (400, 403) and mentions_plan(detail)):
@@ -164,6 +170,31 @@ class V2Api(SonoranApi):
             call_id=call_id,
         )
 
+    async def attach_units(self, server_id: int, call_id: int, *, discord_id: int) -> list[int]:
+        path = f"/v2/emergency/servers/{server_id}/dispatch-calls/{call_id}/attachments"
+        return await self._attachments("attach_unit", "POST", path, server_id, discord_id, call_id)
+
+    async def detach_units(self, server_id: int, *, discord_id: int) -> list[int]:
+        path = f"/v2/emergency/servers/{server_id}/dispatch-calls/attachments"
+        return await self._attachments("detach_unit", "DELETE", path, server_id, discord_id)
+
+    async def _attachments(
+        self, operation: str, method: str, path: str, server_id: int, discord_id: int, call_id: int | None = None
+    ) -> list[int]:
+        """The member is targeted by Discord id; the answer names the unit identifiers moved."""
+        body = {"discord": str(discord_id)}
+        reply = await self._call(operation, method, path, body=body, server_id=server_id, call_id=call_id)
+        return _ident_ids(reply.json())
+
+    async def get_account(self, *, discord_id: int, spend: Spend = ANY_SPEND) -> Account:
+        reply = await self._call(
+            "get_account", "GET", "/v2/general/accounts/account", params={"discord": str(discord_id)}, spend=spend
+        )
+        try:
+            return Account.model_validate(reply.json())
+        except ValueError:
+            raise BadReply("the account is not an object", operation="get_account") from None
+
     async def get_version(self) -> PlanInfo:
         payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
         if not isinstance(payload, dict) or "version" not in payload:
@@ -182,6 +213,27 @@ class V2Api(SonoranApi):
             return servers_from_payload(payload)
         except ValueError as exc:
             raise BadReply(f"server list: {exc}", operation="get_servers") from None
+
+
+def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str, Any]) -> SonoranError | None:
+    """Errors about the member targeted by Discord id. Sonoran does not document their texts: an
+    account missing is a 404 (or a text naming the account or a link), a unit missing a text naming
+    units (an assumption, see the README)."""
+    if request.operation not in MEMBER_OPERATIONS or reply.status not in (400, 404):
+        return None
+    text = detail.lower()
+    if "unit" in text or "ident" in text:
+        return NoUnitOnDuty(detail, **kwargs)
+    if request.operation == "get_account" or "account" in text or "link" in text:
+        return NotLinked(detail, **kwargs)
+    return None
+
+
+def _ident_ids(payload: Any) -> list[int]:
+    values = payload.get("identIds") if isinstance(payload, dict) else None
+    return (
+        [int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)] if isinstance(values, list) else []
+    )
 
 
 def _problem(reply: Reply) -> dict[str, Any]:
