@@ -170,19 +170,6 @@ class Store:
         ) as cursor:
             return {(PostKind(kind), call_id) for kind, call_id in await cursor.fetchall()}
 
-    async def known(self, channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) -> set[int]:
-        """Which of `call_ids` were ever posted (or are being posted) to this channel."""
-        found: set[int] = set()
-        for start in range(0, len(call_ids), 500):
-            chunk = list(call_ids[start : start + 500])
-            async with self._db.execute(
-                f"SELECT call_id FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? "
-                f"AND call_id IN ({', '.join('?' * len(chunk))})",
-                (channel_id, server_id, kind, *chunk),
-            ) as cursor:
-                found.update(row[0] for row in await cursor.fetchall())
-        return found
-
     async def posts(self, channel_id: int, server_id: int, keys: Iterable[PostKey]) -> dict[PostKey, Post]:
         """The rows of these (kind, call id) pairs, whatever their state."""
         found: dict[PostKey, Post] = {}
