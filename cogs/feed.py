@@ -292,13 +292,17 @@ class Feed(commands.Cog):
         feed = next((f for f in self._feeds_of(server_id) if f.channel_id == channel_id), None)
         if feed is None:
             return None
-        async with self._lock:
-            book = await self._book(feed)
-            post = book.open.get((kind, call_id))
-            if post is not None:
-                return post.state
-            if (kind, call_id) not in book.known:
-                return None
+        # A loaded book is read as it stands (no await in between); the lock, which a delivery to
+        # Discord may hold for seconds, is only taken to load it, so a click never waits on a post.
+        book = self._books.get((feed.channel_id, feed.server_id))
+        if book is None:
+            async with self._lock:
+                book = await self._book(feed)
+        post = book.open.get((kind, call_id))
+        if post is not None:
+            return post.state
+        if (kind, call_id) not in book.known:
+            return None
         return PostState.CLOSED if kind is PostKind.DISPATCH else PostState.REMOVED  # ended, and shown so
 
     # --- the book, the store, Discord ------------------------------------------------------------
