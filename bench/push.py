@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -33,18 +32,13 @@ from tests.discord_server import DiscordServer
 from tests.fake_cad import API_KEY, FakeCad
 from tests.fake_gateway import FakeGateway, guild_payload, text_channel
 from tests.helpers import make_settings
+from tests.loopback import free_port
 
 CHANNEL = 4242
 EVENTS = 1_000
 CONCURRENT = 100
 PATH = "/sonorancad/event"
 CALL_ID = re.compile(r"call #(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def event(call_id: int) -> bytes:

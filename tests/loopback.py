@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from aiohttp import web
 
 
@@ -13,3 +15,10 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
     await site.start()
     port: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, port
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, for a server the test starts itself."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -31,6 +31,7 @@ from .discord_fakes import FakeDiscord
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
 from .fake_signalr import FakeHub
 from .helpers import make_settings
+from .loopback import free_port
 from .test_feed import edits, embed_titles, feed_of, posts
 from .test_operations import read_until, start_bot, wait_for, write_config
 
@@ -72,12 +73,6 @@ class Pusher:
         answer = await self.raw(json.dumps(envelope), server=server)
         await self.feed.events_settled()
         return answer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def push_settings(**overrides: Any) -> dict[str, Any]:
