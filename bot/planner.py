@@ -282,6 +282,13 @@ def _edit_call(plan: Plan, post: Post, changes: dict[str, Any]) -> None:
     plan.updated.append(replace(post, data=data, version=content_version(post.state, data)))
 
 
+def message_group(post: Post) -> tuple[PostKind, bool]:
+    """Posts that may share a message: one kind, with emergency 911 calls in messages of their own,
+    so that the role ping comes only with them."""
+    emergency = post.kind is PostKind.CALL_911 and post.data["call"].get("isEmergency", True) is True
+    return post.kind, emergency
+
+
 def _new(
     plan: Plan,
     rules: FeedRules,
@@ -290,35 +297,33 @@ def _new(
     *,
     now: float,
 ) -> None:
-    # Emergency calls go in messages of their own, so the role ping comes only with them.
-    groups: list[tuple[PostKind, bool, list[Call]]] = [
-        (PostKind.CALL_911, True, [c for c in calls_911 if c.is_emergency and rules.wants(c)]),
-        (PostKind.CALL_911, False, [c for c in calls_911 if not c.is_emergency and rules.wants(c)]),
-        (PostKind.DISPATCH, False, [c for c in dispatch if rules.wants(c)]),
+    candidates: list[Call] = [
+        *(c for c in calls_911 if c.is_emergency),
+        *(c for c in calls_911 if not c.is_emergency),
+        *dispatch,
     ]
-    for kind, is_emergency, calls in groups:
-        if not calls:
+    groups: dict[tuple[PostKind, bool], list[Post]] = {}
+    for call in candidates:
+        if not rules.wants(call):
             continue
-        posts = []
-        for call in calls:
-            data = {"call": call.model_dump(by_alias=True, mode="json")}
-            posts.append(
-                Post(
-                    channel_id=rules.channel_id,
-                    server_id=rules.server_id,
-                    kind=kind,
-                    call_id=call.call_id,
-                    batch="",
-                    position=0,
-                    message_id=None,
-                    state=PostState.ACTIVE,
-                    data=data,
-                    version=content_version(PostState.ACTIVE, data),
-                    shown=None,
-                    first_seen=now,
-                    ended_at=None,
-                    ping=is_emergency and rules.ping,
-                )
-            )
-            plan.seen[(kind, call.call_id)] = call
-        plan.new.append(posts)
+        kind = PostKind.CALL_911 if isinstance(call, EmergencyCall) else PostKind.DISPATCH
+        data = {"call": call.model_dump(by_alias=True, mode="json")}
+        post = Post(
+            channel_id=rules.channel_id,
+            server_id=rules.server_id,
+            kind=kind,
+            call_id=call.call_id,
+            batch="",
+            position=0,
+            message_id=None,
+            state=PostState.ACTIVE,
+            data=data,
+            version=content_version(PostState.ACTIVE, data),
+            shown=None,
+            first_seen=now,
+            ended_at=None,
+            ping=isinstance(call, EmergencyCall) and call.is_emergency and rules.ping,
+        )
+        groups.setdefault(message_group(post), []).append(post)
+        plan.seen[post.key] = call
+    plan.new.extend(groups.values())

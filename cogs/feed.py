@@ -30,7 +30,16 @@ from discord.ext import commands
 from bot.callboard import Snapshot
 from bot.config import FeedSettings
 from bot.core import DispatchBot
-from bot.planner import Book, FeedRules, Plan, answered_911, pending, plan_event, plan_snapshot, revivals
+from bot.planner import (
+    Book,
+    FeedRules,
+    answered_911,
+    message_group,
+    pending,
+    plan_event,
+    plan_snapshot,
+    revivals,
+)
 from bot.posts import Post, PostKey, PostKind, PostState, content_version
 from bot.push import PushListener
 from bot.push_ws import PushSessions
@@ -208,7 +217,9 @@ class Feed(commands.Cog):
             removed_by=store.removals(feed.server_id),
             closed_by=store.closures(feed.server_id),
         )
-        await self._store(feed, book, plan)
+        book.apply([*plan.updated, *(p for group in plan.new for p in group)], plan.seen)
+        if plan:
+            await self._store(feed, book, plan.updated, [p.key for group in plan.new for p in group])
         book.last_snapshot = calls
         await self._deliver(feed, book)
 
@@ -240,6 +251,7 @@ class Feed(commands.Cog):
         async with self._lock:
             touched: dict[tuple[int, ServerId], FeedSettings] = {}
             changed: dict[tuple[int, ServerId], dict[PostKey, Post]] = {}  # stored posts, as they now are
+            fresh: dict[tuple[int, ServerId], list[PostKey]] = {}  # new posts, in the order they came
             for server_id, events in taken:
                 snapshot = self.bot.board.latest(server_id)
                 answered = answered_911(snapshot.calls) if snapshot else set()
@@ -264,26 +276,11 @@ class Feed(commands.Cog):
                             book.last_snapshot = None  # the next poll compares in full
                             touched[key] = feed
                             changed.setdefault(key, {}).update((p.key, p) for p in plan.updated if p.batch)
-            for key in touched:
-                try:
-                    await self._store_burst(self._books[key], list(changed.get(key, {}).values()))
-                except BaseException:
-                    self._books.pop(key, None)  # the book ran ahead of the store: reload it from there
-                    raise
+                            fresh.setdefault(key, []).extend(p.key for group in plan.new for p in group)
+            for key, feed in touched.items():
+                await self._store(feed, self._books[key], list(changed.get(key, {}).values()), fresh.get(key, []))
             for key, feed in touched.items():
                 await self._deliver(feed, self._books[key])
-
-    async def _store_burst(self, book: Book, changed: list[Post]) -> None:
-        """Stores what a burst of events changed: posts already stored are updated, and new posts
-        (in the book without a batch yet) are batched together in the order they came."""
-        fresh: dict[tuple[str, bool], list[Post]] = {}
-        for post in book.open.values():
-            if not post.batch:
-                fresh.setdefault((post.kind, post.ping), []).append(post)
-        new = [post for group in fresh.values() for post in batches(group)]
-        await self.bot.store.update(changed)
-        await self.bot.store.add_batch(new)
-        book.apply(new)
 
     async def call_state(
         self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
@@ -321,12 +318,23 @@ class Feed(commands.Cog):
             self._books[key] = book
         return book
 
-    async def _store(self, feed: FeedSettings, book: Book, plan: Plan) -> None:
-        """The plan, written before anything is sent, then taken into the book."""
-        new = [post for group in plan.new for post in batches(group)]
-        await self.bot.store.update(plan.updated)
-        await self.bot.store.add_batch(new)
-        book.apply([*plan.updated, *new], plan.seen)
+    async def _store(self, feed: FeedSettings, book: Book, changed: list[Post], fresh: list[PostKey]) -> None:
+        """What the book took in, written before anything is sent: posts already stored, as they now
+        are (`changed`), and the new ones (`fresh`, as the book now holds them), batched by
+        `message_group` in the order they came. If the write fails, the book, which ran ahead of
+        the store, is dropped and reloaded from the store when next needed."""
+        groups: dict[tuple[PostKind, bool], list[Post]] = {}
+        for key in fresh:
+            post = book.open[key]
+            groups.setdefault(message_group(post), []).append(post)
+        new = [post for group in groups.values() for post in batches(group)]
+        try:
+            await self.bot.store.update(changed)
+            await self.bot.store.add_batch(new)
+        except BaseException:
+            self._books.pop((feed.channel_id, feed.server_id), None)
+            raise
+        book.apply(new)
 
     async def _deliver(self, feed: FeedSettings, book: Book) -> None:
         unsent, stale = pending(book)

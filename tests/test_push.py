@@ -466,3 +466,12 @@ async def test_websocket_without_its_extra_is_a_clear_error(
         await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
     assert isinstance(info.value.original, PushListenerError)
     assert "sonoran-dispatch-bot[websocket]" in str(info.value.original)
+
+
+async def test_a_burst_keeps_emergency_calls_in_messages_of_their_own(pusher: Pusher, discord_api: FakeDiscord) -> None:
+    # the same rule as the poll, also when no role is pinged (this feed has none)
+    await pusher.send("EVENT_911", [{"call": call_911(1601)}, {"call": call_911(1602, emergency=False)}])
+    assert [embed_titles(body) for body in posts(discord_api, CHANNEL)] == [
+        ["🚨 EMERGENCY 911 call #1601"],
+        ["📞 CIVIL 911 call #1602"],
+    ]
