@@ -9,12 +9,12 @@ and a lookup never waits for the budget. When the budget is spent or the CAD fai
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from .sonoran import NotLinked, SonoranClient, SonoranError
+from .sonoran.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class CadRights:
         self.ttl = ttl
         self._clock = clock
         self._answers: dict[int, tuple[bool, float]] = {}  # Discord user id -> (may dispatch, when)
-        self._inflight: dict[int, asyncio.Task[bool]] = {}
+        self._lookups: SingleFlight[bool] = SingleFlight()
         self.attempts = 0  # lookups tried (the limiter may refuse one before it reaches the CAD)
 
     def __repr__(self) -> str:
@@ -36,13 +36,8 @@ class CadRights:
         cached = self._answers.get(discord_id)
         if cached is not None and self._clock() - cached[1] < self.ttl:
             return cached[0]
-        task = self._inflight.get(discord_id)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._lookup(discord_id), name=f"cad-rights-{discord_id}")
-            self._inflight[discord_id] = task
-            task.add_done_callback(lambda _: self._inflight.pop(discord_id, None))
         try:
-            return await asyncio.shield(task)
+            return await self._lookups.run(discord_id, lambda: self._lookup(discord_id), name="cad-rights")
         except SonoranError as error:  # spent budget, CAD down: the Discord rules decide alone
             log.debug("dispatcher rights from the CAD unavailable for a member: %s", error)
             return False

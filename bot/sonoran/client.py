@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -12,6 +11,7 @@ import aiohttp
 from .api import NewCall, SonoranApi
 from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId
 from .redaction import Redactor
+from .singleflight import SingleFlight
 from .transport import ANY_SPEND, HttpCore, Spend
 from .v1 import V1Api
 from .v2 import V2Api
@@ -60,7 +60,7 @@ class SonoranClient:
             V1Api(self.http, community_id, api_key) if api_version == 1 else V2Api(self.http, api_key)
         )
         self.default_server_id = server_id
-        self._inflight: dict[tuple[int, int, int, int, Spend], asyncio.Task[CallList]] = {}
+        self._call_lists: SingleFlight[CallList] = SingleFlight()
 
     def __repr__(self) -> str:
         return f"SonoranClient(v{self.api.version}, {self.http.base_url!r})"
@@ -128,20 +128,10 @@ class SonoranClient:
         limit = max(1, min(closed_limit, MAX_CLOSED_LIMIT))
         offset = max(0, closed_offset)
         spend = Spend(reserve=reserve, retry=retry)
-        key = (server, limit, offset, int(call_type), spend)
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self.api.get_calls(server, closed_limit=limit, closed_offset=offset, call_type=call_type, spend=spend),
-                name=f"sonoran-get-calls-{server}",
-            )
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._forget(k, t))  # type: ignore[misc]
-        # shield: one impatient caller giving up must not cancel the request the others wait on
-        return await asyncio.shield(task)
-
-    def _forget(self, key: tuple[int, int, int, int, Spend], task: asyncio.Task[CallList]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here so that nobody-was-waiting is not logged as lost
+        return await self._call_lists.run(
+            (server, limit, offset, int(call_type), spend),
+            lambda: self.api.get_calls(
+                server, closed_limit=limit, closed_offset=offset, call_type=call_type, spend=spend
+            ),
+            name=f"sonoran-get-calls-{server}",
+        )
