@@ -37,6 +37,20 @@ def feed_of(bot: DispatchBot) -> Feed:
     return cog  # type: ignore[return-value]
 
 
+async def crash_between_post_and_record(bot: DispatchBot) -> None:
+    """Runs a cycle whose record of a message Discord made fails, as if the process died right there."""
+    store = bot.store
+    real_mark_sent = store.mark_sent
+
+    async def crash(*args: Any) -> None:
+        raise RuntimeError("power cut between 'sent' and 'recorded'")
+
+    store.mark_sent = crash  # type: ignore[method-assign,assignment]
+    with pytest.raises(RuntimeError):
+        await feed_of(bot).poll_once()
+    store.mark_sent = real_mark_sent  # type: ignore[method-assign]
+
+
 def posts(discord_api: FakeDiscord, channel: int) -> list[dict[str, Any]]:
     return discord_api.sent("POST", rf"/channels/{channel}/messages$")
 
@@ -289,16 +303,7 @@ async def test_crash_between_send_and_record_does_not_duplicate(
 ) -> None:
     bot = await make_bot(feeds=ONE_FEED)
     cad.add_911()
-    store = bot.store
-    real_mark_sent = store.mark_sent
-
-    async def crash(*args: Any) -> None:
-        raise RuntimeError("power cut between 'sent' and 'recorded'")
-
-    store.mark_sent = crash  # type: ignore[method-assign,assignment]
-    with pytest.raises(RuntimeError):
-        await feed_of(bot).poll_once()
-    store.mark_sent = real_mark_sent  # type: ignore[method-assign]
+    await crash_between_post_and_record(bot)
     await bot.close()
     assert len(discord_api.channel_messages(EMERGENCY_CHANNEL)) == 1
     again = await make_bot(feeds=ONE_FEED)

@@ -16,7 +16,7 @@ from .conftest import BotFactory
 from .discord_fakes import ChannelFault, FakeDiscord
 from .discord_limits import EMBED_TOTAL
 from .fake_cad import FakeCad
-from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, edits, embed_titles, feed_of, posts
+from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, edits, embed_titles, feed_of, posts
 
 DISPATCH_CHANNEL = 1003
 DISPATCH_FEED = [{"server_id": 1, "channel_id": DISPATCH_CHANNEL, "calls": [], "dispatch": True}]
@@ -131,14 +131,7 @@ async def test_a_crash_between_post_and_record_still_ends_showing_the_truth(
 ) -> None:
     bot = await make_bot(feeds=ONE_FEED)
     call_id = cad.add_911()
-    store = bot.store
-
-    async def crash(*args: Any) -> None:
-        raise RuntimeError("killed between Discord's answer and the commit")
-
-    store.mark_sent = crash  # type: ignore[method-assign,assignment]
-    with pytest.raises(RuntimeError):
-        await feed_of(bot).poll_once()
+    await crash_between_post_and_record(bot)
     await bot.close()
     cad.servers[1].emergency.pop(call_id)
     again = await make_bot(feeds=ONE_FEED)
