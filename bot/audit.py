@@ -21,7 +21,7 @@ import discord
 
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
-from .statechanges import DISCORD_FAULTS, StateChanges
+from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class AuditLog:
             try:
                 await self.client.get_partial_messageable(self.channel_id).send(embeds=batch, allowed_mentions=NO_PINGS)
             except DISCORD_FAULTS as error:
-                self._changed(f"cannot post there: {type(error).__name__} {getattr(error, 'status', '')}".strip())
+                self._changed(describe_channel_fault(self.client, self.channel_id, error, "post"))
                 return False
             for _ in batch:
                 self._queue.popleft()

@@ -29,10 +29,9 @@ from .embeds import (
     from_unix,
     unavailable_embed,
 )
-from .permissions import FEED_PERMISSIONS, missing_feed_permissions
 from .posts import Post, PostKind, PostState
 from .sonoran import DispatchCall, EmergencyCall
-from .statechanges import DISCORD_FAULTS, StateChanges
+from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
 from .store import Store
 
 log = logging.getLogger("cogs.feed")
@@ -122,7 +121,7 @@ class Sender:
         except DISCORD_FAULTS as error:
             if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
                 return await self._send_refused(feed, posts, error)
-            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "post"))
+            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, error, "post"))
             return None
         # With a nonce Discord has seen, the reply is the message it made then, showing what that
         # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
@@ -169,7 +168,7 @@ class Sender:
             await self.store.mark_deleted(posts[0].batch)
             return [replace(p, state=PostState.DELETED, shown=p.version) for p in posts]
         except DISCORD_FAULTS as error:
-            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, error, "edit"))
+            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, error, "edit"))
             return None
         await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
         self._channel_changed(feed.channel_id, "ok")
@@ -227,28 +226,10 @@ class Sender:
         try:
             message = await self._post_message(feed, posts, [stand_in(post)])
         except DISCORD_FAULTS as again:
-            self._channel_changed(feed.channel_id, self._describe(feed.channel_id, again, "post"))
+            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, again, "post"))
             return None
         await self.store.mark_sent(post.batch, message.id, {post.key: post.version})
         return [replace(post, message_id=message.id, shown=post.version)]
-
-    def _describe(self, channel_id: int, error: BaseException, action: str) -> str:
-        if isinstance(error, discord.Forbidden):
-            return f"cannot {action} there: missing permission {self._missing_permissions(channel_id)}"
-        if isinstance(error, discord.NotFound):
-            return f"cannot {action} there: the channel does not exist or the bot cannot see it"
-        if isinstance(error, discord.HTTPException):
-            return f"cannot {action} there: Discord answered HTTP {error.status} ({error.text[:100]})"
-        return f"cannot {action} there: {type(error).__name__}"
-
-    def _missing_permissions(self, channel_id: int) -> str:
-        channel = self.client.get_channel(channel_id)
-        if isinstance(channel, discord.abc.GuildChannel):
-            granted = channel.permissions_for(channel.guild.me)
-            missing = missing_feed_permissions(granted)
-            if missing:
-                return ", ".join(missing)
-        return "(one of " + ", ".join(name for _, name in FEED_PERMISSIONS) + ")"
 
     def _channel_changed(self, channel_id: int, state: str) -> None:
         if self._channel_state.change(channel_id, state) is None:

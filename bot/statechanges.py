@@ -7,6 +7,8 @@ import asyncio
 import aiohttp
 import discord
 
+from .permissions import FEED_PERMISSIONS, missing_feed_permissions
+
 # what a post or an edit may fail with for a passing reason (the feed and the audit log retry)
 DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -23,3 +25,23 @@ class StateChanges:
         previous = self._states.get(key, "ok")
         self._states[key] = state
         return state if state != previous else None
+
+
+def describe_channel_fault(client: discord.Client, channel_id: int, error: BaseException, action: str) -> str:
+    """Why the bot cannot `action` (post, edit) in a channel, naming the permissions it lacks."""
+    if isinstance(error, discord.Forbidden):
+        return f"cannot {action} there: missing permission {_missing_permissions(client, channel_id)}"
+    if isinstance(error, discord.NotFound):
+        return f"cannot {action} there: the channel does not exist or the bot cannot see it"
+    if isinstance(error, discord.HTTPException):
+        return f"cannot {action} there: Discord answered HTTP {error.status} ({error.text[:100]})"
+    return f"cannot {action} there: {type(error).__name__}"
+
+
+def _missing_permissions(client: discord.Client, channel_id: int) -> str:
+    channel = client.get_channel(channel_id)
+    if isinstance(channel, discord.abc.GuildChannel):
+        missing = missing_feed_permissions(channel.permissions_for(channel.guild.me))
+        if missing:
+            return ", ".join(missing)
+    return "(one of " + ", ".join(name for _, name in FEED_PERMISSIONS) + ")"
