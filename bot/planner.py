@@ -84,9 +84,6 @@ class Book:
             else:
                 self.seen[key] = call
 
-    def batch(self, batch: str) -> list[Post]:
-        return sorted((p for p in self.open.values() if p.batch == batch), key=lambda p: p.position)
-
 
 @dataclass
 class Plan:
@@ -206,14 +203,23 @@ def answered_911(calls: CallList) -> set[CallId]:
 
 def pending(book: Book) -> tuple[list[str], list[str]]:
     """Batches to send (oldest first) and batches whose message shows an old version."""
-    unsent: dict[str, float] = {}
-    stale: set[str] = set()
+    return list(unsent_posts(book)), stale_batches(book)
+
+
+def unsent_posts(book: Book) -> dict[str, list[Post]]:
+    """The posts of each batch not yet sent, in message order, the oldest batch first (one pass
+    over the book, however many batches)."""
+    unsent: dict[str, list[Post]] = {}
     for post in book.open.values():
         if post.message_id is None:
-            unsent[post.batch] = min(unsent.get(post.batch, post.first_seen), post.first_seen)
-        elif post.version != post.shown:
-            stale.add(post.batch)
-    return sorted(unsent, key=unsent.__getitem__), sorted(stale)
+            unsent.setdefault(post.batch, []).append(post)
+    oldest_first = sorted(unsent.items(), key=lambda item: min(p.first_seen for p in item[1]))
+    return {batch: sorted(posts, key=lambda p: p.position) for batch, posts in oldest_first}
+
+
+def stale_batches(book: Book) -> list[str]:
+    """Batches whose message shows an old version of one of its calls."""
+    return sorted({p.batch for p in book.open.values() if p.message_id is not None and p.version != p.shown})
 
 
 # --- the steps ------------------------------------------------------------------------------------

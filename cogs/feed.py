@@ -35,10 +35,11 @@ from bot.planner import (
     FeedRules,
     answered_911,
     message_group,
-    pending,
     plan_event,
     plan_snapshot,
     revivals,
+    stale_batches,
+    unsent_posts,
 )
 from bot.posts import Post, PostKey, PostKind, PostState, content_version
 from bot.push import PushListener
@@ -337,13 +338,12 @@ class Feed(commands.Cog):
         book.apply(new)
 
     async def _deliver(self, feed: FeedSettings, book: Book) -> None:
-        unsent, stale = pending(book)
-        for batch in unsent:
-            sent = await self.sender.send(feed, book.batch(batch))
+        for posts in unsent_posts(book).values():
+            sent = await self.sender.send(feed, posts)
             if sent is None:
                 return  # the channel is failing; the rest waits for the next cycle
             book.apply(sent)
-        for batch in stale:
+        for batch in stale_batches(book):
             edited = await self.sender.edit(feed, await self.bot.store.batch(batch))
             if edited is None:
                 return
