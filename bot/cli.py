@@ -24,6 +24,7 @@ from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight
 from .push import PushListenerError, listener_url, sample_event
 from .services import open_services
+from .sonoran.redaction import Redactor
 from .store import StateFileError
 
 log = logging.getLogger("bot")
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.logging.level, _secrets(settings))
     if command == "check":
         print(f"ok      configuration: {path} is valid")
-        return _report(asyncio.run(run_checks(settings)))
+        return _report(asyncio.run(run_checks(settings)), _secrets(settings))
     if command == "sync":
         return asyncio.run(sync(settings, args.guild))
     if command == "push-test":
@@ -131,12 +132,18 @@ def _secrets(settings: Settings) -> list[str]:
     return [settings.discord.token.get_secret_value(), settings.sonoran.api_key.get_secret_value()]
 
 
-def _report(checks: list[Check]) -> int:
-    for check in checks:
-        print(check.line())
+def report_lines(checks: list[Check], *, secrets: Sequence[str]) -> list[str]:
+    """What `check` prints: a line per check and a count, with the secrets taken out of every line
+    (the CAD's and Discord's words may repeat what they were sent)."""
+    redact = Redactor(*secrets)
     problems = sum(not c.ok for c in checks)
-    print(f"{len(checks) - problems} ok, {problems} problem(s)")
-    return EXIT_PROBLEM if problems else EXIT_OK
+    return [*(redact(check.line()) for check in checks), f"{len(checks) - problems} ok, {problems} problem(s)"]
+
+
+def _report(checks: list[Check], secrets: Sequence[str]) -> int:
+    for line in report_lines(checks, secrets=secrets):
+        print(line)
+    return EXIT_PROBLEM if any(not c.ok for c in checks) else EXIT_OK
 
 
 async def run(settings: Settings) -> int:

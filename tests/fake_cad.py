@@ -32,6 +32,12 @@ V1_PLAN_NEEDED = {
     "close_call": 3,
     "get_account": 3,  # GET_ACCOUNT needs Plus
 }
+def not_linked(discord_id: str) -> str:
+    """How the CAD words a Discord id with no account (the words "community" and "identifier"
+    hold "unit" and "ident": a reader that looks for substrings takes it for "no unit on duty")."""
+    return f"Discord ID {discord_id} is not linked to an account in this community (no identifier found)."
+
+
 PLAN_NAMES = {0: "FREE", 1: "STARTER", 2: "STANDARD", 3: "PLUS", 4: "PRO", 6: "SONORAN ONE"}
 
 
@@ -118,15 +124,22 @@ class FakeCad:
         return call_id
 
     def add_account(
-        self, discord_id: str, *, dispatch: bool = False, admin: bool = False, units: tuple[int, ...] = (11,)
+        self,
+        discord_id: str,
+        *,
+        dispatch: bool = False,
+        admin: bool = False,
+        units: tuple[int, ...] = (11,),
+        status: int = 1,
     ) -> str:
-        """A CAD account linked to Discord user `discord_id`, with unit identifiers on duty (`units`)."""
+        """A CAD account linked to Discord user `discord_id`, with unit identifiers on duty (`units`);
+        `status` is ACCOUNT_STATUS (1 VALIDATED, 3 REMOVED, 4 BANNED)."""
         uuid = f"acc-{discord_id[-6:]}"
         self.accounts[discord_id] = {
             "uuid": uuid,
             "username": f"member{discord_id[-4:]}",
             "communityUserId": "",
-            "status": 1,
+            "status": status,
             "permissions": {"dispatch": dispatch, "admin": admin, "police": True},
             "units": list(units),
         }
@@ -296,9 +309,10 @@ class FakeCad:
         if operation == "get_servers":
             return web.json_response({"servers": self._server_list()})
         if operation == "get_account":
-            account = self.accounts.get(request.query.get("discord", ""))
+            discord_id = request.query.get("discord", "")
+            account = self.accounts.get(discord_id)
             if account is None:  # Sonoran does not document this text: an assumption (README)
-                return problem(404, "Not Found", "Account not found.")
+                return problem(404, "Not Found", not_linked(discord_id))
             return web.json_response({k: v for k, v in account.items() if k != "units"})
         match = re.match(r"/v2/emergency/servers/(\d+)/", path)
         server = self.servers.get(int(match.group(1))) if match else None
@@ -326,9 +340,10 @@ class FakeCad:
             server.active[call_id]["notes"].append(note)
             return web.json_response({"callId": call_id, "note": note})
         if operation in ("attach_unit", "detach_unit"):
-            account = self.accounts.get(str((body or {}).get("discord", "")))
+            discord_id = str((body or {}).get("discord", ""))
+            account = self.accounts.get(discord_id)
             if account is None:  # the texts below are assumptions too (README)
-                return problem(404, "Not Found", "No account is linked to this Discord user.")
+                return problem(404, "Not Found", not_linked(discord_id))
             if not account["units"]:
                 return problem(400, "Bad Request", "No active units found for the target.")
             idents = list(account["units"])

@@ -16,6 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 ServerId: TypeAlias = int  # a CAD server (one per game server) of the community: Sonoran's serverId
 CallId: TypeAlias = int  # a call's number on its CAD server; 911 calls and dispatch calls count apart
 
+ACCOUNT_REMOVED = 3  # ACCOUNT_STATUS values that take every right away
+ACCOUNT_BANNED = 4
+
 
 class _LenientEnum(enum.IntEnum):
     @classmethod
@@ -242,10 +245,23 @@ class Account(_Lenient):
 
     uuid: Text = ""
     username: Text = ""
+    status: int | None = None  # ACCOUNT_STATUS: 0 PENDING, 1 VALIDATED, 2 EXPIRED, 3 REMOVED, 4 BANNED
     permissions: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def is_barred(self) -> bool:
+        """Removed from the community, or banned: no rights, whatever `permissions` still says."""
+        return self.status in (ACCOUNT_REMOVED, ACCOUNT_BANNED)
 
     @property
     def can_dispatch(self) -> bool:
+        if self.is_barred:
+            return False
         return self.permissions.get("dispatch") is True or self.permissions.get("admin") is True
 
 

@@ -15,6 +15,7 @@ from .errors import (
     BadCredentials,
     BadReply,
     NotFound,
+    NotLinked,
     PlanTooLow,
     RequestRejected,
     SonoranError,
@@ -87,6 +88,8 @@ class V1Api(SonoranApi):
             return BadCredentials(text, **kwargs)
         if mentions_plan(text):
             return PlanTooLow(text, **kwargs)
+        if "NOT LINKED" in upper:  # `API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY`
+            return NotLinked(text, **kwargs)
         if "SERVER" in upper and ("INVALID" in upper or "NOT FOUND" in upper):
             return UnknownServer(request.server_id or 0, **kwargs)
         if reply.status == 404 or _CALL_MISSING.search(upper):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -72,19 +73,21 @@ class V2Api(SonoranApi):
     async def _error_for(self, request: Request, reply: Reply) -> SonoranError:
         problem = _problem(reply)
         detail = str(problem.get("detail") or problem.get("title") or problem.get("message") or reply.text)
-        detail = detail.strip()[:300] or f"HTTP {reply.status}"
+        # the CAD's words may repeat what it was sent, the key included: they reach members and the audit log
+        detail = self.http.redact(detail.strip()[:300]) or f"HTTP {reply.status}"
         kwargs: dict[str, Any] = {
             "operation": request.operation,
             "status": reply.status,
             "trace_id": trace_id_of(reply),
         }
+        if reply.status == 401:
+            return BadCredentials(detail, **kwargs)
+        # a plan error is a plan error on every operation, member operations included
+        if _is_plan_error(reply.status, problem, detail):
+            return PlanTooLow(detail, **kwargs)
         member_error = _member_error(request, reply, detail, kwargs)
         if member_error is not None:
             return member_error
-        if reply.status == 401:
-            return BadCredentials(detail, **kwargs)
-        if reply.status == 402 or (reply.status in (400, 403) and mentions_plan(detail)):
-            return PlanTooLow(detail, **kwargs)
         if reply.status == 404 and request.server_id is not None:
             # The same 404 means "no such server" and "no such call": ask the server list.
             if request.call_id is None or not await self._server_exists(request.server_id):
@@ -215,16 +218,30 @@ class V2Api(SonoranApi):
             raise BadReply(f"server list: {exc}", operation="get_servers") from None
 
 
+def _is_plan_error(status: int, problem: dict[str, Any], detail: str) -> bool:
+    """402, a problem `type` of Sonoran's plan family (`err-ss-101`), or a 4xx naming a plan
+    (`VERSION PRO REQUIRED`, `... IS NOT ENABLED FOR THIS COMMUNITY`)."""
+    kind = str(problem.get("type") or "").lower()
+    return status == 402 or "err-ss-" in kind or (400 <= status < 500 and mentions_plan(detail))
+
+
+_NOT_LINKED = re.compile(r"\bnot\s+linked\b|\bno\s+(?:linked\s+)?account\b|\baccount\s+(?:was\s+)?not\s+found\b", re.I)
+_NO_UNIT = re.compile(r"\b(?:units?|identifiers?|idents?)\b|\bon\s+duty\b", re.I)
+_ACCOUNT = re.compile(r"\b(?:accounts?|linked|link)\b", re.I)
+
+
 def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str, Any]) -> SonoranError | None:
-    """Errors about the member targeted by Discord id. Sonoran does not document their texts: an
-    account missing is a 404 (or a text naming the account or a link), a unit missing a text naming
-    units (an assumption, see the README)."""
+    """Errors about the member targeted by Discord id, by status and structure first: a 404 from the
+    account lookup is "not linked" whatever its words. Otherwise Sonoran's texts decide, read as
+    whole words ("community" holds "unit", "identifier" holds "ident"): "not linked" first, then
+    units, then an account named at all. The texts are not documented (see the README)."""
     if request.operation not in MEMBER_OPERATIONS or reply.status not in (400, 404):
         return None
-    text = detail.lower()
-    if "unit" in text or "ident" in text:
+    if (request.operation == "get_account" and reply.status == 404) or _NOT_LINKED.search(detail):
+        return NotLinked(detail, **kwargs)
+    if _NO_UNIT.search(detail):
         return NoUnitOnDuty(detail, **kwargs)
-    if request.operation == "get_account" or "account" in text or "link" in text:
+    if _ACCOUNT.search(detail):
         return NotLinked(detail, **kwargs)
     return None
 
