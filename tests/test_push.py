@@ -196,6 +196,32 @@ async def test_the_key_in_another_case_is_accepted(pusher: Pusher, discord_api: 
     assert len(posts(discord_api, CHANNEL)) == 1
 
 
+async def test_the_key_compares_on_ascii_case_only(pusher: Pusher, discord_api: FakeDiscord) -> None:
+    assert "k" in API_KEY
+    kelvin = API_KEY.replace("k", "\u212a")  # KELVIN SIGN: casefold() makes it a "k"
+    assert await pusher.send("EVENT_911", {"call": call_911(703)}, key=kelvin) == (401, "error")
+    lone_surrogate = '{"key": "\\ud800", "type": "EVENT_911", "data": {}}'
+    assert (await pusher.raw(lone_surrogate))[0] == 401
+    assert posts(discord_api, CHANNEL) == []
+
+
+async def test_the_type_is_read_in_any_case(pusher: Pusher, discord_api: FakeDiscord) -> None:
+    """The FiveM receiver upper-cases the type, so forwarders and old CADs get away with any case."""
+    assert await pusher.send("event_911", {"call": call_911(704)}) == (200, "ok")
+    assert await pusher.send("Event_Remove_911", {"callIds": [704]}) == (200, "ok")
+    assert len(posts(discord_api, CHANNEL)) == 1
+    assert "removed" in json.dumps(edits(discord_api, CHANNEL)[-1]["embeds"][0]).lower()
+
+
+async def test_a_null_list_falls_back_to_the_single_field(pusher: Pusher, discord_api: FakeDiscord) -> None:
+    await pusher.send("EVENT_DISPATCH_NEW", {"dispatch": dispatch_call(78)})
+    attach = {"eventOriginIdent": 3, "callId": 78, "idents": None, "ident": 7}
+    assert await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", attach) == (200, "ok")
+    assert _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units") == "1"
+    assert await pusher.send("EVENT_DISPATCH_CLOSED", {"callIds": None, "callId": 78}) == (200, "ok")
+    assert "closed" in json.dumps(edits(discord_api, DISPATCH_CHANNEL)[-1]["embeds"][0]).lower()
+
+
 # --- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "body",

@@ -104,6 +104,7 @@ def read_envelope(body: bytes | str | dict[str, Any]) -> Envelope:
     kind, data, key = payload.get("type"), payload.get("data"), payload.get("key")
     if not isinstance(kind, str) or not kind or "data" not in payload:
         raise BadEnvelope("the body has no 'type' and 'data'")
+    kind = ascii_upper(kind)  # the FiveM receiver upper-cases the type before it compares
     items: list[Any] = data if isinstance(data, list) else [data]
     objects = [item for item in items if isinstance(item, dict)]
     if len(objects) != len(items):
@@ -111,9 +112,21 @@ def read_envelope(body: bytes | str | dict[str, Any]) -> Envelope:
     return Envelope(key if isinstance(key, str) else "", kind, objects)
 
 
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ascii_upper(text: str) -> str:
+    """Upper case for ASCII letters only: no other character becomes one (`str.upper` and
+    `casefold` turn the Kelvin sign into a K and "ı" into an I)."""
+    return text.translate(_ASCII_UPPER)
+
+
 def key_matches(given: str, expected: str) -> bool:
-    """Case-insensitive, as the FiveM receiver compares, and in constant time."""
-    return bool(expected) and hmac.compare_digest(given.casefold().encode(), expected.casefold().encode())
+    """Case-insensitive on ASCII letters only, as the FiveM receiver compares, and in constant time.
+    Any string compares, a lone surrogate included."""
+    return bool(expected) and hmac.compare_digest(
+        ascii_upper(given).encode("utf-8", "surrogatepass"), ascii_upper(expected).encode("utf-8", "surrogatepass")
+    )
 
 
 def events_of(envelope: Envelope) -> Iterator[Event]:
@@ -129,23 +142,29 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
                 call["metaData"] = data["metaData"]  # the docs show it beside `call` at times
             return New911(EmergencyCall.model_validate(call))
         if kind == "EVENT_REMOVE_911":
-            return Removed911(_ids(data.get("callIds", data.get("callId"))))
+            return Removed911(_ids(_either(data, "callIds", "callId")))
         if kind in ("EVENT_DISPATCH_NEW", "EVENT_DISPATCH_EDIT") and isinstance(data.get("dispatch"), dict):
             return DispatchChanged(DispatchCall.model_validate(data["dispatch"]))
         if kind == "EVENT_DISPATCH_CLOSED":
-            return DispatchClosed(_ids(data.get("callIds", data.get("callId"))))
+            return DispatchClosed(_ids(_either(data, "callIds", "callId")))
         if kind == "EVENT_DISPATCH_NOTE" and isinstance(data.get("note"), dict):
             (call_id,) = _ids(data.get("callId")) or (None,)
             if call_id is not None:
                 return NoteAdded(call_id, Note.model_validate(data["note"]))
         if kind in ("EVENT_DISPATCH_UNIT_ATTACH", "EVENT_DISPATCH_UNIT_DETACH"):
             (call_id,) = _ids(data.get("callId")) or (None,)
-            idents = _ids(data.get("idents", data.get("ident")))
+            idents = _ids(_either(data, "idents", "ident"))
             if call_id is not None and idents:
                 return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
     except (ValidationError, ValueError):
         pass
     return Ignored(kind)
+
+
+def _either(data: dict[str, Any], plural: str, singular: str) -> Any:
+    """The list field, or the single one when the list is absent or null (`idents: null, ident: 7`)."""
+    value = data.get(plural)
+    return value if value is not None else data.get(singular)
 
 
 def _ids(value: Any) -> tuple[int, ...]:
@@ -156,6 +175,6 @@ def _ids(value: Any) -> tuple[int, ...]:
             continue
         if isinstance(item, int) and item >= 0:
             out.append(item)
-        elif isinstance(item, str) and item.strip().isdigit():
+        elif isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
             out.append(int(item))
     return tuple(out)
