@@ -51,11 +51,12 @@ class Check:
     detail: str
     fix: str = ""
     fatal: bool = False  # `run` refuses to start on it (as opposed to a CAD that is only unreachable)
+    warning: bool = False  # works, but may not be what the admin wants: said, not counted as a problem
 
     def line(self) -> str:
-        status = "ok     " if self.ok else "PROBLEM"
+        status = "PROBLEM" if not self.ok else "warning" if self.warning else "ok     "
         text = f"{status} {self.name}: {self.detail}"
-        return f"{text}\n        -> {self.fix}" if self.fix and not self.ok else text
+        return f"{text}\n        -> {self.fix}" if self.fix and (self.warning or not self.ok) else text
 
 
 def plan_gaps(plan: PlanInfo) -> list[str]:
@@ -186,24 +187,42 @@ def push_checks(settings: Settings) -> list[Check]:
             Check(
                 name,
                 True,
-                f"can bind {push.host}:{push.port}. For FiveM forwarding (enablePushEventForwarding), set "
-                f"pushEventForwardUrl to one of {servers} (with this machine's address for 127.0.0.1); "
-                f"events sent to {url} count for server {settings.push_server_id}. Put TLS in front of it, "
-                "or keep it on a private network: the key travels in the body.",
+                f"can bind {push.host}:{push.port}. With a game server, forward from the FiveM resource: "
+                f"enablePushEventForwarding = true and pushEventForwardUrl = one of {servers} (with this machine's "
+                f"address for 127.0.0.1); events sent to {url} count for server {settings.push_server_id}. Put TLS "
+                "in front of it, or keep it on a private network: the key travels in the body.",
             )
         ]
     if push.websocket:
-        checks.append(
-            Check(
-                "push websocket",
-                True,
-                "warning: the bot holds its own SignalR session per feed server; Sonoran does not say what "
-                "happens when the game server holds one for the same server id: it may take the game server's "
-                "events; give the bot a dedicated CAD server id for its feeds",
-                "",
-            )
-        )
+        checks.append(websocket_check(settings))
     return checks
+
+
+def websocket_check(settings: Settings) -> Check:
+    """The bot's own SignalR sessions take a server id's events away from anyone else's: the FiveM
+    resource v4 always holds one for its server id, and the CAD then sends nothing over HTTP."""
+    name = "push websocket"
+    try:
+        import pysignalr.client  # noqa: F401  (only whether the extra is installed)
+    except ImportError:
+        return Check(
+            name,
+            False,
+            "push.websocket = true, but pysignalr is not installed",
+            'pip install "sonoran-dispatch-bot[websocket]", or set push.websocket = false',
+            fatal=True,
+        )
+    shared = ", ".join(str(server) for server in settings.feed_server_ids)
+    return Check(
+        name,
+        True,
+        f"the bot opens its own SignalR session for CAD server(s) {shared}, the ids its feeds use. If a game "
+        "server runs Sonoran's FiveM resource v4 on one of them, the two sessions compete: the game server "
+        "may lose its events, or the bot may get none",
+        "with a game server, set push.websocket = false and forward from the FiveM resource "
+        "(enablePushEventForwarding, pushEventForwardUrl); keep the websocket for a CAD server id of the bot's own",
+        warning=True,
+    )
 
 
 async def state_check(settings: Settings) -> Check:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .push import PushListener, PushListenerError
@@ -33,6 +35,9 @@ class WebsocketUnavailable(PushListenerError):
 
 
 class PushSessions:
+    # waits before the next session after one ended: the FiveM resource's 2, 10, 30 s, then a minute
+    retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)
+
     def __init__(
         self, listener: PushListener, *, api_url: str, community_id: str, api_key: str, server_ids: list[ServerId]
     ) -> None:
@@ -55,6 +60,9 @@ class PushSessions:
     def __repr__(self) -> str:
         return f"PushSessions({self.url!r}, servers={self.server_ids})"
 
+    def _count(self, server_id: ServerId) -> None:
+        self.authenticated[server_id] = self.authenticated.get(server_id, 0) + 1
+
     def start(self) -> None:
         for server_id in self.server_ids:
             self._tasks.append(asyncio.create_task(self._session(server_id), name=f"push-websocket-{server_id}"))
@@ -68,13 +76,20 @@ class PushSessions:
         self._tasks.clear()
 
     async def _session(self, server_id: ServerId) -> None:
-        delay = 2.0
+        """One session after another for `server_id`: a session ends when the hub closes it, when
+        pysignalr gives up, or when `authenticatev2` is refused (the socket is then closed, never
+        left open unauthenticated). Each end is logged with its reason once per change, and the next
+        session waits longer each time, as the FiveM resource does; a successful authentication
+        starts the waits over."""
+        attempt = 0
+        last_reason = ""
         while True:
+            session = _Session(server_id, on_authenticated=functools.partial(self._count, server_id))
             client = self._client_class(self.url)
 
-            async def authenticate(client: Any = client, server_id: ServerId = server_id) -> None:
-                arguments: Any = [self._community, self._key, server_id]
-                await client.send("authenticatev2", arguments, on_invocation=self._authenticated(server_id))
+            async def authenticate(client: Any = client, session: _Session = session) -> None:
+                arguments: Any = [self._community, self._key, session.server_id]
+                await client.send("authenticatev2", arguments, on_invocation=session.authenticated)
 
             async def push_event(arguments: list[Any], server_id: ServerId = server_id) -> None:
                 for payload in arguments:
@@ -85,24 +100,66 @@ class PushSessions:
 
             client.on_open(authenticate)  # on every (re)connect: the hub forgets us with the connection
             client.on("pushEvent", push_event)
-            try:
-                await client.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the hub is down or refused us: try again, slower each time
-                log.warning("push websocket, server %s: %s; reconnecting in %.0f s", server_id, error, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
-
-    def _authenticated(self, server_id: ServerId) -> Any:
-        async def done(message: Any) -> None:
-            result = getattr(message, "result", None)
-            error = getattr(message, "error", None)
-            if isinstance(result, dict) and result.get("success"):
-                self.authenticated[server_id] = self.authenticated.get(server_id, 0) + 1
-                log.info("push websocket: authenticated for CAD server %s", server_id)
+            client.on_error(session.hub_error)  # without it, pysignalr ends the session on any hub error
+            reason = await session.run(client)
+            if session.authentications:
+                attempt = 0
+            delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
+            attempt += 1
+            if reason != last_reason:
+                log.warning(
+                    "push websocket, server %s: session ended: %s; reconnecting in %.0f s", server_id, reason, delay
+                )
+                last_reason = reason
             else:
-                reason = error or (result.get("error") if isinstance(result, dict) else result)
-                log.error("push websocket: Sonoran refused authenticatev2 for server %s: %s", server_id, reason)
+                log.debug("push websocket, server %s: session ended again: %s", server_id, reason)
+            await asyncio.sleep(delay)
 
-        return done
+
+class _Session:
+    """One SignalR session of one server: how it authenticated, and why it ended."""
+
+    def __init__(self, server_id: ServerId, *, on_authenticated: Callable[[], None]) -> None:
+        self.server_id = server_id
+        self.authentications = 0
+        self._on_authenticated = on_authenticated
+        self._refused = asyncio.Event()
+        self._reason = ""
+
+    async def run(self, client: Any) -> str:
+        """Runs `client` until it ends or authentication is refused; the reason, in words."""
+        runner = asyncio.ensure_future(client.run())
+        refusal = asyncio.ensure_future(self._refused.wait())
+        try:
+            await asyncio.wait({runner, refusal}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (runner, refusal):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runner
+        if self._refused.is_set():
+            return self._reason
+        if runner.cancelled():
+            return "stopped"
+        error = runner.exception()
+        return f"{type(error).__name__}: {error}" if error else "the hub closed the connection"
+
+    async def authenticated(self, message: Any) -> None:
+        result = getattr(message, "result", None)
+        error = getattr(message, "error", None)
+        if not error and isinstance(result, dict) and result.get("success"):
+            self.authentications += 1
+            self._on_authenticated()
+            log.info("push websocket: authenticated for CAD server %s", self.server_id)
+            return
+        reason = error or (result.get("error") if isinstance(result, dict) else result) or "no reason given"
+        self._refuse(f"Sonoran refused authenticatev2: {reason}")
+
+    async def hub_error(self, message: Any) -> None:
+        """An error the hub answered to one of our invocations (the only one we make authenticates)."""
+        self._refuse(f"the hub answered an error: {getattr(message, 'error', None) or 'no reason given'}")
+
+    def _refuse(self, reason: str) -> None:
+        if not self._refused.is_set():
+            self._reason = reason
+            self._refused.set()

@@ -35,6 +35,7 @@ class FakeHub:
         self.servers = servers
         self.sessions: list[Session] = []
         self.authentications: list[tuple[str, str, int]] = []  # every authenticatev2, in order
+        self.hub_error: str | None = None  # answer authenticatev2 with this hub error instead of a result
         self._ids = itertools.count(1)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -59,6 +60,9 @@ class FakeHub:
                 await session.socket.send_str(message)
                 sent += 1
         return sent
+
+    def open_sessions(self) -> int:
+        return len([s for s in self.sessions if not s.socket.closed])
 
     async def wait_for_authentications(self, count: int, seconds: float = 10) -> None:
         """Until `count` open sessions are authenticated."""
@@ -115,5 +119,6 @@ class FakeHub:
                 session.server_id = int(server_id)
                 result = {"success": True, "error": "", "count": 1}
         if data.get("invocationId"):
-            reply = {"type": 3, "invocationId": data["invocationId"], "result": result}
+            outcome = {"error": self.hub_error} if self.hub_error else {"result": result}
+            reply = {"type": 3, "invocationId": data["invocationId"], **outcome}
             await session.socket.send_str(json.dumps(reply) + SEPARATOR)

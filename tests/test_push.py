@@ -25,6 +25,7 @@ from bot.config import load_settings
 from bot.core import DispatchBot
 from bot.preflight import push_checks
 from bot.push import MAX_BODY, PushListenerError
+from bot.push_ws import PushSessions
 
 from .conftest import BotFactory
 from .discord_fakes import FakeDiscord
@@ -418,7 +419,11 @@ def test_check_reports_the_listener_and_its_urls() -> None:
     settings = make_settings("http://127.0.0.1:9", 2, feeds=FEEDS, push=push_settings(port=port, websocket=True))
     (listener, websocket) = push_checks(settings)
     assert listener.ok and f"http://127.0.0.1:{port}{PATH}/1" in listener.detail
-    assert websocket.ok and "dedicated CAD server id" in websocket.detail
+    assert listener.detail.index("enablePushEventForwarding") < listener.detail.index(PATH)  # forwarding first
+    # a warning, not a problem: a CAD server id of the bot's own is a sound set-up
+    assert websocket.ok and websocket.warning and "CAD server(s) 1, the ids its feeds use" in websocket.detail
+    assert "forward from the FiveM resource" in websocket.fix
+    assert websocket.line().startswith("warning push websocket") and "-> with a game server" in websocket.line()
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
         holder.listen()
@@ -465,14 +470,43 @@ async def test_the_websocket_session_authenticates_again_after_a_reconnect(
     await wait_for(lambda: len(posts(discord_api, CHANNEL)) == 1)
 
 
-async def test_a_refused_authentication_is_logged(
-    make_bot: BotFactory, hub: FakeHub, caplog: pytest.LogCaptureFixture
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PushSessions, "retry_delays", (0.05, 0.1))
+
+
+async def test_a_refused_authentication_is_retried_and_logged_once(
+    make_bot: BotFactory, hub: FakeHub, caplog: pytest.LogCaptureFixture, quick_retries: None
 ) -> None:
     hub.api_key = "the-hub-wants-another-key"
-    with caplog.at_level(logging.ERROR, logger="bot.push_ws"):
+    with caplog.at_level(logging.DEBUG, logger="bot.push_ws"):
         await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
-        await wait_for(lambda: "refused authenticatev2" in caplog.text)
+        await wait_for(lambda: len(hub.authentications) >= 3)  # tried again, after a wait
+        await wait_for(lambda: hub.open_sessions() == 0)  # ... and never left open unauthenticated
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings  # once per change, not once per attempt
+    assert "session ended: Sonoran refused authenticatev2: INVALID API KEY" in warnings[0]
     assert API_KEY not in caplog.text
+
+
+async def test_a_hub_error_ends_the_session_with_its_reason(
+    make_bot: BotFactory,
+    hub: FakeHub,
+    discord_api: FakeDiscord,
+    caplog: pytest.LogCaptureFixture,
+    quick_retries: None,
+) -> None:
+    hub.hub_error = "An unexpected error occurred invoking 'authenticatev2' on the server."
+    with caplog.at_level(logging.DEBUG):
+        await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
+        await wait_for(lambda: len(hub.authentications) >= 2)
+        assert "Error callback is not set" not in caplog.text
+        assert "the hub answered an error: An unexpected error occurred" in caplog.text
+        hub.hub_error = None  # the hub recovers: the next session authenticates and takes events
+        await hub.wait_for_authentications(1)
+    envelope = {"key": API_KEY, "type": "EVENT_911", "data": {"call": call_911(1601)}}
+    assert await hub.push(1, envelope) == 1
+    await wait_for(lambda: len(posts(discord_api, CHANNEL)) == 1)
 
 
 def test_websocket_needs_push_enabled() -> None:
