@@ -18,7 +18,7 @@ import discord
 
 from .markdown import escape, strip_invisible
 from .markdown import truncate as _truncate
-from .sonoran.models import CallList, CallStatus, DispatchCall, EmergencyCall, Origin
+from .sonoran.models import CallList, CallStatus, DispatchCall, EmergencyCall, Note, Origin
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
@@ -204,13 +204,30 @@ def dispatch_embed(
         embed.add_field(name="Code", value=clean(call.code, 100), inline=True)
     embed.add_field(name="Units", value=str(len(call.idents)) if call.idents else "none attached", inline=True)
     if call.notes:
-        shown = call.notes[-5:]
-        lines = [f"**{clean(n.label, 60, empty='?')}:** {clean(n.content, 300)}" for n in shown]
-        more = len(call.notes) - len(shown)
-        name = f"Notes ({len(call.notes)})" + (f", latest {len(shown)}" if more else "")
-        embed.add_field(name=name, value=truncate("\n".join(lines), FIELD_VALUE_LIMIT), inline=False)
+        name, value = notes_field(call.notes)
+        embed.add_field(name=name, value=value, inline=False)
     embed.set_footer(text=f"CAD server {server_id} · Origin: {Origin.label(call.origin)}")
     return embed
+
+
+NOTES_SHOWN = 5
+
+
+def notes_field(notes: Sequence[Note]) -> tuple[str, str]:
+    """The latest notes (at most NOTES_SHOWN), oldest first, as whole lines within a field's value:
+    a note that does not fit is left out with those before it, never cut (a cut could land inside
+    a `**label:**` and leave a stray `**`)."""
+    lines: list[str] = []
+    size = 0
+    for note in reversed(notes[-NOTES_SHOWN:]):
+        line = f"**{clean(note.label, 60, empty='?')}:** {clean(note.content, 300)}"
+        size += len(line) + (1 if lines else 0)
+        if size > FIELD_VALUE_LIMIT:
+            break
+        lines.append(line)
+    more = len(notes) > len(lines)
+    name = f"Notes ({len(notes)})" + (f", latest {len(lines)}" if more else "")
+    return name, "\n".join(reversed(lines))
 
 
 def _list_entry(call: EmergencyCall | DispatchCall, budget: int) -> tuple[str, str]:

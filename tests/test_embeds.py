@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,7 +64,24 @@ def test_huge_calls_stay_within_discord_limits() -> None:
     )
     embed = dispatch_embed(dispatch, server_id=1, first_seen=NOW)
     assert len(embed) <= EMBED_TOTAL_LIMIT and len(embed.title or "") <= 256
-    assert any(f.name == "Notes (30), latest 5" for f in embed.fields)
+    assert any(f.name == "Notes (30), latest 2" for f in embed.fields)  # as many whole notes as fit
+
+
+def notes_fields(call: DispatchCall) -> list[Any]:
+    return [f for f in dispatch_embed(call, server_id=1, first_seen=NOW).fields if (f.name or "").startswith("Notes")]
+
+
+def test_the_notes_field_is_cut_at_whole_notes() -> None:
+    notes = [{"label": f"1-A-{n}", "content": f"note {n} " + "y" * 290} for n in range(8)]
+    call = DispatchCall.model_validate({"callId": 3, "title": "Robbery", "notes": notes})
+    (field,) = notes_fields(call)
+    lines = (field.value or "").split("\n")
+    assert field.name == "Notes (8), latest 3" and len(field.value or "") <= 1024
+    assert [line.split(":**")[0] for line in lines] == ["**1-A-5", "**1-A-6", "**1-A-7"]  # the latest, in order
+    assert all(line.count("**") == 2 and line.endswith("y") for line in lines)  # never a stray ** or a cut note
+    few = DispatchCall.model_validate({"callId": 4, "notes": notes[:2]})
+    (field,) = notes_fields(few)
+    assert field.name == "Notes (2)" and (field.value or "").count("\n") == 1
 
 
 def test_list_pages_respect_field_and_size_limits() -> None:
