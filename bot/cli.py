@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot, describe_sync_error
+from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight
 from .push import PushListenerError, listener_url, sample_event
@@ -157,7 +158,11 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await _run(settings, stop)
+        with instance_lock(settings.state.path):
+            return await _run(settings, stop)
+    except AlreadyRunning as error:
+        log.error("not starting: %s", error)
+        return EXIT_PROBLEM
     except commands.ExtensionFailed as error:
         if not isinstance(error.original, PushListenerError):
             raise

@@ -15,6 +15,7 @@ import discord
 
 from .config import Settings
 from .core import invite_url
+from .instance import in_use
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .permissions import missing_feed_permissions
@@ -233,6 +234,9 @@ async def state_check(settings: Settings) -> Check:
     except StateFileError as error:
         return Check("state file", False, str(error), "see above", fatal=True)
     await store.close()
+    running = in_use(path)
+    if running is not None:  # the running bot's: `run` would stop on it, `check` beside it is fine
+        return Check("state file", True, f"{path}: opened; in use by a running bot ({running.pid or 'pid unknown'})")
     return Check("state file", True, f"{path}: opened and written (schema {SCHEMA_VERSION})")
 
 

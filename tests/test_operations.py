@@ -19,9 +19,9 @@ import pytest
 from aioresponses import aioresponses
 
 from bot.__main__ import main
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from bot.logs import setup_logging
-from bot.preflight import Check, run_checks
+from bot.preflight import Check, run_checks, state_check
 
 from .discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
 from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
@@ -228,6 +228,31 @@ async def wait_for(condition: Callable[[], object], seconds: float = 20) -> None
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def test_a_second_bot_on_the_same_state_file_stops_in_one_line(cad: FakeCad, tmp_path: Path) -> None:
+    config = write_config(tmp_path, cad.url)
+    first = await start_bot(config)
+    try:
+        await read_until(first, "connected to Discord as dispatch-bot")
+        second = await start_bot(config)
+        _, stderr = await asyncio.wait_for(second.communicate(), 30)
+        lines = [line for line in stderr.decode().splitlines() if "not starting" in line]
+        assert second.returncode == 1, stderr.decode()
+        (line,) = lines
+        assert str(tmp_path / "state.sqlite3") in line and f"pid {first.pid}" in line
+        assert "Traceback" not in stderr.decode()
+        state = await state_check(load_settings(config))  # `check` beside the running bot says so, fine
+        assert state.ok and f"in use by a running bot ({first.pid})" in state.detail
+    finally:
+        first.kill()
+        await first.wait()
+    # the kernel dropped the lock with the process: a bot starts again at once
+    again = await start_bot(config)
+    await read_until(again, "connected to Discord as dispatch-bot")
+    again.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(again.communicate(), 30)
+    assert again.returncode == 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
