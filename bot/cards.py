@@ -15,6 +15,7 @@ press a button the member never saw), and a call that ended meanwhile is never a
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,16 +24,16 @@ import discord
 from .aliases import Interaction
 from .audit import audit_refusal
 from .embeds import call_label, truncate
-from .messages import NotDispatcher, user_message
+from .messages import NOTE_LIMIT, NotAChoice, NotDispatcher, text_problem, user_message
 from .permissions import may_dispatch
 from .posts import Post, PostKind, PostState
 from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
 from .tree import reply_ephemeral, report_error
+from .views import Recheck
 
 if TYPE_CHECKING:
     from .core import DispatchBot
 
-NOTE_LIMIT = 1000  # as /note
 LABELS = {"remove": "Remove", "note": "Note", "close": "Close", "attach": "Attach me", "detach": "Detach me"}
 ATTACH_ACTIONS = ("attach", "detach")  # API v2 only: the CAD targets the member by Discord id
 KIND_OF_ACTION = {
@@ -61,11 +62,11 @@ class Desk(Protocol):
     ) -> str: ...
 
     async def confirm_close(
-        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, recheck: Recheck
     ) -> None: ...
 
     async def confirm_remove(
-        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, recheck: Recheck
     ) -> None: ...
 
     async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str: ...
@@ -165,11 +166,10 @@ class CardPicker(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         values = self.item.values  # discord.py fills them in from the interaction
-        chosen = values[0] if values else ""
-        if not chosen.isdigit():
-            await reply_ephemeral(interaction, "Choose a call from the list.")
+        call_id = offered_call_id(values[0] if values else "")
+        if call_id is None:  # never a value the bot offers: a crafted interaction
+            await reply_ephemeral(interaction, user_message(NotAChoice()))
             return
-        call_id = int(chosen)
         try:
             pick = f"card {self.kind} call"
             if not await _may_act(interaction, pick, self.kind, self.server_id, call_id, needs_dispatcher=False):
@@ -184,28 +184,39 @@ class CardPicker(
             await report_error(interaction, error, "card select")
 
 
+def offered_call_id(value: str) -> CallId | None:
+    """A menu value as the bot offers it (ASCII digits, a call id's length), else None: "²" and "①"
+    are digits to `str.isdigit` and not to `int`."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+
+
 class NoteModal(discord.ui.Modal):
+    """One form per member and per click: discord.py keeps open forms by custom_id, so a shared one
+    would let a second dispatcher's form replace the first's."""
+
     note: discord.ui.TextInput[Any] = discord.ui.TextInput(
         label="Note", style=discord.TextStyle.paragraph, min_length=1, max_length=NOTE_LIMIT
     )
 
     def __init__(self, server_id: ServerId, call_id: CallId) -> None:
-        super().__init__(title=f"Note on call #{call_id}", custom_id=f"card:notemodal:{server_id}:{call_id}")
+        custom_id = f"card:notemodal:{server_id}:{call_id}:{secrets.token_hex(8)}"
+        super().__init__(title=f"Note on call #{call_id}", custom_id=custom_id)
         self.server_id = server_id
         self.call_id = call_id
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        text = self.note.value  # read before any await: nothing may change it under us
+        # Discord's client enforces the form's bounds; a crafted submit may not keep them
+        problem = text_problem("note", text, NOTE_LIMIT)
+        if problem is not None:
+            await reply_ephemeral(interaction, user_message(problem))
+            return
         # checked again: rights and calls can change while the modal is open
         if not await _may_act(interaction, "card Note", PostKind.DISPATCH, self.server_id, self.call_id):
             return
-        if not self.note.value.strip():  # Discord's client enforces min_length; a crafted submit may not
-            await reply_ephemeral(interaction, "The note is empty: nothing was added.")
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await _desk(interaction).add_note(
-            interaction, "card Note", self.server_id, self.call_id, self.note.value
-        )
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        answer = await _desk(interaction).add_note(interaction, "card Note", self.server_id, self.call_id, text)
+        await interaction.followup.send(answer, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def on_error(  # type: ignore[override, unused-ignore]
         self, interaction: discord.Interaction[Any], error: Exception, /
@@ -229,10 +240,48 @@ async def act(interaction: discord.Interaction[Any], action: str, server_id: Ser
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
     elif action == "note":
         await interaction.response.send_modal(NoteModal(server_id, call_id))
-    elif action == "close":
-        await desk.confirm_close(interaction, label, server_id, call_id)
     else:
-        await desk.confirm_remove(interaction, label, server_id, call_id)
+
+        async def recheck(confirming: Interaction) -> str | None:  # the same checks again, on Confirm
+            return await refusal(confirming, label, KIND_OF_ACTION[action], server_id, call_id)
+
+        confirm = desk.confirm_close if action == "close" else desk.confirm_remove
+        await confirm(interaction, label, server_id, call_id, recheck=recheck)
+
+
+async def dispatcher_refusal(
+    interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId | None
+) -> str | None:
+    """Why the member may not dispatch (the refusal audited), or None when they may."""
+    if await may_dispatch(interaction):
+        return None
+    reason = user_message(NotDispatcher())
+    audit_refusal(interaction, action, server_id, call_id, reason)
+    return reason
+
+
+async def refusal(
+    interaction: discord.Interaction[Any],
+    action: str,
+    kind: PostKind,
+    server_id: ServerId,
+    call_id: CallId,
+    needs_dispatcher: bool = True,
+) -> str | None:
+    """Why the member may not do this to this call here (refusals of rights and crafted clicks
+    audited), or None when they may."""
+    bot: DispatchBot = interaction.client
+    if needs_dispatcher and (reason := await dispatcher_refusal(interaction, action, server_id, call_id)):
+        return reason
+    feed: Shown | None = bot.get_cog("Feed")  # type: ignore[assignment]
+    state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
+    if state is None:  # never shown in this channel: a crafted interaction
+        reason = f"Call #{call_id} is not shown in this channel."
+        audit_refusal(interaction, action, server_id, call_id, reason)
+        return reason
+    if state is not PostState.ACTIVE:
+        return f"Call #{call_id} is no longer active."
+    return None
 
 
 async def _may_act(
@@ -243,23 +292,12 @@ async def _may_act(
     call_id: CallId,
     needs_dispatcher: bool = True,
 ) -> bool:
-    """The member may do this to this call here, or has been told why not (and refusals audited)."""
-    bot: DispatchBot = interaction.client
-    if needs_dispatcher and not await may_dispatch(interaction):
-        audit_refusal(interaction, action, server_id, call_id, user_message(NotDispatcher()))
-        await reply_ephemeral(interaction, user_message(NotDispatcher()))
-        return False
-    feed: Shown | None = bot.get_cog("Feed")  # type: ignore[assignment]
-    state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
-    if state is None:  # never shown in this channel: a crafted interaction
-        reason = f"Call #{call_id} is not shown in this channel."
-        audit_refusal(interaction, action, server_id, call_id, reason)
-        await reply_ephemeral(interaction, reason)
-        return False
-    if state is not PostState.ACTIVE:
-        await reply_ephemeral(interaction, f"Call #{call_id} is no longer active.")
-        return False
-    return True
+    """The member may do this to this call here, or has been told why not."""
+    reason = await refusal(interaction, action, kind, server_id, call_id, needs_dispatcher)
+    if reason is None:
+        return True
+    await reply_ephemeral(interaction, reason)
+    return False
 
 
 def _attach_on(interaction: discord.Interaction[Any]) -> bool:

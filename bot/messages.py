@@ -37,6 +37,39 @@ class NotYourButtons(app_commands.CheckFailure):
     """A button of a reply meant for another member was pressed."""
 
 
+class NotAChoice(app_commands.CheckFailure):
+    """A menu value the bot never offered (a crafted interaction)."""
+
+
+class EmptyText(app_commands.CheckFailure):
+    """A required text is blank (Discord's client refuses it; a crafted request may not)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+
+class TextTooLong(app_commands.CheckFailure):
+    """A text over the bot's own bound (Discord's client keeps it; a crafted request may not)."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__()
+        self.what = what
+        self.limit = limit
+
+
+NOTE_LIMIT = 1000  # characters in a note: /note's option and the card's form alike
+
+
+def text_problem(what: str, text: str, limit: int) -> EmptyText | TextTooLong | None:
+    """Why `text` cannot be sent as `what`, or None."""
+    if not text.strip():
+        return EmptyText(what)
+    if len(text) > limit:
+        return TextTooLong(what, limit)
+    return None
+
+
 GENERIC = "Something went wrong on the bot's side. The admins can find the details in the bot's log."
 
 _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
@@ -75,6 +108,7 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
         "You may not file 911 calls here: one of your roles blocks it. Ask an admin if that is wrong.",
     ),
     (NotYourButtons, "These buttons belong to the member who ran the command."),
+    (NotAChoice, "Choose a call from the list."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
 
@@ -96,6 +130,10 @@ def user_message(error: BaseException) -> str:
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid: {clean(error.value, 100)}"
+    if isinstance(error, EmptyText):
+        return f"The {error.what} is empty: nothing was added."
+    if isinstance(error, TextTooLong):
+        return f"The {error.what} is over {error.limit} characters: nothing was sent. Shorten it and try again."
     for kind, sentence in _REFUSALS:
         if isinstance(error, kind):
             return sentence

@@ -1,9 +1,16 @@
-"""Buttons: page through /calls, confirm /close. Only the member who ran the command may press."""
+"""Buttons: page through /calls, confirm /close. Only the member who ran the command may press.
+
+Each view's buttons get custom_ids of their own (`confirm:yes:<token>`): discord.py routes a click by
+custom_id, and on some versions (2.5) a view sent in answer to a component is not tied to its
+message, so two pending confirmations with one custom_id would share it, and Confirm under
+"Remove #1001?" would act on #1002.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -44,6 +51,10 @@ class OwnedView(discord.ui.View):
         super().__init__(timeout=timeout)
         self.owner_id = owner_id
         self.message: discord.InteractionMessage | discord.WebhookMessage | None = None
+        token = secrets.token_hex(8)
+        for item in self.children:
+            if isinstance(item, discord.ui.Button) and item.custom_id:
+                item.custom_id = f"{item.custom_id}:{token}"
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         if interaction.user.id == self.owner_id:
@@ -99,8 +110,13 @@ class Paginator(OwnedView):
         await self._show(interaction, self.index + 1)
 
 
+Recheck = Callable[[discord.Interaction[Any]], Awaitable[str | None]]
+
+
 class ConfirmView(OwnedView):
-    """Asks once; `action` runs on Confirm and returns the text the message then shows."""
+    """Asks once; on Confirm, `recheck` runs first (rights and calls change while the question
+    waits: its answer, when not None, is why not), then `action`, which returns the text the
+    message then shows."""
 
     def __init__(
         self,
@@ -108,10 +124,12 @@ class ConfirmView(OwnedView):
         action: Callable[[discord.Interaction[Any]], Awaitable[str]],
         *,
         confirm_label: str,
+        recheck: Recheck,
         timeout: float = 60,
     ) -> None:
         super().__init__(owner_id, timeout=timeout)
         self.action = action
+        self.recheck = recheck
         self.confirm.label = confirm_label
 
     @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger, custom_id="confirm:yes")
@@ -119,7 +137,8 @@ class ConfirmView(OwnedView):
         self.stop()
         await interaction.response.defer()  # the CAD may take a few seconds; Discord wants an answer in 3
         try:
-            text = await self.action(interaction)
+            refusal = await self.recheck(interaction)
+            text = refusal if refusal is not None else await self.action(interaction)
         except Exception as error:  # shown in place of the question, so the member sees one answer
             log_error(error, f"confirm {self.confirm.label}")
             text = user_message(error)

@@ -15,16 +15,19 @@ from discord.ext import commands
 from bot.aliases import CallId, Interaction, ServerId
 from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord
 from bot.callboard import CallBoard
-from bot.cards import CardButton, CardPicker
+from bot.cards import CardButton, CardPicker, dispatcher_refusal
 from bot.core import DispatchBot
 from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind, clean, from_unix, plain
-from bot.messages import TooManyOpenCalls, user_message
+from bot.messages import NOTE_LIMIT, TooManyOpenCalls, text_problem, user_message
 from bot.permissions import caller_command, dispatcher_command
 from bot.sonoran import CallList, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
-from bot.views import ConfirmView, Paginator, StaticPages
+from bot.views import ConfirmView, Paginator, Recheck, StaticPages
 
 CallKindChoice = Literal["all", "emergency", "dispatch", "closed"]
 CLOSED_PAGE_SIZE = 10
+LOCATION_LIMIT = 200  # characters, as the /911 options declare them
+DESCRIPTION_LIMIT = 1000
+CALLER_LIMIT = 100
 AUTOCOMPLETE_LIMIT = 25
 NO_PINGS = discord.AllowedMentions.none()
 
@@ -203,12 +206,20 @@ class Dispatch(commands.Cog):
     async def file_911(
         self,
         interaction: Interaction,
-        location: app_commands.Range[str, 1, 200],
-        description: app_commands.Range[str, 1, 1000],
+        location: app_commands.Range[str, 1, LOCATION_LIMIT],
+        description: app_commands.Range[str, 1, DESCRIPTION_LIMIT],
         emergency: bool = True,
-        caller: app_commands.Range[str, 1, 100] | None = None,
+        caller: app_commands.Range[str, 1, CALLER_LIMIT] | None = None,
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
+        for what, text, limit in (
+            ("location", location, LOCATION_LIMIT),
+            ("description", description, DESCRIPTION_LIMIT),
+            ("caller", caller, CALLER_LIMIT),
+        ):
+            # Discord's client keeps the option bounds; discord.py does not check them on a crafted request
+            if text is not None and (problem := text_problem(what, text, limit)):
+                raise problem
         self.cooldowns.check(interaction.user.id)
         server_id = self._server(server)
         limit = self.bot.settings.commands.max_open_911_per_user
@@ -284,7 +295,7 @@ class Dispatch(commands.Cog):
         self,
         interaction: Interaction,
         call_id: app_commands.Range[CallId, 1],
-        note: app_commands.Range[str, 1, 1000],
+        note: app_commands.Range[str, 1, NOTE_LIMIT],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await _answer(interaction, self.add_note(interaction, "/note", self._server(server), call_id, note))
@@ -335,6 +346,8 @@ class Dispatch(commands.Cog):
     async def add_note(
         self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, note: str
     ) -> str:
+        if problem := text_problem("note", note, NOTE_LIMIT):  # a crafted request may carry any length
+            raise problem
         async with self._audited(interaction, action, server_id, call_id):
             label = plain(_display_name(interaction), 64)
             await self.bot.sonoran.add_note(call_id, note, label=label, server_id=server_id)
@@ -375,8 +388,17 @@ class Dispatch(commands.Cog):
             units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
         return f"Detached {_units(units)}."
 
-    async def confirm_close(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
-        """Asks (ephemerally) before closing: the close runs on Confirm."""
+    async def confirm_close(
+        self,
+        interaction: Interaction,
+        action: str,
+        server_id: ServerId,
+        call_id: CallId,
+        *,
+        recheck: Recheck | None = None,
+    ) -> None:
+        """Asks (ephemerally) before closing: the close runs on Confirm, after `recheck` (by
+        default: is the member still a dispatcher)."""
         snapshot = self.bot.board.peek(server_id)
         known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
         what = clean(call_label(known), 150) if known else f"#{call_id}"
@@ -385,24 +407,47 @@ class Dispatch(commands.Cog):
             f"Close dispatch call {what}?",
             f"Close call #{call_id}",
             lambda: self.close_dispatch(interaction, action, server_id, call_id),
+            recheck or self._still_dispatcher(action, server_id, call_id),
         )
 
-    async def confirm_remove(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
-        """Asks (ephemerally) before removing a 911 call: the removal runs on Confirm."""
+    async def confirm_remove(
+        self,
+        interaction: Interaction,
+        action: str,
+        server_id: ServerId,
+        call_id: CallId,
+        *,
+        recheck: Recheck | None = None,
+    ) -> None:
+        """Asks (ephemerally) before removing a 911 call: the removal runs on Confirm, after
+        `recheck` (by default: is the member still a dispatcher)."""
         await self._confirm(
             interaction,
             f"Remove 911 call #{call_id} from the CAD?",
             f"Remove call #{call_id}",
             lambda: self.remove_911(interaction, action, server_id, call_id),
+            recheck or self._still_dispatcher(action, server_id, call_id),
         )
 
+    @staticmethod
+    def _still_dispatcher(action: str, server_id: ServerId, call_id: CallId) -> Recheck:
+        async def recheck(confirming: Interaction) -> str | None:
+            return await dispatcher_refusal(confirming, action, server_id, call_id)
+
+        return recheck
+
     async def _confirm(
-        self, interaction: Interaction, question: str, label: str, write: Callable[[], Awaitable[str]]
+        self,
+        interaction: Interaction,
+        question: str,
+        label: str,
+        write: Callable[[], Awaitable[str]],
+        recheck: Recheck,
     ) -> None:
         async def confirmed(_: Interaction) -> str:
             return await write()
 
-        view = ConfirmView(interaction.user.id, confirmed, confirm_label=label)
+        view = ConfirmView(interaction.user.id, confirmed, confirm_label=label, recheck=recheck)
         await interaction.response.send_message(
             f"{question} This cannot be undone from Discord.", view=view, ephemeral=True, allowed_mentions=NO_PINGS
         )

@@ -97,6 +97,10 @@ class FakeDiscord:
     poison: str | None = None
     sync_fault: ChannelFault | None = None  # the answer to the next command sync
     on_post: Callable[[dict[str, Any]], None] | None = None  # told of each channel message as it is made
+    # interaction token -> the message its response made (what GET .../messages/@original answers)
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # every message made in answer to an interaction (responses and followups), in order, as shown
+    interaction_messages: list[dict[str, Any]] = field(default_factory=list)
 
     def install(self) -> None:
         m = self.mock
@@ -188,10 +192,21 @@ class FakeDiscord:
         }
         out: dict[str, Any] = {"interaction": interaction}
         if body["type"] in (4, 7):
-            msg = message_payload(CHANNEL_ID, data.get("content") or "", data.get("embeds"))
+            flags = EPHEMERAL if data.get("flags", 0) & EPHEMERAL else 0
+            msg = message_payload(CHANNEL_ID, data.get("content") or "", data.get("embeds"), flags=flags)
+            if body["type"] == 4:  # a message made in answer to an interaction names it, as Discord's do
+                interaction_id = url.path.split("/")[-3]
+                msg["interaction_metadata"] = {
+                    "id": interaction_id,
+                    "type": INTERACTION_TYPES.get(interaction_id, 2),
+                    "user": user_payload(),
+                    "authorizing_integration_owners": {"0": GUILD_ID},
+                }
             msg["components"] = data.get("components", [])
             interaction["response_message_id"] = msg["id"]
             out["resource"] = {"type": body["type"], "message": msg}
+            self.responses[url.path.split("/")[-2]] = msg
+            self.interaction_messages.append(msg)
         return CallbackResult(payload=out)
 
     def _followup(self, url: Any, **kw: Any) -> CallbackResult:
@@ -199,10 +214,15 @@ class FakeDiscord:
         refused = self._refuse(message_errors(body, edit="/messages/" in str(url)))
         if refused:
             return refused
-        return CallbackResult(payload=message_payload(CHANNEL_ID, body.get("content") or "", body.get("embeds")))
+        msg = message_payload(CHANNEL_ID, body.get("content") or "", body.get("embeds"), flags=body.get("flags", 0))
+        msg["components"] = body.get("components", [])
+        if "/messages/" not in str(url):
+            self.interaction_messages.append(msg)
+        return CallbackResult(payload=msg)
 
     def _original(self, url: Any, **kw: Any) -> CallbackResult:
-        return CallbackResult(payload=message_payload(CHANNEL_ID, ""))
+        token = url.path.split("/")[-3]
+        return CallbackResult(payload=self.responses.get(token) or message_payload(CHANNEL_ID, ""))
 
     def _fault(self, method: str, *, created: bool = False) -> CallbackResult | None:
         """The next scripted fault for `method`: before the message is made, or (`created`) after."""
@@ -280,6 +300,10 @@ class FakeDiscord:
                         out.append(None)
         return out
 
+    def last_interaction_message(self) -> dict[str, Any]:
+        """The latest message made in answer to an interaction, as Discord shows it (id, buttons)."""
+        return self.interaction_messages[-1]
+
     def replies(self) -> list[dict[str, Any]]:
         """Everything the bot said back to interactions, in the order sent: callbacks and followups."""
         out: list[dict[str, Any]] = []
@@ -320,6 +344,9 @@ def _member(roles: list[str], permissions: int, user_id: str, nick: str | None) 
     }
 
 
+INTERACTION_TYPES: dict[str, int] = {}  # every interaction payload made here: id -> type
+
+
 def _base(
     kind: int,
     data: dict[str, Any],
@@ -331,6 +358,7 @@ def _base(
     nick: str | None,
 ) -> dict[str, Any]:
     interaction_id = snowflake()
+    INTERACTION_TYPES[interaction_id] = kind
     payload: dict[str, Any] = {
         "id": interaction_id,
         "application_id": APP_ID,
@@ -464,8 +492,25 @@ def _component(
     return payload
 
 
-async def dispatch_interaction(bot: Any, payload: dict[str, Any]) -> None:
-    """Feeds a payload to discord.py as the gateway would, and waits for what it scheduled."""
+def button_id(message: dict[str, Any], label: str) -> str:
+    """The custom_id of the button labelled `label` on `message`."""
+    (custom_id,) = [
+        item["custom_id"]
+        for row in message.get("components") or []
+        for item in row["components"]
+        if item.get("label") == label
+    ]
+    return str(custom_id)
+
+
+async def press(bot: Any, message: dict[str, Any], label: str, **member: Any) -> None:
+    """A click on the button labelled `label` of `message` (a question, a page), as the member sees it."""
+    await dispatch_interaction(bot, button(button_id(message, label), message["id"], message=message, **member))
+
+
+async def dispatch_interaction(bot: Any, *payloads: dict[str, Any]) -> None:
+    """Feeds payloads to discord.py as the gateway would (several: back to back, before any of them
+    is handled, as when two members act at once), and waits for what they scheduled."""
 
     def ours(task: asyncio.Task[Any]) -> bool:
         name = task.get_name()
@@ -474,7 +519,8 @@ async def dispatch_interaction(bot: Any, payload: dict[str, Any]) -> None:
         )
 
     before = {t for t in asyncio.all_tasks() if ours(t)}
-    bot._connection.parse_interaction_create(payload)
+    for payload in payloads:
+        bot._connection.parse_interaction_create(payload)
     new = [t for t in asyncio.all_tasks() if ours(t) and t not in before]
-    assert new, "nothing was scheduled: unknown command or custom_id?"
+    assert len(new) >= len(payloads), "nothing was scheduled: unknown command or custom_id?"
     await asyncio.gather(*new)

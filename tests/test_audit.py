@@ -18,8 +18,8 @@ from .discord_fakes import (
     USER_ID,
     ChannelFault,
     FakeDiscord,
-    button,
     dispatch_interaction,
+    press,
     slash,
 )
 from .fake_cad import FakeCad
@@ -56,8 +56,8 @@ async def test_every_write_is_audited(audited: DispatchBot, cad: FakeCad, discor
         audited, slash("note", {"call_id": dispatch_id, "note": "en route"}, permissions=MANAGE_GUILD)
     )
     await dispatch_interaction(audited, slash("remove911", {"call_id": call_id}, permissions=MANAGE_GUILD))
-    message_id = await _ask_to_close(audited, discord_api, dispatch_id)
-    await dispatch_interaction(audited, button("confirm:yes", message_id))
+    question = await _ask_to_close(audited, discord_api, dispatch_id)
+    await press(audited, question, f"Close call #{dispatch_id}")
     embeds = await audit_embeds(audited, discord_api)
     assert [e["title"] for e in embeds] == [
         f"/911 call #{call_id}: done",

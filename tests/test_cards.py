@@ -6,21 +6,27 @@ audit records. Discord is the strict double (its component limits included)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.core import DispatchBot
 
 from .conftest import BotFactory
 from .discord_fakes import (
     CHANNEL_ID,
+    MANAGE_GUILD,
+    USER_ID,
     FakeDiscord,
     button,
     dispatch_interaction,
     message_payload,
     modal_submit,
+    press,
     select,
-    snowflake,
+    slash,
 )
 from .fake_cad import FakeCad
 from .test_feed import feed_of, posts
@@ -65,14 +71,12 @@ def with_button(message: dict[str, Any], custom_id: str) -> dict[str, Any]:
     return {**message, "components": [*message.get("components", []), row]}
 
 
-async def confirm(bot: DispatchBot, discord_api: FakeDiscord) -> None:
-    question = replies(discord_api)[-1]
-    assert question["data"]["flags"] & 64  # ephemeral
-    # discord.py 2.7 binds the question's view to its message; 2.5 keeps a view sent in answer to a
-    # component unbound, so any message id reaches it there
-    synced = list(bot._connection._view_store._synced_message_views)
-    message_id = str(synced[-1]) if synced else snowflake()
-    await dispatch_interaction(bot, button("confirm:yes", message_id))
+async def confirm(bot: DispatchBot, discord_api: FakeDiscord, **member: Any) -> None:
+    """Presses Confirm under the latest question, as the member sees it."""
+    question = discord_api.last_interaction_message()
+    assert question["flags"] & 64  # ephemeral
+    confirm_label = next(c["label"] for c in components(question) if c["label"] != "Cancel")
+    await press(bot, question, confirm_label, **member)
 
 
 # --- what each post carries --------------------------------------------------------------------------
@@ -279,3 +283,123 @@ async def test_note_and_close_from_a_one_call_post_are_audited(
     assert bot.audit is not None and await bot.audit.flush()
     titles = [e["title"] for body in discord_api.sent("POST", rf"/channels/{AUDIT}/messages$") for e in body["embeds"]]
     assert titles == [f"card Note call #{target}: done", f"card Close call #{target}: done"]
+
+
+# --- two people at once, and values the bot never offered -------------------------------------------------
+OTHER = "555555555555555777"  # a second dispatcher
+
+
+async def open_note_form(
+    bot: DispatchBot, discord_api: FakeDiscord, message: dict[str, Any], call_id: int, user: str
+) -> tuple[str, str]:
+    """`user` presses Note: the custom_ids of the form they got and of its text input."""
+    await click(bot, message, f"card:note:1:{call_id}", user_id=user)
+    form = replies(discord_api)[-1]["data"]
+    (text_input,) = form["components"][0]["components"]
+    return form["custom_id"], text_input["custom_id"]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one after the other", "at the same moment"])
+async def test_two_dispatchers_note_the_same_call(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, together: bool
+) -> None:
+    bot = await make_bot(feeds=DISPATCH)
+    target = cad.add_dispatch("Robbery")
+    (message,) = await posted(bot, discord_api)
+    mine = await open_note_form(bot, discord_api, message, target, USER_ID)
+    theirs = await open_note_form(bot, discord_api, message, target, OTHER)
+    assert mine[0] != theirs[0]  # each member's form is their own
+    first = modal_submit(mine[0], {mine[1]: "first unit on scene"}, user_id=USER_ID)
+    second = modal_submit(theirs[0], {theirs[1]: "second unit en route"}, user_id=OTHER)
+    if together:
+        await dispatch_interaction(bot, first, second)
+    else:
+        await dispatch_interaction(bot, first)
+        await dispatch_interaction(bot, second)
+    notes = sorted((n["content"], n["label"]) for n in cad.servers[1].active[target]["notes"])
+    assert notes == [("first unit on scene", f"user{USER_ID[-3:]}"), ("second unit en route", f"user{OTHER[-3:]}")]
+
+
+@pytest.mark.parametrize("value", ["²", "①", "٣", "1" * 19, "", "-5", "12a"])
+async def test_a_menu_value_never_offered_is_refused_plainly(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await make_bot(feeds=CALLS_911)
+    [cad.add_911(f"Caller {n}", "Grove St", "x") for n in range(3)]
+    (message,) = await posted(bot, discord_api)
+    with caplog.at_level(logging.ERROR):
+        await dispatch_interaction(bot, select("card:pick:911:1", [value], message["id"], message=message))
+    assert last_text(discord_api) == "Choose a call from the list."
+    assert not [r for r in caplog.records if r.exc_info]  # an answer, not a traceback
+
+
+async def test_confirm_checks_the_rights_again(make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord) -> None:
+    bot = await make_bot(feeds=CALLS_911, audit={"channel_id": AUDIT})
+    call_id = cad.add_911()
+    (message,) = await posted(bot, discord_api)
+    await click(bot, message, f"card:remove:1:{call_id}")  # a dispatcher asks ...
+    await confirm(bot, discord_api, permissions=0)  # ... and has lost the role by the time they confirm
+    assert "remove_911" not in cad.operations()
+    answer = discord_api.sent("PATCH", r"/messages/@original$")[-1]
+    assert "Only dispatchers" in answer["content"] and answer["components"] == []
+    assert bot.audit is not None and await bot.audit.flush()
+    (audit,) = discord_api.sent("POST", rf"/channels/{AUDIT}/messages$")[-1]["embeds"]
+    assert audit["title"] == f"card Remove call #{call_id}: refused"
+
+
+async def test_a_slash_command_confirm_checks_the_rights_again(
+    bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    call_id = cad.add_dispatch("Robbery")
+    await dispatch_interaction(bot, slash("close", {"call_id": call_id}, permissions=MANAGE_GUILD))
+    await confirm(bot, discord_api, permissions=0)
+    assert "close_call" not in cad.operations()
+    assert "Only dispatchers" in discord_api.sent("PATCH", r"/messages/@original$")[-1]["content"]
+
+
+async def test_confirm_checks_the_call_again(make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord) -> None:
+    bot = await make_bot(feeds=DISPATCH)
+    call_id = cad.add_dispatch("Robbery")
+    (message,) = await posted(bot, discord_api)
+    await click(bot, message, f"card:close:1:{call_id}")
+    cad.close_dispatch(call_id)  # closed in the CAD while the question waits
+    await feed_of(bot).poll_once()
+    await confirm(bot, discord_api)
+    assert "close_call" not in cad.operations()
+    assert discord_api.sent("PATCH", r"/messages/@original$")[-1]["content"] == f"Call #{call_id} is no longer active."
+
+
+async def test_two_pending_confirmations_act_each_on_its_own_call(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    """On discord.py 2.5 a view sent in answer to a component is not tied to its message: with one
+    custom_id for every Confirm, the later question took the earlier one's click."""
+    bot = await make_bot(feeds=CALLS_911)
+    first, second = cad.add_911("Anna"), cad.add_911("Ben")
+    await feed_of(bot).poll_once()
+    (message,) = discord_api.channel_messages(FEED)
+    await dispatch_interaction(bot, select("card:pick:911:1", [str(first)], message["id"], message=message))
+    await click(bot, panel_message(discord_api), f"card:remove:1:{first}")
+    question_first = discord_api.last_interaction_message()
+    await dispatch_interaction(bot, select("card:pick:911:1", [str(second)], message["id"], message=message))
+    await click(bot, panel_message(discord_api), f"card:remove:1:{second}")
+    assert f"#{first}" in question_first["content"]
+    await press(bot, question_first, f"Remove call #{first}")
+    assert first not in cad.servers[1].emergency and second in cad.servers[1].emergency
+    assert cad.operations().count("remove_911") == 1
+
+
+async def test_an_oversized_crafted_note_reaches_nothing(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    bot = await make_bot(feeds=DISPATCH)
+    target = cad.add_dispatch("Robbery")
+    (message,) = await posted(bot, discord_api)
+    form, text_input = await open_note_form(bot, discord_api, message, target, USER_ID)
+    await dispatch_interaction(bot, modal_submit(form, {text_input: "x" * 5000}))
+    assert last_text(discord_api) == "The note is over 1000 characters: nothing was sent. Shorten it and try again."
+    await dispatch_interaction(bot, slash("note", {"call_id": target, "note": "x" * 5000}, permissions=MANAGE_GUILD))
+    await dispatch_interaction(
+        bot, slash("911", {"location": "y" * 5000, "description": "fire"}, permissions=MANAGE_GUILD)
+    )
+    assert "add_call_note" not in cad.operations() and "call_911" not in cad.operations()

@@ -22,8 +22,8 @@ from .discord_fakes import (
     USER_ID,
     FakeDiscord,
     autocomplete,
-    button,
     dispatch_interaction,
+    press,
     slash,
 )
 from .fake_cad import FakeCad
@@ -213,26 +213,26 @@ async def test_remove911_records_who(bot: DispatchBot, cad: FakeCad, discord_api
 # --- /close --------------------------------------------------------------------------------------
 
 
-async def _ask_to_close(bot: DispatchBot, discord_api: FakeDiscord, call_id: int) -> str:
+async def _ask_to_close(bot: DispatchBot, discord_api: FakeDiscord, call_id: int) -> dict[str, Any]:
+    """Runs /close; the question as the member sees it."""
     await dispatch_interaction(bot, slash("close", {"call_id": call_id}, permissions=MANAGE_GUILD))
     question = discord_api.sent("POST", r"/callback$")[-1]
     assert question["type"] == 4 and question["data"]["flags"] & EPHEMERAL
     buttons = question["data"]["components"][0]["components"]
-    assert [b["custom_id"] for b in buttons] == ["confirm:yes", "confirm:no"]
+    # each question's buttons are its own: a click can only ever reach the question it was under
+    assert [b["custom_id"].rsplit(":", 1)[0] for b in buttons] == ["confirm:yes", "confirm:no"]
     assert buttons[0]["label"] == f"Close call #{call_id}"
-    message_id = [m for m in bot._connection._view_store._synced_message_views][-1]
-    return str(message_id)
+    return discord_api.last_interaction_message()
 
 
 async def test_close_asks_then_closes(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
     call_id = cad.add_dispatch("Bank robbery", address="Pacific Standard")
     await bot.board.refresh(1)
     cad.requests.clear()
-    message_id = await _ask_to_close(bot, discord_api, call_id)
-    question = discord_api.sent("POST", r"/callback$")[-1]
-    assert f"#{call_id} · Bank robbery · Pacific Standard" in question["data"]["content"]
+    question = await _ask_to_close(bot, discord_api, call_id)
+    assert f"#{call_id} · Bank robbery · Pacific Standard" in question["content"]
     assert cad.requests == []  # nothing closed yet
-    await dispatch_interaction(bot, button("confirm:yes", message_id))
+    await press(bot, question, f"Close call #{call_id}")
     assert cad.servers[1].closed[0]["callId"] == call_id
     assert discord_api.sent("POST", r"/callback$")[-1] == {"type": 6}  # deferred update
     edited = discord_api.sent("PATCH", r"/messages/@original$")[-1]
@@ -242,22 +242,22 @@ async def test_close_asks_then_closes(bot: DispatchBot, cad: FakeCad, discord_ap
 
 async def test_close_cancel_changes_nothing(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
     call_id = cad.add_dispatch()
-    message_id = await _ask_to_close(bot, discord_api, call_id)
-    await dispatch_interaction(bot, button("confirm:no", message_id))
+    question = await _ask_to_close(bot, discord_api, call_id)
+    await press(bot, question, "Cancel")
     assert cad.operations() == [] and call_id in cad.servers[1].active
     assert discord_api.sent("POST", r"/callback$")[-1]["type"] == 7
 
 
 async def test_close_confirm_error_is_shown_in_place(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
-    message_id = await _ask_to_close(bot, discord_api, 999)
-    await dispatch_interaction(bot, button("confirm:yes", message_id))
+    question = await _ask_to_close(bot, discord_api, 999)
+    await press(bot, question, "Close call #999")
     assert discord_api.sent("PATCH", r"/messages/@original$")[-1]["content"] == "Call #999 is not active."
 
 
 async def test_stranger_cannot_confirm(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
     call_id = cad.add_dispatch()
-    message_id = await _ask_to_close(bot, discord_api, call_id)
-    await dispatch_interaction(bot, button("confirm:yes", message_id, user_id="123456789012345678"))
+    question = await _ask_to_close(bot, discord_api, call_id)
+    await press(bot, question, f"Close call #{call_id}", user_id="123456789012345678")
     reply = last_reply(discord_api)
     assert reply_text(reply) == "These buttons belong to the member who ran the command."
     assert cad.operations() == []
@@ -299,13 +299,13 @@ async def test_calls_pages_with_buttons(bot: DispatchBot, cad: FakeCad, discord_
     buttons = followup["components"][0]["components"]
     assert [b["label"] for b in buttons] == ["◀ Previous", "1/3", "Next ▶"]
     assert buttons[0]["disabled"] is True
-    message_id = list(bot._connection._view_store._synced_message_views)[-1]
-    await dispatch_interaction(bot, button("calls:next", str(message_id)))
+    pages = discord_api.last_interaction_message()
+    await press(bot, pages, "Next ▶")
     page = discord_api.sent("POST", r"/callback$")[-1]
     assert page["type"] == 7 and page["data"]["embeds"][0]["footer"]["text"] == "Page 2 of 3"
     assert page["data"]["components"][0]["components"][1]["label"] == "2/3"
     # a stranger's click is refused and changes nothing
-    await dispatch_interaction(bot, button("calls:next", str(message_id), user_id="123456789012345678"))
+    await press(bot, pages, "Next ▶", user_id="123456789012345678")
     refusal = last_reply(discord_api)
     assert refusal["type"] == 4 and "belong to the member who ran" in refusal["data"]["content"]
     assert len(cad.requests) == 1
@@ -320,8 +320,7 @@ async def test_closed_calls_page_through_the_cad(
     await dispatch_interaction(bot, slash("calls", {"kind": "closed"}))
     first = last_reply(discord_api)
     assert first["embeds"][0]["title"] == "Closed calls" and len(first["embeds"][0]["fields"]) == 10
-    message_id = list(bot._connection._view_store._synced_message_views)[-1]
-    await dispatch_interaction(bot, button("calls:next", str(message_id)))
+    await press(bot, discord_api.last_interaction_message(), "Next ▶")
     page = discord_api.sent("POST", r"/callback$")[-1]["data"]
     assert [f["name"].split(" · ")[1] for f in page["embeds"][0]["fields"]] == [f"Old {i}" for i in range(4, -1, -1)]
     second = cad.requests[-1]
@@ -446,8 +445,7 @@ async def test_closed_calls_with_long_cad_text_render_and_page(
     await dispatch_interaction(bot, slash("calls", {"kind": "closed"}))
     first = last_reply(discord_api)
     assert len(first["embeds"]) == 1 and len(first["embeds"][0]["fields"]) == 10
-    message_id = list(bot._connection._view_store._synced_message_views)[-1]
-    await dispatch_interaction(bot, button("calls:next", str(message_id)))
+    await press(bot, discord_api.last_interaction_message(), "Next ▶")
     page = discord_api.sent("POST", r"/callback$")[-1]["data"]
     assert len(page["embeds"][0]["fields"]) == 5
     assert discord_api.refused == []  # and Discord accepted every one of them
