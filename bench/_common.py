@@ -16,6 +16,7 @@ from typing import Any
 from aioresponses import aioresponses
 
 from bot.core import DispatchBot
+from bot.feed import FeedEngine
 from bot.services import open_services
 from tests import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
 from tests.discord_fakes import FakeDiscord
@@ -61,11 +62,10 @@ async def logged_in_bot(
                 await bot.close()
 
 
-def feed_of(bot: DispatchBot) -> Any:
-    """The Feed cog (typed loosely: benchmarks drive `poll_once` directly)."""
-    cog = bot.get_cog("Feed")
-    assert cog is not None
-    return cog
+def feed_of(bot: DispatchBot) -> FeedEngine:
+    """The feed engine (benchmarks drive `poll_once` directly)."""
+    assert bot.feed is not None, "the Feed cog is not loaded"
+    return bot.feed
 
 
 def rss_mib() -> float:

@@ -48,7 +48,7 @@ async def measure(samples: int = SAMPLES) -> tuple[list[float], list[float]]:
             fake.on_post = on_post
             feed = feed_of(bot)
             feed.poll_seconds = INTERVAL  # below the configurable minimum, to measure many cycles
-            feed.start()
+            feed.start_polling()
             await asyncio.sleep(INTERVAL)
             for _ in range(samples):
                 call_id = cad.add_911()

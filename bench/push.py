@@ -66,6 +66,7 @@ async def fire(bot: DispatchBot, fake: FakeDiscord, *, concurrent: int = CONCURR
 
     fake.on_post = on_post
     feed = feed_of(bot)
+    assert feed.push_listener is not None
     feed.push_listener.on_accepted = on_accepted
     url = f"http://127.0.0.1:{feed.push_listener.bound_port}{PATH}"
     async with aiohttp.ClientSession() as session:

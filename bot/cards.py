@@ -74,14 +74,6 @@ class Desk(Protocol):
     async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str: ...
 
 
-class Shown(Protocol):
-    """What a click needs from the Feed cog: is the call shown in this channel, and still active?"""
-
-    async def call_state(
-        self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
-    ) -> PostState | None: ...
-
-
 # --- the components of a feed message --------------------------------------------------------------
 def card_view(posts: Sequence[Post], *, attach: bool = False) -> discord.ui.View | None:
     """The components for a message showing `posts` (one kind, one server); None when no call in it
@@ -273,7 +265,7 @@ async def refusal(
     bot: DispatchBot = interaction.client
     if needs_dispatcher and (reason := await dispatcher_refusal(interaction, action, server_id, call_id)):
         return reason
-    feed: Shown | None = bot.get_cog("Feed")  # type: ignore[assignment]
+    feed = bot.feed
     state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
     if state is None:  # never shown in this channel: a crafted interaction
         reason = f"Call #{call_id} is not shown in this channel."

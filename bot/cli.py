@@ -20,10 +20,10 @@ from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot, describe_sync_error
+from .feed.listener import PushListenerError, listener_url, sample_event
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight
-from .push import PushListenerError, listener_url, sample_event
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
@@ -18,11 +19,18 @@ from .sonoran import SonoranClient
 from .store import Store
 from .tree import DispatchTree
 
+if TYPE_CHECKING:
+    from .feed import FeedEngine
+
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.dispatch", "cogs.feed")
 INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
 MISSING_ACCESS = 50001
+# A 429 asking to wait longer than this ends the request (discord.RateLimited) instead of sleeping
+# through it: the feed's writer retries later, and nothing else waits behind it. 30 s is the
+# smallest value discord.py allows.
+MAX_RATELIMIT_TIMEOUT = 30.0
 
 
 def invite_url(application_id: int | None) -> str:
@@ -72,6 +80,7 @@ class DispatchBot(commands.Bot):
             # The bot never reads messages back; discord.py's cache of up to 1000 would only hold
             # the feed's own posts (10 embeds each): ~0.1 MB apiece.
             max_messages=None,
+            max_ratelimit_timeout=MAX_RATELIMIT_TIMEOUT,
         )
         self.settings = settings
         self.autostart_feed = autostart_feed
@@ -79,6 +88,7 @@ class DispatchBot(commands.Bot):
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
         self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
+        self.feed: FeedEngine | None = None  # set while the Feed cog is loaded
 
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"

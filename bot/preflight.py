@@ -15,11 +15,11 @@ import discord
 
 from .config import Settings
 from .core import invite_url
+from .feed.listener import listener_url
 from .instance import in_use
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .permissions import missing_feed_permissions
-from .push import listener_url
 from .services import sonoran_client
 from .sonoran import (
     BadCredentials,

@@ -9,8 +9,10 @@ import discord
 
 from .permissions import FEED_PERMISSIONS, missing_feed_permissions
 
-# what a post or an edit may fail with for a passing reason (the feed and the audit log retry)
-DISCORD_FAULTS = (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# what a post or an edit may fail with for a passing reason (the feed and the audit log retry);
+# RateLimited: a 429 longer than the client's max_ratelimit_timeout
+DISCORD_FAULTS = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+ONCE_MEMORY = 4096
 
 
 class StateChanges:
@@ -27,6 +29,23 @@ class StateChanges:
         return state if state != previous else None
 
 
+class Once:
+    """Keys already reported, so that a fault of one call (or one connection) is logged once, not
+    once per poll; the oldest are forgotten past ONCE_MEMORY."""
+
+    def __init__(self) -> None:
+        self._seen: dict[object, None] = {}
+
+    def first(self, key: object) -> bool:
+        """True the first time `key` is seen (since it was last forgotten)."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > ONCE_MEMORY:
+            del self._seen[next(iter(self._seen))]
+        return True
+
+
 def describe_channel_fault(client: discord.Client, channel_id: int, error: BaseException, action: str) -> str:
     """Why the bot cannot `action` (post, edit) in a channel, naming the permissions it lacks."""
     if isinstance(error, discord.Forbidden):
@@ -35,6 +54,10 @@ def describe_channel_fault(client: discord.Client, channel_id: int, error: BaseE
         return f"cannot {action} there: the channel does not exist or the bot cannot see it"
     if isinstance(error, discord.HTTPException):
         return f"cannot {action} there: Discord answered HTTP {error.status} ({error.text[:100]})"
+    if isinstance(error, discord.RateLimited):
+        return f"cannot {action} there for now: Discord asks to wait {error.retry_after:.0f} s (rate limit)"
+    if isinstance(error, TimeoutError):
+        return f"cannot {action} there for now: Discord did not answer in time"
     return f"cannot {action} there: {type(error).__name__}"
 
 

@@ -9,11 +9,13 @@ Only a crash followed by a restart more than those few minutes later can duplica
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -112,8 +114,13 @@ class Store:
         # in memory (written through) rather than queried
         self._removals: dict[int, dict[int, str]] = {}
         self._closures: dict[int, dict[int, str]] = {}
+        # One write at a time, each its own transaction: the feed's planner and its channel
+        # writers share this connection, and a write that fails must not leave half its rows for
+        # another's commit. A local disk write: never held across anything on the network.
+        self._writing = asyncio.Lock()
 
     @classmethod
+
     async def open(cls, path: Path | str) -> Store:
         """Opens (or creates) the file and brings its schema up to date. Raises StateFileError,
         naming the path and the fix, for a file that is not SQLite, from a newer version of the
@@ -152,7 +159,20 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
+    @contextlib.asynccontextmanager
+
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed at the end, rolled back whole when it fails."""
+        async with self._writing:
+            try:
+                yield self._db
+            except BaseException:
+                await asyncio.shield(self._db.rollback())
+                raise
+            await self._db.commit()
+
     # --- posts -----------------------------------------------------------------------------------
+
     async def open_posts(self, channel_id: int, server_id: int) -> dict[PostKey, Post]:
         """Posts that still need work: calls still active, batches not yet sent, edits not yet shown.
         Ended posts that Discord already shows are final and stay on disk only."""
@@ -169,6 +189,15 @@ class Store:
             "SELECT kind, call_id FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
         ) as cursor:
             return {(PostKind(kind), call_id) for kind, call_id in await cursor.fetchall()}
+
+    async def unanswered_removals(self, channel_id: int, server_id: int) -> set[int]:
+        """911 calls this channel shows "removed" that nobody removed through the bot."""
+        async with self._db.execute(
+            "SELECT call_id FROM posts WHERE channel_id = ? AND server_id = ? AND kind = '911' AND state = 'removed' "
+            "AND json_extract(data, '$.removed_by') IS NULL",
+            (channel_id, server_id),
+        ) as cursor:
+            return {int(row[0]) for row in await cursor.fetchall()}
 
     async def posts(self, channel_id: int, server_id: int, keys: Iterable[PostKey]) -> dict[PostKey, Post]:
         """The rows of these (kind, call id) pairs, whatever their state."""
@@ -194,95 +223,96 @@ class Store:
         """Records calls about to be posted (message_id NULL), committed before anything is sent."""
         if not posts:
             return  # no empty commit: each one is an fsync
-        await self._db.executemany(
-            f"INSERT OR IGNORE INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-            [
-                (
-                    p.channel_id,
-                    p.server_id,
-                    p.kind,
-                    p.call_id,
-                    p.batch,
-                    p.position,
-                    p.message_id,
-                    p.state,
-                    json.dumps(p.data, sort_keys=True),
-                    p.version,
-                    p.shown,
-                    p.first_seen,
-                    p.ended_at,
-                    int(p.ping),
-                )
-                for p in posts
-            ],
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.executemany(
+                f"INSERT OR IGNORE INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                [
+                    (
+                        p.channel_id,
+                        p.server_id,
+                        p.kind,
+                        p.call_id,
+                        p.batch,
+                        p.position,
+                        p.message_id,
+                        p.state,
+                        json.dumps(p.data, sort_keys=True),
+                        p.version,
+                        p.shown,
+                        p.first_seen,
+                        p.ended_at,
+                        int(p.ping),
+                    )
+                    for p in posts
+                ],
+            )
 
     async def mark_sent(self, batch: str, message_id: int, shown: dict[PostKey, str | None]) -> None:
         """The batch's message exists; `shown` is what it shows of each call (None: not the current
         version, so the feed edits it)."""
-        await self._db.executemany(
-            "UPDATE posts SET message_id = ?, shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
-            [(message_id, version, batch, kind, call_id) for (kind, call_id), version in shown.items()],
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.executemany(
+                "UPDATE posts SET message_id = ?, shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
+                [(message_id, version, batch, kind, call_id) for (kind, call_id), version in shown.items()],
+            )
 
     async def rebatch(self, posts: Sequence[Post]) -> None:
         """Moves unsent posts to the batch (and positions) they now carry: a refused batch, split."""
-        await self._db.executemany(
-            "UPDATE posts SET batch = ?, position = ? WHERE channel_id = ? AND server_id = ? AND kind = ? "
-            "AND call_id = ? AND message_id IS NULL",
-            [(p.batch, p.position, p.channel_id, p.server_id, p.kind, p.call_id) for p in posts],
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.executemany(
+                "UPDATE posts SET batch = ?, position = ? WHERE channel_id = ? AND server_id = ? AND kind = ? "
+                "AND call_id = ? AND message_id IS NULL",
+                [(p.batch, p.position, p.channel_id, p.server_id, p.kind, p.call_id) for p in posts],
+            )
 
     async def update(self, posts: Sequence[Post]) -> None:
         """Stores what calls now look like; their messages are edited from these rows."""
         if not posts:
             return
-        await self._db.executemany(
-            "UPDATE posts SET state = ?, data = ?, version = ?, ended_at = ? "
-            "WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
-            [
-                (
-                    p.state,
-                    json.dumps(p.data, sort_keys=True),
-                    p.version,
-                    p.ended_at,
-                    p.channel_id,
-                    p.server_id,
-                    p.kind,
-                    p.call_id,
-                )
-                for p in posts
-            ],
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.executemany(
+                "UPDATE posts SET state = ?, data = ?, version = ?, ended_at = ? "
+                "WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
+                [
+                    (
+                        p.state,
+                        json.dumps(p.data, sort_keys=True),
+                        p.version,
+                        p.ended_at,
+                        p.channel_id,
+                        p.server_id,
+                        p.kind,
+                        p.call_id,
+                    )
+                    for p in posts
+                ],
+            )
 
     async def mark_shown(self, batch: str, versions: dict[PostKey, str]) -> None:
-        await self._db.executemany(
-            "UPDATE posts SET shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
-            [(version, batch, kind, call_id) for (kind, call_id), version in versions.items()],
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.executemany(
+                "UPDATE posts SET shown = ? WHERE batch = ? AND kind = ? AND call_id = ?",
+                [(version, batch, kind, call_id) for (kind, call_id), version in versions.items()],
+            )
 
     async def mark_deleted(self, batch: str) -> None:
         """Someone deleted the message: stop editing it, and never post those calls again."""
-        await self._db.execute("UPDATE posts SET state = 'deleted', shown = version WHERE batch = ?", (batch,))
-        await self._db.commit()
+        async with self._write() as db:
+            await db.execute("UPDATE posts SET state = 'deleted', shown = version WHERE batch = ?", (batch,))
 
     async def forget_ended(self, older_than: float) -> int:
         """Drops rows of calls that ended long ago, so the file does not grow forever."""
-        cursor = await self._db.execute(
-            "DELETE FROM posts WHERE ended_at IS NOT NULL AND ended_at < ? AND shown = version", (older_than,)
-        )
-        await self._db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
-        await self._db.execute("DELETE FROM closures WHERE closed_at < ?", (older_than,))
-        await self._db.commit()
+        async with self._write() as db:
+            cursor = await db.execute(
+                "DELETE FROM posts WHERE ended_at IS NOT NULL AND ended_at < ? AND shown = version", (older_than,)
+            )
+            await db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
+            await db.execute("DELETE FROM closures WHERE closed_at < ?", (older_than,))
         await self._load_actions()
         return cursor.rowcount
 
     # --- removals (who used /remove911) ----------------------------------------------------------
+
     async def record_removal(self, server_id: int, call_id: int, removed_by: str) -> None:
         await self._record("removals", self._removals, server_id, call_id, removed_by)
 
@@ -300,10 +330,10 @@ class Store:
     async def _record(
         self, table: str, into: dict[int, dict[int, str]], server_id: int, call_id: int, who: str
     ) -> None:
-        await self._db.execute(
-            f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)", (server_id, call_id, who, time.time())
-        )
-        await self._db.commit()
+        async with self._write() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)", (server_id, call_id, who, time.time())
+            )
         into.setdefault(server_id, {})[call_id] = who
 
     async def _load_actions(self) -> None:

@@ -61,7 +61,7 @@ async def test_a_poisoned_call_is_split_out_and_never_holds_up_the_channel(
     make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
     bot = await make_bot(feeds=ONE_FEED)
-    caplog.set_level(logging.WARNING, logger="cogs.feed")
+    caplog.set_level(logging.WARNING, logger="bot.feed")
     discord_api.poison = "FORBIDDEN-WORD"
     ids = [cad.add_911(f"Caller {i}", "x", "FORBIDDEN-WORD" if i == 6 else "y") for i in range(10)]
     await feed_of(bot).poll_once()
@@ -151,7 +151,7 @@ async def test_a_reply_without_call_lists_ends_nothing(
     make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, caplog: pytest.LogCaptureFixture, body: str
 ) -> None:
     bot = await make_bot(feeds=ONE_FEED)
-    caplog.set_level(logging.WARNING, logger="cogs.feed")
+    caplog.set_level(logging.WARNING, logger="bot.feed")
     call_id = cad.add_911()
     await feed_of(bot).poll_once()
     for _ in range(2):
@@ -216,7 +216,7 @@ async def test_an_unwritable_health_file_is_logged_once_and_the_feed_goes_on(
     bot: DispatchBot = await make_bot(
         feeds=ONE_FEED, state={"path": str(tmp_path / "s.sqlite3"), "health_file": str(blocker / "last-poll")}
     )
-    caplog.set_level(logging.INFO, logger="cogs.feed")
+    caplog.set_level(logging.INFO, logger="bot.feed")
     first = cad.add_911()
     assert await feed_of(bot).poll_once() == 5
     second = cad.add_911()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.planner import Book, FeedRules, Plan, pending, plan_event, plan_snapshot, revivals
+from bot.feed.planner import Book, FeedRules, Plan, pending, plan_event, plan_snapshot, revivals
 from bot.posts import Post, PostKind, PostState, content_version
 from bot.sonoran import CallList, DispatchCall, EmergencyCall
 from bot.sonoran.events import (

@@ -97,19 +97,31 @@ def read_envelope(body: bytes | str | dict[str, Any]) -> Envelope:
     if isinstance(body, (bytes, str)):
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeError):
             raise BadEnvelope("the body is not JSON") from None
+        except RecursionError:
+            raise BadEnvelope("the body is nested too deep") from None
     if not isinstance(payload, dict):
         raise BadEnvelope("the body is not a JSON object")
     kind, data, key = payload.get("type"), payload.get("data"), payload.get("key")
     if not isinstance(kind, str) or not kind or "data" not in payload:
         raise BadEnvelope("the body has no 'type' and 'data'")
+    if not _is_text(kind) or (isinstance(key, str) and not _is_text(key)):
+        raise BadEnvelope("'type' or 'key' is not text (a lone surrogate)")
     kind = ascii_upper(kind)  # the FiveM receiver upper-cases the type before it compares
     items: list[Any] = data if isinstance(data, list) else [data]
     objects = [item for item in items if isinstance(item, dict)]
     if len(objects) != len(items):
         raise BadEnvelope("'data' is neither an object nor a list of objects")
     return Envelope(key if isinstance(key, str) else "", kind, objects)
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -1,25 +1,31 @@
 """The feed's one way to Discord: renders posts, batches them by Discord's limits, sends and edits
 their messages, and records in the store what each message really shows.
 
-A batch that failed for a passing reason (429, 5xx, network, a missing permission) stays
-unconfirmed and is sent again later; nothing is lost. A batch Discord refuses for good (400, 413)
-is split, and a single call it still refuses is posted as a short stand-in, so that one poisoned
-call never holds up the channel. After every send, what the message really shows is recorded
+Every write is bounded: a 429 longer than the bot's `max_ratelimit_timeout`, or a Discord that
+does not answer (discord.py retries a 5xx five times over 25 s) within `WRITE_TIMEOUT`, ends the
+attempt with a `Fault`, and the channel's writer (`bot.feed.outbox`) tries again later. A batch
+that failed for a passing reason (429, 5xx, network, a missing permission) stays unconfirmed and
+is sent again later; nothing is lost. A batch Discord refuses for good (400, 413) is split, and a
+single call it still refuses, or one that cannot be rendered, is posted as a short stand-in, so
+that one poisoned call never holds up the channel. After every send, what the message really shows is recorded
 (Discord hands back the first message for a nonce it has seen), and edited if it differs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
+import aiohttp
 import discord
 
-from .cards import card_view
-from .config import FeedSettings
-from .embeds import (
+from ..cards import card_view
+from ..config import FeedSettings
+from ..embeds import (
     EMBED_TOTAL_LIMIT,
     dispatch_embed,
     embed_fingerprint,
@@ -29,19 +35,50 @@ from .embeds import (
     from_unix,
     unavailable_embed,
 )
-from .posts import Post, PostKind, PostState
-from .sonoran import DispatchCall, EmergencyCall
-from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
-from .store import Store
+from ..posts import Post, PostKind, PostState
+from ..sonoran import DispatchCall, EmergencyCall
+from ..statechanges import DISCORD_FAULTS, Once, StateChanges, describe_channel_fault
+from ..store import Store
 
-log = logging.getLogger("cogs.feed")
+log = logging.getLogger("bot.feed")
 
 EMBEDS_PER_MESSAGE = 10
 REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
 NO_PINGS = discord.AllowedMentions.none()
+WRITE_TIMEOUT = 10.0  # seconds one post or edit may take, Discord's own waits and retries included
+_T = TypeVar("_T")
+_render_failures = Once()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Why a write did not happen. `wide`: the whole channel fails (no permission, no channel,
+    Discord rate-limits or cannot be reached), not only this message; `retry_after`: Discord said
+    when to come back."""
+
+    text: str
+    wide: bool
+    retry_after: float | None = None
 
 
 def render(post: Post) -> discord.Embed:
+    """The post's embed; a call that cannot be rendered (whatever the CAD put in it) is a stand-in,
+    logged once."""
+    try:
+        return _render(post)
+    except Exception as error:
+        if _render_failures.first((post.server_id, post.kind, post.call_id)):
+            log.warning(
+                "feed: %s call #%s of server %s cannot be shown (%r); posting a short stand-in",
+                post.kind,
+                post.call_id,
+                post.server_id,
+                error,
+            )
+        return stand_in(post)
+
+
+def _render(post: Post) -> discord.Embed:
     first_seen = from_unix(post.first_seen)
     ended = from_unix(post.ended_at) if post.ended_at else None
     if post.kind is PostKind.CALL_911:
@@ -113,16 +150,15 @@ class Sender:
         self.attach_buttons = attach_buttons
         self._channel_state = StateChanges()
 
-    async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
-        """Posts one batch; returns its posts as now recorded, or None while the channel is failing."""
+    async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | Fault:
+        """Posts one batch; returns its posts as now recorded, or why it could not."""
         embeds = fit_embeds([render(p) for p in posts])
         try:
-            message = await self._post_message(feed, posts, embeds)
+            message = await bounded(self._post_message(feed, posts, embeds))
         except DISCORD_FAULTS as error:
             if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
                 return await self._send_refused(feed, posts, error)
-            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, error, "post"))
-            return None
+            return self._fault(feed.channel_id, error, "post")
         # With a nonce Discord has seen, the reply is the message it made then, showing what that
         # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
         showing = [embed_fingerprint(e) for e in message.embeds]
@@ -134,18 +170,19 @@ class Sender:
         self._channel_changed(feed.channel_id, "ok")
         return [replace(p, message_id=message.id, shown=shown[p.key]) for p in posts]
 
-    async def edit(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | None:
-        """Edits one batch's message to show `posts`; returns them as now recorded, or None while
-        the channel is failing."""
+    async def edit(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | Fault:
+        """Edits one batch's message to show `posts`; returns them as now recorded, or why it could not."""
         message_id = posts[0].message_id
         assert message_id is not None
         message = self.client.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
         try:
             try:
-                await message.edit(
-                    embeds=fit_embeds([render(p) for p in posts]),
-                    view=card_view(posts, attach=self.attach_buttons),
-                    allowed_mentions=NO_PINGS,
+                await bounded(
+                    message.edit(
+                        embeds=fit_embeds([render(p) for p in posts]),
+                        view=card_view(posts, attach=self.attach_buttons),
+                        allowed_mentions=NO_PINGS,
+                    )
                 )
             except discord.HTTPException as error:
                 if error.status not in REFUSED_FOR_GOOD:
@@ -157,10 +194,12 @@ class Sender:
                     error.status,
                     error.text[:200],
                 )
-                await message.edit(
-                    embeds=[stand_in(p) for p in posts],
-                    view=card_view(posts, attach=self.attach_buttons),
-                    allowed_mentions=NO_PINGS,
+                await bounded(
+                    message.edit(
+                        embeds=[stand_in(p) for p in posts],
+                        view=card_view(posts, attach=self.attach_buttons),
+                        allowed_mentions=NO_PINGS,
+                    )
                 )
         except discord.NotFound:
             # Someone deleted the post on purpose: respect that, do not post those calls again.
@@ -168,8 +207,7 @@ class Sender:
             await self.store.mark_deleted(posts[0].batch)
             return [replace(p, state=PostState.DELETED, shown=p.version) for p in posts]
         except DISCORD_FAULTS as error:
-            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, error, "edit"))
-            return None
+            return self._fault(feed.channel_id, error, "edit")
         await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
         self._channel_changed(feed.channel_id, "ok")
         return [replace(p, shown=p.version) for p in posts]
@@ -193,7 +231,7 @@ class Sender:
 
     async def _send_refused(
         self, feed: FeedSettings, posts: list[Post], error: discord.HTTPException
-    ) -> list[Post] | None:
+    ) -> list[Post] | Fault:
         """Discord will never take this batch as it is: post it in halves, down to single calls,
         and a single call it still refuses as a short stand-in."""
         if len(posts) > 1:
@@ -210,8 +248,8 @@ class Sender:
                 part = as_batch(part)
                 await self.store.rebatch(part)
                 sent = await self.send(feed, part)
-                if sent is None:
-                    return None
+                if isinstance(sent, Fault):
+                    return sent
                 out.extend(sent)
             return out
         (post,) = posts
@@ -224,12 +262,23 @@ class Sender:
             error.text[:200],
         )
         try:
-            message = await self._post_message(feed, posts, [stand_in(post)])
+            message = await bounded(self._post_message(feed, posts, [stand_in(post)]))
         except DISCORD_FAULTS as again:
-            self._channel_changed(feed.channel_id, describe_channel_fault(self.client, feed.channel_id, again, "post"))
-            return None
+            return self._fault(feed.channel_id, again, "post")
         await self.store.mark_sent(post.batch, message.id, {post.key: post.version})
         return [replace(post, message_id=message.id, shown=post.version)]
+
+    def _fault(self, channel_id: int, error: BaseException, action: str) -> Fault:
+        text = describe_channel_fault(self.client, channel_id, error, action)
+        self._channel_changed(channel_id, text)
+        if isinstance(error, discord.RateLimited):
+            return Fault(text, wide=True, retry_after=error.retry_after)
+        if isinstance(error, TimeoutError) or (isinstance(error, discord.HTTPException) and error.status >= 500):
+            return Fault(text, wide=False)  # this message's write; the channel's others may go through
+        wide = isinstance(error, (discord.Forbidden, aiohttp.ClientError, OSError)) or (
+            isinstance(error, discord.NotFound) and action == "post"
+        )
+        return Fault(text, wide=wide)
 
     def _channel_changed(self, channel_id: int, state: str) -> None:
         if self._channel_state.change(channel_id, state) is None:
@@ -238,3 +287,8 @@ class Sender:
             log.info("feed: channel %s works again; held calls are posted", channel_id)
         else:
             log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)
+
+
+async def bounded(write: Awaitable[_T]) -> _T:
+    """A write to Discord that gives up after WRITE_TIMEOUT (raising TimeoutError)."""
+    return await asyncio.wait_for(write, WRITE_TIMEOUT)

@@ -14,12 +14,13 @@ object for the same reply) is skipped whole.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from .posts import ENDED, Post, PostKey, PostKind, PostState, content_version
-from .sonoran.events import (
+from ..posts import ENDED, Post, PostKey, PostKind, PostState, content_version
+from ..sonoran.events import (
     DispatchChanged,
     DispatchClosed,
     Event,
@@ -28,10 +29,11 @@ from .sonoran.events import (
     Removed911,
     UnitsMoved,
 )
-from .sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
+from ..sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
 
 Call = EmergencyCall | DispatchCall
 RECENT_EVENTS = 2048  # per channel: duplicates arrive within moments, not hours
+EARLY_REMOVALS = 1024  # per channel: removals of calls not seen yet, kept for their late EVENT_911
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,17 @@ class FeedRules:
 class Book:
     """What the bot knows of one feed channel, kept in memory in step with the store:
     `open`: posts that still need work (`Post.is_open`); `known`: every call ever posted there;
-    `seen`: the call model each open post was last built from (for the cheap comparison)."""
+    `seen`: the call model each open post was last built from (for the cheap comparison);
+    `unanswered`: 911 calls shown "removed" that nobody removed through the bot (a later sign that
+    they were answered relabels them); `early_removals`: removals of calls not posted yet."""
 
     open: dict[PostKey, Post] = field(default_factory=dict)
     known: set[PostKey] = field(default_factory=set)
     seen: dict[PostKey, Call] = field(default_factory=dict)
+    unanswered: set[CallId] = field(default_factory=set)
     last_snapshot: CallList | None = None
     recent_events: dict[str, None] = field(default_factory=dict)  # fingerprints, oldest first
+    early_removals: dict[CallId, None] = field(default_factory=dict)  # oldest first
 
     def remember(self, event: Event) -> None:
         """An event taken in: the same one again (a retry, a duplicate delivery) plans nothing."""
@@ -69,10 +75,20 @@ class Book:
         while len(self.recent_events) > RECENT_EVENTS:
             del self.recent_events[next(iter(self.recent_events))]
 
+    def removed_early(self, call_id: CallId) -> None:
+        self.early_removals[call_id] = None
+        while len(self.early_removals) > EARLY_REMOVALS:
+            del self.early_removals[next(iter(self.early_removals))]
+
     def apply(self, posts: Iterable[Post], seen: Mapping[PostKey, Call | None] | None = None) -> None:
         """Takes in posts as now stored: open ones are kept, finished ones leave memory."""
         for post in posts:
             self.known.add(post.key)
+            if post.kind is PostKind.CALL_911:
+                if post.state is PostState.REMOVED and not post.data.get("removed_by"):
+                    self.unanswered.add(post.call_id)
+                else:
+                    self.unanswered.discard(post.call_id)
             if post.is_open:
                 self.open[post.key] = post
             else:
@@ -85,11 +101,35 @@ class Book:
                 self.seen[key] = call
 
 
+    def confirm(self, posts: Iterable[Post]) -> None:
+        """What Discord now shows of these posts (their batch, message, shown version, or that the
+        message was deleted), merged into the posts as the book holds them now: the planner may
+        have moved a post on while its message was being sent."""
+        for post in posts:
+            current = self.open.get(post.key)
+            if current is None:
+                continue
+            state = PostState.DELETED if post.state is PostState.DELETED else current.state
+            self.apply(
+                [
+                    replace(
+                        current,
+                        batch=post.batch,
+                        position=post.position,
+                        message_id=post.message_id,
+                        shown=post.shown,
+                        state=state,
+                    )
+                ]
+            )
+
+
 @dataclass
 class Plan:
     updated: list[Post] = field(default_factory=list)  # existing posts, as they now are
     new: list[list[Post]] = field(default_factory=list)  # new posts, in groups that share a message kind
     seen: dict[PostKey, Call | None] = field(default_factory=dict)  # for Book.apply
+    skipped: list[tuple[PostKey, str]] = field(default_factory=list)  # calls that failed to plan, and why
 
     def __bool__(self) -> bool:
         return bool(self.updated or self.new)
@@ -104,6 +144,16 @@ def revivals(book: Book, calls: CallList, rules: FeedRules) -> list[PostKey]:
     return [key for key in listed if key in book.known and key not in book.open]
 
 
+def relabels(book: Book, answered: Collection[CallId]) -> list[PostKey]:
+    """911 posts shown "removed", now known to have been answered, whose rows are on disk only: the
+    caller loads them into `book.open` before planning, so that they are shown answered."""
+    return [
+        (PostKind.CALL_911, call_id)
+        for call_id in book.unanswered
+        if call_id in answered and (PostKind.CALL_911, call_id) not in book.open
+    ]
+
+
 def plan_snapshot(
     book: Book,
     calls: CallList,
@@ -112,34 +162,79 @@ def plan_snapshot(
     now: float,
     removed_by: Mapping[CallId, str],
     closed_by: Mapping[CallId, str] | None = None,
+    answered: Collection[CallId] = (),
 ) -> Plan:
     """A whole call list from a poll: every open post is brought in line with it, and every
-    listed call the channel never had is new."""
+    listed call the channel never had is new. `answered`: 911 calls known to have been answered
+    from earlier polls and events, beside those this list shows."""
     plan = Plan()
     if calls is book.last_snapshot:
         return plan
     calls_911 = {c.call_id: c for c in calls.calls_911}
     active = {c.call_id: c for c in calls.active}
     closed = {c.call_id: c for c in calls.closed}
-    answered = answered_911(calls)
+    answered = _Either(answered_911(calls), answered)
     for key, post in book.open.items():
-        kind, call_id = key
-        listed: Mapping[CallId, Call] = calls_911 if kind is PostKind.CALL_911 else active
-        current = listed.get(call_id)
-        if post.state is PostState.DELETED or (post.state in ENDED and current is None):
-            continue  # deleted by a moderator, or ended and still ended: nothing to do
-        if current is not None and post.state is PostState.ACTIVE and _same(book.seen.get(key), current):
-            continue  # the cheap path: nothing changed
-        if current is not None:
-            _update(plan, post, PostState.ACTIVE, current, now=now)
-        elif kind is PostKind.CALL_911:
-            _end_911(plan, post, removed_by, answered, now=now)
-        else:
-            _close(plan, post, closed.get(call_id), closed_by or {}, now=now)
-    fresh_911 = [c for c in calls.calls_911 if (PostKind.CALL_911, c.call_id) not in book.known]
+        try:
+            _plan_listed(plan, book, post, calls_911, active, closed, removed_by, closed_by or {}, answered, now=now)
+        except Exception as error:  # one call that cannot be planned costs that call only
+            plan.skipped.append((key, repr(error)))
+    _relabel(plan, book, removed_by, answered, now=now)
+    fresh_911 = [
+        c
+        for c in calls.calls_911
+        if (PostKind.CALL_911, c.call_id) not in book.known and c.call_id not in book.early_removals
+    ]
     fresh_dispatch = [c for c in calls.active if (PostKind.DISPATCH, c.call_id) not in book.known]
     _new(plan, rules, fresh_911, fresh_dispatch, now=now)
     return plan
+
+
+def _plan_listed(
+    plan: Plan,
+    book: Book,
+    post: Post,
+    calls_911: Mapping[CallId, EmergencyCall],
+    active: Mapping[CallId, DispatchCall],
+    closed: Mapping[CallId, DispatchCall],
+    removed_by: Mapping[CallId, str],
+    closed_by: Mapping[CallId, str],
+    answered: Collection[CallId],
+    *,
+    now: float,
+) -> None:
+    kind, call_id = post.key
+    listed: Mapping[CallId, Call] = calls_911 if kind is PostKind.CALL_911 else active
+    current = listed.get(call_id)
+    if post.state is PostState.DELETED or (post.state in ENDED and current is None):
+        return  # deleted by a moderator, or ended and still ended (relabelled apart)
+    if current is not None and post.state is PostState.ACTIVE and _same(book.seen.get(post.key), current):
+        return  # the cheap path: nothing changed
+    if current is not None:
+        if post.state is PostState.ACTIVE and _older(current, post):
+            return  # the list was read before a newer event came in
+        _update(plan, post, PostState.ACTIVE, current, now=now)
+    elif kind is PostKind.CALL_911:
+        _end_911(plan, post, removed_by, answered, now=now)
+    else:
+        _close(plan, post, closed.get(call_id), closed_by, now=now)
+
+
+class _Either(Collection[CallId]):
+    """Membership in either of two collections, without copying them."""
+
+    def __init__(self, first: Collection[CallId], second: Collection[CallId]) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._first or item in self._second
+
+    def __iter__(self) -> Iterator[CallId]:
+        yield from self._first
+        yield from (i for i in self._second if i not in self._first)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def plan_event(
@@ -149,24 +244,31 @@ def plan_event(
     *,
     now: float,
     removed_by: Mapping[CallId, str],
-    answered: set[CallId],
+    answered: Collection[CallId],
     closed_by: Mapping[CallId, str] | None = None,
 ) -> Plan:
     """One push event. Idempotent: the same event twice plans nothing the second time. A call the
     channel had and finished with is never brought back by an event (a late duplicate); the poll
-    does that when the CAD really lists it again."""
+    does that when the CAD really lists it again. An event older (by `updated`) than the call the
+    book holds changes nothing; a removal that comes before its call is remembered, so that the late
+    EVENT_911 posts nothing. `answered` includes what this event says (a dispatch call's origin)."""
     plan = Plan()
     if event_fingerprint(event) in book.recent_events:
         return plan
     if isinstance(event, New911):
-        _upsert(plan, book, rules, PostKind.CALL_911, event.call, now=now)
+        if event.call.call_id not in book.early_removals:
+            _upsert(plan, book, rules, PostKind.CALL_911, event.call, now=now)
     elif isinstance(event, DispatchChanged):
-        _upsert(plan, book, rules, PostKind.DISPATCH, event.call, now=now)
+        if rules.dispatch:
+            _upsert(plan, book, rules, PostKind.DISPATCH, event.call, now=now)
+        _relabel(plan, book, removed_by, answered, now=now)
     elif isinstance(event, Removed911):
         for call_id in event.call_ids:
             post = _open_active(book, PostKind.CALL_911, call_id)
             if post is not None:
                 _end_911(plan, post, removed_by, answered, now=now)
+            elif (PostKind.CALL_911, call_id) not in book.known:
+                book.removed_early(call_id)
     elif isinstance(event, DispatchClosed):
         for call_id in event.call_ids:
             post = _open_active(book, PostKind.DISPATCH, call_id)
@@ -207,11 +309,11 @@ def pending(book: Book) -> tuple[list[str], list[str]]:
 
 
 def unsent_posts(book: Book) -> dict[str, list[Post]]:
-    """The posts of each batch not yet sent, in message order, the oldest batch first (one pass
-    over the book, however many batches)."""
+    """The posts of each stored batch not yet sent, in message order, the oldest batch first (one
+    pass over the book, however many batches). Posts with no batch yet are still being stored."""
     unsent: dict[str, list[Post]] = {}
     for post in book.open.values():
-        if post.message_id is None:
+        if post.message_id is None and post.batch:
             unsent.setdefault(post.batch, []).append(post)
     oldest_first = sorted(unsent.items(), key=lambda item: min(p.first_seen for p in item[1]))
     return {batch: sorted(posts, key=lambda p: p.position) for batch, posts in oldest_first}
@@ -236,7 +338,7 @@ def _upsert(plan: Plan, book: Book, rules: FeedRules, kind: PostKind, call: Call
     key = (kind, call.call_id)
     post = book.open.get(key)
     if post is not None:
-        if post.state is PostState.ACTIVE and not _same(book.seen.get(key), call):
+        if post.state is PostState.ACTIVE and not _same(book.seen.get(key), call) and not _older(call, post):
             _update(plan, post, PostState.ACTIVE, call, now=now)
     elif key not in book.known:
         if isinstance(call, EmergencyCall):
@@ -245,7 +347,35 @@ def _upsert(plan: Plan, book: Book, rules: FeedRules, kind: PostKind, call: Call
             _new(plan, rules, [], [call], now=now)
 
 
-def _end_911(plan: Plan, post: Post, removed_by: Mapping[CallId, str], answered: set[CallId], *, now: float) -> None:
+def _older(call: Call, post: Post) -> bool:
+    """The call, by its `updated`, is older than the one the post was built from (where both say)."""
+    new, old = _when(call.updated), _when(post.data["call"].get("updated"))
+    return new is not None and old is not None and new < old
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None  # naive and aware times do not compare
+
+
+def _relabel(
+    plan: Plan, book: Book, removed_by: Mapping[CallId, str], answered: Collection[CallId], *, now: float
+) -> None:
+    """911 posts shown "removed" that are now known to have been answered: shown answered."""
+    for call_id in sorted(book.unanswered):
+        post = book.open.get((PostKind.CALL_911, call_id))
+        if post is not None and post.state is PostState.REMOVED and call_id in answered:
+            _end_911(plan, post, removed_by, answered, now=now)
+
+
+def _end_911(
+    plan: Plan, post: Post, removed_by: Mapping[CallId, str], answered: Collection[CallId], *, now: float
+) -> None:
     who = removed_by.get(post.call_id)
     if who:
         _update(plan, post, PostState.REMOVED, None, now=now, extra={"removed_by": who})
@@ -270,16 +400,17 @@ def _update(
     """The post with the call as `call` shows it (None: as it last was) in `state`."""
     data: dict[str, Any] = {"call": call.model_dump(by_alias=True, mode="json") if call else post.data["call"]}
     data.update(extra or {})
-    ended_at = None if state is PostState.ACTIVE else _ended_at(post, state, now)
+    ended_at = None if state is PostState.ACTIVE else _ended_at(post, now)
     version = content_version(state, data)
     plan.seen[post.key] = call
     if version != post.version or state is not post.state:
         plan.updated.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
 
 
-def _ended_at(post: Post, state: PostState, now: float) -> float:
-    """When the call ended: kept once known, so that a re-planned ended post shows the same time."""
-    return post.ended_at if post.state is state and post.ended_at else now
+def _ended_at(post: Post, now: float) -> float:
+    """When the call ended: kept once known, so that a re-planned or relabelled ended post shows the
+    same time."""
+    return post.ended_at if post.state in ENDED and post.ended_at else now
 
 
 def _edit_call(plan: Plan, post: Post, changes: dict[str, Any]) -> None:
@@ -313,7 +444,11 @@ def _new(
         if not rules.wants(call):
             continue
         kind = PostKind.CALL_911 if isinstance(call, EmergencyCall) else PostKind.DISPATCH
-        data = {"call": call.model_dump(by_alias=True, mode="json")}
+        try:
+            data = {"call": call.model_dump(by_alias=True, mode="json")}
+        except Exception as error:  # one call that cannot be read costs that call only
+            plan.skipped.append(((kind, call.call_id), repr(error)))
+            continue
         post = Post(
             channel_id=rules.channel_id,
             server_id=rules.server_id,

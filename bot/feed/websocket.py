@@ -22,8 +22,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .push import PushListener, PushListenerError
-from .sonoran.models import ServerId
+from ..sonoran.models import ServerId
+from .listener import PushListener, PushListenerError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class PushSessions:
             async def push_event(arguments: list[Any], server_id: ServerId = server_id) -> None:
                 for payload in arguments:
                     body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                    answer = self.listener.answer(body, server_id, "signalr")
+                    answer = await self.listener.answer(body, server_id, "signalr")
                     if answer.status != 200:
                         log.warning("push websocket, server %s: an event was refused (%s)", server_id, answer.text)
 

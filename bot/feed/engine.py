@@ -1,0 +1,507 @@
+"""The feed engine: keeps one channel message per batch of calls, posted once and edited in place
+as the calls are answered, removed or closed.
+
+Two ways in, one logic:
+- the poll (`cycle`, every `sonoran.poll_seconds`): one GET_CALLS per CAD server that a `[[feeds]]`
+  entry names, through the call board (which `/calls` and autocomplete then reuse);
+- push events (`push.enabled`): the listener (`bot.feed.listener`) hands them to `take_events`,
+  and answers 200 only once they are planned and stored.
+
+Both go through the pure planner (`bot.feed.planner`) against each channel's `Book` (the open
+posts, kept in memory in step with the store), under one lock that covers planning and storing
+only: nothing under it waits on Discord. What was stored is then delivered by the channel's own
+writer (`bot.feed.outbox`). While events arrive, the poll slows to `push.poll_seconds_when_live`;
+it never stops, because Sonoran sends no events for changes made through its API, and events can
+be lost.
+
+Which 911 calls were answered is remembered per server from every poll and every dispatch event
+(whatever the feeds post), so a 911 post ends "answered" whenever the bot saw the link, and a post
+that ended "removed" before the link was known is relabelled when it comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import discord
+
+from ..backoff import Backoff
+from ..callboard import Snapshot
+from ..config import FeedSettings
+from ..posts import Post, PostKey, PostKind, PostState
+from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
+from ..sonoran.events import DispatchChanged, Event
+from ..statechanges import Once, StateChanges
+from .listener import PushListener
+from .outbox import ChannelWriter
+from .planner import (
+    Book,
+    FeedRules,
+    Plan,
+    answered_911,
+    message_group,
+    plan_event,
+    plan_snapshot,
+    relabels,
+    revivals,
+)
+from .sender import Sender, batches
+from .websocket import PushSessions
+
+if TYPE_CHECKING:
+    from ..core import DispatchBot
+
+log = logging.getLogger("bot.feed")
+
+MIN_BACKOFF_CAP = 60.0  # the first call filed after the CAD recovers is posted within max(poll_seconds, this)
+KEEP_ENDED_SECONDS = 7 * 24 * 3600
+PRUNE_EVERY = 3600.0
+LIVE_WINDOWS = 2  # events within this many `poll_seconds_when_live` make the feed "live"
+ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
+STORE_FAULTS = (sqlite3.Error, OverflowError, ValueError, TypeError)  # a row SQLite or JSON will not take
+
+ChannelKey: TypeAlias = tuple[int, ServerId]
+_Write: TypeAlias = Callable[[Sequence[Post]], Awaitable[None]]
+
+
+def rules_of(feed: FeedSettings) -> FeedRules:
+    return FeedRules(
+        channel_id=feed.channel_id,
+        server_id=feed.server_id,
+        emergency="emergency" in feed.calls,
+        civil="civil" in feed.calls,
+        dispatch=feed.dispatch,
+        ping=bool(feed.ping_role_id),
+    )
+
+
+class FeedEngine:
+    """Posts new CAD calls to the configured channels and keeps those posts up to date."""
+
+    def __init__(self, bot: DispatchBot) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.poll_seconds = bot.settings.sonoran.poll_seconds
+        self._cycle = asyncio.Lock()  # one poll cycle at a time
+        self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
+        self._task: asyncio.Task[None] | None = None
+        self._books: dict[ChannelKey, Book] = {}
+        self._writers: dict[ChannelKey, ChannelWriter] = {}
+        self._answered: dict[ServerId, dict[CallId, None]] = {}
+        self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._last_event_at: float | None = None
+        self._server_state = StateChanges()
+        self._health_state = StateChanges()
+        self._skipped = Once()
+        self._poll_backoff = Backoff(first=2 * self.poll_seconds, cap=self._backoff_cap)
+        self._presence_count: int | None = None
+        self._last_prune = 0.0
+        self.push_listener: PushListener | None = None
+        self.push_sessions: PushSessions | None = None
+        self._sender: Sender | None = None
+
+    def __repr__(self) -> str:
+        return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
+
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:  # on first use: a bot that only syncs commands has no store
+            self._sender = Sender(self.bot, self.bot.store, attach_buttons=self.settings.sonoran.api_version == 2)
+        return self._sender
+
+    # --- start and stop --------------------------------------------------------------------------
+    async def start(self, *, poll: bool) -> None:
+        """Opens the listener (and SignalR sessions), starts every channel's writer, and with
+        `poll` the poll loop."""
+        push = self.settings.push
+        if push.enabled:
+            self.push_listener = PushListener(
+                host=push.host,
+                port=push.port,
+                path=push.path,
+                default_server_id=self.settings.push_server_id,
+                api_key=self.settings.sonoran.api_key.get_secret_value(),
+                routes=lambda server_id: server_id in self.settings.feed_server_ids,
+                deliver=self.take_events,
+            )
+            if push.websocket:  # checked before binding: a missing extra is one clear line too
+                self.push_sessions = PushSessions(
+                    self.push_listener,
+                    api_url=self.settings.sonoran.base_url,
+                    community_id=self.settings.sonoran.community_id,
+                    api_key=self.settings.sonoran.api_key.get_secret_value(),
+                    server_ids=self.settings.feed_server_ids,
+                )
+            await self.push_listener.start()  # a taken port stops the start here, with one clear line
+            if self.push_sessions is not None:
+                self.push_sessions.start()
+        if self.bot.services.store is not None:
+            for feed in self.settings.feeds:
+                self._writer(feed)  # started: what a crash left unsent goes out now
+        if poll:
+            self.start_polling()
+
+    def start_polling(self) -> None:
+        """Starts the loop (once). It runs even with no feeds: each cycle then only refreshes the
+        health file."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="feed-loop")
+
+    async def stop(self) -> None:
+        if self.push_sessions is not None:
+            await self.push_sessions.stop()
+        if self.push_listener is not None:
+            await self.push_listener.stop()  # no new events first
+        for task in (self._committer, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._committer = self._task = None
+        for writer in self._writers.values():
+            await writer.stop()
+
+    def _writer(self, feed: FeedSettings) -> ChannelWriter:
+        key = (feed.channel_id, feed.server_id)
+        writer = self._writers.get(key)
+        if writer is None:
+            writer = self._writers[key] = ChannelWriter(feed, self._book, self.sender, self.bot.store)
+            writer.start()
+        return writer
+
+    async def settled(self) -> None:
+        """Returns once every channel has tried everything due (sent it, or failed and waits)."""
+        while self._committer is not None and not self._committer.done():
+            await asyncio.wait({self._committer})
+        for writer in list(self._writers.values()):
+            await writer.settled()
+
+    async def events_settled(self) -> None:
+        """Every event taken so far is stored and its channels have tried to deliver it."""
+        await self.settled()
+
+    # --- the poll ----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        log.info("feed: polling %d CAD server(s) every %gs", len(self.settings.feed_server_ids), self.poll_seconds)
+        while True:
+            try:
+                delay = await self.cycle()
+            except Exception:  # a bug must not end the feed; say so once per cycle and carry on
+                log.exception("feed: cycle failed")
+                delay = self._backoff_cap
+            await asyncio.sleep(delay)
+
+    @property
+    def _backoff_cap(self) -> float:
+        return max(self.poll_seconds, MIN_BACKOFF_CAP)
+
+    @property
+    def live(self) -> bool:
+        """Events arrived recently: the poll only reconciles, at `push.poll_seconds_when_live`."""
+        window = LIVE_WINDOWS * self.settings.push.poll_seconds_when_live
+        return self._last_event_at is not None and time.monotonic() - self._last_event_at < window
+
+    @property
+    def interval(self) -> float:
+        return max(self.poll_seconds, self.settings.push.poll_seconds_when_live) if self.live else self.poll_seconds
+
+    async def poll_once(self) -> float:
+        """One poll cycle, then its delivery: what `cycle` stored has been tried in every channel
+        when this returns (for `once`-style callers, tests and benchmarks)."""
+        delay = await self.cycle()
+        await self.settled()
+        return delay
+
+    async def cycle(self) -> float:
+        """Polls every feed's server, plans and stores what changed, and wakes the channels' writers
+        (which also retry at once what failed); returns the wait before the next cycle."""
+        async with self._cycle:
+            delay = self.interval
+            # the call-list slots the feed's polls need; members may use the rest (the budget rule)
+            self.bot.board.feed_reserve = math.ceil(60 / delay) * len(self.settings.feed_server_ids)
+            failed = False
+            snapshots: list[tuple[ServerId, Snapshot]] = []
+            for server_id in self.settings.feed_server_ids:
+                try:
+                    # one request a cycle: retrying at once would spend the minute's budget on a
+                    # CAD that is failing and lock the next polls out; the next cycle is the retry
+                    snapshots.append((server_id, await self.bot.board.refresh(server_id, retry=False)))
+                except SonoranError as error:
+                    failed = True
+                    self._server_changed(server_id, type(error).__name__, str(error))
+                    if isinstance(error, RateLimited):
+                        delay = max(delay, error.retry_after)
+                    continue
+                self._server_changed(server_id, "ok", "")
+            async with self._lock:
+                for server_id, snapshot in snapshots:
+                    self._remember_answered(server_id, answered_911(snapshot.calls))
+                    for feed in self._feeds_of(server_id):
+                        await self._take_snapshot(feed, snapshot.calls)
+            for writer in self._writers.values():
+                writer.wake(retry=True)
+            if failed:
+                delay = max(delay, self._poll_backoff.failed())
+            else:
+                self._poll_backoff.succeeded()
+                await self._record_success()
+            await self._update_presence()
+            return delay
+
+    async def _take_snapshot(self, feed: FeedSettings, calls: CallList) -> None:
+        book = await self._book(feed)
+        if calls is book.last_snapshot:  # the CAD sent the very same reply: nothing to plan
+            return
+        rules = rules_of(feed)
+        answered = self._answered.get(feed.server_id, {})
+        wanted = [*revivals(book, calls, rules), *relabels(book, answered.keys())]
+        if wanted:  # rare: ended posts that change again; their rows come back from disk
+            book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
+        store = self.bot.store
+        plan = plan_snapshot(
+            book,
+            calls,
+            rules,
+            now=time.time(),
+            removed_by=store.removals(feed.server_id),
+            closed_by=store.closures(feed.server_id),
+            answered=answered.keys(),
+        )
+        self._log_skipped(feed, plan)
+        book.apply([*plan.updated, *(p for group in plan.new for p in group)], plan.seen)
+        if plan:
+            await self._store(feed, book, plan.updated, [p.key for group in plan.new for p in group])
+        book.last_snapshot = calls
+
+    # --- push events -------------------------------------------------------------------------------
+    async def take_events(self, server_id: ServerId, events: list[Event]) -> None:
+        """Plans and stores push events; returns once they are stored (the listener's 200 waits for
+        this), and raises when they could not be. Requests that arrive together are planned and
+        stored together (one commit), so that a burst's new calls share messages."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._incoming.append((server_id, events, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_incoming(), name="feed-events")
+        await asyncio.shield(done)
+
+    async def _commit_incoming(self) -> None:
+        while self._incoming:
+            taken, self._incoming = self._incoming, []
+            try:
+                await self.handle_events([(server_id, events) for server_id, events, _ in taken])
+            except Exception as error:  # the store failed: nothing of this burst is acknowledged
+                log.exception("feed: events could not be stored")
+                for *_, done in taken:
+                    if not done.done():
+                        done.set_exception(error)
+            else:
+                for *_, done in taken:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
+        """Plans and stores push events in the order they came, then wakes the channels' writers.
+        A burst is planned event by event against the book, then stored at once, so that its new
+        calls share messages. An event that fails to plan costs that event only."""
+        self._last_event_at = time.monotonic()
+        async with self._lock:
+            touched: dict[ChannelKey, FeedSettings] = {}
+            changed: dict[ChannelKey, dict[PostKey, Post]] = {}  # stored posts, as they now are
+            fresh: dict[ChannelKey, list[PostKey]] = {}  # new posts, in the order they came
+            for server_id, events in taken:
+                snapshot = self.bot.board.latest(server_id)
+                if snapshot is not None:
+                    self._remember_answered(server_id, answered_911(snapshot.calls))
+                self._remember_answered(server_id, _origins(events))
+                answered = self._answered.get(server_id, {}).keys()
+                removed_by = self.bot.store.removals(server_id)
+                closed_by = self.bot.store.closures(server_id)
+                for feed in self._feeds_of(server_id):
+                    key = (feed.channel_id, feed.server_id)
+                    book = await self._book(feed)
+                    wanted = relabels(book, answered)
+                    if wanted:
+                        book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
+                    for event in events:
+                        try:
+                            plan = plan_event(
+                                book,
+                                event,
+                                rules_of(feed),
+                                now=time.time(),
+                                removed_by=removed_by,
+                                answered=answered,
+                                closed_by=closed_by,
+                            )
+                        except Exception as error:  # one event that cannot be planned costs that event only
+                            if self._skipped.first((feed.channel_id, repr(event)[:200])):
+                                log.warning("feed: channel %s: an event was left out (%r)", feed.channel_id, error)
+                            continue
+                        book.remember(event)
+                        self._log_skipped(feed, plan)
+                        if plan:
+                            book.apply([*plan.updated, *(post for group in plan.new for post in group)], plan.seen)
+                            book.last_snapshot = None  # the next poll compares in full
+                            touched[key] = feed
+                            changed.setdefault(key, {}).update((p.key, p) for p in plan.updated if p.batch)
+                            fresh.setdefault(key, []).extend(p.key for group in plan.new for p in group)
+            for key, feed in touched.items():
+                await self._store(feed, self._books[key], list(changed.get(key, {}).values()), fresh.get(key, []))
+        for feed in touched.values():
+            self._writer(feed).wake()
+
+    async def call_state(
+        self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
+    ) -> PostState | None:
+        """How this channel shows the call: its post's state, or None when it never showed it."""
+        feed = next((f for f in self._feeds_of(server_id) if f.channel_id == channel_id), None)
+        if feed is None:
+            return None
+        # A loaded book is read as it stands (no await in between); the lock, which planning and
+        # storing hold for moments and a delivery to Discord never holds, is only taken to load it.
+        book = self._books.get((feed.channel_id, feed.server_id))
+        if book is None:
+            book = await self._book(feed)
+        post = book.open.get((kind, call_id))
+        if post is not None:
+            return post.state
+        if (kind, call_id) not in book.known:
+            return None
+        return PostState.CLOSED if kind is PostKind.DISPATCH else PostState.REMOVED  # ended, and shown so
+
+    # --- the books and the store -------------------------------------------------------------------
+    def _feeds_of(self, server_id: ServerId) -> list[FeedSettings]:
+        return [feed for feed in self.settings.feeds if feed.server_id == server_id]
+
+    def _remember_answered(self, server_id: ServerId, call_ids: Iterable[CallId]) -> None:
+        memory = self._answered.setdefault(server_id, {})
+        for call_id in call_ids:
+            memory.pop(call_id, None)
+            memory[call_id] = None  # most recent last
+        while len(memory) > ANSWERED_MEMORY:
+            del memory[next(iter(memory))]
+
+    async def _book(self, feed: FeedSettings) -> Book:
+        key = (feed.channel_id, feed.server_id)
+        book = self._books.get(key)
+        if book is None:  # once per channel after start (and after pruning)
+            store = self.bot.store
+            book = Book(
+                open=await store.open_posts(feed.channel_id, feed.server_id),
+                known=await store.known_keys(feed.channel_id, feed.server_id),
+                unanswered=await store.unanswered_removals(feed.channel_id, feed.server_id),
+            )
+            book = self._books.setdefault(key, book)  # another task may have loaded it meanwhile
+        return book
+
+    async def _store(self, feed: FeedSettings, book: Book, changed: list[Post], fresh: list[PostKey]) -> None:
+        """What the book took in, written before anything is sent: posts already stored, as they now
+        are (`changed`), and the new ones (`fresh`, as the book now holds them), batched by
+        `message_group` in the order they came. A post the store will not take is left out by itself
+        (logged once); if the store itself fails, the book, which ran ahead of it, is dropped and
+        reloaded from the store when next needed."""
+        groups: dict[tuple[PostKind, bool], list[Post]] = {}
+        for key in fresh:
+            post = book.open[key]
+            groups.setdefault(message_group(post), []).append(post)
+        new = [post for group in groups.values() for post in batches(group)]
+        try:
+            await self._write_each(feed, book, self.bot.store.update, changed)
+            await self._write_each(feed, book, self.bot.store.add_batch, new)
+        except BaseException:
+            self._books.pop((feed.channel_id, feed.server_id), None)
+            raise
+        book.apply(new)
+
+    async def _write_each(self, feed: FeedSettings, book: Book, write: _Write, posts: list[Post]) -> None:
+        """Writes the posts at once; when the store refuses them, one by one, leaving out those it
+        refuses (they leave the book too, so nothing unstored is ever sent)."""
+        try:
+            await write(posts)
+            return
+        except STORE_FAULTS:
+            if len(posts) == 1:
+                raise
+        for post in posts:
+            try:
+                await write([post])
+            except STORE_FAULTS as error:
+                book.open.pop(post.key, None)
+                book.known.discard(post.key)
+                if self._skipped.first((feed.channel_id, post.key)):
+                    log.warning(
+                        "feed: channel %s: %s call #%s was left out: the store refused it (%r)",
+                        feed.channel_id,
+                        post.kind,
+                        post.call_id,
+                        error,
+                    )
+
+    def _log_skipped(self, feed: FeedSettings, plan: Plan) -> None:
+        for key, reason in plan.skipped:
+            if self._skipped.first((feed.channel_id, key)):
+                log.warning("feed: channel %s: %s call #%s was left out (%s)", feed.channel_id, *key, reason)
+
+    # --- state changes, presence, health ---------------------------------------------------------
+    def _server_changed(self, server_id: int, state: str, detail: str) -> None:
+        if self._server_state.change(server_id, state) is None:
+            return
+        if state == "ok":
+            log.info("feed: CAD server %s answers again", server_id)
+        else:
+            log.warning("feed: CAD server %s: %s (%s); backing off and retrying", server_id, state, detail)
+
+    async def _record_success(self) -> None:
+        now = time.time()
+        health = self.settings.state.health_file
+        if health is not None:
+            try:
+                await asyncio.to_thread(_touch, health, now)
+            except OSError as error:  # the feed goes on; `health` will report it stale
+                if self._health_state.change(0, "failing"):
+                    log.error(
+                        "feed: cannot write state.health_file %s (%s); the feed goes on without it", health, error
+                    )
+            else:
+                if self._health_state.change(0, "ok"):
+                    log.info("feed: state.health_file %s is written again", health)
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            async with self._lock:
+                if await self.bot.store.forget_ended(now - KEEP_ENDED_SECONDS):
+                    self._books.clear()  # reloaded from the store as needed
+
+    async def _update_presence(self) -> None:
+        if not self.bot.is_ready() or self.bot.is_closed():
+            return  # no gateway (yet): presence is a gateway message
+        count = self.bot.board.active_count()
+        if count == self._presence_count:
+            return
+        activity = discord.Activity(type=discord.ActivityType.watching, name=f"{count} active call(s)")
+        try:
+            await self.bot.change_presence(activity=activity)
+        except (discord.ConnectionClosed, ConnectionError) as error:  # reconnecting: try next cycle
+            log.debug("feed: presence not updated: %s", error)
+            return
+        self._presence_count = count
+
+
+def _origins(events: Iterable[Event]) -> Iterator[CallId]:
+    """The 911 calls that these events' dispatch calls were made from."""
+    for event in events:
+        if isinstance(event, DispatchChanged) and event.call.origin_911 is not None:
+            yield event.call.origin_911
+
+
+def _touch(path: Path, now: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{now:.0f}\n")
