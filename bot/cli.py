@@ -20,7 +20,7 @@ from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot, describe_sync_error
-from .feed.listener import PushListenerError, listener_url, sample_event
+from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight
@@ -180,6 +180,8 @@ async def run(settings: Settings) -> int:
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> int:
+    soft, hard = raise_open_file_limit()  # idle connections to the listener must not starve the polls
+    log.debug("open-file limit: %s (hard %s)", soft, hard)
     # Built here and handed to the bot, as in discord.py's advanced_startup example.
     async with open_services(settings) as services:
         preflight = await _unless_stopped(stop, sonoran_preflight(settings, services.sonoran))

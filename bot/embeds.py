@@ -118,7 +118,7 @@ def _number(value: Any) -> str:
     """Coordinates: numbers as they are (escaping would turn -8 into \\-8), anything else cleaned."""
     try:
         return f"{float(value):g}"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer past 1e308 is no float
         return clean(value, 20)
 
 

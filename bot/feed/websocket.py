@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..backoff import Backoff
 from ..sonoran.models import ServerId
 from .listener import PushListener, PushListenerError
 
@@ -81,7 +82,7 @@ class PushSessions:
         left open unauthenticated). Each end is logged with its reason once per change, and the next
         session waits longer each time, as the FiveM resource does; a successful authentication
         starts the waits over."""
-        attempt = 0
+        backoff = Backoff(steps=self.retry_delays)
         last_reason = ""
         while True:
             session = _Session(server_id, on_authenticated=functools.partial(self._count, server_id))
@@ -103,9 +104,8 @@ class PushSessions:
             client.on_error(session.hub_error)  # without it, pysignalr ends the session on any hub error
             reason = await session.run(client)
             if session.authentications:
-                attempt = 0
-            delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
-            attempt += 1
+                backoff.succeeded()
+            delay = backoff.failed()
             if reason != last_reason:
                 log.warning(
                     "push websocket, server %s: session ended: %s; reconnecting in %.0f s", server_id, reason, delay

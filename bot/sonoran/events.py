@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .models import CallId, DispatchCall, EmergencyCall, Note
+from .models import SQLITE_INT, CallId, DispatchCall, EmergencyCall, Note
 
 
 class BadEnvelope(ValueError):
@@ -185,8 +185,8 @@ def _ids(value: Any) -> tuple[int, ...]:
     for item in values:
         if isinstance(item, bool):
             continue
-        if isinstance(item, int) and item >= 0:
+        if isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
+            item = int(item)
+        if isinstance(item, int) and 0 <= item < SQLITE_INT:  # larger ids cannot be stored
             out.append(item)
-        elif isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
-            out.append(int(item))
     return tuple(out)

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from typing import Annotated, Any, TypeAlias, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+log = logging.getLogger(__name__)
 
 ServerId: TypeAlias = int  # a CAD server (one per game server) of the community: Sonoran's serverId
 CallId: TypeAlias = int  # a call's number on its CAD server; 911 calls and dispatch calls count apart
 
 ACCOUNT_REMOVED = 3  # ACCOUNT_STATUS values that take every right away
 ACCOUNT_BANNED = 4
+SQLITE_INT = 2**63  # ids are stored as SQLite integers: -2^63 <= id < 2^63
+LEFT_OUT_MEMORY = 4096
 
 
 class _LenientEnum(enum.IntEnum):
@@ -85,11 +90,44 @@ def _int_or(value: Any, default: int) -> int:
         return default
 
 
+def _int_or_none(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -SQLITE_INT <= number < SQLITE_INT else None
+
+
+def _flag(default: bool) -> Any:
+    def read(value: Any) -> bool:
+        return value if isinstance(value, bool) else default
+
+    return read
+
+
+def _call_id(value: Any) -> int:
+    """A call's number: an integer SQLite can store (a larger one would fail every write of its
+    burst), also as ASCII digits; anything else refuses the call, by itself."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("callId is not an integer")
+    if not -SQLITE_INT <= value < SQLITE_INT:
+        raise ValueError("callId is outside the range of a 64-bit integer")
+    return value
+
+
 # Field types that accept whatever the CAD sends: None or numbers where text is expected, junk
-# where a number or a map is expected.
+# where a number, a flag or a map is expected.
 Text = Annotated[str, BeforeValidator(_text)]
 Number = Annotated[int, BeforeValidator(lambda value: _int_or(value, 0))]
+OptionalNumber = Annotated[int | None, BeforeValidator(_int_or_none)]
+OptionalText = Annotated[str | None, BeforeValidator(lambda value: None if value is None else _text(value))]
+Emergency = Annotated[bool, BeforeValidator(_flag(True))]  # null or junk: treated as an emergency
 MetaData = Annotated[dict[str, Any], BeforeValidator(lambda value: value if isinstance(value, dict) else {})]
+CallNumber = Annotated[int, BeforeValidator(_call_id)]
 
 
 class Note(_Lenient):
@@ -100,13 +138,13 @@ class Note(_Lenient):
 
 
 class EmergencyCall(_Lenient):
-    call_id: CallId = Field(alias="callId")
-    is_emergency: bool = Field(True, alias="isEmergency")
+    call_id: CallNumber = Field(alias="callId")
+    is_emergency: Emergency = Field(True, alias="isEmergency")
     caller: Text = ""
     location: Text = ""
     description: Text = ""
     metadata: MetaData = Field(default_factory=dict, alias="metaData")
-    updated: str | None = None
+    updated: OptionalText = None
 
     @property
     def kind(self) -> str:
@@ -114,7 +152,7 @@ class EmergencyCall(_Lenient):
 
 
 class DispatchCall(_Lenient):
-    call_id: CallId = Field(alias="callId")
+    call_id: CallNumber = Field(alias="callId")
     origin: Number = 0
     status: Number = CallStatus.PENDING
     priority: Number = 0
@@ -123,34 +161,35 @@ class DispatchCall(_Lenient):
     postal: Text = ""
     title: Text = ""
     code: Text = ""
-    primary: int | None = None
+    primary: OptionalNumber = None
     description: Text = ""
     notes: list[Note] = Field(default_factory=list)
     idents: list[int] = Field(default_factory=list)
     metadata: MetaData = Field(default_factory=dict, alias="metaData")
-    updated: str | None = None
+    updated: OptionalText = None
 
     @field_validator("notes", mode="before")
     @classmethod
     def _notes(cls, value: Any) -> list[Any]:
-        # Push payloads send "" for no notes; a single object has been seen as well.
+        # Push payloads send "" for no notes; a single object has been seen as well; a note that
+        # is not an object is left out by itself.
         if isinstance(value, dict):
             return [value]
-        return value if isinstance(value, list) else []
+        return [note for note in value if isinstance(note, dict)] if isinstance(value, list) else []
 
     @field_validator("idents", mode="before")
     @classmethod
     def _idents(cls, value: Any) -> list[int]:
         if not isinstance(value, list):
             value = [] if value in (None, "") else [value]
-        return [n for n in (_int_or(v, -1) for v in value) if n >= 0]
+        return [n for n in (_int_or(v, -1) for v in value) if 0 <= n < SQLITE_INT]
 
     @property
     def origin_911(self) -> int | None:
         """The emergency call this dispatch call was created from, when the CAD says so."""
         value = self.metadata.get("origin911")
         number = _int_or(value, -1)
-        return number if number >= 0 else None
+        return number if 0 <= number < SQLITE_INT else None
 
 
 class CallList(BaseModel):
@@ -201,7 +240,14 @@ class CallList(BaseModel):
                     known = recall(slot)
                 except (TypeError, KeyError):  # not an object, no id, or an id that is a list
                     continue
-                call = known[1] if known is not None and known[0] == item else model.model_validate(item)
+                if known is not None and known[0] == item:
+                    call = known[1]
+                else:
+                    try:
+                        call = model.model_validate(item)
+                    except (ValidationError, ValueError, TypeError, RecursionError) as error:
+                        _left_out(server_id, key, slot[1], error)  # one bad call costs that call only
+                        continue
                 fresh[slot] = (item, call)
                 out.append(call)
             return out
@@ -218,6 +264,21 @@ class CallList(BaseModel):
             memo.clear()
             memo.update(fresh)
         return calls
+
+
+_left_out_logged: dict[tuple[int, str, str], None] = {}
+
+
+def _left_out(server_id: int, key: str, call_id: Any, error: Exception) -> None:
+    """Logs a call the CAD sent that cannot be read, once per call (not once per poll)."""
+    slot = (server_id, key, repr(call_id)[:40])
+    if slot in _left_out_logged:
+        return
+    _left_out_logged[slot] = None
+    while len(_left_out_logged) > LEFT_OUT_MEMORY:
+        del _left_out_logged[next(iter(_left_out_logged))]
+    reason = error.errors()[0].get("msg", "") if isinstance(error, ValidationError) and error.errors() else error
+    log.warning("CAD server %s: a call in %s (callId %s) cannot be read and is left out: %s", *slot, reason)
 
 
 _Call = TypeVar("_Call", EmergencyCall, DispatchCall)

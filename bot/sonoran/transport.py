@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
+from ..backoff import Backoff
 from .errors import (
     BadReply,
     CadUnavailable,
@@ -145,7 +146,7 @@ class HttpCore:
             raise LookupError(f"{operation!r} is not in OPERATIONS (bot/sonoran/transport.py)") from None
 
     async def send(self, request: Request, on_error: ErrorMapper) -> Reply:
-        faults = 0
+        faults = Backoff(first=self.retry_backoff)
         limited = 0
         read_retries = self.read_retries if request.spend.retry else 0
         rate_limit_retries = self.rate_limit_retries if request.spend.retry else 0
@@ -153,10 +154,9 @@ class HttpCore:
             try:
                 reply = await self._send_once(request)
             except CadUnavailable:
-                if not request.read or faults >= read_retries:
+                if not request.read or faults.failures >= read_retries:
                     raise
-                faults += 1
-                await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
+                await asyncio.sleep(faults.failed())
                 continue
             if reply.ok:
                 return reply
@@ -177,9 +177,8 @@ class HttpCore:
                     status=reply.status,
                     trace_id=trace_id_of(reply),
                 )
-                if request.read and faults < read_retries:
-                    faults += 1
-                    await asyncio.sleep(self.retry_backoff * 2 ** (faults - 1))
+                if request.read and faults.failures < read_retries:
+                    await asyncio.sleep(faults.failed())
                     continue
                 raise error
             raise await on_error(request, reply)
