@@ -15,7 +15,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -101,6 +101,12 @@ class FakeDiscord:
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     # every message made in answer to an interaction (responses and followups), in order, as shown
     interaction_messages: list[dict[str, Any]] = field(default_factory=list)
+    # channel id -> the answer to every post and edit there, until removed (a channel that fails)
+    channel_faults: dict[str, ChannelFault] = field(default_factory=dict)
+    # channel id -> writes there wait until the event is set (a channel where Discord is slow)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    # every channel write as it reached Discord, in order: (method, channel id, message id or "")
+    writes: list[tuple[str, str, str]] = field(default_factory=list)
 
     def install(self) -> None:
         m = self.mock
@@ -122,8 +128,12 @@ class FakeDiscord:
             callback=self._original,
             repeat=True,
         )
-        m.post(re.compile(rf"^{re.escape(API)}/channels/\d+/messages(\?.*)?$"), callback=self._post, repeat=True)
-        m.patch(re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self._edit, repeat=True)
+        m.post(
+            re.compile(rf"^{re.escape(API)}/channels/\d+/messages(\?.*)?$"), callback=self.post_message, repeat=True
+        )
+        m.patch(
+            re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self.edit_message, repeat=True
+        )
         m.put(
             re.compile(rf"^{re.escape(API)}/applications/\d+(/guilds/\d+)?/commands$"), callback=self._sync, repeat=True
         )
@@ -236,6 +246,26 @@ class FakeDiscord:
                 headers = {"Retry-After": str(fault.retry_after), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
             return CallbackResult(status=fault.status, payload=body, headers=headers)
         return None
+
+    async def post_message(self, url: Any, **kw: Any) -> CallbackResult:
+        """POST /channels/{id}/messages, after the channel's gate and with its standing fault."""
+        return await self._channel_write(url, self._post, **kw)
+
+    async def edit_message(self, url: Any, **kw: Any) -> CallbackResult:
+        """PATCH /channels/{id}/messages/{id}, after the channel's gate and with its standing fault."""
+        return await self._channel_write(url, self._edit, **kw)
+
+    async def _channel_write(self, url: Any, handler: Callable[..., CallbackResult], **kw: Any) -> CallbackResult:
+        parts = url.path.split("/")
+        channel, message = parts[parts.index("channels") + 1], parts[-1] if parts[-1] != "messages" else ""
+        gate = self.gates.get(channel)
+        if gate is not None:
+            await gate.wait()
+        self.writes.append(("PATCH" if message else "POST", channel, message))
+        standing = self.channel_faults.get(channel)
+        if standing is not None:
+            self.faults.appendleft(replace(standing, method="PATCH" if message else "POST", after_create=False))
+        return handler(url, **kw)
 
     def _post(self, url: Any, **kw: Any) -> CallbackResult:
         fault = self._fault("POST")

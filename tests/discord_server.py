@@ -8,6 +8,7 @@ they outlive a bot that is killed with SIGKILL and started again.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from aioresponses import CallbackResult
 from .discord_fakes import API, FakeDiscord
 from .loopback import serve
 
-Handler = Callable[..., CallbackResult]
+Handler = Callable[..., CallbackResult | Awaitable[CallbackResult]]
 
 
 class DiscordServer:
@@ -34,12 +35,12 @@ class DiscordServer:
 
     async def start(self) -> str:
         app = web.Application()
-        routes = [
+        routes: list[tuple[str, str, Handler]] = [
             ("GET", "/api/v10/users/@me", self.fake._me),
             ("GET", "/api/v10/oauth2/applications/@me", self.fake._application),
             ("GET", "/api/v10/gateway/bot", self._gateway),
-            ("POST", "/api/v10/channels/{channel}/messages", self.fake._post),
-            ("PATCH", "/api/v10/channels/{channel}/messages/{message}", self.fake._edit),
+            ("POST", "/api/v10/channels/{channel}/messages", self.fake.post_message),
+            ("PATCH", "/api/v10/channels/{channel}/messages/{message}", self.fake.edit_message),
             ("PUT", "/api/v10/applications/{app}/commands", self.fake._sync),
             ("PUT", "/api/v10/applications/{app}/guilds/{guild}/commands", self.fake._sync),
         ]
@@ -63,6 +64,8 @@ class DiscordServer:
             url = yarl.URL(API + request.path.removeprefix("/api/v10"))
             body = await request.text()
             result = handler(url, data=body or None, headers=dict(request.headers))
+            if inspect.isawaitable(result):
+                result = await result
             if self.before_reply is not None:
                 await self.before_reply(request.method, request.path)
             raw = result.body if result.body else json.dumps(result.payload)

@@ -6,17 +6,22 @@ CAD still lists is shown once, as active; every other call that was shown, once,
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import signal
 from collections import Counter
 from pathlib import Path
 
-from .discord_fakes import FakeDiscord
+import aiohttp
+
+from .discord_fakes import ChannelFault, FakeDiscord
 from .discord_server import DiscordServer
-from .fake_cad import FakeCad
+from .fake_cad import API_KEY, FakeCad
 from .fake_gateway import FakeGateway, guild_payload, text_channel
+from .loopback import free_port
 from .test_operations import FEED_CHANNEL, run_offline, wait_for, write_config
+from .test_push import PATH, call_911, push_toml
 
 ROUNDS = 12
 CALL_ID = re.compile(r"call #(\d+)")
@@ -97,3 +102,43 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
     ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in still_live}
     wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
     assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
+
+
+async def test_sigkill_right_after_the_listener_answered_200_loses_nothing(cad: FakeCad, tmp_path: Path) -> None:
+    """A 200 is a promise: the bot is killed the moment the listener answers, before Discord has
+    seen the call (its channel does not answer yet); after the restart the call is posted, once.
+    The CAD never lists the call, so only the stored event can bring it back."""
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
+    fake = FakeDiscord(None)  # type: ignore[arg-type]
+    server = DiscordServer(fake, await gateway.start())
+    discord_url = await server.start()
+    port = free_port()
+    config = write_config(tmp_path, cad.url, extra=push_toml(port))
+    health = tmp_path / "last-poll"
+    channel = str(FEED_CHANNEL)
+    gate = fake.gates[channel] = asyncio.Event()  # Discord does not answer in the channel for now
+    body = json.dumps({"key": API_KEY, "type": "EVENT_911", "data": {"call": call_911(4242)}})
+    try:
+        process = await start(config, discord_url, gateway.url)
+        await wait_for(health.exists)  # the first poll is done: only the event can post #4242
+        url = f"http://127.0.0.1:{port}{PATH}"
+        async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
+            status = answer.status
+            process.kill()  # SIGKILL the moment the answer is in
+        await process.wait()
+        assert status == 200
+        # whatever the killed bot had on its way to Discord is refused, never made
+        fake.channel_faults[channel] = ChannelFault(503, 0, "upstream connect error")
+        gate.set()
+        await asyncio.sleep(0.2)
+        del fake.channel_faults[channel], fake.gates[channel]
+        assert fake.channel_messages(FEED_CHANNEL) == []
+        process = await start(config, discord_url, gateway.url)
+        await wait_for(lambda: fake.channel_messages(FEED_CHANNEL))
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        await server.close()
+        await gateway.close()
+    shown = [e["title"] for m in fake.channel_messages(FEED_CHANNEL) for e in m["embeds"]]
+    assert len(shown) == 1 and "911 call #4242" in shown[0], shown

@@ -416,24 +416,26 @@ class FeedEngine:
         new = [post for group in groups.values() for post in batches(group)]
         try:
             await self._write_each(feed, book, self.bot.store.update, changed)
-            await self._write_each(feed, book, self.bot.store.add_batch, new)
+            stored = await self._write_each(feed, book, self.bot.store.add_batch, new)
         except BaseException:
             self._books.pop((feed.channel_id, feed.server_id), None)
             raise
-        book.apply(new)
+        book.apply(stored)
 
-    async def _write_each(self, feed: FeedSettings, book: Book, write: _Write, posts: list[Post]) -> None:
+    async def _write_each(self, feed: FeedSettings, book: Book, write: _Write, posts: list[Post]) -> list[Post]:
         """Writes the posts at once; when the store refuses them, one by one, leaving out those it
-        refuses (they leave the book too, so nothing unstored is ever sent)."""
+        refuses (they leave the book too, so nothing unstored is ever sent). Returns those stored."""
         try:
             await write(posts)
-            return
+            return posts
         except STORE_FAULTS:
             if len(posts) == 1:
                 raise
+        stored: list[Post] = []
         for post in posts:
             try:
                 await write([post])
+                stored.append(post)
             except STORE_FAULTS as error:
                 book.open.pop(post.key, None)
                 book.known.discard(post.key)
@@ -445,6 +447,7 @@ class FeedEngine:
                         post.call_id,
                         error,
                     )
+        return stored
 
     def _log_skipped(self, feed: FeedSettings, plan: Plan) -> None:
         for key, reason in plan.skipped:

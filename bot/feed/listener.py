@@ -181,6 +181,7 @@ class PushListener:
             self._handle,
             on_full=self._connections_full,
             keepalive_timeout=IDLE_TIMEOUT,
+            lingering_time=0.0,  # what a refused request still sends is not waited for
             access_log=None,
         )
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
