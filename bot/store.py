@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -118,6 +119,8 @@ class Store:
         # writers share this connection, and a write that fails must not leave half its rows for
         # another's commit. A local disk write: never held across anything on the network.
         self._writing = asyncio.Lock()
+        self._atomic_owner: asyncio.Task[Any] | None = None  # the task inside `atomic()`, if any
+        self._savepoints = 0
 
     @classmethod
 
@@ -160,9 +163,39 @@ class Store:
         return f"Store({str(self.path)!r})"
 
     @contextlib.asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """Writes made by this task inside are one transaction, one commit (one fsync): a burst's
+        posts in every channel. Each write inside stays all or nothing on its own (a savepoint), so
+        one that fails can be left out and the others kept. Other tasks' writes wait (local disk)."""
+        async with self._writing:
+            self._atomic_owner = asyncio.current_task()
+            try:
+                await self._db.execute("BEGIN")
+                try:
+                    yield
+                except BaseException:
+                    await asyncio.shield(self._db.rollback())
+                    raise
+                await self._db.commit()
+            finally:
+                self._atomic_owner = None
 
+    @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed at the end, rolled back whole when it fails."""
+        """One write: its own transaction, or inside `atomic()` a savepoint; committed (released)
+        at the end, rolled back whole when it fails."""
+        if self._atomic_owner is not None and self._atomic_owner is asyncio.current_task():
+            self._savepoints += 1
+            name = f"write_{self._savepoints}"
+            await self._db.execute(f"SAVEPOINT {name}")
+            try:
+                yield self._db
+            except BaseException:
+                await asyncio.shield(self._db.execute(f"ROLLBACK TO {name}"))
+                await asyncio.shield(self._db.execute(f"RELEASE {name}"))
+                raise
+            await self._db.execute(f"RELEASE {name}")
+            return
         async with self._writing:
             try:
                 yield self._db

@@ -107,6 +107,10 @@ class FakeDiscord:
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     # every channel write as it reached Discord, in order: (method, channel id, message id or "")
     writes: list[tuple[str, str, str]] = field(default_factory=list)
+    # Discord's per-channel bucket for message writes, (writes, per seconds), e.g. (5, 5.0): answered
+    # with its rate-limit headers, and with a 429 past it. None: no limit (most tests)
+    channel_bucket: tuple[int, float] | None = None
+    _bucket_stamps: dict[str, deque[float]] = field(default_factory=dict)
 
     def install(self) -> None:
         m = self.mock
@@ -261,11 +265,45 @@ class FakeDiscord:
         gate = self.gates.get(channel)
         if gate is not None:
             await gate.wait()
+        limited = self._over_bucket(channel)
+        if limited is not None:
+            return limited
         self.writes.append(("PATCH" if message else "POST", channel, message))
         standing = self.channel_faults.get(channel)
         if standing is not None:
             self.faults.appendleft(replace(standing, method="PATCH" if message else "POST", after_create=False))
-        return handler(url, **kw)
+        result = handler(url, **kw)
+        if self.channel_bucket is not None:
+            result.headers = {**(result.headers or {}), **self._bucket_headers(channel)}
+        return result
+
+    def _over_bucket(self, channel: str) -> CallbackResult | None:
+        if self.channel_bucket is None:
+            return None
+        limit, period = self.channel_bucket
+        now = asyncio.get_running_loop().time()
+        stamps = self._bucket_stamps.setdefault(channel, deque())
+        while stamps and now - stamps[0] >= period:
+            stamps.popleft()
+        if len(stamps) < limit:
+            stamps.append(now)
+            return None
+        wait = round(stamps[0] + period - now, 3)
+        body = {"message": "You are being rate limited.", "retry_after": wait, "global": False}
+        headers = {"Retry-After": str(wait), "X-RateLimit-Scope": "user", "Via": "1.1 google"}
+        return CallbackResult(status=429, payload=body, headers={**headers, **self._bucket_headers(channel)})
+
+    def _bucket_headers(self, channel: str) -> dict[str, str]:
+        assert self.channel_bucket is not None
+        limit, period = self.channel_bucket
+        stamps = self._bucket_stamps.get(channel) or deque()
+        reset = (stamps[0] + period - asyncio.get_running_loop().time()) if stamps else period
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - len(stamps))),
+            "X-RateLimit-Reset-After": f"{max(0.0, reset):.3f}",
+            "X-RateLimit-Bucket": f"channel-{channel}",
+        }
 
     def _post(self, url: Any, **kw: Any) -> CallbackResult:
         fault = self._fault("POST")

@@ -28,6 +28,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -70,6 +71,17 @@ STORE_FAULTS = (sqlite3.Error, OverflowError, ValueError, TypeError)  # a row SQ
 
 ChannelKey: TypeAlias = tuple[int, ServerId]
 _Write: TypeAlias = Callable[[Sequence[Post]], Awaitable[None]]
+
+
+@dataclass
+class _Work:
+    """One channel's share of a plan, to store: posts changed, new posts' keys, and the poll's list
+    it came from (None for events)."""
+
+    feed: FeedSettings
+    changed: list[Post]
+    fresh: list[PostKey]
+    snapshot: CallList | None = None
 
 
 def rules_of(feed: FeedSettings) -> FeedRules:
@@ -243,10 +255,14 @@ class FeedEngine:
                     continue
                 self._server_changed(server_id, "ok", "")
             async with self._lock:
+                work: list[_Work] = []
                 for server_id, snapshot in snapshots:
                     self._remember_answered(server_id, answered_911(snapshot.calls))
                     for feed in self._feeds_of(server_id):
-                        await self._take_snapshot(feed, snapshot.calls)
+                        planned = await self._plan_snapshot(feed, snapshot.calls)
+                        if planned is not None:
+                            work.append(planned)
+                await self._store_all(work)
             for writer in self._writers.values():
                 writer.wake(retry=True)
             if failed:
@@ -257,10 +273,11 @@ class FeedEngine:
             await self._update_presence()
             return delay
 
-    async def _take_snapshot(self, feed: FeedSettings, calls: CallList) -> None:
+    async def _plan_snapshot(self, feed: FeedSettings, calls: CallList) -> _Work | None:
+        """Plans a poll's list for one channel; what to store, or None when nothing changed."""
         book = await self._book(feed)
         if calls is book.last_snapshot:  # the CAD sent the very same reply: nothing to plan
-            return
+            return None
         rules = rules_of(feed)
         answered = self._answered.get(feed.server_id, {})
         wanted = [*revivals(book, calls, rules), *relabels(book, answered.keys())]
@@ -278,9 +295,10 @@ class FeedEngine:
         )
         self._log_skipped(feed, plan)
         book.apply([*plan.updated, *(p for group in plan.new for p in group)], plan.seen)
-        if plan:
-            await self._store(feed, book, plan.updated, [p.key for group in plan.new for p in group])
-        book.last_snapshot = calls
+        if not plan:
+            book.last_snapshot = calls
+            return None
+        return _Work(feed, plan.updated, [p.key for group in plan.new for p in group], calls)
 
     # --- push events -------------------------------------------------------------------------------
     async def take_events(self, server_id: ServerId, events: list[Event]) -> None:
@@ -354,8 +372,9 @@ class FeedEngine:
                             touched[key] = feed
                             changed.setdefault(key, {}).update((p.key, p) for p in plan.updated if p.batch)
                             fresh.setdefault(key, []).extend(p.key for group in plan.new for p in group)
-            for key, feed in touched.items():
-                await self._store(feed, self._books[key], list(changed.get(key, {}).values()), fresh.get(key, []))
+            await self._store_all(
+                [_Work(feed, list(changed.get(key, {}).values()), fresh.get(key, [])) for key, feed in touched.items()]
+            )
         for feed in touched.values():
             self._writer(feed).wake()
 
@@ -403,24 +422,35 @@ class FeedEngine:
             book = self._books.setdefault(key, book)  # another task may have loaded it meanwhile
         return book
 
-    async def _store(self, feed: FeedSettings, book: Book, changed: list[Post], fresh: list[PostKey]) -> None:
-        """What the book took in, written before anything is sent: posts already stored, as they now
-        are (`changed`), and the new ones (`fresh`, as the book now holds them), batched by
-        `message_group` in the order they came. A post the store will not take is left out by itself
-        (logged once); if the store itself fails, the book, which ran ahead of it, is dropped and
-        reloaded from the store when next needed."""
-        groups: dict[tuple[PostKind, bool], list[Post]] = {}
-        for key in fresh:
-            post = book.open[key]
-            groups.setdefault(message_group(post), []).append(post)
-        new = [post for group in groups.values() for post in batches(group)]
+    async def _store_all(self, work: list[_Work]) -> None:
+        """What the books took in, written before anything is sent, in one commit for every channel:
+        posts already stored, as they now are (`changed`), and the new ones (`fresh`, as the book
+        now holds them), batched by `message_group` in the order they came. A post the store will
+        not take is left out by itself (logged once). The new posts join their books only once
+        committed, so a writer never sends what is not stored; if the store itself fails, the books,
+        which ran ahead of it, are dropped and reloaded from the store when next needed."""
+        if not work:
+            return
+        stored: list[tuple[_Work, Book, list[Post]]] = []
         try:
-            await self._write_each(feed, book, self.bot.store.update, changed)
-            stored = await self._write_each(feed, book, self.bot.store.add_batch, new)
+            async with self.bot.store.atomic():
+                for item in work:
+                    book = self._books[(item.feed.channel_id, item.feed.server_id)]
+                    groups: dict[tuple[PostKind, bool], list[Post]] = {}
+                    for key in item.fresh:
+                        post = book.open[key]
+                        groups.setdefault(message_group(post), []).append(post)
+                    new = [post for group in groups.values() for post in batches(group)]
+                    await self._write_each(item.feed, book, self.bot.store.update, item.changed)
+                    stored.append((item, book, await self._write_each(item.feed, book, self.bot.store.add_batch, new)))
         except BaseException:
-            self._books.pop((feed.channel_id, feed.server_id), None)
+            for item in work:
+                self._books.pop((item.feed.channel_id, item.feed.server_id), None)
             raise
-        book.apply(stored)
+        for item, book, new in stored:
+            book.apply(new)
+            if item.snapshot is not None:
+                book.last_snapshot = item.snapshot
 
     async def _write_each(self, feed: FeedSettings, book: Book, write: _Write, posts: list[Post]) -> list[Post]:
         """Writes the posts at once; when the store refuses them, one by one, leaving out those it

@@ -8,8 +8,9 @@ or missing key, 413 over 1 MiB or over MAX_EVENTS_PER_REQUEST events, 404 for an
 
 The 200 is a promise: it goes back only once `deliver` has planned and stored the events, so a
 SIGKILL right after it loses nothing. When the bot cannot keep up it says so instead of queueing
-without limit: 503 with `Retry-After` while MAX_PENDING requests wait to be stored (or the store
-fails), 429 with `Retry-After` past MAX_EVENTS_PER_MINUTE.
+without limit: 503 with `Retry-After` while MAX_PENDING requests wait to be stored, while bodies
+being read hold MAX_HELD_BYTES, or when the store fails; 429 with `Retry-After` past
+MAX_EVENTS_PER_MINUTE.
 
 It faces the internet: a connection that sends no complete request within IDLE_TIMEOUT (idle,
 or slow headers) is closed, a body must arrive within BODY_TIMEOUT, at most MAX_CONNECTIONS are
@@ -41,7 +42,8 @@ MAX_BODY = 1024 * 1024
 REFUSAL_LOG_SECONDS = 60.0
 MAX_EVENTS_PER_REQUEST = 100  # Sonoran sends one event a request; a forwarder may batch a few
 MAX_EVENTS_PER_MINUTE = 3000  # a busy community sends a few a second at its peak
-MAX_PENDING = 64  # requests waiting for their events to be stored
+MAX_PENDING = 128  # requests waiting for their events to be stored
+MAX_HELD_BYTES = 32 * 1024 * 1024  # bodies being read or waiting, all requests together
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 15.0  # seconds to a complete request line and headers, on a new or kept-alive connection
 BODY_TIMEOUT = 15.0  # seconds for the body, once the headers are in
@@ -155,6 +157,7 @@ class PushListener:
         self._refusals_logged: dict[str, float] = {}
         self._runner: web.ServerRunner | None = None
         self._pending = 0
+        self._held_bytes = 0
         self._budget = _EventBudget(MAX_EVENTS_PER_MINUTE, clock)
         self._state = "ok"  # ok | busy | full (connections): logged once per change
         self.events_accepted = 0
@@ -221,13 +224,21 @@ class PushListener:
             return web.Response(status=405, text="error: POST only", headers={"Allow": "POST"})
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _closing(web.Response(status=413, text="error: the body is over 1 MiB"))
+        hold = request.content_length if request.content_length is not None else MAX_BODY
+        if self._held_bytes + hold > MAX_HELD_BYTES:
+            self._changed("busy", f"bodies being read hold {MAX_HELD_BYTES // 2**20} MiB; answering 503")
+            return _closing(web.Response(status=503, text=BUSY.text, headers={"Retry-After": str(RETRY_AFTER)}))
+        self._held_bytes += hold
         try:
-            body = await asyncio.wait_for(_read_body(request), BODY_TIMEOUT)
-        except TimeoutError:
-            return _closing(web.Response(status=408, text="error: the body did not arrive in time"))
-        if body is None:
-            return _closing(web.Response(status=413, text="error: the body is over 1 MiB"))
-        answer = await self.answer(body, server_id, request.remote or "?")
+            try:
+                body = await asyncio.wait_for(_read_body(request), BODY_TIMEOUT)
+            except TimeoutError:
+                return _closing(web.Response(status=408, text="error: the body did not arrive in time"))
+            if body is None:
+                return _closing(web.Response(status=413, text="error: the body is over 1 MiB"))
+            answer = await self.answer(body, server_id, request.remote or "?")
+        finally:
+            self._held_bytes -= hold
         headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
         return web.Response(status=answer.status, text=answer.text, headers=headers)
 
