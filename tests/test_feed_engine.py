@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -381,3 +382,15 @@ async def test_overload_is_said_with_retry_after_instead_of_queued(
         assert response.status == 429 and 0 < int(response.headers["Retry-After"]) <= 60
     busy = [r for r in caplog.records if r.name == "bot.feed.listener" and r.levelno == logging.WARNING]
     assert len(busy) == 2  # one line per change of state: busy, ok again, busy
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip(f"no finite hard limit above 256 here ({hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # systemd's default soft limit is 1,024
+    try:
+        assert listener_module.raise_open_file_limit() == (hard, hard)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

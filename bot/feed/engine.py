@@ -339,14 +339,15 @@ class FeedEngine:
                 snapshot = self.bot.board.latest(server_id)
                 if snapshot is not None:
                     self._remember_answered(server_id, answered_911(snapshot.calls))
-                self._remember_answered(server_id, _origins(events))
+                origins = set(_origins(events))
+                self._remember_answered(server_id, origins)
                 answered = self._answered.get(server_id, {}).keys()
                 removed_by = self.bot.store.removals(server_id)
                 closed_by = self.bot.store.closures(server_id)
                 for feed in self._feeds_of(server_id):
                     key = (feed.channel_id, feed.server_id)
                     book = await self._book(feed)
-                    wanted = relabels(book, answered)
+                    wanted = relabels(book, origins)  # what this burst says was answered
                     if wanted:
                         book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
                     for event in events:

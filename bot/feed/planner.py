@@ -147,10 +147,11 @@ def revivals(book: Book, calls: CallList, rules: FeedRules) -> list[PostKey]:
 def relabels(book: Book, answered: Collection[CallId]) -> list[PostKey]:
     """911 posts shown "removed", now known to have been answered, whose rows are on disk only: the
     caller loads them into `book.open` before planning, so that they are shown answered."""
+    small, large = (answered, book.unanswered) if len(answered) < len(book.unanswered) else (book.unanswered, answered)
     return [
         (PostKind.CALL_911, call_id)
-        for call_id in book.unanswered
-        if call_id in answered and (PostKind.CALL_911, call_id) not in book.open
+        for call_id in small
+        if call_id in large and (PostKind.CALL_911, call_id) not in book.open
     ]
 
 
@@ -179,7 +180,7 @@ def plan_snapshot(
             _plan_listed(plan, book, post, calls_911, active, closed, removed_by, closed_by or {}, answered, now=now)
         except Exception as error:  # one call that cannot be planned costs that call only
             plan.skipped.append((key, repr(error)))
-    _relabel(plan, book, removed_by, answered, now=now)
+    _relabel(plan, book, removed_by, book.unanswered, answered, now=now)
     fresh_911 = [
         c
         for c in calls.calls_911
@@ -261,7 +262,9 @@ def plan_event(
     elif isinstance(event, DispatchChanged):
         if rules.dispatch:
             _upsert(plan, book, rules, PostKind.DISPATCH, event.call, now=now)
-        _relabel(plan, book, removed_by, answered, now=now)
+        origin = event.call.origin_911  # the one link this event can add
+        if origin is not None and origin in book.unanswered:
+            _relabel(plan, book, removed_by, [origin], answered, now=now)
     elif isinstance(event, Removed911):
         for call_id in event.call_ids:
             post = _open_active(book, PostKind.CALL_911, call_id)
@@ -294,8 +297,20 @@ def plan_event(
     return plan
 
 
+_fingerprints: dict[int, tuple[Event, str]] = {}  # the last events' fingerprints, by identity
+
+
 def event_fingerprint(event: Event) -> str:
-    return hashlib.sha1(repr(event).encode()).hexdigest()
+    """The same for the same event, however delivered. Kept for the last events, which every feed
+    of their server asks for in turn (the repr of a call is not cheap)."""
+    known = _fingerprints.get(id(event))
+    if known is not None and known[0] is event:
+        return known[1]
+    fingerprint = hashlib.sha1(repr(event).encode()).hexdigest()
+    _fingerprints[id(event)] = (event, fingerprint)  # the event is held, so its id is not reused meanwhile
+    while len(_fingerprints) > RECENT_EVENTS:
+        del _fingerprints[next(iter(_fingerprints))]
+    return fingerprint
 
 
 def answered_911(calls: CallList) -> set[CallId]:
@@ -364,10 +379,17 @@ def _when(value: Any) -> datetime | None:
 
 
 def _relabel(
-    plan: Plan, book: Book, removed_by: Mapping[CallId, str], answered: Collection[CallId], *, now: float
+    plan: Plan,
+    book: Book,
+    removed_by: Mapping[CallId, str],
+    candidates: Iterable[CallId],
+    answered: Collection[CallId],
+    *,
+    now: float,
 ) -> None:
-    """911 posts shown "removed" that are now known to have been answered: shown answered."""
-    for call_id in sorted(book.unanswered):
+    """Of the `candidates`, 911 posts shown "removed" that are now known to have been answered:
+    shown answered."""
+    for call_id in sorted(candidates):
         post = book.open.get((PostKind.CALL_911, call_id))
         if post is not None and post.state is PostState.REMOVED and call_id in answered:
             _end_911(plan, post, removed_by, answered, now=now)
