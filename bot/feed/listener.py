@@ -217,6 +217,16 @@ class PushListener:
         return None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        connection = request.protocol if isinstance(request.protocol, _GuardedHandler) else None
+        if connection is not None:
+            connection.request_started()
+        try:
+            return await self._answer_request(request)
+        finally:
+            if connection is not None:
+                connection.request_done()
+
+    async def _answer_request(self, request: web.BaseRequest) -> web.StreamResponse:
         server_id = self._route(request)
         if server_id is None:
             return web.Response(status=404, text="error: not found")
@@ -337,12 +347,40 @@ class _GuardedServer(web.Server):
 
 
 class _GuardedHandler(web.RequestHandler):
+    """One connection: closed when over the cap, and when no complete request (line and headers)
+    comes within IDLE_TIMEOUT of its opening or of the last answer. (aiohttp's own keep-alive
+    timer does not cover a connection's first request before 3.14.4.)"""
+
     def __init__(self, manager: _GuardedServer, *, guard: _GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._guard = guard
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self._guard.too_many() and isinstance(transport, asyncio.Transport):
             self.force_close()
             transport.abort()
+            return
+        self.request_done()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.request_started()
+        super().connection_lost(exc)
+
+    def request_started(self) -> None:
+        """A request's headers are in: its body has its own timeout."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def request_done(self) -> None:
+        """The connection waits for a request: it has IDLE_TIMEOUT to send one."""
+        self.request_started()
+        self._deadline = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        self.force_close()
+        if self.transport is not None:
+            self.transport.close()
