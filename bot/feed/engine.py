@@ -66,6 +66,7 @@ MIN_BACKOFF_CAP = 60.0  # the first call filed after the CAD recovers is posted 
 KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
 LIVE_WINDOWS = 2  # events within this many `poll_seconds_when_live` make the feed "live"
+DRAIN_SECONDS = 3.0  # at a stop, what is stored may still be delivered for this long
 ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
 STORE_FAULTS = (sqlite3.Error, OverflowError, ValueError, TypeError)  # a row SQLite or JSON will not take
 
@@ -179,6 +180,10 @@ class FeedEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._committer = self._task = None
+        # a clean stop delivers what is stored, if Discord lets it within moments; the rest is
+        # delivered at the next start (it is in the state file)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled(), DRAIN_SECONDS)
         for writer in self._writers.values():
             await writer.stop()
 
