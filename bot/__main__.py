@@ -14,12 +14,18 @@ def _stop_before_start(signum: int, frame: object) -> None:
 
 
 # A stop asked for while the process is still starting (the imports below take a moment) is a
-# clean exit, not a kill; `run` installs its own handlers once its event loop is up.
+# clean exit, not a kill or a traceback; `run` installs its own handlers once its event loop is up.
 signal.signal(signal.SIGTERM, _stop_before_start)
+signal.signal(signal.SIGINT, _stop_before_start)
 
 from .cli import main  # noqa: E402
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is KeyboardInterrupt
 
 __all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before `run` took over the signals, or in check and sync
+        sys.exit(0)

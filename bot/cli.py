@@ -23,7 +23,7 @@ from .core import DispatchBot, describe_sync_error
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
-from .preflight import Check, run_checks, sonoran_preflight
+from .preflight import Check, run_checks, sonoran_preflight, start_checks
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
@@ -182,6 +182,9 @@ async def run(settings: Settings) -> int:
 async def _run(settings: Settings, stop: asyncio.Event) -> int:
     soft, hard = raise_open_file_limit()  # idle connections to the listener must not starve the polls
     log.debug("open-file limit: %s (hard %s)", soft, hard)
+    for check in start_checks(settings):  # what no CAD or Discord answer can make work
+        log.error("not starting: %s: %s -> %s", check.name, check.detail, check.fix)
+        return EXIT_PROBLEM
     # Built here and handed to the bot, as in discord.py's advanced_startup example.
     async with open_services(settings) as services:
         preflight = await _unless_stopped(stop, sonoran_preflight(settings, services.sonoran))

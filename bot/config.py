@@ -149,14 +149,19 @@ class PushSettings(_Section):
     enabled: bool = False
     host: str = "0.0.0.0"
     port: int = Field(3232, ge=0, le=65535)  # 0: any free port (tests)
-    path: str = Field("/sonorancad/event", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    path: str = "/sonorancad/event"
     server_id: int | None = Field(None, ge=1)  # the server of events sent to `path`; default sonoran.server_id
     poll_seconds_when_live: float = Field(60, ge=5)  # poll interval while events arrive; polling never stops
     websocket: bool = False  # opt-in: the bot's own SignalR session per feed server (pip extra `websocket`)
 
     @field_validator("path")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
+    def _a_plain_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with / (the path of the listener's URL, e.g. /{value.lstrip('/')})")
+        wrong = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "._~/-"))})
+        if wrong:
+            raise ValueError(f"may hold only letters, digits and . _ ~ / - (not {' '.join(map(repr, wrong))})")
         return value.rstrip("/") or "/"
 
     @model_validator(mode="after")
@@ -202,6 +207,15 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     @model_validator(mode="after")
+    def _audit_is_not_a_feed(self) -> Settings:
+        if self.audit.channel_id and self.audit.channel_id in {feed.channel_id for feed in self.feeds}:
+            raise ValueError(
+                f"audit.channel_id {self.audit.channel_id} is also a feed's channel_id: the audit records "
+                "(who did what, and refusals) would show in the public feed; give the audit a channel of its own"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _poll_fits_rate_budget(self) -> Settings:
         servers = len(self.feed_server_ids) or 1
         budget = self.sonoran.rate_limits.get_calls
@@ -243,14 +257,26 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     default the process environment) and validate."""
     path = Path(path)
     environ = os.environ if environ is None else environ
+    if path.is_dir():
+        raise ConfigError(
+            f"{path}: is a directory, not a configuration file (Docker makes one when the file it should mount "
+            "is missing on the host); remove it, put the TOML file there, and mount that file"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{path}: configuration file not found (looked at {path.resolve()}); "
             f"copy config.example.toml there, or pass --config / set {CONFIG_ENV_VAR}"
         )
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM, as Windows editors write it, is fine
+        data = tomllib.loads(text)
+    except OSError as exc:
+        uid = os.getuid() if hasattr(os, "getuid") else "?"
+        raise ConfigError(
+            f"{path}: cannot be read as uid {uid} ({exc.strerror or exc}); give that user read access to it"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     data, origins = apply_environment(data, environ)
@@ -275,6 +301,8 @@ def apply_environment(
     for name, keys, value in sorted(variables, key=lambda item: len(item[1])):  # whole lists before items
         if not all(keys):
             raise ConfigError(f"{name}: not a key path (use __ between levels, e.g. SONORAN_BOT_DISCORD__TOKEN)")
+        if _annotation_at(keys) is None and (meant := _meant(keys)) is not None:
+            raise ConfigError(f"{name}: names no setting; did you mean {meant}? (__ between the section and the key)")
         parsed = _parse_variable(name, value, _annotation_at(keys))
         _set_path(merged, keys, parsed, name)
         origins[keys] = name
@@ -323,6 +351,17 @@ def _unwrap_optional(annotation: Any) -> Any:
         if len(options) == 1:
             return options[0]
     return annotation
+
+
+def _meant(keys: tuple[str, ...]) -> str | None:
+    """The variable an admin who wrote one underscore for two meant, where that names a setting
+    (SONORAN_BOT_DISCORD_TOKEN for SONORAN_BOT_DISCORD__TOKEN)."""
+    parts = "__".join(keys).split("_")
+    for cut in range(1, len(parts)):
+        candidate = ("_".join(parts[:cut]), "_".join(parts[cut:]))
+        if all(candidate) and _annotation_at(candidate) is not None:
+            return ENV_PREFIX + "__".join(candidate).upper()
+    return None
 
 
 def _annotation_at(keys: tuple[str, ...]) -> Any:

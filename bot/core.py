@@ -89,6 +89,7 @@ class DispatchBot(commands.Bot):
         self._own_services = contextlib.AsyncExitStack()
         self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
         self.feed: FeedEngine | None = None  # set while the Feed cog is loaded
+        self._roles_checked = False
 
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
@@ -131,6 +132,19 @@ class DispatchBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
+        if not self._roles_checked:  # once: READY comes again after every reconnect
+            self._roles_checked = True
+            self.warn_about_ping_roles()
+
+    def warn_about_ping_roles(self) -> None:
+        """Says, as `check` does, which feed's ping role would notify nobody."""
+        from .preflight import ping_role_check  # the preflight builds on the bot's modules
+
+        for feed in self.settings.feeds:
+            if feed.ping_role_id:
+                check = ping_role_check(self, feed.channel_id, feed.ping_role_id)
+                if not check.ok:
+                    log.warning("feed channel %s: %s: %s -> %s", feed.channel_id, check.name, check.detail, check.fix)
 
     async def sync_commands(self, guild_id: int | None = None) -> int:
         """Registers the slash commands with Discord, in one guild (instant) or globally.

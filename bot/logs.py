@@ -46,4 +46,7 @@ def setup_logging(level: str, secrets: Iterable[str] = (), stream: TextIO | None
     logging.getLogger("discord.http").setLevel(logging.WARNING)
     logging.getLogger("discord.gateway").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement at DEBUG (nine lines in ten of a DEBUG log): quiet, unless asked
+    # for by name (logging.getLogger("aiosqlite").setLevel(logging.DEBUG) in a debugging session)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return handler

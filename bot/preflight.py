@@ -6,6 +6,7 @@ The Sonoran part of it is also what `run` checks before it starts (`sonoran_pref
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import discord
 
 from .config import Settings
 from .core import invite_url
-from .feed.listener import listener_url
+from .feed.listener import listener_url, privileged_port
 from .instance import in_use
 from .logs import silence_voice_warnings
 from .messages import user_message
@@ -82,10 +83,27 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             else "check sonoran.api_url, sonoran.api_version and the community's plan"
         )
         return [Check("sonoran key", False, f"{user_message(error)} ({error})", fix, fatal=True)], None
-    except (CadUnavailable, RateLimited) as error:
+    except RateLimited as error:
         return [Check("sonoran key", False, f"the CAD did not answer: {error}", "try again in a minute")], None
+    except CadUnavailable as error:
+        where = f"sonoran.api_url {settings.sonoran.base_url}"
+        return [
+            Check(
+                "sonoran key",
+                False,
+                f"the CAD at {where} did not answer: {error}",
+                "check sonoran.api_url (and that this machine reaches it), or try again in a minute",
+            )
+        ], None
     except SonoranError as error:
-        return [Check("sonoran key", False, str(error), "check sonoran.api_url and sonoran.api_version")], None
+        return [
+            Check(
+                "sonoran key",
+                False,
+                f"{error} (sonoran.api_url {settings.sonoran.base_url})",
+                "check sonoran.api_url and sonoran.api_version",
+            )
+        ], None
     community = "key and community accepted" if version == 1 else "key accepted (v2 identifies the community by it)"
     checks.append(Check("sonoran key", True, f"{community}; plan {plan.name} ({plan.level}), API v{version}"))
     gaps = plan_gaps(plan)
@@ -158,7 +176,17 @@ def placeholder_check(settings: Settings) -> Check | None:
         f"still the example's values: {', '.join(left)}",
         "replace them with your own (secrets are best set as SONORAN_BOT_DISCORD__TOKEN and "
         "SONORAN_BOT_SONORAN__API_KEY)",
+        fatal=True,
     )
+
+
+def start_checks(settings: Settings) -> list[Check]:
+    """What `run` refuses to start on before it asks the CAD or Discord anything: the example's
+    placeholders, and a websocket without its extra."""
+    checks = [check for check in (placeholder_check(settings),) if check is not None]
+    if settings.push.enabled and settings.push.websocket:
+        checks.append(websocket_check(settings))
+    return [check for check in checks if check.fatal]
 
 
 def push_checks(settings: Settings) -> list[Check]:
@@ -173,11 +201,13 @@ def push_checks(settings: Settings) -> list[Check]:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((push.host, push.port))
     except OSError as error:
+        why = privileged_port(push.port) if error.errno == errno.EACCES else ""
         checks = [
             Check(
                 name,
                 False,
-                f"cannot bind {push.host}:{push.port}: {error.strerror or error}",
+                f"cannot bind {push.host}:{push.port}: {error.strerror or error}" + (f" ({why})" if why else ""),
+                "change push.port" if why else
                 "if the bot is running, this is expected (try `push-test`); else change push.port or push.host",
             )
         ]
@@ -287,7 +317,7 @@ async def discord_checks(settings: Settings) -> list[Check]:
         for feed in settings.feeds:
             checks.append(_channel_check(client, feed.channel_id))
             if feed.ping_role_id:
-                checks.append(_ping_role_check(client, feed.channel_id, feed.ping_role_id))
+                checks.append(ping_role_check(client, feed.channel_id, feed.ping_role_id))
         if settings.audit.channel_id:
             checks.append(_channel_check(client, settings.audit.channel_id, "audit channel"))
         return checks
@@ -319,7 +349,8 @@ def _channel_check(client: discord.Client, channel_id: int, what: str = "feed ch
     return Check(name, True, f"{where}: can post, embed and edit")
 
 
-def _ping_role_check(client: discord.Client, channel_id: int, role_id: int) -> Check:
+def ping_role_check(client: discord.Client, channel_id: int, role_id: int) -> Check:
+    """Can the feed's role be pinged in its channel (`check`, and `run` once connected)."""
     name = f"ping role {role_id}"
     channel = client.get_channel(channel_id)
     if not isinstance(channel, discord.abc.GuildChannel):

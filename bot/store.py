@@ -129,6 +129,10 @@ class Store:
         naming the path and the fix, for a file that is not SQLite, from a newer version of the
         bot, or that this user cannot write; the connection is closed again first."""
         path = Path(path)
+        if path.is_dir():
+            raise StateFileError(
+                f"state.path {path} is a directory; point state.path at a file in it, e.g. {path / 'state.sqlite3'}"
+            )
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -223,7 +223,7 @@ async def test_cad_faults_then_recovery(
     assert await feed.poll_once() == 5
     (body,) = posts(discord_api, EMERGENCY_CHANNEL)
     assert embed_titles(body) == [f"🚨 EMERGENCY 911 call #{call_id}"]
-    assert "answers again" in caplog.records[-1].getMessage()
+    assert any("answers again" in r.getMessage() for r in caplog.records[-3:])
 
 
 async def test_cad_down_then_up(make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord) -> None:

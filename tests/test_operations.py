@@ -306,7 +306,8 @@ async def test_unreachable_cad_is_not_fatal_and_secrets_stay_out_of_logs(tmp_pat
         await cad.close()
     log = stderr.decode() + stdout.decode()
     assert process.returncode == 0, log
-    assert "sonoran key: the CAD did not answer" in log and "CAD server 1: CadUnavailable" in log
+    assert f"sonoran key: the CAD at sonoran.api_url {cad.url} did not answer" in log
+    assert "CAD server 1: CadUnavailable" in log
     assert DISCORD_TOKEN not in log and API_KEY not in log and API_KEY.upper() not in log
 
 
@@ -505,7 +506,8 @@ async def test_check_passes_a_mentionable_ping_role(cad: FakeCad, discord_api: F
 
 
 async def test_check_verifies_the_audit_channel(cad: FakeCad, gateway: FakeGateway) -> None:
-    report = lines(await run_checks(settings_for(cad, audit={"channel_id": FEED_CHANNEL})))
+    # (a feed's channel cannot be the audit channel: the gateway here has this one channel)
+    report = lines(await run_checks(settings_for(cad, feeds=[], audit={"channel_id": FEED_CHANNEL})))
     assert f"ok      audit channel {FEED_CHANNEL}: #dispatch-feed in Test RP" in report
     report = lines(await run_checks(settings_for(cad, audit={"channel_id": 999})))
     assert "PROBLEM audit channel 999: the bot cannot see this channel" in report and "audit.channel_id" in report

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import json
 import logging
 import math
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -82,6 +84,16 @@ def sample_event(api_key: str, *, post: bool) -> bytes:
         "metaData": {"source": "push-test"},
     }
     return json.dumps({"key": api_key, "type": "EVENT_911", "data": {"call": call}}).encode()
+
+
+def privileged_port(port: int) -> str:
+    """Why binding `port` is refused, when it is below 1024 and the bot is not root; else ""."""
+    if 0 < port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
+        return (
+            f"ports below 1024 need root (or CAP_NET_BIND_SERVICE) and the bot runs as uid {os.geteuid()}; "
+            "use a port of 1024 or more (3232, the default), and forward 80/443 to it in a reverse proxy"
+        )
+    return ""
 
 
 class PushListenerError(Exception):
@@ -193,6 +205,9 @@ class PushListener:
             await web.TCPSite(runner, self.host, self.port).start()
         except OSError as error:
             await runner.cleanup()
+            why = privileged_port(self.port) if error.errno == errno.EACCES else ""
+            if why:
+                raise PushListenerError(f"push.port {self.port} on {self.host}: {why}") from None
             raise PushListenerError(
                 f"push.port {self.port} on {self.host}: {error.strerror or error} "
                 "(another program holds the port, or push.host is not an address of this machine); "

@@ -168,6 +168,7 @@ class Sender:
         }
         await self.store.mark_sent(posts[0].batch, message.id, shown)
         self._channel_changed(feed.channel_id, "ok")
+        log.info("feed: channel %s: posted message %s: %s", feed.channel_id, message.id, _calls(posts))
         return [replace(p, message_id=message.id, shown=shown[p.key]) for p in posts]
 
     async def edit(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | Fault:
@@ -210,6 +211,7 @@ class Sender:
             return self._fault(feed.channel_id, error, "edit")
         await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
         self._channel_changed(feed.channel_id, "ok")
+        log.info("feed: channel %s: edited message %s: %s", feed.channel_id, message_id, _calls(posts))
         return [replace(p, shown=p.version) for p in posts]
 
     async def _post_message(
@@ -287,6 +289,11 @@ class Sender:
             log.info("feed: channel %s works again; held calls are posted", channel_id)
         else:
             log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)
+
+
+def _calls(posts: Sequence[Post]) -> str:
+    """`911 #1001 active, 911 #1002 removed`: what a message shows, for its one log line."""
+    return ", ".join(f"{p.kind} #{p.call_id} {p.state}" for p in posts)
 
 
 async def bounded(write: Awaitable[_T]) -> _T:

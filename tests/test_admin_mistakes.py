@@ -1,0 +1,175 @@
+"""The mistakes an admin makes in the first hour, each answered with one line that names the
+problem and the fix, in `check` and in `run` alike (issue: the first hour)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot import ConfigError, load_settings
+from bot.cli import EXIT_PROBLEM, run
+from bot.feed import listener as listener_module
+from bot.preflight import push_checks, sonoran_preflight, start_checks
+from bot.services import sonoran_client
+from bot.store import StateFileError, Store
+
+from .conftest import BotFactory
+from .fake_cad import FakeCad
+from .helpers import make_settings
+from .loopback import free_port
+from .test_config import MINIMAL, write
+from .test_operations import ROOT, write_config
+
+FEED = '\n[[feeds]]\nchannel_id = 4242\n'
+
+
+def test_a_config_path_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "config.toml"
+    folder.mkdir()  # what Docker makes when the host file to mount is missing
+    with pytest.raises(ConfigError, match="is a directory, not a configuration file"):
+        load_settings(folder, {})
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_config_is_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    path.chmod(0)
+    with pytest.raises(ConfigError, match="cannot be read as uid"):
+        load_settings(path, {})
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes("\ufeff".encode() + MINIMAL.encode())
+    assert load_settings(path, {}).sonoran.community_id == "mycad"
+
+
+def test_one_underscore_for_two_is_pointed_out(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match="did you mean SONORAN_BOT_DISCORD__TOKEN"):
+        load_settings(path, {"SONORAN_BOT_DISCORD_TOKEN": "x"})
+
+
+def test_a_push_path_without_its_slash_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[push]\npath = "sonorancad/event"\n')
+    with pytest.raises(ConfigError, match="must start with /"):
+        load_settings(path, {})
+
+
+def test_the_audit_channel_cannot_be_a_feed_channel(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "\n[audit]\nchannel_id = 4242\n" + FEED)
+    with pytest.raises(ConfigError, match="also a feed's channel_id"):
+        load_settings(path, {})
+
+
+async def test_a_state_path_that_is_a_directory_has_its_own_line(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match="is a directory; point state\\.path at a file in it"):
+        await Store.open(tmp_path)
+
+
+async def test_a_cad_that_never_answers_names_sonoran_api_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    settings = make_settings(url, 2)
+    async with aiohttp.ClientSession() as session:
+        checks, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran, retry_backoff=0.01))
+    (check,) = checks
+    assert f"the CAD at sonoran.api_url {url} did not answer" in check.detail and "sonoran.api_url" in check.fix
+    assert settings.sonoran.api_key.get_secret_value() not in check.detail
+
+
+def test_a_port_below_1024_as_another_user_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "ports below 1024 need root" in listener_module.privileged_port(80)
+    assert listener_module.privileged_port(3232) == ""
+    settings = make_settings("http://127.0.0.1:1", 2, push={"enabled": True, "port": 80})
+
+    class Refused:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def __enter__(self) -> Refused:
+            return self
+
+        def __exit__(self, *args: Any) -> None:
+            pass
+
+        def setsockopt(self, *args: Any) -> None:
+            pass
+
+        def bind(self, address: Any) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(socket, "socket", Refused)
+    (check,) = push_checks(settings)
+    assert not check.ok and "ports below 1024 need root" in check.detail and check.fix == "change push.port"
+
+
+def _without_pysignalr(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def refuse(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("pysignalr"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+
+
+async def test_a_websocket_without_its_extra_stops_run_before_anything_is_asked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, cad: FakeCad
+) -> None:
+    _without_pysignalr(monkeypatch)
+    settings = make_settings(cad.url, 2, push={"enabled": True, "websocket": True, "port": 0})
+    (check,) = start_checks(settings)
+    assert check.fatal and "pysignalr is not installed" in check.detail
+    with caplog.at_level(logging.ERROR):
+        assert await run(settings) == EXIT_PROBLEM
+    assert "not starting: push websocket: push.websocket = true, but pysignalr is not installed" in caplog.text
+    assert cad.operations() == []  # neither the CAD nor Discord was asked anything
+
+
+async def test_run_with_the_examples_placeholders_stops_with_checks_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cad: FakeCad
+) -> None:
+    text = (ROOT / "config.example.toml").read_text().replace("https://api.sonorancad.com", cad.url)
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with caplog.at_level(logging.ERROR):
+        assert await run(load_settings(path, {})) == EXIT_PROBLEM
+    assert "not starting: configuration placeholders: still the example's values: discord.token" in caplog.text
+    assert cad.operations() == []
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+async def test_ctrl_c_while_starting_is_a_clean_exit(tmp_path: Path, cad: FakeCad, delay: float) -> None:
+    config = write_config(tmp_path, cad.url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "--config", str(config), "run",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT),
+    )  # fmt: skip
+    await asyncio.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+async def test_run_says_once_that_a_ping_role_would_notify_nobody(
+    make_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await make_bot(feeds=[{"server_id": 1, "channel_id": 4242, "ping_role_id": 77}])
+    with caplog.at_level(logging.WARNING, logger="bot.core"):
+        await bot.on_ready()
+        await bot.on_ready()  # READY again after a reconnect: not said again
+    said = [r.getMessage() for r in caplog.records if "ping role 77" in r.getMessage()]
+    assert len(said) == 1 and "feed channel 4242" in said[0], said
