@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -24,6 +25,7 @@ from .feed.listener import PushListenerError, listener_url, raise_open_file_limi
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
 from .preflight import Check, run_checks, sonoran_preflight, start_checks
+from .sandbox.demo import run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
@@ -60,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=prog,
         parents=[common],
         description="Sonoran CAD dispatch bot for Discord: slash commands and a live call feed.",
-        epilog=f"Start with `{prog} check`, then `{prog} sync`, then `{prog} run`.",
+        epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} check`, "
+        f"`{prog} sync`, `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo}")
     commands.add_parser(
         "run",
         parents=[common],
@@ -104,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_test.add_argument("--url", metavar="URL", help="the listener's URL (default: from push.host, port and path)")
     push_test.add_argument("--post", action="store_true", help="send a 911 call the feed posts")
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="see the bot work against a sandbox CAD: no configuration, no account",
+        description="Starts a sandbox CAD on 127.0.0.1 (a simulated community: 911 calls answered, noted, "
+        "closed and removed, sent as push events) and runs the real bot against it. Without a Discord token "
+        "the feed is shown in this terminal; with one (from the config file or SONORAN_BOT_DISCORD__TOKEN) and "
+        "--channel, the bot posts in that channel and answers its slash commands and buttons there.",
+    )
+    demo.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help="end after this long (exit 0)")
+    demo.add_argument("--channel", type=int, metavar="ID", help="with a token: the channel to post in")
     return parser
 
 
@@ -111,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     path = resolve_config_path(getattr(args, "config", None), dict(os.environ))
+    if command == "demo":
+        return demo(path, args.seconds, args.channel)
     try:
         settings = load_settings(path, os.environ)
     except ConfigError as error:
@@ -127,6 +143,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings))
+
+
+def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
+    """The demo needs no configuration; a token, if there is one, comes from the file or the variable."""
+    token = os.environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
+    if token is None and path.is_file():
+        try:
+            token = load_settings(path, os.environ).discord.token.get_secret_value()
+        except ConfigError as error:
+            print(f"configuration error: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+    if token and not channel_id:
+        print("demo: with a Discord token, say which channel to post in: --channel ID", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging("INFO" if token else "WARNING", [token] if token else [])
+    try:
+        return asyncio.run(run_demo(sys.stdout, seconds=seconds, token=token, channel_id=channel_id))
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 def _secrets(settings: Settings) -> list[str]:

@@ -265,7 +265,8 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     if not path.is_file():
         raise ConfigError(
             f"{path}: configuration file not found (looked at {path.resolve()}); "
-            f"copy config.example.toml there, or pass --config / set {CONFIG_ENV_VAR}"
+            f"copy config.example.toml there, or pass --config / set {CONFIG_ENV_VAR} "
+            "(to see the bot at work first, with nothing set up: python -m bot demo)"
         )
     try:
         text = path.read_bytes().decode("utf-8-sig")  # a BOM, as Windows editors write it, is fine

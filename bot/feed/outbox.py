@@ -135,7 +135,10 @@ class ChannelWriter:
             if job.posts is not None:
                 result = await self._sender.send(self.feed, job.posts)
             else:
-                result = await self._sender.edit(self.feed, await self._store.batch(job.batch))
+                rows = await self._store.batch(job.batch)
+                if not _news(book, rows):
+                    continue  # the change is planned but not yet stored: its commit wakes us again
+                result = await self._sender.edit(self.feed, rows)
             if isinstance(result, Fault):
                 self._failed(job.batch, result)
                 if result.wide:
@@ -177,3 +180,12 @@ class ChannelWriter:
             wait = max(wait, fault.retry_after)
             self._rate_limited_until = self._clock() + fault.retry_after
         self._held_until = self._clock() + wait
+
+
+def _news(book: Book, rows: list[Post]) -> bool:
+    """The stored rows hold something the message does not show yet."""
+    for row in rows:
+        held = book.open.get(row.key)
+        if held is not None and held.shown != row.version:
+            return True
+    return False

@@ -1,0 +1,440 @@
+"""The sandbox CAD: a Sonoran CAD on 127.0.0.1 that speaks v1 and v2 as Sonoran documents them
+(../shared/sonoran-api.md), for `python -m bot demo` and for the tests, which use this very code.
+
+It keeps calls per CAD server, records every request it receives, enforces the plan each operation
+needs and the rate limits it is given, and can be told to misbehave (`fail_next`): any status and
+body, a 429 with Retry-After, a slow answer, a malformed body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+API_KEY = "0f1e2d3c-aaaa-bbbb-cccc-5ec2e7ap1key"
+COMMUNITY_ID = "testcad"
+
+V1_PLAN_NEEDED = {
+    "get_version": 0,
+    "call_911": 2,
+    "remove_911": 2,
+    "get_servers": 2,
+    "get_calls": 3,
+    "add_call_note": 3,
+    "close_call": 3,
+    "get_account": 3,  # GET_ACCOUNT needs Plus
+}
+class Hub(Protocol):
+    """A SignalR hub served beside the API (the tests' `FakeHub`)."""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+def not_linked(discord_id: str) -> str:
+    """How the CAD words a Discord id with no account (the words "community" and "identifier"
+    hold "unit" and "ident": a reader that looks for substrings takes it for "no unit on duty")."""
+    return f"Discord ID {discord_id} is not linked to an account in this community (no identifier found)."
+
+
+PLAN_NAMES = {0: "FREE", 1: "STARTER", 2: "STANDARD", 3: "PLUS", 4: "PRO", 6: "SONORAN ONE"}
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+    operation: str
+
+
+@dataclass
+class Fault:
+    operation: str | None  # None: the next request of any operation
+    status: int = 500
+    body: str = "Internal Server Error"
+    content_type: str = "text/plain"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to sleep before answering (longer than the client timeout = timeout)
+    passthrough: bool = False  # after the delay, answer normally (a slow but successful CAD)
+
+
+@dataclass
+class ServerCalls:
+    emergency: dict[int, dict[str, Any]] = field(default_factory=dict)
+    active: dict[int, dict[str, Any]] = field(default_factory=dict)
+    closed: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeCad:
+    def __init__(self, *, plan: int = 3, servers: tuple[int, ...] = (1,), api_key: str = API_KEY) -> None:
+        self.api_key = api_key
+        self.community_id = COMMUNITY_ID
+        self.plan = plan
+        self.servers: dict[int, ServerCalls] = {s: ServerCalls() for s in servers}
+        self.next_id = 1000
+        self.requests: list[Recorded] = []
+        self.faults: collections.deque[Fault] = collections.deque()
+        self.limits: dict[str, int] = {}  # operation -> allowed per window; enforced with 429s
+        self._window_counts: collections.Counter[str] = collections.Counter()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
+        self.hub: Hub | None = None  # Sonoran's SignalR hub, at /apiWsHub beside the API
+        self.accounts: dict[str, dict[str, Any]] = {}  # Discord user id -> linked CAD account (v2)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self, port: int = 0) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        # a CAD told to hang answers nobody at close: do not wait a minute for it
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- scripting -------------------------------------------------------------------------------
+    def fail_next(self, operation: str | None = None, **kwargs: Any) -> None:
+        self.faults.append(Fault(operation, **kwargs))
+
+    def add_911(
+        self,
+        caller: str = "John Doe",
+        location: str = "Mission Row",
+        description: str = "Shots fired",
+        *,
+        emergency: bool = True,
+        server: int = 1,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        call_id = self._new_id()
+        self.servers[server].emergency[call_id] = {
+            "callId": call_id,
+            "isEmergency": emergency,
+            "caller": caller,
+            "location": location,
+            "description": description,
+            "metaData": metadata or {},
+        }
+        return call_id
+
+    def add_account(
+        self,
+        discord_id: str,
+        *,
+        dispatch: bool = False,
+        admin: bool = False,
+        units: tuple[int, ...] = (11,),
+        status: int = 1,
+    ) -> str:
+        """A CAD account linked to Discord user `discord_id`, with unit identifiers on duty (`units`);
+        `status` is ACCOUNT_STATUS (1 VALIDATED, 3 REMOVED, 4 BANNED)."""
+        uuid = f"acc-{discord_id[-6:]}"
+        self.accounts[discord_id] = {
+            "uuid": uuid,
+            "username": f"member{discord_id[-4:]}",
+            "communityUserId": "",
+            "status": status,
+            "permissions": {"dispatch": dispatch, "admin": admin, "police": True},
+            "units": list(units),
+        }
+        return uuid
+
+    def add_dispatch(self, title: str = "Armed robbery", *, server: int = 1, **fields: Any) -> int:
+        call_id = self._new_id()
+        call: dict[str, Any] = {
+            "callId": call_id,
+            "origin": 0,
+            "status": 1,
+            "priority": 2,
+            "block": "",
+            "address": "Mission Row",
+            "postal": "101",
+            "title": title,
+            "code": "10-31",
+            "description": "",
+            "notes": [],
+            "idents": [],
+            "metaData": {},
+        }
+        call.update(fields)
+        self.servers[server].active[call_id] = call
+        return call_id
+
+    def answer_911(self, call_id: int, *, server: int = 1, title: str = "From 911") -> int:
+        """A dispatcher turns the 911 call into a dispatch call (it leaves the emergency list)."""
+        call = self.servers[server].emergency.pop(call_id)
+        return self.add_dispatch(title, server=server, address=call["location"], metaData={"origin911": str(call_id)})
+
+    def close_dispatch(self, call_id: int, *, server: int = 1) -> None:
+        call = self.servers[server].active.pop(call_id)
+        call["status"] = 2
+        self.servers[server].closed.insert(0, call)
+
+    def reset_window(self) -> None:
+        self._window_counts.clear()
+
+    def operations(self) -> list[str]:
+        return [r.operation for r in self.requests]
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    # --- dispatch --------------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.hub is not None and request.path.startswith("/apiWsHub"):
+            return await self.hub.handle(request)
+        raw = await request.text()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        path = request.path
+        v2 = path.startswith("/v2/")
+        operation = _v2_operation(request.method, path) if v2 else path.rsplit("/", 1)[-1]
+        recorded = Recorded(request.method, path, dict(request.query), body, dict(request.headers), operation)
+        self.requests.append(recorded)
+        if self.on_request is not None:
+            self.on_request(recorded)
+        fault = self._take_fault(operation)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if not fault.passthrough:
+                return web.Response(
+                    status=fault.status, text=fault.body, content_type=fault.content_type, headers=fault.headers
+                )
+        limit = self.limits.get(operation)
+        if limit is not None:
+            self._window_counts[operation] += 1
+            if self._window_counts[operation] > limit:
+                return web.json_response(
+                    {"message": "API rate limit exceeded", "request_id": "abc123"},
+                    status=429,
+                    headers={"Retry-After": "0"},
+                )
+        if v2:
+            return await self._v2(request, path, body, operation)
+        return self._v1(path, body, operation)
+
+    def _take_fault(self, operation: str) -> Fault | None:
+        for fault in list(self.faults):
+            if fault.operation in (None, operation):
+                self.faults.remove(fault)
+                return fault
+        return None
+
+    # --- v1 --------------------------------------------------------------------------------------
+    def _v1(self, path: str, body: Any, operation: str) -> web.Response:
+        def text(message: str, status: int = 200) -> web.Response:
+            return web.Response(status=status, text=message)
+
+        category = path.strip("/").split("/")[0]
+        if operation not in V1_PLAN_NEEDED or category not in ("emergency", "general"):
+            return text("Backend Service Reached")
+        if not isinstance(body, dict) or body.get("type", "").lower() != operation:
+            return text("INVALID REQUEST TYPE", 400)
+        if body.get("id") != self.community_id:
+            return text("INVALID COMMUNITY ID", 400)
+        if str(body.get("key", "")).upper() != self.api_key.upper():
+            return text("INVALID API KEY", 400)
+        if self.plan < 2:
+            return text("API IS NOT ENABLED FOR THIS COMMUNITY", 400)
+        needed = V1_PLAN_NEEDED[operation]
+        if self.plan < needed:
+            return text(f"VERSION {PLAN_NAMES[needed]} REQUIRED", 400)
+        data = body.get("data") or [{}]
+        item = data[0] if data else {}
+        if operation == "get_version":
+            return text(f"{self.plan}")
+        if operation == "get_servers":
+            return text(json.dumps({"servers": self._server_list()}))
+        server = self.servers.get(int(item.get("serverId", 1)))
+        if server is None:
+            return text("INVALID SERVER ID", 400)
+        if operation == "call_911":
+            call_id = self._file(server, item)
+            return text(f"EMERGENCY CALL ADDED ID: {call_id}")
+        if operation == "get_calls":
+            # JSON in the body, but labelled text/plain, as the real v1 does
+            return text(json.dumps(self._call_list(server, item, wrapper_case="camel")))
+        call_id = int(item.get("callId", -1))
+        if operation == "remove_911":
+            if server.emergency.pop(call_id, None) is None:
+                return text("INVALID CALL ID", 400)
+            return text("API ID(s) set!")  # sic: the documented success text
+        if operation == "add_call_note":
+            if call_id not in server.active:
+                return text("INVALID CALL ID", 400)
+            server.active[call_id]["notes"].append(_note(item))
+            return text(f"NOTE '{item.get('note')}' added to call #{call_id}")
+        if operation == "close_call":
+            if call_id not in server.active:
+                return text("INVALID CALL ID", 400)
+            self._close(server, call_id)
+            return text("UNITS ATTACHED")  # sic
+        return text("Backend Service Reached")
+
+    # --- v2 --------------------------------------------------------------------------------------
+    async def _v2(self, request: web.Request, path: str, body: Any, operation: str) -> web.Response:
+        def problem(status: int, title: str, detail: str, type_: str | None = None) -> web.Response:
+            return web.json_response(
+                {
+                    "type": type_ or f"https://httpstatuses.com/{status}",
+                    "title": title,
+                    "status": status,
+                    "detail": detail,
+                    "instance": path,
+                    "traceId": f"trace-{len(self.requests)}",
+                },
+                status=status,
+                content_type="application/problem+json",
+            )
+
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:].upper() != self.api_key.upper():
+            return problem(401, "Unauthorized", "Invalid or missing API key.")
+        if operation == "unknown":
+            return problem(404, "Not Found", "No such route.")
+        if self.plan < 2 or self.plan < V1_PLAN_NEEDED.get(operation, 0):
+            return problem(402, "Payment Required", "Your plan does not include this endpoint.", "err-plan-101")
+        if operation == "get_version":
+            return web.json_response({"version": self.plan, "name": PLAN_NAMES.get(self.plan, "UNKNOWN")})
+        if operation == "get_servers":
+            return web.json_response({"servers": self._server_list()})
+        if operation == "get_account":
+            discord_id = request.query.get("discord", "")
+            account = self.accounts.get(discord_id)
+            if account is None:  # Sonoran does not document this text: an assumption (README)
+                return problem(404, "Not Found", not_linked(discord_id))
+            return web.json_response({k: v for k, v in account.items() if k != "units"})
+        match = re.match(r"/v2/emergency/servers/(\d+)/", path)
+        server = self.servers.get(int(match.group(1))) if match else None
+        if server is None:
+            return problem(404, "Not Found", "Server not found.")
+        if operation == "get_calls":
+            query = {
+                "closedLimit": request.query.get("closedLimit", "10"),
+                "closedOffset": request.query.get("closedOffset", "0"),
+            }
+            return web.json_response(self._call_list(server, query, wrapper_case="pascal"))
+        if operation == "call_911":
+            call_id = self._file(server, body or {})
+            return web.json_response(server.emergency[call_id])
+        if operation == "remove_911":
+            call_id = int(path.rsplit("/", 1)[-1])
+            if server.emergency.pop(call_id, None) is None:
+                return problem(404, "Not Found", f"Emergency call {call_id} not found.")
+            return web.json_response({"callId": call_id, "serverId": int(match.group(1))})  # type: ignore[union-attr]
+        if operation == "add_call_note":
+            call_id = int(path.split("/")[-2])
+            if call_id not in server.active:
+                return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+            note = _note(body or {})
+            server.active[call_id]["notes"].append(note)
+            return web.json_response({"callId": call_id, "note": note})
+        if operation in ("attach_unit", "detach_unit"):
+            discord_id = str((body or {}).get("discord", ""))
+            account = self.accounts.get(discord_id)
+            if account is None:  # the texts below are assumptions too (README)
+                return problem(404, "Not Found", not_linked(discord_id))
+            if not account["units"]:
+                return problem(400, "Bad Request", "No active units found for the target.")
+            idents = list(account["units"])
+            if operation == "attach_unit":
+                call_id = int(path.split("/")[-2])
+                if call_id not in server.active:
+                    return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                call = server.active[call_id]
+                call["idents"] = [*call.get("idents", []), *(i for i in idents if i not in call.get("idents", []))]
+                return web.json_response({"callId": call_id, "identIds": idents})
+            for call in server.active.values():
+                call["idents"] = [i for i in call.get("idents", []) if i not in idents]
+            return web.json_response({"identIds": idents})
+        if operation == "close_call":
+            ids = [int(i) for i in (body or {}).get("callIds", [])]
+            missing = [i for i in ids if i not in server.active]
+            if missing:
+                return problem(404, "Not Found", f"Dispatch call {missing[0]} not found.")
+            for call_id in ids:
+                self._close(server, call_id)
+            return web.json_response({"callIds": ids})
+        return problem(404, "Not Found", "No such route.")
+
+    # --- shared ----------------------------------------------------------------------------------
+    def _server_list(self) -> list[dict[str, Any]]:
+        return [{"id": s, "name": f"Server {s}", "description": "", "signal": None} for s in self.servers]
+
+    def _file(self, server: ServerCalls, item: dict[str, Any]) -> int:
+        call_id = self._new_id()
+        server.emergency[call_id] = {
+            "callId": call_id,
+            "isEmergency": bool(item.get("isEmergency", True)),
+            "caller": item.get("caller", ""),
+            "location": item.get("location", ""),
+            "description": item.get("description", ""),
+            "metaData": item.get("metaData") or {},
+        }
+        return call_id
+
+    def _close(self, server: ServerCalls, call_id: int) -> None:
+        call = server.active.pop(call_id)
+        call["status"] = 2
+        server.closed.insert(0, call)
+
+    def _call_list(self, server: ServerCalls, query: dict[str, Any], *, wrapper_case: str) -> dict[str, Any]:
+        limit = int(query.get("closedLimit", 10))
+        offset = int(query.get("closedOffset", 0))
+        out = {
+            "ActiveCalls": list(server.active.values()),
+            "EmergencyCalls": list(server.emergency.values()),
+            "ClosedCalls": server.closed[offset : offset + limit],
+        }
+        if wrapper_case == "camel":
+            return {key[0].lower() + key[1:]: value for key, value in out.items()}
+        out["ClosedCallCount"] = len(server.closed)  # type: ignore[assignment]
+        return out
+
+
+def _note(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "time": "2026-11-22T12:00:00Z",
+        "label": item.get("label", ""),
+        "type": item.get("noteType", "text"),
+        "content": item.get("note", ""),
+    }
+
+
+def _v2_operation(method: str, path: str) -> str:
+    routes = [
+        ("GET", r"/v2/general/version", "get_version"),
+        ("GET", r"/v2/general/servers", "get_servers"),
+        ("GET", r"/v2/emergency/servers/\d+/calls", "get_calls"),
+        ("POST", r"/v2/emergency/servers/\d+/calls/911", "call_911"),
+        ("DELETE", r"/v2/emergency/servers/\d+/calls/911/\d+", "remove_911"),
+        ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/\d+/notes", "add_call_note"),
+        ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/close", "close_call"),
+        ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/\d+/attachments", "attach_unit"),
+        ("DELETE", r"/v2/emergency/servers/\d+/dispatch-calls/attachments", "detach_unit"),
+        ("GET", r"/v2/general/accounts/account", "get_account"),
+    ]
+    for route_method, pattern, name in routes:
+        if method == route_method and re.fullmatch(pattern, path):
+            return name
+    return "unknown"
