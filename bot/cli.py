@@ -328,12 +328,14 @@ def health(settings: Settings, max_age: float | None) -> int:
         print("no state.health_file configured", file=sys.stderr)
         return EXIT_PROBLEM
     limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
-    with contextlib.suppress(OSError, ValueError):
-        age = time.time() - float(path.read_text().strip())
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stamp, _, cad = path.read_text().strip().partition(" ")
+        age = time.time() - float(stamp)
+        said = f" ({cad})" if cad else ""
         if age <= limit:
-            print(f"healthy: last feed cycle {age:.0f}s ago")
+            print(f"healthy: the feed loop ran {age:.0f}s ago{said}")
             return EXIT_OK
-        print(f"unhealthy: last feed cycle {age:.0f}s ago (limit {limit:.0f}s)", file=sys.stderr)
+        print(f"unhealthy: the feed loop last ran {age:.0f}s ago (limit {limit:.0f}s){said}", file=sys.stderr)
         return EXIT_PROBLEM
     print(f"unhealthy: {path} missing or unreadable", file=sys.stderr)
     return EXIT_PROBLEM

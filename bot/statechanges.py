@@ -28,6 +28,10 @@ class StateChanges:
         self._states[key] = state
         return state if state != previous else None
 
+    def failing(self) -> list[int]:
+        """The keys whose last state was not "ok"."""
+        return [key for key, state in self._states.items() if state != "ok"]
+
 
 class Once:
     """Keys already reported, so that a fault of one call (or one connection) is logged once, not

@@ -7,6 +7,7 @@ import asyncio
 import io
 import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -150,6 +151,11 @@ def test_health_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["health", "--config", str(config)]) == 0
     (tmp_path / "last-poll").write_text(f"{time.time() - 500:.0f}\n")
     assert main(["--config", str(config), "health"]) == 1
+    capsys.readouterr()
+    # the loop alive while the CAD fails: healthy, and the CAD's state said
+    (tmp_path / "last-poll").write_text(f"{time.time() - 5:.0f} cad failing: server 1\n")
+    assert main(["health", "--config", str(config)]) == 0
+    assert "(cad failing: server 1)" in capsys.readouterr().out
 
 
 def test_config_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -350,13 +356,24 @@ def test_dockerfile_runs_what_the_tests_run() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["tini", "--", "python", "-m", "bot"]' in dockerfile and 'CMD ["run"]' in dockerfile
     # dependencies in a layer of their own, before the code; the final stage holds no source tree
-    layers = [dockerfile.index(text) for text in ("COPY pyproject.toml ./", "pip install -r", "COPY bot")]
+    layers = [
+        dockerfile.index(text)
+        for text in ("COPY pyproject.toml constraints.txt ./", "pip install -c constraints.txt -r", "COPY bot")
+    ]
     assert layers == sorted(layers)
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert len(set(bases)) == 1 and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])  # a patch release
     final = dockerfile[dockerfile.rindex("FROM ") :]
     assert "COPY bot" not in final and "COPY --from=build /opt/venv /opt/venv" in final
-    assert 'CMD ["python", "-m", "bot", "health"]' in dockerfile  # the HEALTHCHECK
+    assert "pip uninstall --yes pip setuptools" in final and "pip uninstall --yes pip setuptools" in dockerfile
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK --") :].split("\n\n")[0]
+    assert "python" not in healthcheck and "/data/last-poll" in healthcheck  # no Python start-up a minute
     assert "USER bot" in dockerfile and 'VOLUME ["/data"]' in dockerfile
     assert "SONORAN_BOT_STATE__HEALTH_FILE=/data/last-poll" in dockerfile
+    pinned = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line and line[0] != "#"]
+    assert pinned and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[^=\s]+", line) for line in pinned)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".venv-lowest", ".hypothesis", "*.egg-info", ".env", "config.toml"} <= set(ignored)
 
 
 async def test_unreachable_discord_is_retried_and_signal_still_stops(cad: FakeCad, tmp_path: Path) -> None:

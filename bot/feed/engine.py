@@ -67,6 +67,7 @@ KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
 LIVE_WINDOWS = 2  # events within this many `poll_seconds_when_live` make the feed "live"
 DRAIN_SECONDS = 3.0  # at a stop, what is stored may still be delivered for this long
+HEARTBEAT_SECONDS = 60.0  # the health file is stamped at least this often while the loop lives
 ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
 STORE_FAULTS = (sqlite3.Error, OverflowError, ValueError, TypeError)  # a row SQLite or JSON will not take
 
@@ -215,7 +216,17 @@ class FeedEngine:
             except Exception:  # a bug must not end the feed; say so once per cycle and carry on
                 log.exception("feed: cycle failed")
                 delay = self._backoff_cap
-            await asyncio.sleep(delay)
+            await self._rest(delay)
+
+    async def _rest(self, delay: float) -> None:
+        """Waits `delay`, stamping the health file at least every HEARTBEAT_SECONDS meanwhile: the
+        loop being alive is the container's health, whatever the CAD's state (a restart fixes no
+        Sonoran outage)."""
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, HEARTBEAT_SECONDS))
+            if deadline - time.monotonic() > 0:
+                await self._stamp_health()
 
     @property
     def _backoff_cap(self) -> float:
@@ -274,7 +285,9 @@ class FeedEngine:
                 delay = max(delay, self._poll_backoff.failed())
             else:
                 self._poll_backoff.succeeded()
-                await self._record_success()
+            await self._stamp_health()
+            if not failed:
+                await self._prune()
             await self._update_presence()
             return delay
 
@@ -499,12 +512,15 @@ class FeedEngine:
         else:
             log.warning("feed: CAD server %s: %s (%s); backing off and retrying", server_id, state, detail)
 
-    async def _record_success(self) -> None:
+    async def _stamp_health(self) -> None:
+        """The health file: when the loop last ran, and the CAD's state then (`health` prints it)."""
         now = time.time()
         health = self.settings.state.health_file
         if health is not None:
+            failing = self._server_state.failing()
+            cad = "cad ok" if not failing else "cad failing: " + ", ".join(f"server {s}" for s in failing)
             try:
-                await asyncio.to_thread(_touch, health, now)
+                await asyncio.to_thread(_touch, health, f"{now:.0f} {cad}")
             except OSError as error:  # the feed goes on; `health` will report it stale
                 if self._health_state.change(0, "failing"):
                     log.error(
@@ -513,6 +529,9 @@ class FeedEngine:
             else:
                 if self._health_state.change(0, "ok"):
                     log.info("feed: state.health_file %s is written again", health)
+
+    async def _prune(self) -> None:
+        now = time.time()
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             async with self._lock:
@@ -541,6 +560,6 @@ def _origins(events: Iterable[Event]) -> Iterator[CallId]:
             yield event.call.origin_911
 
 
-def _touch(path: Path, now: float) -> None:
+def _touch(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{now:.0f}\n")
+    path.write_text(text + "\n")
