@@ -150,10 +150,13 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
     token = os.environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
     if token is None and path.is_file():
         try:
-            token = load_settings(path, os.environ).discord.token.get_secret_value()
+            settings = load_settings(path, os.environ)
         except ConfigError as error:
             print(f"configuration error: {error}", file=sys.stderr)
             return EXIT_CONFIG
+        token = settings.discord.token.get_secret_value()
+        if channel_id is None and settings.feeds:
+            channel_id = settings.feeds[0].channel_id  # the config's first feed channel
     if token and not channel_id:
         print("demo: with a Discord token, say which channel to post in: --channel ID", file=sys.stderr)
         return EXIT_CONFIG

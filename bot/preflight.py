@@ -82,7 +82,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             if isinstance(error, BadCredentials)
             else "check sonoran.api_url, sonoran.api_version and the community's plan"
         )
-        return [Check("sonoran key", False, f"{user_message(error)} ({error})", fix, fatal=True)], None
+        where = f"the CAD at sonoran.api_url {settings.sonoran.base_url}"
+        return [Check("sonoran key", False, f"{where}: {user_message(error)} ({error})", fix, fatal=True)], None
     except RateLimited as error:
         return [Check("sonoran key", False, f"the CAD did not answer: {error}", "try again in a minute")], None
     except CadUnavailable as error:

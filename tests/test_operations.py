@@ -285,7 +285,8 @@ async def test_bad_cad_key_refuses_to_start(cad: FakeCad, tmp_path: Path) -> Non
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     log = stderr.decode()
     assert process.returncode == 1
-    assert "not starting: The CAD rejected the API key" in log and "sonoran.api_key" in log
+    assert f"not starting: the CAD at sonoran.api_url {cad.url}: The CAD rejected the API key" in log
+    assert "sonoran.api_key" in log
     assert "definitely-wrong-key-1234" not in log and DISCORD_TOKEN not in log
 
 
