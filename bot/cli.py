@@ -165,6 +165,9 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
         return asyncio.run(run_demo(sys.stdout, seconds=seconds, token=token, channel_id=channel_id))
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # `demo | head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
 
 
 def _secrets(settings: Settings) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import textwrap
 import time
 from typing import Any, TextIO
@@ -23,6 +24,14 @@ _ids = itertools.count(900_000_000_000_000_001)
 
 def _user() -> dict[str, Any]:
     return {"id": BOT_ID, "username": "dispatch-bot", "discriminator": "0", "avatar": None, "bot": True, "flags": 0}
+
+
+_TIMESTAMP = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
+
+
+def _plain(text: str) -> str:
+    """Discord's timestamp markup as the local time a reader would see (`<t:1796395590:R>`)."""
+    return _TIMESTAMP.sub(lambda m: time.strftime("%H:%M:%S", time.localtime(int(m.group(1)))), text)
 
 
 def render(message: dict[str, Any], *, edited: bool) -> str:
@@ -46,7 +55,7 @@ def render(message: dict[str, Any], *, edited: bool) -> str:
     ]
     if labels:
         lines.append("  " + " ".join(labels))
-    return "\n".join(lines)
+    return _plain("\n".join(lines))
 
 
 class TerminalDiscord:
