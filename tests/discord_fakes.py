@@ -23,6 +23,8 @@ import yarl
 from aioresponses import CallbackResult, aioresponses
 from discord.gateway import DiscordWebSocket
 
+from bot.sandbox.terminal import message_payload as sandbox_message
+
 from .discord_limits import error_body, interaction_errors, message_errors
 
 API = "https://discord.com/api/v10"
@@ -51,25 +53,7 @@ def user_payload(user_id: str = USER_ID, name: str = "tester", global_name: str 
 def message_payload(
     channel_id: str, content: str = "", embeds: list[Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    return {
-        "id": snowflake(),
-        "channel_id": channel_id,
-        "author": user_payload(BOT_ID, "dispatch-bot"),
-        "content": content,
-        "timestamp": "2026-11-22T12:00:00+00:00",
-        "edited_timestamp": None,
-        "tts": False,
-        "mention_everyone": False,
-        "mentions": [],
-        "mention_roles": [],
-        "attachments": [],
-        "embeds": embeds or [],
-        "pinned": False,
-        "type": 0,
-        "flags": 0,
-        "components": [],
-        **extra,
-    }
+    return sandbox_message(snowflake(), channel_id, user_payload(BOT_ID, "dispatch-bot"), content, embeds, **extra)
 
 
 @dataclass

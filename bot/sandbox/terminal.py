@@ -34,6 +34,31 @@ def _plain(text: str) -> str:
     return _TIMESTAMP.sub(lambda m: time.strftime("%H:%M:%S", time.localtime(int(m.group(1)))), text)
 
 
+def message_payload(
+    message_id: str, channel_id: str, author: dict[str, Any], content: str = "", embeds: Any = None, **extra: Any
+) -> dict[str, Any]:
+    """A message object as Discord sends it back (what discord.py needs to build a Message)."""
+    return {
+        "id": message_id,
+        "channel_id": channel_id,
+        "author": author,
+        "content": content,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": embeds or [],
+        "pinned": False,
+        "type": 0,
+        "flags": 0,
+        "components": [],
+        **extra,
+    }
+
+
 def render(message: dict[str, Any], *, edited: bool) -> str:
     """A message as the terminal shows it: one block per embed, then the buttons' labels."""
     head = f"[{time.strftime('%H:%M:%S')}] {'edited' if edited else 'posted'} message {message['id']}"
@@ -114,25 +139,15 @@ class TerminalDiscord:
         known = next((m for m in self.messages.values() if nonce and m.get("nonce") == nonce), None)
         if known is not None:  # Discord's de-duplication by nonce: the first message, unchanged
             return _json(known)
-        message = {
-            "id": str(next(_ids)),
-            "channel_id": request.match_info["channel"],
-            "author": _user(),
-            "content": body.get("content") or "",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [],
-            "embeds": body.get("embeds") or [],
-            "pinned": False,
-            "type": 0,
-            "flags": 0,
-            "components": body.get("components") or [],
-            "nonce": nonce,
-        }
+        message = message_payload(
+            str(next(_ids)),
+            request.match_info["channel"],
+            _user(),
+            body.get("content") or "",
+            body.get("embeds"),
+            components=body.get("components") or [],
+            nonce=nonce,
+        )
         self.messages[message["id"]] = message
         self.posts += 1
         print(render(message, edited=False), file=self.out, flush=True)
