@@ -15,4 +15,8 @@ if TYPE_CHECKING:
 else:  # at run time the parameter is only a hint; this keeps the import cycle away
     Interaction = discord.Interaction
 
-__all__ = ["CallId", "Interaction", "ServerId"]
+# Every message the bot sends pings nobody, unless it names the one role it may ping (a feed's
+# EMERGENCY posts): player text can never reach anyone.
+NO_PINGS = discord.AllowedMentions.none()
+
+__all__ = ["NO_PINGS", "CallId", "Interaction", "ServerId"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import discord
 
+from .aliases import NO_PINGS
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
 from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
@@ -29,7 +30,6 @@ EMBEDS_PER_MESSAGE = 10
 BACKLOG = 1_000
 RETRY_SECONDS = 30.0
 GATHER_SECONDS = 1.0  # a record waits this long for others to share its message
-NO_PINGS = discord.AllowedMentions.none()
 DONE, REFUSED, FAILED, UNKNOWN = "done", "refused", "failed", "outcome unknown"
 COLOURS = {
     DONE: discord.Colour.green(),

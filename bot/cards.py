@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
-from .aliases import Interaction
+from .aliases import NO_PINGS, Interaction
 from .audit import audit_refusal
 from .embeds import call_label, truncate
 from .messages import NOTE_LIMIT, NotAChoice, NotDispatcher, text_problem, user_message
@@ -51,7 +51,6 @@ def actions_for(kind: PostKind, *, attach: bool) -> tuple[str, ...]:
     return ("note", "close", *(ATTACH_ACTIONS if attach else ()))
 
 
-NO_PINGS = discord.AllowedMentions.none()
 
 
 class Desk(Protocol):

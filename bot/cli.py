@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ from .sandbox.demo import run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
+from .version import version
 
 log = logging.getLogger("bot")
 
@@ -40,13 +40,6 @@ def _prog() -> str:
     """`python -m bot`, or the console script's own name when run through it."""
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return "python -m bot" if not script or script == "__main__.py" else script
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("sonoran-dispatch-bot")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} check`, "
         f"`{prog} sync`, `{prog} run`.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo}")
     commands.add_parser(
         "run",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from .aliases import NO_PINGS
 from .audit import AuditLog
 from .callboard import CallBoard
 from .config import Settings
@@ -74,7 +75,7 @@ class DispatchBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_PINGS,
             tree_cls=DispatchTree,
             help_command=None,
             # The bot never reads messages back; discord.py's cache of up to 1000 would only hold

@@ -383,12 +383,6 @@ class Store:
                 for server_id, call_id, who in await cursor.fetchall():
                     into.setdefault(server_id, {})[call_id] = str(who)
 
-    async def removed_by(self, server_id: int, call_id: int) -> str | None:
-        async with self._db.execute(
-            "SELECT removed_by FROM removals WHERE server_id = ? AND call_id = ?", (server_id, call_id)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return str(row[0]) if row else None
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

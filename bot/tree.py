@@ -9,7 +9,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from .aliases import Interaction
+from .aliases import NO_PINGS, Interaction
 from .audit import audit_refusal
 from .messages import user_message
 from .sonoran import ConfigurationProblem, SonoranError
@@ -35,10 +35,10 @@ async def reply_ephemeral(interaction: Interaction, message: str) -> None:
     """Answers with `response` if it is still open, else with a followup; never pings."""
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_PINGS)
         else:
             await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                message, ephemeral=True, allowed_mentions=NO_PINGS
             )
     except discord.HTTPException as exc:  # expired interaction, Discord hiccup: nothing left to tell
         log.warning("could not send an error reply: %s", exc)

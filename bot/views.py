@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import discord
 
+from .aliases import NO_PINGS
 from .messages import NotYourButtons, user_message
 from .tree import log_error, reply_ephemeral, report_error
 
@@ -69,7 +70,7 @@ class OwnedView(discord.ui.View):
         if self.message is not None:
             # the message may be gone or its token expired: then there is nothing to disable
             with contextlib.suppress(discord.HTTPException):
-                await self.message.edit(view=self, allowed_mentions=discord.AllowedMentions.none())
+                await self.message.edit(view=self, allowed_mentions=NO_PINGS)
 
     async def on_error(
         self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any], /
@@ -95,7 +96,7 @@ class Paginator(OwnedView):
         embed = await self.source.page(index)
         self.index = index
         self._sync_buttons()
-        await interaction.response.edit_message(embed=embed, view=self, allowed_mentions=discord.AllowedMentions.none())
+        await interaction.response.edit_message(embed=embed, view=self, allowed_mentions=NO_PINGS)
 
     @discord.ui.button(label="◀ Previous", style=discord.ButtonStyle.secondary, custom_id="calls:previous")
     async def previous(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
@@ -143,12 +144,12 @@ class ConfirmView(OwnedView):
             log_error(error, f"confirm {self.confirm.label}")
             text = user_message(error)
         await interaction.edit_original_response(
-            content=text, view=None, allowed_mentions=discord.AllowedMentions.none()
+            content=text, view=None, allowed_mentions=NO_PINGS
         )
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id="confirm:no")
     async def cancel(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
         self.stop()
         await interaction.response.edit_message(
-            content="Cancelled; nothing was changed.", view=None, allowed_mentions=discord.AllowedMentions.none()
+            content="Cancelled; nothing was changed.", view=None, allowed_mentions=NO_PINGS
         )

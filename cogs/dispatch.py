@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.aliases import CallId, Interaction, ServerId
+from bot.aliases import NO_PINGS, CallId, Interaction, ServerId
 from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord
 from bot.callboard import CallBoard
 from bot.cards import CardButton, CardPicker, dispatcher_refusal
@@ -29,7 +29,6 @@ LOCATION_LIMIT = 200  # characters, as the /911 options declare them
 DESCRIPTION_LIMIT = 1000
 CALLER_LIMIT = 100
 AUTOCOMPLETE_LIMIT = 25
-NO_PINGS = discord.AllowedMentions.none()
 
 
 class Cooldowns:

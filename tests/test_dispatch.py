@@ -207,7 +207,7 @@ async def test_remove911_records_who(bot: DispatchBot, cad: FakeCad, discord_api
     await dispatch_interaction(bot, slash("remove911", {"call_id": call_id}, permissions=MANAGE_GUILD))
     assert cad.servers[1].emergency == {}
     assert reply_text(last_reply(discord_api)) == f"911 call #{call_id} removed."
-    assert await bot.store.removed_by(1, call_id) == "Officer Tester"
+    assert bot.store.removals(1)[call_id] == "Officer Tester"
 
 
 # --- /close --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.feed.planner import Book, FeedRules, Plan, pending, plan_event, plan_snapshot, revivals
+from bot.feed.planner import Book, FeedRules, Plan, plan_event, plan_snapshot, revivals, stale_batches, unsent_posts
 from bot.posts import Post, PostKind, PostState, content_version
 from bot.sonoran import CallList, DispatchCall, EmergencyCall
 from bot.sonoran.events import (
@@ -263,4 +263,5 @@ def test_pending_sends_oldest_first_and_edits_stale_messages() -> None:
     old = replace(post(E911, call(1)), message_id=None, shown=None, batch="old", first_seen=NOW - 100)
     young = replace(post(E911, call(2)), message_id=None, shown=None, batch="young", first_seen=NOW - 10)
     stale = replace(post(E911, call(3)), shown="an older version", batch="stale")
-    assert pending(book(young, stale, old)) == (["old", "young"], ["stale"])
+    held = book(young, stale, old)
+    assert (list(unsent_posts(held)), stale_batches(held)) == (["old", "young"], ["stale"])

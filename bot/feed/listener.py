@@ -172,10 +172,6 @@ class PushListener:
         self._held_bytes = 0
         self._budget = _EventBudget(MAX_EVENTS_PER_MINUTE, clock)
         self._state = "ok"  # ok | busy | full (connections): logged once per change
-        self.events_accepted = 0
-        # told of every accepted batch of events as it is handed on (for diagnostics and benchmarks)
-        self.on_accepted: Callable[[ServerId, list[Event]], None] | None = None
-        self.last_event_at: float | None = None  # clock time of the last event that reached a feed
 
     def __repr__(self) -> str:
         return f"PushListener({self.host}:{self.port}{self.path})"
@@ -298,10 +294,6 @@ class PushListener:
         finally:
             self._pending -= 1
         self._changed("ok", "")
-        self.events_accepted += len(events)
-        self.last_event_at = self._clock()
-        if self.on_accepted is not None:
-            self.on_accepted(server_id, events)
         return OK
 
     def _connections_full(self) -> None:

@@ -17,13 +17,14 @@ import hashlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from ..posts import ENDED, Post, PostKey, PostKind, PostState, content_version
 from ..sonoran.events import (
     DispatchChanged,
     DispatchClosed,
     Event,
+    Ignored,
     New911,
     NoteAdded,
     Removed911,
@@ -294,6 +295,10 @@ def plan_event(
                 wanted = [i for i in idents if i not in event.idents]
             if wanted != idents:
                 _edit_call(plan, post, {"idents": wanted})
+    elif isinstance(event, Ignored):
+        pass  # an event type that changes no feed
+    else:
+        assert_never(event)  # a new event type without its branch here fails type-checking
     return plan
 
 
@@ -316,11 +321,6 @@ def event_fingerprint(event: Event) -> str:
 def answered_911(calls: CallList) -> set[CallId]:
     """911 calls that a dispatch call was made from: taken off the queue by being answered."""
     return {c.origin_911 for c in (*calls.active, *calls.closed) if c.origin_911 is not None}
-
-
-def pending(book: Book) -> tuple[list[str], list[str]]:
-    """Batches to send (oldest first) and batches whose message shows an old version."""
-    return list(unsent_posts(book)), stale_batches(book)
 
 
 def unsent_posts(book: Book) -> dict[str, list[Post]]:

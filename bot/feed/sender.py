@@ -23,6 +23,7 @@ from typing import TypeVar
 import aiohttp
 import discord
 
+from ..aliases import NO_PINGS
 from ..cards import card_view
 from ..config import FeedSettings
 from ..embeds import (
@@ -44,7 +45,6 @@ log = logging.getLogger("bot.feed")
 
 EMBEDS_PER_MESSAGE = 10
 REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
-NO_PINGS = discord.AllowedMentions.none()
 WRITE_TIMEOUT = 10.0  # seconds one post or edit may take, Discord's own waits and retries included
 _T = TypeVar("_T")
 _render_failures = Once()
@@ -227,7 +227,7 @@ class Sender:
             allowed_mentions=(
                 discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
                 if ping
-                else discord.AllowedMentions.none()
+                else NO_PINGS
             ),
         )
 

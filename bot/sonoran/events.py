@@ -67,20 +67,6 @@ class Ignored:
 
 Event = New911 | Removed911 | DispatchChanged | DispatchClosed | NoteAdded | UnitsMoved | Ignored
 
-FEED_EVENT_TYPES = frozenset(
-    {
-        "EVENT_911",
-        "EVENT_REMOVE_911",
-        "EVENT_DISPATCH_NEW",
-        "EVENT_DISPATCH_EDIT",
-        "EVENT_DISPATCH_CLOSED",
-        "EVENT_DISPATCH_NOTE",
-        "EVENT_DISPATCH_UNIT_ATTACH",
-        "EVENT_DISPATCH_UNIT_DETACH",
-    }
-)
-
-
 @dataclass(frozen=True)
 class Envelope:
     key: str

@@ -146,10 +146,6 @@ class EmergencyCall(_Lenient):
     metadata: MetaData = Field(default_factory=dict, alias="metaData")
     updated: OptionalText = None
 
-    @property
-    def kind(self) -> str:
-        return "emergency" if self.is_emergency else "civil"
-
 
 class DispatchCall(_Lenient):
     call_id: CallNumber = Field(alias="callId")

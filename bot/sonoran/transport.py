@@ -19,6 +19,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from ..backoff import Backoff
+from ..version import PACKAGE, version
 from .errors import (
     BadReply,
     CadUnavailable,
@@ -31,7 +32,7 @@ from .redaction import Redactor
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "sonoran-dispatch-bot/0.1 (aiohttp)"
+USER_AGENT = f"{PACKAGE}/{version().split()[0]} (aiohttp)"
 # Every request names one of these; each is its own rate-limit bucket and needs a budget
 # (`rate_limits` in the configuration). Adding an operation starts here.
 OPERATIONS = (
