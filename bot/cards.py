@@ -51,8 +51,6 @@ def actions_for(kind: PostKind, *, attach: bool) -> tuple[str, ...]:
     return ("note", "close", *(ATTACH_ACTIONS if attach else ()))
 
 
-
-
 class Desk(Protocol):
     """What a click needs from the Dispatch cog (the same writes as the slash commands)."""
 

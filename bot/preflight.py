@@ -208,8 +208,9 @@ def push_checks(settings: Settings) -> list[Check]:
                 name,
                 False,
                 f"cannot bind {push.host}:{push.port}: {error.strerror or error}" + (f" ({why})" if why else ""),
-                "change push.port" if why else
-                "if the bot is running, this is expected (try `push-test`); else change push.port or push.host",
+                "change push.port"
+                if why
+                else "if the bot is running, this is expected (try `push-test`); else change push.port or push.host",
             )
         ]
     else:

@@ -123,7 +123,6 @@ class Store:
         self._savepoints = 0
 
     @classmethod
-
     async def open(cls, path: Path | str) -> Store:
         """Opens (or creates) the file and brings its schema up to date. Raises StateFileError,
         naming the path and the fix, for a file that is not SQLite, from a newer version of the
@@ -382,7 +381,6 @@ class Store:
             async with self._db.execute(f"SELECT server_id, call_id, {column} FROM {table}") as cursor:
                 for server_id, call_id, who in await cursor.fetchall():
                     into.setdefault(server_id, {})[call_id] = str(who)
-
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

@@ -37,9 +37,7 @@ async def reply_ephemeral(interaction: Interaction, message: str) -> None:
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_PINGS)
         else:
-            await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=NO_PINGS
-            )
+            await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
     except discord.HTTPException as exc:  # expired interaction, Discord hiccup: nothing left to tell
         log.warning("could not send an error reply: %s", exc)
 

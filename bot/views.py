@@ -143,9 +143,7 @@ class ConfirmView(OwnedView):
         except Exception as error:  # shown in place of the question, so the member sees one answer
             log_error(error, f"confirm {self.confirm.label}")
             text = user_message(error)
-        await interaction.edit_original_response(
-            content=text, view=None, allowed_mentions=NO_PINGS
-        )
+        await interaction.edit_original_response(content=text, view=None, allowed_mentions=NO_PINGS)
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id="confirm:no")
     async def cancel(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:

@@ -116,9 +116,7 @@ class FakeDiscord:
             callback=self._original,
             repeat=True,
         )
-        m.post(
-            re.compile(rf"^{re.escape(API)}/channels/\d+/messages(\?.*)?$"), callback=self.post_message, repeat=True
-        )
+        m.post(re.compile(rf"^{re.escape(API)}/channels/\d+/messages(\?.*)?$"), callback=self.post_message, repeat=True)
         m.patch(
             re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self.edit_message, repeat=True
         )

@@ -30,7 +30,7 @@ from .loopback import free_port
 from .test_config import MINIMAL, write
 from .test_operations import ROOT, write_config
 
-FEED = '\n[[feeds]]\nchannel_id = 4242\n'
+FEED = "\n[[feeds]]\nchannel_id = 4242\n"
 
 
 def test_a_config_path_that_is_a_directory_says_so(tmp_path: Path) -> None:

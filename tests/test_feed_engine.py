@@ -310,7 +310,7 @@ async def test_idle_connections_and_slow_requests_are_closed_while_the_feed_keep
     slow_headers = await asyncio.open_connection("127.0.0.1", port)
     slow_headers[1].write(b"POST /sonorancad/event HTTP/1.1\r\nHost: bot\r\n")  # and nothing more
     slow_body = await asyncio.open_connection("127.0.0.1", port)
-    slow_body[1].write(b"POST /sonorancad/event HTTP/1.1\r\nHost: bot\r\nContent-Length: 100\r\n\r\n{\"key\"")
+    slow_body[1].write(b'POST /sonorancad/event HTTP/1.1\r\nHost: bot\r\nContent-Length: 100\r\n\r\n{"key"')
     call_id = cad.add_911()
     await feed_of(listening).poll_once()
     assert shown_titles(discord_api, SLOW) == [f"🚨 EMERGENCY 911 call #{call_id}"]

@@ -101,7 +101,6 @@ class Book:
             else:
                 self.seen[key] = call
 
-
     def confirm(self, posts: Iterable[Post]) -> None:
         """What Discord now shows of these posts (their batch, message, shown version, or that the
         message was deleted), merged into the posts as the book holds them now: the planner may

@@ -31,6 +31,8 @@ V1_PLAN_NEEDED = {
     "close_call": 3,
     "get_account": 3,  # GET_ACCOUNT needs Plus
 }
+
+
 class Hub(Protocol):
     """A SignalR hub served beside the API (the tests' `FakeHub`)."""
 

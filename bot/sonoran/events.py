@@ -67,6 +67,7 @@ class Ignored:
 
 Event = New911 | Removed911 | DispatchChanged | DispatchClosed | NoteAdded | UnitsMoved | Ignored
 
+
 @dataclass(frozen=True)
 class Envelope:
     key: str
