@@ -13,13 +13,13 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import discord
 
-from .aliases import NO_PINGS
+from .aliases import NO_PINGS, Interaction
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
 from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
@@ -30,7 +30,16 @@ EMBEDS_PER_MESSAGE = 10
 BACKLOG = 1_000
 RETRY_SECONDS = 30.0
 GATHER_SECONDS = 1.0  # a record waits this long for others to share its message
-DONE, REFUSED, FAILED, UNKNOWN = "done", "refused", "failed", "outcome unknown"
+
+
+class Outcome(enum.StrEnum):
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    UNKNOWN = "outcome unknown"  # the CAD did not say (a timeout after sending)
+
+
+DONE, REFUSED, FAILED, UNKNOWN = Outcome.DONE, Outcome.REFUSED, Outcome.FAILED, Outcome.UNKNOWN
 COLOURS = {
     DONE: discord.Colour.green(),
     REFUSED: discord.Colour.orange(),
@@ -45,7 +54,7 @@ class AuditRecord:
     member_id: int
     action: str  # "/911", "/note", "/close", "/remove911"
     server_id: ServerId
-    outcome: str  # DONE, REFUSED, FAILED or UNKNOWN
+    outcome: Outcome
     call_id: CallId | None = None
     reason: str = ""  # why it was refused or failed, as the member was told
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -63,7 +72,7 @@ def audit_embed(record: AuditRecord) -> discord.Embed:
 
 
 def audit_refusal(
-    interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId | None, reason: str
+    interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None, reason: str
 ) -> None:
     """A refused write (a slash command or a card click) goes to the audit channel, if there is one,
     with the sentence the member was told."""

@@ -214,7 +214,7 @@ class NoteModal(discord.ui.Modal):
 
 
 # --- what a click does -------------------------------------------------------------------------------------
-async def act(interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId) -> None:
+async def act(interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> None:
     label = f"card {LABELS[action]}"
     needs_dispatcher = action not in ATTACH_ACTIONS  # the CAD decides who may attach: it is the authority
     if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id, needs_dispatcher):
@@ -239,7 +239,7 @@ async def act(interaction: discord.Interaction[Any], action: str, server_id: Ser
 
 
 async def dispatcher_refusal(
-    interaction: discord.Interaction[Any], action: str, server_id: ServerId, call_id: CallId | None
+    interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None
 ) -> str | None:
     """Why the member may not dispatch (the refusal audited), or None when they may."""
     if await may_dispatch(interaction):
@@ -250,7 +250,7 @@ async def dispatcher_refusal(
 
 
 async def refusal(
-    interaction: discord.Interaction[Any],
+    interaction: Interaction,
     action: str,
     kind: PostKind,
     server_id: ServerId,
@@ -274,7 +274,7 @@ async def refusal(
 
 
 async def _may_act(
-    interaction: discord.Interaction[Any],
+    interaction: Interaction,
     action: str,
     kind: PostKind,
     server_id: ServerId,
@@ -289,12 +289,12 @@ async def _may_act(
     return False
 
 
-def _attach_on(interaction: discord.Interaction[Any]) -> bool:
+def _attach_on(interaction: Interaction) -> bool:
     return bool(interaction.client.settings.sonoran.api_version == 2)
 
 
-def _desk(interaction: discord.Interaction[Any]) -> Desk:
-    desk: Desk | None = interaction.client.get_cog("Dispatch")
+def _desk(interaction: Interaction) -> Desk:
+    desk = interaction.client.desk
     if desk is None:
         raise RuntimeError("the Dispatch cog is not loaded")
     return desk

@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     @property
     def feed_polls_per_window(self) -> int:
         """Call-list requests the feed makes in one minute (the rate-limit window), all servers."""
-        return math.ceil(60 / self.sonoran.poll_seconds) * len(self.feed_server_ids)
+        return polls_per_window(self.sonoran.poll_seconds, len(self.feed_server_ids))
 
     @property
     def push_server_id(self) -> int:
@@ -244,6 +244,12 @@ class Settings(BaseSettings):
     def feed_server_ids(self) -> list[int]:
         """The CAD servers the feed polls, each once, in configuration order."""
         return list(dict.fromkeys(feed.server_id for feed in self.feeds))
+
+
+def polls_per_window(interval: float, servers: int) -> int:
+    """The budget rule's one formula: call-list requests in a minute's window when each of `servers`
+    is polled every `interval` seconds. The feed reserves that many; members use the rest."""
+    return math.ceil(60 / interval) * servers
 
 
 def resolve_config_path(path: str | Path | None, environ: dict[str, str]) -> Path:

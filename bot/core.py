@@ -21,6 +21,7 @@ from .store import Store
 from .tree import DispatchTree
 
 if TYPE_CHECKING:
+    from .cards import Desk
     from .feed import FeedEngine
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class DispatchBot(commands.Bot):
         self._own_services = contextlib.AsyncExitStack()
         self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
         self.feed: FeedEngine | None = None  # set while the Feed cog is loaded
+        self.desk: Desk | None = None  # the member's writes: set while the Dispatch cog is loaded
         self._roles_checked = False
 
     def __repr__(self) -> str:

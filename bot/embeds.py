@@ -251,9 +251,12 @@ def _list_entry(call: EmergencyCall | DispatchCall, budget: int) -> tuple[str, s
 
 
 def calls_for_kind(calls: CallList, kind: str) -> list[EmergencyCall | DispatchCall]:
+    """The calls `/calls kind:` asks for; "emergency" is emergency-only, as everywhere in the bot."""
     chosen: list[EmergencyCall | DispatchCall] = []
-    if kind in ("all", "emergency"):
+    if kind in ("all", "911"):
         chosen.extend(calls.calls_911)
+    elif kind in ("emergency", "civil"):
+        chosen.extend(c for c in calls.calls_911 if c.is_emergency == (kind == "emergency"))
     if kind in ("all", "dispatch"):
         chosen.extend(calls.active)
     if kind == "closed":
@@ -263,7 +266,9 @@ def calls_for_kind(calls: CallList, kind: str) -> list[EmergencyCall | DispatchC
 
 KIND_TITLES = {
     "all": "Active calls",
-    "emergency": "Active 911 calls",
+    "911": "Active 911 calls",
+    "emergency": "Active emergency 911 calls",
+    "civil": "Active civil 911 calls",
     "dispatch": "Active dispatch calls",
     "closed": "Closed calls",
 }

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import discord
 
-from .aliases import NO_PINGS
+from .aliases import NO_PINGS, Interaction
 from .messages import NotYourButtons, user_message
 from .tree import log_error, reply_ephemeral, report_error
 
@@ -92,7 +92,7 @@ class Paginator(OwnedView):
         self.next.disabled = not self.source.has_page(self.index + 1)
         self.position.label = self.source.page_label(self.index)
 
-    async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
+    async def _show(self, interaction: Interaction, index: int) -> None:
         embed = await self.source.page(index)
         self.index = index
         self._sync_buttons()
@@ -111,7 +111,7 @@ class Paginator(OwnedView):
         await self._show(interaction, self.index + 1)
 
 
-Recheck = Callable[[discord.Interaction[Any]], Awaitable[str | None]]
+Recheck = Callable[[Interaction], Awaitable[str | None]]
 
 
 class ConfirmView(OwnedView):
@@ -122,7 +122,7 @@ class ConfirmView(OwnedView):
     def __init__(
         self,
         owner_id: int,
-        action: Callable[[discord.Interaction[Any]], Awaitable[str]],
+        action: Callable[[Interaction], Awaitable[str]],
         *,
         confirm_label: str,
         recheck: Recheck,

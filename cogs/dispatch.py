@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.aliases import NO_PINGS, CallId, Interaction, ServerId
-from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord
+from bot.audit import DONE, FAILED, UNKNOWN, AuditRecord, Outcome
 from bot.callboard import CallBoard
 from bot.cards import CardButton, CardPicker, dispatcher_refusal
 from bot.core import DispatchBot
@@ -23,7 +23,8 @@ from bot.permissions import caller_command, dispatcher_command
 from bot.sonoran import CallList, DispatchCall, EmergencyCall, OutcomeUnknown, SonoranError
 from bot.views import ConfirmView, Paginator, Recheck, StaticPages
 
-CallKindChoice = Literal["all", "emergency", "dispatch", "closed"]
+# "911" is every 911 call; "emergency" and "civil" are the two kinds of them (as in the feed's `calls`)
+CallKindChoice = Literal["all", "911", "emergency", "civil", "dispatch", "closed"]
 CLOSED_PAGE_SIZE = 10
 LOCATION_LIMIT = 200  # characters, as the /911 options declare them
 DESCRIPTION_LIMIT = 1000
@@ -153,9 +154,12 @@ class Dispatch(commands.Cog):
         # the feed cards' buttons and menus, routed by their custom_id: they work on posts from
         # before a restart, and no view is kept per message
         self.bot.add_dynamic_items(CardButton, CardPicker)
+        self.bot.desk = self  # the cards reach the shared writes here, typed
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CardButton, CardPicker)
+        if self.bot.desk is self:
+            self.bot.desk = None
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
@@ -168,7 +172,7 @@ class Dispatch(commands.Cog):
         block may set the call id it learns (`/911`) in the yielded list."""
         call = [call_id]
 
-        def record(outcome: str, reason: str = "") -> None:
+        def record(outcome: Outcome, reason: str = "") -> None:
             if self.bot.audit is not None:
                 self.bot.audit.record(
                     AuditRecord(

@@ -284,9 +284,21 @@ async def test_calls_uses_the_fresh_snapshot(bot: DispatchBot, cad: FakeCad, dis
 
 async def test_calls_fetches_when_nothing_cached(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
     cad.add_911()
-    await dispatch_interaction(bot, slash("calls", {"kind": "emergency"}))
+    await dispatch_interaction(bot, slash("calls", {"kind": "911"}))
     assert cad.operations() == ["get_calls"]
     assert last_reply(discord_api)["embeds"][0]["title"] == "Active 911 calls"
+
+
+async def test_calls_emergency_means_emergency_only(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
+    cad.add_911("Anna", "Grove St", "Fire")
+    cad.add_911("Ben", "Vinewood", "Noise", emergency=False)
+    for kind, caller, title in (
+        ("emergency", "Anna", "Active emergency 911 calls"),
+        ("civil", "Ben", "Active civil 911 calls"),
+    ):
+        await dispatch_interaction(bot, slash("calls", {"kind": kind}))
+        embed = last_reply(discord_api)["embeds"][0]
+        assert embed["title"] == title and len(embed["fields"]) == 1 and caller in embed["fields"][0]["name"]
 
 
 async def test_calls_pages_with_buttons(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord) -> None:
@@ -400,7 +412,7 @@ async def test_sync_payload_is_valid(bot: DispatchBot, api_version: int) -> None
         assert by_name[name]["default_member_permissions"] == MANAGE_GUILD
         assert any(o.get("autocomplete") for o in by_name[name]["options"])
     kinds = next(o for o in by_name["calls"]["options"] if o["name"] == "kind")
-    assert [c["value"] for c in kinds["choices"]] == ["all", "emergency", "dispatch", "closed"]
+    assert [c["value"] for c in kinds["choices"]] == ["all", "911", "emergency", "civil", "dispatch", "closed"]
 
 
 async def test_sync_to_configured_guild_at_start(

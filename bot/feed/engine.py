@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -36,7 +35,7 @@ import discord
 
 from ..backoff import Backoff
 from ..callboard import Snapshot
-from ..config import FeedSettings
+from ..config import FeedSettings, polls_per_window
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, Event
@@ -255,7 +254,7 @@ class FeedEngine:
         async with self._cycle:
             delay = self.interval
             # the call-list slots the feed's polls need; members may use the rest (the budget rule)
-            self.bot.board.feed_reserve = math.ceil(60 / delay) * len(self.settings.feed_server_ids)
+            self.bot.board.feed_reserve = polls_per_window(delay, len(self.settings.feed_server_ids))
             failed = False
             snapshots: list[tuple[ServerId, Snapshot]] = []
             for server_id in self.settings.feed_server_ids:
