@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 import discord
 
 from .aliases import NO_PINGS, Interaction
+from .channelfaults import DISCORD_FAULTS, describe_channel_fault
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
-from .statechanges import DISCORD_FAULTS, StateChanges, describe_channel_fault
+from .statechanges import StateChanges
 
 log = logging.getLogger(__name__)
 

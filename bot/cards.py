@@ -24,8 +24,16 @@ import discord
 from .aliases import NO_PINGS, Interaction
 from .audit import audit_refusal
 from .embeds import call_label, truncate
-from .messages import NOTE_LIMIT, NotAChoice, NotDispatcher, text_problem, user_message
-from .permissions import may_dispatch
+from .messages import (
+    NOTE_LIMIT,
+    NotAChoice,
+    no_longer_active,
+    not_shown_here,
+    text_problem,
+    user_message,
+    what_to_do,
+)
+from .permissions import NotDispatcher, may_dispatch
 from .posts import Post, PostKind, PostState
 from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
 from .tree import reply_ephemeral, report_error
@@ -164,7 +172,7 @@ class CardPicker(
             if not await _may_act(interaction, pick, self.kind, self.server_id, call_id, needs_dispatcher=False):
                 return
             await interaction.response.send_message(
-                f"Call #{call_id}: what should be done?",
+                what_to_do(call_id),
                 view=panel_view(self.kind, self.server_id, call_id, attach=_attach_on(interaction)),
                 ephemeral=True,
                 allowed_mentions=NO_PINGS,
@@ -265,11 +273,11 @@ async def refusal(
     feed = bot.feed
     state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
     if state is None:  # never shown in this channel: a crafted interaction
-        reason = f"Call #{call_id} is not shown in this channel."
+        reason = not_shown_here(call_id)
         audit_refusal(interaction, action, server_id, call_id, reason)
         return reason
     if state is not PostState.ACTIVE:
-        return f"Call #{call_id} is no longer active."
+        return no_longer_active(call_id)
     return None
 
 

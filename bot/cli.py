@@ -19,11 +19,11 @@ import discord
 from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
-from .core import DispatchBot, describe_sync_error
+from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
-from .preflight import Check, run_checks, sonoran_preflight, start_checks
+from .preflight import Check, describe_sync_error, run_checks, sonoran_preflight, start_checks
 from .sandbox.demo import run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor

@@ -14,7 +14,7 @@ from .audit import AuditLog
 from .callboard import CallBoard
 from .config import Settings
 from .logs import silence_voice_warnings
-from .permissions import FEED_PERMISSION_BITS
+from .preflight import describe_sync_error, ping_role_check
 from .services import Services, open_services
 from .sonoran import SonoranClient
 from .store import Store
@@ -27,30 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.dispatch", "cogs.feed")
-INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
-MISSING_ACCESS = 50001
 # A 429 asking to wait longer than this ends the request (discord.RateLimited) instead of sleeping
 # through it: the feed's writer retries later, and nothing else waits behind it. 30 s is the
 # smallest value discord.py allows.
 MAX_RATELIMIT_TIMEOUT = 30.0
-
-
-def invite_url(application_id: int | None) -> str:
-    """The invite link with both scopes the bot needs and the feed's permissions."""
-    client = application_id or "YOUR_APPLICATION_ID"
-    return (
-        f"https://discord.com/oauth2/authorize?client_id={client}"
-        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
-    )
-
-
-def describe_sync_error(error: discord.HTTPException, application_id: int | None) -> str:
-    if error.code == MISSING_ACCESS or isinstance(error, discord.Forbidden):
-        return (
-            "Discord refused to register the commands (50001 Missing Access): the bot was invited without the "
-            f"applications.commands scope, or is not in that guild. Invite it again with {invite_url(application_id)}"
-        )
-    return f"Discord refused to register the commands: HTTP {error.status} ({error.text[:200]})"
 
 
 class DispatchBot(commands.Bot):
@@ -141,8 +121,6 @@ class DispatchBot(commands.Bot):
 
     def warn_about_ping_roles(self) -> None:
         """Says, as `check` does, which feed's ping role would notify nobody."""
-        from .preflight import ping_role_check  # the preflight builds on the bot's modules
-
         for feed in self.settings.feeds:
             if feed.ping_role_id:
                 check = ping_role_check(self, feed.channel_id, feed.ping_role_id)

@@ -11,18 +11,7 @@ from discord import app_commands
 
 from . import sonoran as cad
 from .embeds import clean
-
-
-class NotDispatcher(app_commands.CheckFailure):
-    """The member is no dispatcher (no dispatcher role, no Manage Server)."""
-
-
-class NotAllowedToCall(app_commands.CheckFailure):
-    """`commands.caller_role_ids` is set and the member has none of those roles."""
-
-
-class BlockedFromCalling(app_commands.CheckFailure):
-    """The member has one of `commands.blocked_role_ids`."""
+from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 
 
 class TooManyOpenCalls(app_commands.CheckFailure):
@@ -31,10 +20,6 @@ class TooManyOpenCalls(app_commands.CheckFailure):
     def __init__(self, open_calls: int) -> None:
         super().__init__()
         self.open_calls = open_calls
-
-
-class NotYourButtons(app_commands.CheckFailure):
-    """A button of a reply meant for another member was pressed."""
 
 
 class NotAChoice(app_commands.CheckFailure):
@@ -71,6 +56,21 @@ def text_problem(what: str, text: str, limit: int) -> EmptyText | TextTooLong | 
 
 
 GENERIC = "Something went wrong on the bot's side. The admins can find the details in the bot's log."
+
+
+def not_shown_here(call_id: int) -> str:
+    """A click on a call this channel never showed (a crafted interaction)."""
+    return f"Call #{call_id} is not shown in this channel."
+
+
+def no_longer_active(call_id: int) -> str:
+    return f"Call #{call_id} is no longer active."
+
+
+def what_to_do(call_id: int) -> str:
+    """The panel a card's menu opens."""
+    return f"Call #{call_id}: what should be done?"
+
 
 _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
     (

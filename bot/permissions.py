@@ -1,4 +1,4 @@
-"""Who may do what, and what the bot itself needs.
+"""Who may do what, and the refusals (CheckFailures) that say so.
 
 `default_permissions` and `guild_only` only decide what Discord *shows*; a crafted interaction
 still reaches the bot, so each role's decorator applies both and the bot's own check together
@@ -14,24 +14,24 @@ import discord
 from discord import app_commands
 
 from .aliases import Interaction
-from .messages import BlockedFromCalling, NotAllowedToCall, NotDispatcher
 
 T = TypeVar("T")
 
-# What the feed needs in its channels, with the names Discord's settings show. `check`, the
-# invite URL and the feed's own error messages all read this table.
-FEED_PERMISSIONS: tuple[tuple[str, str], ...] = (
-    ("view_channel", "View Channel"),
-    ("send_messages", "Send Messages"),
-    ("embed_links", "Embed Links"),
-    ("read_message_history", "Read Message History"),
-)
-FEED_PERMISSION_BITS = discord.Permissions(**{attribute: True for attribute, _ in FEED_PERMISSIONS})
+
+class NotDispatcher(app_commands.CheckFailure):
+    """The member is no dispatcher (no dispatcher role, no Manage Server)."""
 
 
-def missing_feed_permissions(granted: discord.Permissions) -> list[str]:
-    """The names of the feed's permissions that `granted` lacks."""
-    return [label for attribute, label in FEED_PERMISSIONS if not getattr(granted, attribute)]
+class NotAllowedToCall(app_commands.CheckFailure):
+    """`commands.caller_role_ids` is set and the member has none of those roles."""
+
+
+class BlockedFromCalling(app_commands.CheckFailure):
+    """The member has one of `commands.blocked_role_ids`."""
+
+
+class NotYourButtons(app_commands.CheckFailure):
+    """A button of a reply meant for another member was pressed."""
 
 
 def member_role_ids(member: discord.Member) -> set[int]:

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
+from .channelfaults import FEED_PERMISSION_BITS, missing_feed_permissions
 from .config import Settings
-from .core import invite_url
 from .feed.listener import listener_url, privileged_port
 from .instance import in_use
 from .logs import silence_voice_warnings
 from .messages import user_message
-from .permissions import missing_feed_permissions
 from .services import sonoran_client
 from .sonoran import (
     BadCredentials,
@@ -44,6 +43,28 @@ EXAMPLE_PLACEHOLDERS = {
     "sonoran.community_id": "mycommunity",
     "feeds[].channel_id": "123456789012345678",
 }
+
+
+INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
+MISSING_ACCESS = 50001
+
+
+def invite_url(application_id: int | None) -> str:
+    """The invite link with both scopes the bot needs and the feed's permissions."""
+    client = application_id or "YOUR_APPLICATION_ID"
+    return (
+        f"https://discord.com/oauth2/authorize?client_id={client}"
+        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+    )
+
+
+def describe_sync_error(error: discord.HTTPException, application_id: int | None) -> str:
+    if error.code == MISSING_ACCESS or isinstance(error, discord.Forbidden):
+        return (
+            "Discord refused to register the commands (50001 Missing Access): the bot was invited without the "
+            f"applications.commands scope, or is not in that guild. Invite it again with {invite_url(application_id)}"
+        )
+    return f"Discord refused to register the commands: HTTP {error.status} ({error.text[:200]})"
 
 
 @dataclass(frozen=True)

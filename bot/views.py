@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import discord
 
 from .aliases import NO_PINGS, Interaction
-from .messages import NotYourButtons, user_message
+from .messages import user_message
+from .permissions import NotYourButtons
 from .tree import log_error, reply_ephemeral, report_error
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ import discord
 
 from ..aliases import NO_PINGS
 from ..cards import card_view
+from ..channelfaults import DISCORD_FAULTS, describe_channel_fault
 from ..config import FeedSettings
 from ..embeds import (
     EMBED_TOTAL_LIMIT,
@@ -38,7 +39,7 @@ from ..embeds import (
 )
 from ..posts import Post, PostKind, PostState
 from ..sonoran import DispatchCall, EmergencyCall
-from ..statechanges import DISCORD_FAULTS, Once, StateChanges, describe_channel_fault
+from ..statechanges import Once, StateChanges
 from ..store import Store
 
 log = logging.getLogger("bot.feed")
