@@ -18,8 +18,8 @@ from aioresponses import aioresponses
 from bot.core import DispatchBot
 from bot.feed import FeedEngine
 from bot.services import open_services
-from tests import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
-from tests.discord_fakes import FakeDiscord
+from tests.doubles import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
+from tests.doubles.discord_fakes import FakeDiscord
 from tests.helpers import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from bench._common import feed_of, logged_in_bot, report
-from tests.discord_fakes import MANAGE_GUILD, autocomplete, dispatch_interaction, slash
-from tests.fake_cad import FakeCad
+from tests.doubles.discord_fakes import MANAGE_GUILD, autocomplete, dispatch_interaction, slash
+from tests.doubles.fake_cad import FakeCad
 
 MEMBERS = 20
 HOUR = int(os.environ.get("BENCH_SECONDS", "3600"))

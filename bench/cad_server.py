@@ -14,7 +14,7 @@ import asyncio
 
 from aiohttp import web
 
-from tests.fake_cad import FakeCad
+from tests.doubles.fake_cad import FakeCad
 
 
 class BenchCad(FakeCad):

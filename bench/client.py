@@ -17,7 +17,7 @@ import aiohttp
 
 from bench._common import cad_process, report
 from bot.services import sonoran_client
-from tests.fake_cad import API_KEY
+from tests.doubles.fake_cad import API_KEY
 from tests.helpers import make_settings
 
 GETS = 500

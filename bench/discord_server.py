@@ -18,8 +18,8 @@ import sys
 import time
 from typing import Any
 
-from tests.discord_fakes import ChannelFault, FakeDiscord
-from tests.discord_server import DiscordServer
+from tests.doubles.discord_fakes import ChannelFault, FakeDiscord
+from tests.doubles.discord_server import DiscordServer
 
 CALL_ID = re.compile(r"call #(\d+)")
 

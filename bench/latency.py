@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import feed_of, logged_in_bot, percentile, report
-from tests.fake_cad import FakeCad, Recorded
+from tests.doubles.fake_cad import FakeCad, Recorded
 
 CHANNEL = 4242
 INTERVAL = 0.5  # seconds; production uses >= 15 because of Sonoran's budget (see README)

@@ -40,12 +40,12 @@ from bench import latency
 from bench._common import ROOT, feed_of, logged_in_bot, percentile, report, rss_mib
 from bot.core import DispatchBot
 from bot.services import open_services
-from tests.discord_fakes import ChannelFault, FakeDiscord
-from tests.discord_server import DiscordServer
-from tests.fake_cad import API_KEY, FakeCad
-from tests.fake_gateway import FakeGateway, guild_payload, text_channel
+from tests.doubles.discord_fakes import ChannelFault, FakeDiscord
+from tests.doubles.discord_server import DiscordServer
+from tests.doubles.fake_cad import API_KEY, FakeCad
+from tests.doubles.fake_gateway import FakeGateway, guild_payload, text_channel
+from tests.doubles.loopback import free_port
 from tests.helpers import make_settings
-from tests.loopback import free_port
 
 CHANNEL = 4242
 EVENTS = 1_000

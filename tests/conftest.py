@@ -15,9 +15,9 @@ from bot.logs import RedactingFormatter
 from bot.services import open_services, sonoran_client
 from bot.sonoran import SonoranClient
 
-from . import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
-from .discord_fakes import FakeDiscord
-from .fake_cad import FakeCad
+from .doubles import _aiohttp314_shim  # noqa: F401  (before any aioresponses use)
+from .doubles.discord_fakes import FakeDiscord
+from .doubles.fake_cad import FakeCad
 from .helpers import make_settings
 
 

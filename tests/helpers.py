@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.config import Settings
 
-from .fake_cad import API_KEY, COMMUNITY_ID
+from .doubles.fake_cad import API_KEY, COMMUNITY_ID
 
 DISCORD_TOKEN = "MTEx.discord-test-token.SECRETSECRET"
 GENEROUS_LIMITS = {

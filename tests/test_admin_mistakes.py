@@ -24,9 +24,9 @@ from bot.services import sonoran_client
 from bot.store import StateFileError, Store
 
 from .conftest import BotFactory
-from .fake_cad import FakeCad
+from .doubles.fake_cad import FakeCad
+from .doubles.loopback import free_port
 from .helpers import make_settings
-from .loopback import free_port
 from .test_config import MINIMAL, write
 from .test_operations import ROOT, write_config
 

@@ -13,7 +13,7 @@ from bot.audit import DONE, AuditRecord
 from bot.core import DispatchBot
 
 from .conftest import BotFactory
-from .discord_fakes import (
+from .doubles.discord_fakes import (
     MANAGE_GUILD,
     USER_ID,
     ChannelFault,
@@ -22,7 +22,7 @@ from .discord_fakes import (
     press,
     slash,
 )
-from .fake_cad import FakeCad
+from .doubles.fake_cad import FakeCad
 from .test_dispatch import _ask_to_close, last_reply, reply_text
 
 AUDIT = 3001

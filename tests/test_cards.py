@@ -15,7 +15,7 @@ import pytest
 from bot.core import DispatchBot
 
 from .conftest import BotFactory
-from .discord_fakes import (
+from .doubles.discord_fakes import (
     CHANNEL_ID,
     MANAGE_GUILD,
     USER_ID,
@@ -28,7 +28,7 @@ from .discord_fakes import (
     select,
     slash,
 )
-from .fake_cad import FakeCad
+from .doubles.fake_cad import FakeCad
 from .test_feed import feed_of, posts
 
 FEED = int(CHANNEL_ID)  # the channel the fake interactions come from

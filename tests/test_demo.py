@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bot.sandbox.demo import Demo
 
-from .discord_fakes import CHANNEL_ID, FakeDiscord, dispatch_interaction, slash
-from .fake_gateway import FakeGateway, guild_payload, text_channel
+from .doubles.discord_fakes import CHANNEL_ID, FakeDiscord, dispatch_interaction, slash
+from .doubles.fake_gateway import FakeGateway, guild_payload, text_channel
 from .test_dispatch import last_reply
 from .test_operations import ROOT, wait_for
 

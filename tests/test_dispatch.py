@@ -14,7 +14,7 @@ from bot.core import DispatchBot
 from bot.markdown import is_inert
 
 from .conftest import BotFactory
-from .discord_fakes import (
+from .doubles.discord_fakes import (
     CALLER_ROLE,
     DISPATCH_ROLE,
     EPHEMERAL,
@@ -26,7 +26,7 @@ from .discord_fakes import (
     press,
     slash,
 )
-from .fake_cad import FakeCad
+from .doubles.fake_cad import FakeCad
 
 NO_PARSE: dict[str, Any] = {"parse": []}
 

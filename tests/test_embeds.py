@@ -20,7 +20,7 @@ from bot.embeds import (
 )
 from bot.sonoran import DispatchCall, EmergencyCall
 
-from .discord_limits import message_errors
+from .doubles.discord_limits import message_errors
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 HUGE = "x" * 10_000

@@ -15,8 +15,8 @@ from bot.posts import PostKind
 from bot.sonoran import RateLimited
 
 from .conftest import BotFactory
-from .discord_fakes import ChannelFault, FakeDiscord, dispatch_interaction, slash
-from .fake_cad import FakeCad
+from .doubles.discord_fakes import ChannelFault, FakeDiscord, dispatch_interaction, slash
+from .doubles.fake_cad import FakeCad
 
 EMERGENCY_CHANNEL = 1001
 CIVIL_CHANNEL = 1002

@@ -22,8 +22,8 @@ from bot.core import DispatchBot
 from bot.posts import Post
 
 from .conftest import BotFactory
-from .discord_fakes import ChannelFault, FakeDiscord
-from .fake_cad import API_KEY, FakeCad
+from .doubles.discord_fakes import ChannelFault, FakeDiscord
+from .doubles.fake_cad import API_KEY, FakeCad
 from .test_feed import feed_of
 from .test_feed_faults import shown_titles
 from .test_operations import wait_for

@@ -13,9 +13,9 @@ import pytest
 from bot.core import DispatchBot
 
 from .conftest import BotFactory
-from .discord_fakes import ChannelFault, FakeDiscord
-from .discord_limits import EMBED_TOTAL
-from .fake_cad import FakeCad
+from .doubles.discord_fakes import ChannelFault, FakeDiscord
+from .doubles.discord_limits import EMBED_TOTAL
+from .doubles.fake_cad import FakeCad
 from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, edits, embed_titles, feed_of, posts
 
 DISPATCH_CHANNEL = 1003

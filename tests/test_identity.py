@@ -12,8 +12,8 @@ import pytest
 from bot.core import DispatchBot
 
 from .conftest import BotFactory
-from .discord_fakes import USER_ID, FakeDiscord, dispatch_interaction, slash
-from .fake_cad import FakeCad
+from .doubles.discord_fakes import USER_ID, FakeDiscord, dispatch_interaction, slash
+from .doubles.fake_cad import FakeCad
 from .helpers import GENEROUS_LIMITS
 from .test_cards import DISPATCH, click, components, posted
 
@@ -179,7 +179,7 @@ async def test_a_cad_outage_never_grants(
 async def test_discord_rules_need_no_lookup_and_autocomplete_never_looks_up(
     make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, api_version: int
 ) -> None:
-    from .discord_fakes import MANAGE_GUILD, autocomplete
+    from .doubles.discord_fakes import MANAGE_GUILD, autocomplete
 
     bot = await rights_bot(make_bot)
     call_id = cad.add_dispatch("Robbery")

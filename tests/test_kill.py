@@ -1,5 +1,5 @@
 """Kill it for real: the bot runs as its own process against Discord served over loopback HTTP
-(`tests/discord_server.py`), is killed with SIGKILL at random moments while the CAD moves on, and
+(`tests/doubles/discord_server.py`), is killed with SIGKILL at random moments while the CAD moves on, and
 is started again. What counts is the channel's final state, not any return value: every call the
 CAD still lists is shown once, as active; every other call that was shown, once, as ended."""
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import aiohttp
 
-from .discord_fakes import ChannelFault, FakeDiscord
-from .discord_server import DiscordServer
-from .fake_cad import API_KEY, FakeCad
-from .fake_gateway import FakeGateway, guild_payload, text_channel
-from .loopback import free_port
+from .doubles.discord_fakes import ChannelFault, FakeDiscord
+from .doubles.discord_server import DiscordServer
+from .doubles.fake_cad import API_KEY, FakeCad
+from .doubles.fake_gateway import FakeGateway, guild_payload, text_channel
+from .doubles.loopback import free_port
 from .test_operations import FEED_CHANNEL, run_offline, wait_for, write_config
 from .test_push import PATH, call_911, push_toml
 

@@ -24,9 +24,9 @@ from bot.config import Settings, load_settings
 from bot.logs import setup_logging
 from bot.preflight import Check, run_checks, state_check
 
-from .discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
-from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
-from .fake_gateway import SEND_MESSAGES, FakeGateway, guild_payload, role, text_channel
+from .doubles.discord_fakes import GUILD_ID, ChannelFault, FakeDiscord
+from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
+from .doubles.fake_gateway import SEND_MESSAGES, FakeGateway, guild_payload, role, text_channel
 from .helpers import DISCORD_TOKEN, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,11 +193,11 @@ def test_log_lines_never_carry_secrets() -> None:
 
 async def run_offline(config: Path, env: dict[str, str], *, quiet: bool = False) -> asyncio.subprocess.Process:
     """`python -m bot run --config CONFIG` in its own process, Discord faked as `env` says (see
-    tests/offline_run.py); its log is readable unless `quiet`."""
+    tests/doubles/offline_run.py); its log is readable unless `quiet`."""
     output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(ROOT / "tests" / "offline_run.py"),
+        str(ROOT / "tests" / "doubles" / "offline_run.py"),
         "run",
         "--config",
         str(config),

@@ -28,11 +28,11 @@ from bot.feed.websocket import PushSessions
 from bot.preflight import push_checks
 
 from .conftest import BotFactory
-from .discord_fakes import FakeDiscord
-from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
-from .fake_signalr import FakeHub
+from .doubles.discord_fakes import FakeDiscord
+from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
+from .doubles.fake_signalr import FakeHub
+from .doubles.loopback import free_port
 from .helpers import make_settings
-from .loopback import free_port
 from .test_feed import edits, embed_titles, feed_of, posts
 from .test_operations import read_until, start_bot, wait_for, write_config
 

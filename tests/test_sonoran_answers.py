@@ -15,8 +15,8 @@ from bot.preflight import sonoran_preflight
 from bot.services import open_services
 
 from .conftest import BotFactory
-from .discord_fakes import MANAGE_GUILD, USER_ID, FakeDiscord, dispatch_interaction, slash
-from .fake_cad import API_KEY, FakeCad
+from .doubles.discord_fakes import MANAGE_GUILD, USER_ID, FakeDiscord, dispatch_interaction, slash
+from .doubles.fake_cad import API_KEY, FakeCad
 from .helpers import make_settings
 from .test_identity import followup_text, note, rights_bot
 

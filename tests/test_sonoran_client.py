@@ -28,7 +28,7 @@ from bot.sonoran import (
 )
 from bot.sonoran.transport import OPERATIONS
 
-from .fake_cad import API_KEY, COMMUNITY_ID, FakeCad
+from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
 from .helpers import make_settings
 
 

@@ -13,8 +13,8 @@ import pytest
 from bot.preflight import run_checks
 from bot.store import SCHEMA_VERSION, StateFileError, Store
 
-from .discord_fakes import FakeDiscord
-from .fake_cad import FakeCad
+from .doubles.discord_fakes import FakeDiscord
+from .doubles.fake_cad import FakeCad
 from .test_operations import settings_for, start_bot, write_config
 
 FIRST_RELEASE_SCHEMA = """

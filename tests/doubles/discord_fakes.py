@@ -4,7 +4,7 @@ parser and command tree; every request discord.py makes is answered here by aior
 `FakeDiscord` also keeps the channel messages the bot posts (honouring `nonce` de-duplication
 as Discord does with `enforce_nonce`: the first message comes back, unchanged) and can be told to
 fail the next channel requests. Like Discord, it refuses with a 400 and Discord's error body any
-message, edit or interaction reply over a documented limit (`tests/discord_limits.py`).
+message, edit or interaction reply over a documented limit (`tests/doubles/discord_limits.py`).
 """
 
 from __future__ import annotations

@@ -10,16 +10,16 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bot.__main__ import main  # first: it makes an early SIGTERM a clean exit
 
 # isort: split
 from aioresponses import aioresponses
 
-from tests import _aiohttp314_shim  # noqa: F401
-from tests.discord_fakes import FakeDiscord
-from tests.fake_gateway import FakeGateway, guild_payload, text_channel
+from tests.doubles import _aiohttp314_shim  # noqa: F401
+from tests.doubles.discord_fakes import FakeDiscord
+from tests.doubles.fake_gateway import FakeGateway, guild_payload, text_channel
 
 
 def start_gateway(channel_ids: list[int]) -> str:
@@ -39,7 +39,7 @@ def start_gateway(channel_ids: list[int]) -> str:
 
 
 def against_discord_server(url: str, gateway: str) -> int:
-    """The bot talks to `tests/discord_server.py` over real HTTP: nothing is faked in this process."""
+    """The bot talks to `tests/doubles/discord_server.py` over real HTTP: nothing is faked in this process."""
     import discord.http
     import yarl
     from discord.gateway import DiscordWebSocket

@@ -2,7 +2,7 @@
 
 It serves the same `FakeDiscord` handlers (the same strict limits, the same nonce
 de-duplication) as the in-process aioresponses double; a child process points discord.py at it
-(`tests/offline_run.py` with FAKE_DISCORD_URL). The messages live here, in the test process, so
+(`tests/doubles/offline_run.py` with FAKE_DISCORD_URL). The messages live here, in the test process, so
 they outlive a bot that is killed with SIGKILL and started again.
 """
 
