@@ -1,6 +1,9 @@
 """Settings: one TOML file, then environment overrides, then validation.
 
-`load_settings(path)` is the only entry point. Every problem is reported at once, in one
+`load_settings(path)` is the only entry point. It builds `Settings` on pydantic-settings' own
+sources, ordered in `Settings.settings_customise_sources`: `EnvOverrides` (its `EnvSettingsSource`)
+over `TomlFile` (its `TomlConfigSettingsSource`), each extended only where the library lacks
+something (named below). Every problem is reported at once, in one
 `ConfigError` that names the file and each wrong key (or, for a value that came from the
 environment, the variable), never as a pydantic traceback, and never with a secret's value in it.
 
@@ -13,6 +16,7 @@ commas (`SONORAN_BOT_DISCORD__GUILD_IDS=123,456`); `[[feeds]]` takes a JSON list
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import json
 import math
@@ -36,8 +40,10 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 ENV_PREFIX = "SONORAN_BOT_"
@@ -181,9 +187,13 @@ class LoggingSettings(_Section):
 
 
 class Settings(BaseSettings):
-    # The environment is read by `load_settings` (see the module doc), not by pydantic-settings'
-    # own source, so that its errors can name the variable and lists may be comma-separated.
-    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+    """Built by `load_settings` from pydantic-settings' own sources, the environment over the TOML
+    file (`EnvOverrides`, `TomlFile`); built in code (`Settings(...)`, the tests and the demo) from
+    what is passed only."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_ignore_empty=True
+    )
 
     discord: DiscordSettings
     sonoran: SonoranSettings
@@ -203,8 +213,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only what `load_settings` passes in: the TOML file with the environment merged over it.
-        return (init_settings,)
+        # highest priority first: the environment, then the file (set by `load_settings` for the
+        # one construction it makes); otherwise only the values passed in
+        return _SOURCES.get() or (init_settings,)
 
     @model_validator(mode="after")
     def _audit_is_not_a_feed(self) -> Settings:
@@ -258,6 +269,51 @@ def resolve_config_path(path: str | Path | None, environ: dict[str, str]) -> Pat
     return Path(environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
 
 
+_SOURCES: contextvars.ContextVar[tuple[PydanticBaseSettingsSource, ...] | None] = contextvars.ContextVar(
+    "settings_sources", default=None
+)
+
+
+class TomlFile(TomlConfigSettingsSource):
+    """The configuration file, read as pydantic-settings reads TOML, with what it lacks: a UTF-8
+    byte-order mark accepted, and every problem of the file (unreadable, not UTF-8, not TOML) said
+    in one line naming the path."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        path = Path(file_path)
+        try:
+            return tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM, as Windows editors write it
+        except OSError as exc:
+            uid = os.getuid() if hasattr(os, "getuid") else "?"
+            raise ConfigError(
+                f"{path}: cannot be read as uid {uid} ({exc.strerror or exc}); give that user read access to it"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+class EnvOverrides(EnvSettingsSource):
+    """`SONORAN_BOT_*` variables over the file, as pydantic-settings reads the environment (the
+    prefix, `__` between levels, empty values ignored), with what it lacks: comma-separated lists,
+    one key of one `[[feeds]]` entry by its index (applied over the file's list), a did-you-mean for
+    one underscore written for two, and `origins` (which variable set which key) for the errors."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str], base: dict[str, Any]) -> None:
+        self._environ = environ
+        self._base = base
+        self.origins: dict[tuple[str, ...], str] = {}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return dict(self._environ)  # as given: the names keep their case for the messages
+
+    def __call__(self) -> dict[str, Any]:
+        merged, self.origins = apply_environment(self._base, {k: v for k, v in self.env_vars.items() if v})
+        return {key: merged[key] for key in {keys[0] for keys in self.origins} if key in merged}
+
+
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Read `path` (TOML), apply `SONORAN_BOT_*` environment overrides (from `environ`, by
     default the process environment) and validate."""
@@ -274,23 +330,15 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
             f"copy config.example.toml there, or pass --config / set {CONFIG_ENV_VAR} "
             "(to see the bot at work first, with nothing set up: python -m bot demo)"
         )
+    toml = TomlFile(Settings, toml_file=path)
+    env = EnvOverrides(Settings, environ, toml.toml_data)
+    sources = _SOURCES.set((env, toml))
     try:
-        text = path.read_bytes().decode("utf-8-sig")  # a BOM, as Windows editors write it, is fine
-        data = tomllib.loads(text)
-    except OSError as exc:
-        uid = os.getuid() if hasattr(os, "getuid") else "?"
-        raise ConfigError(
-            f"{path}: cannot be read as uid {uid} ({exc.strerror or exc}); give that user read access to it"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    data, origins = apply_environment(data, environ)
-    try:
-        return Settings(**data)
+        return Settings()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, origins)) from None
+        raise ConfigError(format_validation_error(path, exc, env.origins)) from None
+    finally:
+        _SOURCES.reset(sources)
 
 
 def apply_environment(
