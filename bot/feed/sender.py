@@ -14,6 +14,7 @@ that one poisoned call never holds up the channel. After every send, what the me
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 from collections.abc import Awaitable, Iterable, Sequence
@@ -62,9 +63,26 @@ class Fault:
     retry_after: float | None = None
 
 
+_rendered: collections.OrderedDict[tuple[object, ...], discord.Embed] = collections.OrderedDict()
+RENDERED_KEPT = 1024  # embeds kept, so that a batch is sized from the very embeds it sends
+
+
 def render(post: Post) -> discord.Embed:
-    """The post's embed; a call that cannot be rendered (whatever the CAD put in it) is a stand-in,
-    logged once."""
+    """The post's embed, rendered once per version (sizing a batch and sending it share it; callers
+    do not change it: `fit_embeds` works on copies). A call that cannot be rendered (whatever the
+    CAD put in it) is a stand-in, logged once."""
+    key = (post.channel_id, post.server_id, post.kind, post.call_id, post.version, post.first_seen, post.ended_at)
+    embed = _rendered.get(key)
+    if embed is None:
+        embed = _rendered[key] = _render_or_stand_in(post)
+        while len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    else:
+        _rendered.move_to_end(key)
+    return embed
+
+
+def _render_or_stand_in(post: Post) -> discord.Embed:
     try:
         return _render(post)
     except Exception as error:
