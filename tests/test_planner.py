@@ -80,7 +80,7 @@ def states(plan: Plan) -> dict[tuple[PostKind, int], PostState]:
 
 
 def new_groups(plan: Plan) -> list[list[tuple[PostKind, int, bool]]]:
-    return [[(p.kind, p.call_id, p.ping) for p in group] for group in plan.new]
+    return [[(p.kind, p.call_id, p.ping) for p in group] for group in plan.new.values()]
 
 
 @dataclass

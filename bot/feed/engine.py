@@ -45,9 +45,9 @@ from .outbox import ChannelWriter
 from .planner import (
     Book,
     FeedRules,
+    MessageGroup,
     Plan,
     answered_911,
-    message_group,
     plan_event,
     plan_snapshot,
     relabels,
@@ -81,7 +81,7 @@ class _Work:
 
     feed: FeedSettings
     changed: list[Post]
-    fresh: list[PostKey]
+    fresh: dict[MessageGroup, list[PostKey]]  # new posts by the rule that groups them, in the order they came
     snapshot: CallList | None = None
 
 
@@ -311,11 +311,11 @@ class FeedEngine:
             answered=answered.keys(),
         )
         self._log_skipped(feed, plan)
-        book.apply([*plan.updated, *(p for group in plan.new for p in group)], plan.seen)
+        book.apply([*plan.updated, *plan.new_posts], plan.seen)
         if not plan:
             book.last_snapshot = calls
             return None
-        return _Work(feed, plan.updated, [p.key for group in plan.new for p in group], calls)
+        return _Work(feed, plan.updated, {group: [p.key for p in posts] for group, posts in plan.new.items()}, calls)
 
     # --- push events -------------------------------------------------------------------------------
     async def take_events(self, server_id: ServerId, events: list[Event]) -> None:
@@ -351,7 +351,7 @@ class FeedEngine:
         async with self._lock:
             touched: dict[ChannelKey, FeedSettings] = {}
             changed: dict[ChannelKey, dict[PostKey, Post]] = {}  # stored posts, as they now are
-            fresh: dict[ChannelKey, list[PostKey]] = {}  # new posts, in the order they came
+            fresh: dict[ChannelKey, dict[MessageGroup, list[PostKey]]] = {}  # new posts, in the order they came
             for server_id, events in taken:
                 snapshot = self.bot.board.latest(server_id)
                 if snapshot is not None:
@@ -385,13 +385,15 @@ class FeedEngine:
                         book.remember(event)
                         self._log_skipped(feed, plan)
                         if plan:
-                            book.apply([*plan.updated, *(post for group in plan.new for post in group)], plan.seen)
+                            book.apply([*plan.updated, *plan.new_posts], plan.seen)
                             book.last_snapshot = None  # the next poll compares in full
                             touched[key] = feed
                             changed.setdefault(key, {}).update((p.key, p) for p in plan.updated if p.batch)
-                            fresh.setdefault(key, []).extend(p.key for group in plan.new for p in group)
+                            groups = fresh.setdefault(key, {})
+                            for group, posts in plan.new.items():
+                                groups.setdefault(group, []).extend(p.key for p in posts)
             await self._store_all(
-                [_Work(feed, list(changed.get(key, {}).values()), fresh.get(key, [])) for key, feed in touched.items()]
+                [_Work(feed, list(changed.get(key, {}).values()), fresh.get(key, {})) for key, feed in touched.items()]
             )
         for feed in touched.values():
             self._writer(feed).wake()
@@ -454,11 +456,7 @@ class FeedEngine:
             async with self.bot.store.atomic():
                 for item in work:
                     book = self._books[(item.feed.channel_id, item.feed.server_id)]
-                    groups: dict[tuple[PostKind, bool], list[Post]] = {}
-                    for key in item.fresh:
-                        post = book.open[key]
-                        groups.setdefault(message_group(post), []).append(post)
-                    new = [post for group in groups.values() for post in batches(group)]
+                    new = [post for keys in item.fresh.values() for post in batches([book.open[k] for k in keys])]
                     await self._write_each(item.feed, book, self.bot.store.update, item.changed)
                     stored.append((item, book, await self._write_each(item.feed, book, self.bot.store.add_batch, new)))
         except BaseException:

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, assert_never
+from typing import Any, TypeAlias, assert_never
 
 from ..posts import ENDED, Post, PostKey, PostKind, PostState, content_version
 from ..sonoran.events import (
@@ -124,15 +124,22 @@ class Book:
             )
 
 
+MessageGroup: TypeAlias = tuple[PostKind, bool]  # posts that may share a message: see `message_group`
+
+
 @dataclass
 class Plan:
     updated: list[Post] = field(default_factory=list)  # existing posts, as they now are
-    new: list[list[Post]] = field(default_factory=list)  # new posts, in groups that share a message kind
+    new: dict[MessageGroup, list[Post]] = field(default_factory=dict)  # new posts, by the rule that groups them
     seen: dict[PostKey, Call | None] = field(default_factory=dict)  # for Book.apply
     skipped: list[tuple[PostKey, str]] = field(default_factory=list)  # calls that failed to plan, and why
 
     def __bool__(self) -> bool:
         return bool(self.updated or self.new)
+
+    @property
+    def new_posts(self) -> list[Post]:
+        return [post for group in self.new.values() for post in group]
 
 
 def revivals(book: Book, calls: CallList, rules: FeedRules) -> list[PostKey]:
@@ -440,7 +447,7 @@ def _edit_call(plan: Plan, post: Post, changes: dict[str, Any]) -> None:
     plan.updated.append(replace(post, data=data, version=content_version(post.state, data)))
 
 
-def message_group(post: Post) -> tuple[PostKind, bool]:
+def message_group(post: Post) -> MessageGroup:
     """Posts that may share a message: one kind, with emergency 911 calls in messages of their own,
     so that the role ping comes only with them."""
     emergency = post.kind is PostKind.CALL_911 and post.data["call"].get("isEmergency", True) is True
@@ -460,7 +467,6 @@ def _new(
         *(c for c in calls_911 if not c.is_emergency),
         *dispatch,
     ]
-    groups: dict[tuple[PostKind, bool], list[Post]] = {}
     for call in candidates:
         if not rules.wants(call):
             continue
@@ -486,6 +492,5 @@ def _new(
             ended_at=None,
             ping=isinstance(call, EmergencyCall) and call.is_emergency and rules.ping,
         )
-        groups.setdefault(message_group(post), []).append(post)
+        plan.new.setdefault(message_group(post), []).append(post)
         plan.seen[post.key] = call
-    plan.new.extend(groups.values())
