@@ -364,19 +364,17 @@ async def test_deep_json_a_key_that_is_not_text_and_too_many_events_are_refused(
 
 
 async def test_overload_is_said_with_retry_after_instead_of_queued(
-    listening: DispatchBot,
+    make_bot: BotFactory,
     session: aiohttp.ClientSession,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pusher = Pusher(listening, session)
-    monkeypatch.setattr(listener_module, "MAX_PENDING", 0)  # as if 64 requests waited to be stored
+    monkeypatch.setattr(listener_module, "MAX_EVENTS_PER_MINUTE", 2)
+    pusher = Pusher(await make_bot(feeds=EMERGENCY_ONLY, push=push_settings()), session)
+    monkeypatch.setattr(listener_module, "MAX_PENDING", 0)  # as if 128 requests waited to be stored
     async with session.post(pusher.url, data=event("EVENT_911", {"call": call_911(708)})) as response:
         assert response.status == 503 and response.headers["Retry-After"] == "5"
-    monkeypatch.setattr(listener_module, "MAX_PENDING", 64)
-    listener = feed_of(listening).push_listener
-    assert listener is not None
-    listener._budget.limit = 2  # events a minute
+    monkeypatch.setattr(listener_module, "MAX_PENDING", 128)
     assert (await pusher.raw(event("EVENT_911", [{"call": call_911(709)}, {"call": call_911(710)}])))[0] == 200
     async with session.post(pusher.url, data=event("EVENT_911", {"call": call_911(711)})) as response:
         assert response.status == 429 and 0 < int(response.headers["Retry-After"]) <= 60
