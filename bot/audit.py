@@ -72,24 +72,36 @@ def audit_embed(record: AuditRecord) -> discord.Embed:
     return embed
 
 
-def audit_refusal(
-    interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None, reason: str
+def audit(
+    interaction: Interaction,
+    action: str,
+    server_id: ServerId,
+    call_id: CallId | None,
+    outcome: Outcome,
+    reason: str = "",
 ) -> None:
-    """A refused write (a slash command or a card click) goes to the audit channel, if there is one,
-    with the sentence the member was told."""
-    audit: AuditLog | None = getattr(interaction.client, "audit", None)
-    if audit is not None:
-        audit.record(
+    """The one way a write (done, failed, unknown) or a refusal reaches the audit channel, if there
+    is one: who, what, which call, and the sentence the member was told."""
+    log: AuditLog | None = getattr(interaction.client, "audit", None)
+    if log is not None:
+        log.record(
             AuditRecord(
                 member_name=interaction.user.display_name,
                 member_id=interaction.user.id,
                 action=action,
                 server_id=server_id,
-                outcome=REFUSED,
+                outcome=outcome,
                 call_id=call_id,
                 reason=reason,
             )
         )
+
+
+def audit_refusal(
+    interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None, reason: str
+) -> None:
+    """A refused write (a slash command or a card click)."""
+    audit(interaction, action, server_id, call_id, REFUSED, reason)
 
 
 class AuditLog:

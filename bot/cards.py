@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -37,10 +37,10 @@ from .permissions import NotDispatcher, may_dispatch
 from .posts import Post, PostKind, PostState
 from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
 from .tree import reply_ephemeral, report_error
-from .views import Recheck
 
 if TYPE_CHECKING:
     from .core import DispatchBot
+    from .desk import Desk
 
 LABELS = {"remove": "Remove", "note": "Note", "close": "Close", "attach": "Attach me", "detach": "Detach me"}
 ATTACH_ACTIONS = ("attach", "detach")  # API v2 only: the CAD targets the member by Discord id
@@ -57,26 +57,6 @@ def actions_for(kind: PostKind, *, attach: bool) -> tuple[str, ...]:
     if kind is PostKind.CALL_911:
         return ("remove",)
     return ("note", "close", *(ATTACH_ACTIONS if attach else ()))
-
-
-class Desk(Protocol):
-    """What a click needs from the Dispatch cog (the same writes as the slash commands)."""
-
-    async def add_note(
-        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, note: str
-    ) -> str: ...
-
-    async def confirm_close(
-        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, recheck: Recheck
-    ) -> None: ...
-
-    async def confirm_remove(
-        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, recheck: Recheck
-    ) -> None: ...
-
-    async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str: ...
-
-    async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str: ...
 
 
 # --- the components of a feed message --------------------------------------------------------------

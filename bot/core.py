@@ -21,7 +21,7 @@ from .store import Store
 from .tree import DispatchTree
 
 if TYPE_CHECKING:
-    from .cards import Desk
+    from .desk import Desk
     from .feed import FeedEngine
 
 log = logging.getLogger(__name__)

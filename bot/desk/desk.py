@@ -1,0 +1,226 @@
+"""The desk: every write a member can make (file a 911 call, note, close, remove, attach, detach),
+with its checks, its cooldown and abuse limits, and its one audit record. The slash commands
+(`cogs/dispatch.py`) and the feed cards (`bot/cards.py`, through `bot.desk`) call it with types;
+they only declare and reply."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ..aliases import NO_PINGS, CallId, Interaction, ServerId
+from ..audit import DONE, FAILED, UNKNOWN, Outcome, audit
+from ..cards import dispatcher_refusal
+from ..embeds import call_label, clean, plain
+from ..messages import NOTE_LIMIT, TooManyOpenCalls, text_problem, user_message
+from ..sonoran import OutcomeUnknown, SonoranError
+from ..views import ConfirmView, Recheck
+from .limits import Cooldowns, OpenCalls
+
+if TYPE_CHECKING:
+    from ..core import DispatchBot
+
+LOCATION_LIMIT = 200  # characters, as the /911 options declare them
+DESCRIPTION_LIMIT = 1000
+CALLER_LIMIT = 100
+
+
+def _units(ident_ids: list[int]) -> str:
+    if not ident_ids:
+        return "your units"
+    return ("unit " if len(ident_ids) == 1 else "units ") + ", ".join(f"#{i}" for i in ident_ids)
+
+
+def _display_name(interaction: Interaction) -> str:
+    return interaction.user.display_name
+
+
+class Desk:
+    def __init__(self, bot: DispatchBot) -> None:
+        self.bot = bot
+        self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
+        self.open_calls = OpenCalls(bot.board)
+
+    def __repr__(self) -> str:
+        return f"Desk(cad=v{self.bot.settings.sonoran.api_version})"
+
+    async def file_911(
+        self,
+        interaction: Interaction,
+        *,
+        location: str,
+        description: str,
+        emergency: bool,
+        caller: str | None,
+        server_id: ServerId,
+    ) -> CallId:
+        """Files a 911 call for the member after its checks (bounds, cooldown, open calls), having
+        deferred the answer (the CAD may take a few seconds); the new call's id."""
+        for what, text, limit in (
+            ("location", location, LOCATION_LIMIT),
+            ("description", description, DESCRIPTION_LIMIT),
+            ("caller", caller, CALLER_LIMIT),
+        ):
+            # Discord's client keeps the option bounds; discord.py does not check them on a crafted request
+            if text is not None and (problem := text_problem(what, text, limit)):
+                raise problem
+        self.cooldowns.check(interaction.user.id)
+        limit = self.bot.settings.commands.max_open_911_per_user
+        if limit and (open_calls := self.open_calls.count(interaction.user.id, server_id)) >= limit:
+            raise TooManyOpenCalls(open_calls)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        metadata = {
+            "discordUserId": str(interaction.user.id),
+            "discordUser": interaction.user.name,
+            "source": "discord",
+        }
+        self.cooldowns.start(interaction.user.id)  # before the request: a timeout may still have filed it
+        try:
+            async with self._audited(interaction, "/911", server_id) as audited:
+                call_id = await self.bot.sonoran.file_911(
+                    caller=caller or _display_name(interaction),
+                    location=location,
+                    description=description,
+                    emergency=emergency,
+                    metadata=metadata,
+                    server_id=server_id,
+                )
+                audited[0] = call_id
+        except OutcomeUnknown:
+            raise
+        except SonoranError:
+            self.cooldowns.clear(interaction.user.id)  # known not filed: let them try again
+            raise
+        self.open_calls.filed(interaction.user.id, server_id, call_id)
+        return call_id
+
+    @contextlib.asynccontextmanager
+    async def _audited(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId | None = None
+    ) -> AsyncIterator[list[CallId | None]]:
+        """Records the write in the audit channel: done, failed (and why) or outcome unknown. The
+        block may set the call id it learns (`/911`) in the yielded list."""
+        call = [call_id]
+
+        def record(outcome: Outcome, reason: str = "") -> None:
+            audit(interaction, action, server_id, call[0], outcome, reason)
+
+        try:
+            yield call
+        except OutcomeUnknown as error:
+            record(UNKNOWN, user_message(error))
+            raise
+        except SonoranError as error:
+            record(FAILED, user_message(error))
+            raise
+        record(DONE)
+
+    # --- the writes, shared by the slash commands and the feed cards -------------------------------
+    async def add_note(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, note: str
+    ) -> str:
+        if problem := text_problem("note", note, NOTE_LIMIT):  # a crafted request may carry any length
+            raise problem
+        async with self._audited(interaction, action, server_id, call_id):
+            label = plain(_display_name(interaction), 64)
+            await self.bot.sonoran.add_note(call_id, note, label=label, server_id=server_id)
+        return f"Note added to call #{call_id}."
+
+    async def remove_911(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        await self._end(interaction, action, server_id, call_id, is_911=True)
+        return f"911 call #{call_id} removed."
+
+    async def close_dispatch(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        await self._end(interaction, action, server_id, call_id, is_911=False)
+        return f"Call #{call_id} closed."
+
+    async def _end(
+        self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId, *, is_911: bool
+    ) -> None:
+        """Removes a 911 call or closes a dispatch call; remembers who, for the feed card; and drops
+        it from the cached list, so that menus stop offering it before the next poll."""
+        async with self._audited(interaction, action, server_id, call_id):
+            end = self.bot.sonoran.remove_911 if is_911 else self.bot.sonoran.close_call
+            await end(call_id, server_id=server_id)
+        remember = self.bot.store.record_removal if is_911 else self.bot.store.record_closure
+        await remember(server_id, call_id, _display_name(interaction))
+        if is_911:
+            self.bot.board.forget(server_id, emergency_call_id=call_id)
+        else:
+            self.bot.board.forget(server_id, dispatch_call_id=call_id)
+
+    async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
+        """Attaches the member's units on duty (by their linked CAD account) to the call."""
+        async with self._audited(interaction, action, server_id, call_id):
+            units = await self.bot.sonoran.attach_units(call_id, discord_id=interaction.user.id, server_id=server_id)
+        return f"Attached to call #{call_id}: {_units(units)}."
+
+    async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str:
+        """Detaches the member's units from whatever call they are on."""
+        async with self._audited(interaction, action, server_id):
+            units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
+        return f"Detached {_units(units)}."
+
+    async def confirm_close(
+        self,
+        interaction: Interaction,
+        action: str,
+        server_id: ServerId,
+        call_id: CallId,
+        *,
+        recheck: Recheck | None = None,
+    ) -> None:
+        """Asks (ephemerally) before closing: the close runs on Confirm, after `recheck` (by
+        default: is the member still a dispatcher)."""
+        snapshot = self.bot.board.peek(server_id)
+        known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
+        what = clean(call_label(known), 150) if known else f"#{call_id}"
+        await self._confirm(
+            interaction,
+            f"Close dispatch call {what}?",
+            f"Close call #{call_id}",
+            lambda _: self.close_dispatch(interaction, action, server_id, call_id),
+            recheck or self._still_dispatcher(action, server_id, call_id),
+        )
+
+    async def confirm_remove(
+        self,
+        interaction: Interaction,
+        action: str,
+        server_id: ServerId,
+        call_id: CallId,
+        *,
+        recheck: Recheck | None = None,
+    ) -> None:
+        """Asks (ephemerally) before removing a 911 call: the removal runs on Confirm, after
+        `recheck` (by default: is the member still a dispatcher)."""
+        await self._confirm(
+            interaction,
+            f"Remove 911 call #{call_id} from the CAD?",
+            f"Remove call #{call_id}",
+            lambda _: self.remove_911(interaction, action, server_id, call_id),
+            recheck or self._still_dispatcher(action, server_id, call_id),
+        )
+
+    @staticmethod
+    def _still_dispatcher(action: str, server_id: ServerId, call_id: CallId) -> Recheck:
+        async def recheck(confirming: Interaction) -> str | None:
+            return await dispatcher_refusal(confirming, action, server_id, call_id)
+
+        return recheck
+
+    async def _confirm(
+        self,
+        interaction: Interaction,
+        question: str,
+        label: str,
+        write: Callable[[Interaction], Awaitable[str]],
+        recheck: Recheck,
+    ) -> None:
+        """Asks `question` (ephemerally); `write` runs on Confirm, after `recheck`."""
+        view = ConfirmView(interaction.user.id, write, confirm_label=label, recheck=recheck)
+        await interaction.response.send_message(
+            f"{question} This cannot be undone from Discord.", view=view, ephemeral=True, allowed_mentions=NO_PINGS
+        )
+        view.message = await interaction.original_response()
