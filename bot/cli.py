@@ -23,7 +23,14 @@ from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
 from .logs import setup_logging
-from .preflight import Check, describe_sync_error, run_checks, sonoran_preflight, start_checks
+from .preflight import (
+    Check,
+    describe_sync_error,
+    placeholder_check,
+    run_checks,
+    sonoran_preflight,
+    start_checks,
+)
 from .sandbox.demo import run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
@@ -147,9 +154,10 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
         except ConfigError as error:
             print(f"configuration error: {error}", file=sys.stderr)
             return EXIT_CONFIG
-        token = settings.discord.token.get_secret_value()
-        if channel_id is None and settings.feeds:
-            channel_id = settings.feeds[0].channel_id  # the config's first feed channel
+        if placeholder_check(settings) is None:  # the example's placeholders: the terminal demo
+            token = settings.discord.token.get_secret_value()
+            if channel_id is None and settings.feeds:
+                channel_id = settings.feeds[0].channel_id  # the config's first feed channel
     if token and not channel_id:
         print("demo: with a Discord token, say which channel to post in: --channel ID", file=sys.stderr)
         return EXIT_CONFIG

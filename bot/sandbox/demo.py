@@ -131,9 +131,11 @@ def _discord_at(base: str) -> Iterator[None]:
 
 async def run_demo(out: TextIO, *, seconds: float | None, token: str | None, channel_id: int | None) -> int:
     """Runs the demo until `seconds` have passed (or forever); 0."""
-    async with Demo(out, token=token, channel_id=channel_id):
-        if seconds is None:
-            await asyncio.Event().wait()
-        await asyncio.sleep(seconds or 0)
+    async with Demo(out, token=token, channel_id=channel_id) as demo:
+        closed = demo.terminal.closed if demo.terminal else asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed.wait(), seconds)
+        if closed.is_set():
+            raise BrokenPipeError  # said by the command line, quietly
     print("demo: over", file=out, flush=True)
     return 0

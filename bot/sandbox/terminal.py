@@ -8,6 +8,7 @@ commands or clicks (a demo with a token shows those in a real server).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -91,6 +92,7 @@ class TerminalDiscord:
         self.messages: dict[str, dict[str, Any]] = {}
         self.posts = 0
         self.edits = 0
+        self.closed = asyncio.Event()  # the terminal stopped reading (`demo | head`)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> str:
@@ -150,8 +152,14 @@ class TerminalDiscord:
         )
         self.messages[message["id"]] = message
         self.posts += 1
-        print(render(message, edited=False), file=self.out, flush=True)
+        self._show(render(message, edited=False))
         return _json(message)
+
+    def _show(self, text: str) -> None:
+        try:
+            print(text, file=self.out, flush=True)
+        except BrokenPipeError:  # the reader has seen enough: the demo ends
+            self.closed.set()
 
     async def _edit(self, request: web.Request) -> web.Response:
         message = self.messages.get(request.match_info["message"])
@@ -160,7 +168,7 @@ class TerminalDiscord:
         body = await request.json()
         message.update({key: body[key] for key in ("content", "embeds", "components") if key in body})
         self.edits += 1
-        print(render(message, edited=True), file=self.out, flush=True)
+        self._show(render(message, edited=True))
         return _json(message)
 
 
