@@ -49,3 +49,15 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds({"RateLimit-Reset": "3"}) == 3
     assert retry_after_seconds({"Retry-After": "soon"}) is None
     assert retry_after_seconds({}) is None
+
+
+def test_take_counts_several_slots_without_waiting() -> None:
+    clock = Clock()
+    limiter = SlidingWindowLimiter(3, clock=clock)
+    assert limiter.take(2) == 0.0
+    clock.now += 10
+    assert limiter.take(2) == 50.0  # the first two leave the window at 60 s; nothing is taken
+    assert limiter.take(1) == 0.0
+    assert limiter.take(4) == 60.0  # more than the window ever holds
+    clock.now += 51
+    assert limiter.take(2) == 0.0

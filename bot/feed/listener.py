@@ -21,7 +21,6 @@ per change of state.
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import json
 import logging
@@ -37,6 +36,8 @@ from aiohttp import web
 
 from ..sonoran.events import BadEnvelope, Event, Ignored, events_of, key_matches, read_envelope
 from ..sonoran.models import ServerId
+from ..sonoran.ratelimit import SlidingWindowLimiter
+from ..statechanges import StateChanges
 
 log = logging.getLogger(__name__)
 
@@ -116,33 +117,6 @@ BUSY = PushAnswer(503, "error: busy, send it again later")
 NOT_STORED = PushAnswer(503, "error: the event could not be stored, send it again later")
 
 
-class _EventBudget:
-    """Events taken in the last minute, against MAX_EVENTS_PER_MINUTE."""
-
-    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
-        self.limit = limit
-        self._clock = clock
-        self._taken: collections.deque[tuple[float, int]] = collections.deque()
-        self._count = 0
-
-    def wait_for(self, events: int) -> float:
-        """0 when `events` fit now (and they are counted), else the seconds until they would."""
-        now = self._clock()
-        while self._taken and now - self._taken[0][0] >= 60.0:
-            self._count -= self._taken.popleft()[1]
-        if self._count + events <= self.limit:
-            self._taken.append((now, events))
-            self._count += events
-            return 0.0
-        freed, wait = self._count, 60.0
-        for stamp, count in self._taken:
-            freed -= count
-            if freed + events <= self.limit:
-                wait = stamp + 60.0 - now
-                break
-        return max(1.0, wait)
-
-
 class PushListener:
     def __init__(
         self,
@@ -170,8 +144,8 @@ class PushListener:
         self._runner: web.ServerRunner | None = None
         self._pending = 0
         self._held_bytes = 0
-        self._budget = _EventBudget(MAX_EVENTS_PER_MINUTE, clock)
-        self._state = "ok"  # ok | busy | full (connections): logged once per change
+        self._budget = SlidingWindowLimiter(MAX_EVENTS_PER_MINUTE, 60.0, clock=clock)
+        self._state = StateChanges()  # ok | busy | full (connections): logged once per change
 
     def __repr__(self) -> str:
         return f"PushListener({self.host}:{self.port}{self.path})"
@@ -282,10 +256,10 @@ class PushListener:
         if self._pending >= MAX_PENDING:
             self._changed("busy", f"{MAX_PENDING} requests wait to be stored; answering 503")
             return PushAnswer(BUSY.status, BUSY.text, RETRY_AFTER)
-        wait = self._budget.wait_for(len(events))
+        wait = self._budget.take(len(events))
         if wait:
             self._changed("busy", f"over {MAX_EVENTS_PER_MINUTE} events a minute; answering 429")
-            return PushAnswer(429, f"error: over {MAX_EVENTS_PER_MINUTE} events a minute", math.ceil(wait))
+            return PushAnswer(429, f"error: over {MAX_EVENTS_PER_MINUTE} events a minute", max(1, math.ceil(wait)))
         self._pending += 1
         try:
             await self._deliver(server_id, events)
@@ -300,9 +274,8 @@ class PushListener:
         self._changed("full", f"{MAX_CONNECTIONS} connections are open; closing new ones as they come")
 
     def _changed(self, state: str, detail: str) -> None:
-        if state == self._state:
+        if self._state.change(0, state) is None:
             return
-        self._state = state
         if state == "ok":
             log.info("push: taking events again")
         else:

@@ -25,17 +25,26 @@ class SlidingWindowLimiter:
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
 
-    def _wait(self, now: float, reserve: int = 0) -> float:
+    def _wait(self, now: float, reserve: int = 0, count: int = 1) -> float:
         while self._stamps and now - self._stamps[0] >= self.period:
             self._stamps.popleft()
         wait = self._blocked_until - now
         capacity = self.limit - reserve
-        if capacity <= 0:
-            return max(wait, self.period)  # everything is reserved for others
-        if len(self._stamps) >= capacity:
+        if capacity < count:
+            return max(wait, self.period)  # never fits (or everything is reserved for others)
+        if len(self._stamps) + count > capacity:
             # free once enough of the oldest stamps have left the window
-            wait = max(wait, self._stamps[len(self._stamps) - capacity] + self.period - now)
+            wait = max(wait, self._stamps[len(self._stamps) + count - 1 - capacity] + self.period - now)
         return max(0.0, wait)
+
+    def take(self, count: int = 1) -> float:
+        """Takes `count` slots now, without waiting: 0.0 when taken, else the wait until they would
+        fit (nothing taken). For callers that answer "later" instead of sleeping (the push listener)."""
+        now = self._clock()
+        wait = self._wait(now, count=count)
+        if wait == 0:
+            self._stamps.extend([now] * count)
+        return wait
 
     async def acquire(self, max_wait: float, reserve: int = 0) -> float:
         """Take a slot, leaving `reserve` slots of the window to others (the feed's polls);
