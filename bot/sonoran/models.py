@@ -14,6 +14,8 @@ from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from ..statechanges import Once
+
 log = logging.getLogger(__name__)
 
 ServerId: TypeAlias = int  # a CAD server (one per game server) of the community: Sonoran's serverId
@@ -22,7 +24,6 @@ CallId: TypeAlias = int  # a call's number on its CAD server; 911 calls and disp
 ACCOUNT_REMOVED = 3  # ACCOUNT_STATUS values that take every right away
 ACCOUNT_BANNED = 4
 SQLITE_INT = 2**63  # ids are stored as SQLite integers: -2^63 <= id < 2^63
-LEFT_OUT_MEMORY = 4096
 
 
 class _LenientEnum(enum.IntEnum):
@@ -262,17 +263,14 @@ class CallList(BaseModel):
         return calls
 
 
-_left_out_logged: dict[tuple[int, str, str], None] = {}
+_left_out_logged = Once()
 
 
 def _left_out(server_id: int, key: str, call_id: Any, error: Exception) -> None:
     """Logs a call the CAD sent that cannot be read, once per call (not once per poll)."""
     slot = (server_id, key, repr(call_id)[:40])
-    if slot in _left_out_logged:
+    if not _left_out_logged.first(slot):
         return
-    _left_out_logged[slot] = None
-    while len(_left_out_logged) > LEFT_OUT_MEMORY:
-        del _left_out_logged[next(iter(_left_out_logged))]
     reason = error.errors()[0].get("msg", "") if isinstance(error, ValidationError) and error.errors() else error
     log.warning("CAD server %s: a call in %s (callId %s) cannot be read and is left out: %s", *slot, reason)
 
