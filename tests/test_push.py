@@ -72,7 +72,7 @@ class Pusher:
         if key is not None:
             envelope["key"] = key
         answer = await self.raw(json.dumps(envelope), server=server)
-        await self.feed.events_settled()
+        await self.feed.settled()
         return answer
 
 
@@ -371,7 +371,7 @@ async def test_fuzz_never_5xx_and_never_a_post_without_the_key(
     pusher: Pusher, discord_api: FakeDiscord, body: bytes
 ) -> None:
     status, _ = await pusher.raw(body)
-    await pusher.feed.events_settled()
+    await pusher.feed.settled()
     assert status in (200, 400, 401)
     assert posts(discord_api, CHANNEL) == [] and posts(discord_api, DISPATCH_CHANNEL) == []
 
@@ -450,7 +450,7 @@ async def test_the_websocket_session_authenticates_and_takes_push_events(
     assert await hub.push(1, json.dumps(envelope)) == 1  # pushEvent with a JSON string
     assert await hub.push(1, {**envelope, "data": {"call": call_911(1402)}}) == 1  # ... and with an object
     await wait_for(lambda: len(titles_in(discord_api, CHANNEL)) == 2)
-    await feed.events_settled()
+    await feed.settled()
     assert sorted(titles_in(discord_api, CHANNEL)) == ["🚨 EMERGENCY 911 call #1401", "🚨 EMERGENCY 911 call #1402"]
     assert await hub.push(1, {**envelope, "key": "wrong", "data": {"call": call_911(1403)}}) == 1
     await asyncio.sleep(0.2)

@@ -109,6 +109,7 @@ class FeedEngine:
         self._books: dict[ChannelKey, Book] = {}
         self._writers: dict[ChannelKey, ChannelWriter] = {}
         self._answered: dict[ServerId, dict[CallId, None]] = {}
+        self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
         self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._last_event_at: float | None = None
@@ -202,10 +203,6 @@ class FeedEngine:
         for writer in list(self._writers.values()):
             await writer.settled()
 
-    async def events_settled(self) -> None:
-        """Every event taken so far is stored and its channels have tried to deliver it."""
-        await self.settled()
-
     # --- the poll ----------------------------------------------------------------------------------
     async def _run(self) -> None:
         log.info("feed: polling %d CAD server(s) every %gs", len(self.settings.feed_server_ids), self.poll_seconds)
@@ -272,7 +269,7 @@ class FeedEngine:
             async with self._lock:
                 work: list[_Work] = []
                 for server_id, snapshot in snapshots:
-                    self._remember_answered(server_id, answered_911(snapshot.calls))
+                    self._remember_links(server_id, snapshot.calls)
                     for feed in self._feeds_of(server_id):
                         planned = await self._plan_snapshot(feed, snapshot.calls)
                         if planned is not None:
@@ -354,8 +351,8 @@ class FeedEngine:
             fresh: dict[ChannelKey, dict[MessageGroup, list[PostKey]]] = {}  # new posts, in the order they came
             for server_id, events in taken:
                 snapshot = self.bot.board.latest(server_id)
-                if snapshot is not None:
-                    self._remember_answered(server_id, answered_911(snapshot.calls))
+                if snapshot is not None:  # a list fetched for a member since the last cycle counts too
+                    self._remember_links(server_id, snapshot.calls)
                 origins = set(_origins(events))
                 self._remember_answered(server_id, origins)
                 answered = self._answered.get(server_id, {}).keys()
@@ -420,6 +417,12 @@ class FeedEngine:
     # --- the books and the store -------------------------------------------------------------------
     def _feeds_of(self, server_id: ServerId) -> list[FeedSettings]:
         return [feed for feed in self.settings.feeds if feed.server_id == server_id]
+
+    def _remember_links(self, server_id: ServerId, calls: CallList) -> None:
+        """Remembers which 911 calls a call list shows answered, once per list (not once per burst)."""
+        if calls is not self._links_from.get(server_id):
+            self._links_from[server_id] = calls
+            self._remember_answered(server_id, answered_911(calls))
 
     def _remember_answered(self, server_id: ServerId, call_ids: Iterable[CallId]) -> None:
         memory = self._answered.setdefault(server_id, {})

@@ -14,7 +14,7 @@ object for the same reply) is skipped whole.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeAlias, assert_never
@@ -170,18 +170,19 @@ def plan_snapshot(
     now: float,
     removed_by: Mapping[CallId, str],
     closed_by: Mapping[CallId, str] | None = None,
-    answered: Collection[CallId] = (),
+    answered: Collection[CallId] | None = None,
 ) -> Plan:
     """A whole call list from a poll: every open post is brought in line with it, and every
-    listed call the channel never had is new. `answered`: 911 calls known to have been answered
-    from earlier polls and events, beside those this list shows."""
+    listed call the channel never had is new. `answered`: every 911 call known to have been
+    answered, this list's links included (the engine's memory); by default, this list's links."""
     plan = Plan()
     if calls is book.last_snapshot:
         return plan
     calls_911 = {c.call_id: c for c in calls.calls_911}
     active = {c.call_id: c for c in calls.active}
     closed = {c.call_id: c for c in calls.closed}
-    answered = _Either(answered_911(calls), answered)
+    if answered is None:
+        answered = answered_911(calls)
     for key, post in book.open.items():
         try:
             _plan_listed(plan, book, post, calls_911, active, closed, removed_by, closed_by or {}, answered, now=now)
@@ -226,23 +227,6 @@ def _plan_listed(
         _end_911(plan, post, removed_by, answered, now=now)
     else:
         _close(plan, post, closed.get(call_id), closed_by, now=now)
-
-
-class _Either(Collection[CallId]):
-    """Membership in either of two collections, without copying them."""
-
-    def __init__(self, first: Collection[CallId], second: Collection[CallId]) -> None:
-        self._first, self._second = first, second
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._first or item in self._second
-
-    def __iter__(self) -> Iterator[CallId]:
-        yield from self._first
-        yield from (i for i in self._second if i not in self._first)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 def plan_event(
