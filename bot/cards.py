@@ -222,8 +222,7 @@ async def act(interaction: Interaction, action: str, server_id: ServerId, call_i
         async def recheck(confirming: Interaction) -> str | None:  # the same checks again, on Confirm
             return await refusal(confirming, label, KIND_OF_ACTION[action], server_id, call_id)
 
-        confirm = desk.confirm_close if action == "close" else desk.confirm_remove
-        await confirm(interaction, label, server_id, call_id, recheck=recheck)
+        await desk.confirm_end(interaction, label, server_id, call_id, is_911=action == "remove", recheck=recheck)
 
 
 async def dispatcher_refusal(

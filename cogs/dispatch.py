@@ -142,7 +142,7 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await self.desk.confirm_close(interaction, "/close", self._server(server), call_id)
+        await self.desk.confirm_end(interaction, "/close", self._server(server), call_id, is_911=False)
 
     # --- /remove911 ------------------------------------------------------------------------------
     @app_commands.command(name="remove911", description="Remove a 911 call from the CAD")

@@ -6,7 +6,7 @@ they only declare and reply."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from ..aliases import NO_PINGS, CallId, Interaction, ServerId
@@ -162,46 +162,36 @@ class Desk:
             units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
         return f"Detached {_units(units)}."
 
-    async def confirm_close(
+    async def confirm_end(
         self,
         interaction: Interaction,
         action: str,
         server_id: ServerId,
         call_id: CallId,
         *,
+        is_911: bool,
         recheck: Recheck | None = None,
     ) -> None:
-        """Asks (ephemerally) before closing: the close runs on Confirm, after `recheck` (by
-        default: is the member still a dispatcher)."""
-        snapshot = self.bot.board.peek(server_id)
-        known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
-        what = clean(call_label(known), 150) if known else f"#{call_id}"
-        await self._confirm(
-            interaction,
-            f"Close dispatch call {what}?",
-            f"Close call #{call_id}",
-            lambda _: self.close_dispatch(interaction, action, server_id, call_id),
-            recheck or self._still_dispatcher(action, server_id, call_id),
+        """Asks (ephemerally) before removing a 911 call or closing a dispatch call: the write runs
+        on Confirm, after `recheck` (by default: is the member still a dispatcher)."""
+        if is_911:
+            question, label = f"Remove 911 call #{call_id} from the CAD?", f"Remove call #{call_id}"
+        else:
+            snapshot = self.bot.board.peek(server_id)
+            known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
+            what = clean(call_label(known), 150) if known else f"#{call_id}"
+            question, label = f"Close dispatch call {what}?", f"Close call #{call_id}"
+        write = self.remove_911 if is_911 else self.close_dispatch
+        view = ConfirmView(
+            interaction.user.id,
+            lambda _: write(interaction, action, server_id, call_id),
+            confirm_label=label,
+            recheck=recheck or self._still_dispatcher(action, server_id, call_id),
         )
-
-    async def confirm_remove(
-        self,
-        interaction: Interaction,
-        action: str,
-        server_id: ServerId,
-        call_id: CallId,
-        *,
-        recheck: Recheck | None = None,
-    ) -> None:
-        """Asks (ephemerally) before removing a 911 call: the removal runs on Confirm, after
-        `recheck` (by default: is the member still a dispatcher)."""
-        await self._confirm(
-            interaction,
-            f"Remove 911 call #{call_id} from the CAD?",
-            f"Remove call #{call_id}",
-            lambda _: self.remove_911(interaction, action, server_id, call_id),
-            recheck or self._still_dispatcher(action, server_id, call_id),
+        await interaction.response.send_message(
+            f"{question} This cannot be undone from Discord.", view=view, ephemeral=True, allowed_mentions=NO_PINGS
         )
+        view.message = await interaction.original_response()
 
     @staticmethod
     def _still_dispatcher(action: str, server_id: ServerId, call_id: CallId) -> Recheck:
@@ -209,18 +199,3 @@ class Desk:
             return await dispatcher_refusal(confirming, action, server_id, call_id)
 
         return recheck
-
-    async def _confirm(
-        self,
-        interaction: Interaction,
-        question: str,
-        label: str,
-        write: Callable[[Interaction], Awaitable[str]],
-        recheck: Recheck,
-    ) -> None:
-        """Asks `question` (ephemerally); `write` runs on Confirm, after `recheck`."""
-        view = ConfirmView(interaction.user.id, write, confirm_label=label, recheck=recheck)
-        await interaction.response.send_message(
-            f"{question} This cannot be undone from Discord.", view=view, ephemeral=True, allowed_mentions=NO_PINGS
-        )
-        view.message = await interaction.original_response()
