@@ -15,7 +15,8 @@ from pathlib import Path
 import aiohttp
 
 from bench._common import cad_process, feed_of, logged_in_bot, report
-from bot.posts import Post, PostKind, PostState, content_version
+from bot.posts import Post, PostKind, PostState, content_version, stored_data
+from bot.sonoran import EmergencyCall
 from bot.store import Store
 
 CHANNEL = 4242
@@ -63,7 +64,8 @@ async def state_file_size(workdir: Path, calls: int = 100_000) -> tuple[float, f
     for start in range(0, calls, 1_000):
         batch = []
         for call_id in range(start, start + 1_000):
-            data = {"call": {**call, "callId": call_id}}
+            model = EmergencyCall.model_validate({**call, "callId": call_id})
+            version = content_version(PostState.ANSWERED, stored_data(PostKind.CALL_911, model, None))
             batch.append(
                 Post(
                     CHANNEL,
@@ -74,9 +76,10 @@ async def state_file_size(workdir: Path, calls: int = 100_000) -> tuple[float, f
                     call_id % 10,
                     10**17 + call_id,
                     PostState.ANSWERED,
-                    data,
-                    content_version(PostState.ANSWERED, data),
-                    content_version(PostState.ANSWERED, data),
+                    model,
+                    None,
+                    version,
+                    version,
                     now,
                     now,
                     False,

@@ -35,7 +35,7 @@ from .messages import (
 )
 from .permissions import NotDispatcher, may_dispatch
 from .posts import Post, PostKind, PostState
-from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
+from .sonoran.models import CallId, ServerId
 from .tree import reply_ephemeral, report_error
 
 if TYPE_CHECKING:
@@ -73,15 +73,12 @@ def card_view(posts: Sequence[Post], *, attach: bool = False) -> discord.ui.View
             view.add_item(CardButton(action, post.server_id, post.call_id))
     else:
         first = active[0]
-        options = [discord.SelectOption(label=truncate(_label(post), 100), value=str(post.call_id)) for post in active]
+        options = [
+            discord.SelectOption(label=truncate(call_label(post.call), 100), value=str(post.call_id)) for post in active
+        ]
         view.add_item(CardPicker(first.kind, first.server_id, options))
     view.stop()  # clicks are routed by the dynamic items: nothing is kept in memory per message
     return view
-
-
-def _label(post: Post) -> str:
-    model = EmergencyCall if post.kind is PostKind.CALL_911 else DispatchCall
-    return call_label(model.model_validate(post.data["call"]))
 
 
 def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId, *, attach: bool) -> discord.ui.View:

@@ -4,12 +4,15 @@ for its kind and state. The same names are used in the planner, the store and th
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .sonoran.models import CallId, ServerId
+from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
+
+Call: TypeAlias = EmergencyCall | DispatchCall
 
 
 class PostKind(enum.StrEnum):
@@ -39,7 +42,8 @@ class Post:
     position: int  # its embed's index in that message
     message_id: int | None  # None until Discord confirmed the message
     state: PostState
-    data: dict[str, Any]  # {"call": the call as last seen, ...who ended it}
+    call: Call  # the call as last seen
+    ended_by: str | None  # who removed (a 911 call) or closed (a dispatch call) it through the bot
     version: str  # what the message should show (content_version)
     shown: str | None  # what the message does show (None: nothing yet, or unknown)
     first_seen: float
@@ -50,12 +54,24 @@ class Post:
     def key(self) -> PostKey:
         return self.kind, self.call_id
 
+    @functools.cached_property
+    def data(self) -> dict[str, Any]:
+        """The post's content as stored and hashed: {"call": the call, "removed_by"/"closed_by": who}."""
+        return stored_data(self.kind, self.call, self.ended_by)
+
     @property
     def is_open(self) -> bool:
         """Still needs work: the call is active, or its message is unsent or shows an old version."""
         return self.state is PostState.ACTIVE or self.message_id is None or self.shown != self.version
 
 
+def stored_data(kind: PostKind, call: Call, ended_by: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"call": call.model_dump(by_alias=True, mode="json")}
+    if ended_by:
+        data["removed_by" if kind is PostKind.CALL_911 else "closed_by"] = ended_by
+    return data
+
+
 def content_version(state: PostState, data: dict[str, Any]) -> str:
-    """What a post shows, as a short hash: equal versions need no edit."""
+    """What a post shows, as a short hash of its state and `Post.data`: equal versions need no edit."""
     return hashlib.sha1(json.dumps([str(state), data], sort_keys=True).encode()).hexdigest()[:16]

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from pydantic import ValidationError
 
-from .posts import Post, PostKey, PostKind, PostState
+from .posts import Call, Post, PostKey, PostKind, PostState
+from .sonoran.models import DispatchCall, EmergencyCall
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Post", "StateFileError", "Store"]
 
@@ -102,9 +104,21 @@ def _post(row: sqlite3.Row) -> Post:
     values = {name: row[name] for name in _FIELDS}
     values["kind"] = PostKind(values["kind"])
     values["state"] = PostState(values["state"])
-    values["data"] = json.loads(values["data"])
+    data = json.loads(values.pop("data"))
+    values["call"] = _call(values["kind"], data["call"], values["call_id"])
+    values["ended_by"] = data.get("removed_by") or data.get("closed_by")
     values["ping"] = bool(values["ping"])
     return Post(**values)
+
+
+def _call(kind: PostKind, stored: dict[str, Any], call_id: int) -> Call:
+    """The stored call as its model, validated once here. A row no model accepts (written by a
+    version that read the CAD differently) keeps its id only, and its card shows no more."""
+    model = EmergencyCall if kind is PostKind.CALL_911 else DispatchCall
+    try:
+        return model.model_validate(stored)
+    except (ValidationError, ValueError, TypeError):
+        return model.model_construct(call_id=call_id)
 
 
 class Store:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.feed.planner import Book, FeedRules, Plan, plan_event, plan_snapshot, revivals, stale_batches, unsent_posts
-from bot.posts import Post, PostKind, PostState, content_version
+from bot.posts import Post, PostKind, PostState, content_version, stored_data
 from bot.sonoran import CallList, DispatchCall, EmergencyCall
 from bot.sonoran.events import (
     DispatchChanged,
@@ -42,8 +42,7 @@ def dispatch(call_id: int, *, title: str = "Robbery", origin_911: int | None = N
 
 
 def post(kind: PostKind, model: EmergencyCall | DispatchCall, state: PostState = ACTIVE, *, shown: bool = True) -> Post:
-    data = {"call": model.model_dump(by_alias=True, mode="json")}
-    version = content_version(state, data)
+    version = content_version(state, stored_data(kind, model, None))
     return Post(
         channel_id=10,
         server_id=1,
@@ -53,7 +52,8 @@ def post(kind: PostKind, model: EmergencyCall | DispatchCall, state: PostState =
         position=0,
         message_id=900 + model.call_id,
         state=state,
-        data=data,
+        call=model,
+        ended_by=None,
         version=version,
         shown=version if shown else None,
         first_seen=NOW - 60,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.feed.sender import render
 from bot.preflight import run_checks
+from bot.sonoran import EmergencyCall
 from bot.store import SCHEMA_VERSION, StateFileError, Store
 
 from .doubles.discord_fakes import FakeDiscord
@@ -39,11 +41,24 @@ async def test_a_first_release_file_is_migrated_and_keeps_its_rows(tmp_path: Pat
     store = await Store.open(path)
     try:
         (post,) = (await store.open_posts(7, 1)).values()
-        assert (post.call_id, post.message_id, post.data) == (42, 99, {"call": {"callId": 42}})
+        assert (post.call_id, post.message_id, post.call) == (42, 99, EmergencyCall.model_validate({"callId": 42}))
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_stored_call_no_model_accepts_keeps_its_post_and_id(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(FIRST_RELEASE_SCHEMA.replace('{"callId": 42}', '{"callId": [42], "caller": "x"}'))
+    store = await Store.open(path)
+    try:
+        (post,) = (await store.open_posts(7, 1)).values()
+    finally:
+        await store.close()
+    assert (post.call_id, post.call.call_id, post.call.caller) == (42, 42, "")
+    assert "911 call #42" in str(render(post).title)
 
 
 async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypeAlias, assert_never
 
-from ..posts import ENDED, Post, PostKey, PostKind, PostState, content_version
+from ..posts import ENDED, Call, Post, PostKey, PostKind, PostState, content_version
 from ..sonoran.events import (
     DispatchChanged,
     DispatchClosed,
@@ -32,7 +32,6 @@ from ..sonoran.events import (
 )
 from ..sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
 
-Call = EmergencyCall | DispatchCall
 RECENT_EVENTS = 2048  # per channel: duplicates arrive within moments, not hours
 EARLY_REMOVALS = 1024  # per channel: removals of calls not seen yet, kept for their late EVENT_911
 
@@ -86,7 +85,7 @@ class Book:
         for post in posts:
             self.known.add(post.key)
             if post.kind is PostKind.CALL_911:
-                if post.state is PostState.REMOVED and not post.data.get("removed_by"):
+                if post.state is PostState.REMOVED and not post.ended_by:
                     self.unanswered.add(post.call_id)
                 else:
                     self.unanswered.discard(post.call_id)
@@ -270,21 +269,18 @@ def plan_event(
                 _close(plan, post, None, closed_by or {}, now=now)
     elif isinstance(event, NoteAdded):
         post = _open_active(book, PostKind.DISPATCH, event.call_id)
-        if post is not None:
-            note = event.note.model_dump(by_alias=True, mode="json")
-            notes = list(post.data["call"].get("notes") or [])
-            if note not in notes:
-                _edit_call(plan, post, {"notes": [*notes, note]})
+        if post is not None and isinstance(post.call, DispatchCall) and event.note not in post.call.notes:
+            _edit_call(plan, post, post.call.model_copy(update={"notes": [*post.call.notes, event.note]}))
     elif isinstance(event, UnitsMoved):
         post = _open_active(book, PostKind.DISPATCH, event.call_id)
-        if post is not None:
-            idents = list(post.data["call"].get("idents") or [])
+        if post is not None and isinstance(post.call, DispatchCall):
+            idents = post.call.idents
             if event.attached:
                 wanted = [*idents, *(i for i in event.idents if i not in idents)]
             else:
                 wanted = [i for i in idents if i not in event.idents]
             if wanted != idents:
-                _edit_call(plan, post, {"idents": wanted})
+                _edit_call(plan, post, post.call.model_copy(update={"idents": wanted}))
     elif isinstance(event, Ignored):
         pass  # an event type that changes no feed
     else:
@@ -354,7 +350,7 @@ def _upsert(plan: Plan, book: Book, rules: FeedRules, kind: PostKind, call: Call
 
 def _older(call: Call, post: Post) -> bool:
     """The call, by its `updated`, is older than the one the post was built from (where both say)."""
-    new, old = _when(call.updated), _when(post.data["call"].get("updated"))
+    new, old = _when(call.updated), _when(post.call.updated)
     return new is not None and old is not None and new < old
 
 
@@ -390,14 +386,14 @@ def _end_911(
 ) -> None:
     who = removed_by.get(post.call_id)
     if who:
-        _update(plan, post, PostState.REMOVED, None, now=now, extra={"removed_by": who})
+        _update(plan, post, PostState.REMOVED, None, now=now, ended_by=who)
     else:
         _update(plan, post, PostState.ANSWERED if post.call_id in answered else PostState.REMOVED, None, now=now)
 
 
 def _close(plan: Plan, post: Post, call: DispatchCall | None, closed_by: Mapping[CallId, str], *, now: float) -> None:
     who = closed_by.get(post.call_id)
-    _update(plan, post, PostState.CLOSED, call, now=now, extra={"closed_by": who} if who else None)
+    _update(plan, post, PostState.CLOSED, call, now=now, ended_by=who or None)
 
 
 def _update(
@@ -407,16 +403,16 @@ def _update(
     call: Call | None,
     *,
     now: float,
-    extra: dict[str, Any] | None = None,
+    ended_by: str | None = None,
 ) -> None:
-    """The post with the call as `call` shows it (None: as it last was) in `state`."""
-    data: dict[str, Any] = {"call": call.model_dump(by_alias=True, mode="json") if call else post.data["call"]}
-    data.update(extra or {})
-    ended_at = None if state is PostState.ACTIVE else _ended_at(post, now)
-    version = content_version(state, data)
+    """The post with the call as `call` shows it (None: as it last was) in `state`, ended by
+    `ended_by` (None: by nobody through the bot)."""
+    changed = replace(post, state=state, call=call or post.call, ended_by=ended_by)
+    version = content_version(state, changed.data)
     plan.seen[post.key] = call
     if version != post.version or state is not post.state:
-        plan.updated.append(replace(post, state=state, data=data, version=version, ended_at=ended_at))
+        ended_at = None if state is PostState.ACTIVE else _ended_at(post, now)
+        plan.updated.append(replace(changed, version=version, ended_at=ended_at))
 
 
 def _ended_at(post: Post, now: float) -> float:
@@ -425,16 +421,16 @@ def _ended_at(post: Post, now: float) -> float:
     return post.ended_at if post.state in ENDED and post.ended_at else now
 
 
-def _edit_call(plan: Plan, post: Post, changes: dict[str, Any]) -> None:
-    data = {**post.data, "call": {**post.data["call"], **changes}}
-    plan.seen[post.key] = None  # no model to compare with any more: the next poll compares in full
-    plan.updated.append(replace(post, data=data, version=content_version(post.state, data)))
+def _edit_call(plan: Plan, post: Post, call: Call) -> None:
+    changed = replace(post, call=call)
+    plan.seen[post.key] = None  # not a call the CAD sent: the next poll compares in full
+    plan.updated.append(replace(changed, version=content_version(post.state, changed.data)))
 
 
 def message_group(post: Post) -> MessageGroup:
     """Posts that may share a message: one kind, with emergency 911 calls in messages of their own,
     so that the role ping comes only with them."""
-    emergency = post.kind is PostKind.CALL_911 and post.data["call"].get("isEmergency", True) is True
+    emergency = isinstance(post.call, EmergencyCall) and post.call.is_emergency
     return post.kind, emergency
 
 
@@ -455,11 +451,6 @@ def _new(
         if not rules.wants(call):
             continue
         kind = PostKind.CALL_911 if isinstance(call, EmergencyCall) else PostKind.DISPATCH
-        try:
-            data = {"call": call.model_dump(by_alias=True, mode="json")}
-        except Exception as error:  # one call that cannot be read costs that call only
-            plan.skipped.append(((kind, call.call_id), repr(error)))
-            continue
         post = Post(
             channel_id=rules.channel_id,
             server_id=rules.server_id,
@@ -469,12 +460,18 @@ def _new(
             position=0,
             message_id=None,
             state=PostState.ACTIVE,
-            data=data,
-            version=content_version(PostState.ACTIVE, data),
+            call=call,
+            ended_by=None,
+            version="",
             shown=None,
             first_seen=now,
             ended_at=None,
             ping=isinstance(call, EmergencyCall) and call.is_emergency and rules.ping,
         )
+        try:
+            post = replace(post, version=content_version(PostState.ACTIVE, post.data))
+        except Exception as error:  # one call that cannot be dumped costs that call only
+            plan.skipped.append(((kind, call.call_id), repr(error)))
+            continue
         plan.new.setdefault(message_group(post), []).append(post)
         plan.seen[post.key] = call

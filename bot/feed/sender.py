@@ -39,7 +39,7 @@ from ..embeds import (
     unavailable_embed,
 )
 from ..posts import Post, PostKind, PostState
-from ..sonoran import DispatchCall, EmergencyCall
+from ..sonoran import EmergencyCall
 from ..statechanges import Once, StateChanges
 from ..store import Store
 
@@ -100,22 +100,22 @@ def _render_or_stand_in(post: Post) -> discord.Embed:
 def _render(post: Post) -> discord.Embed:
     first_seen = from_unix(post.first_seen)
     ended = from_unix(post.ended_at) if post.ended_at else None
-    if post.kind is PostKind.CALL_911:
+    if isinstance(post.call, EmergencyCall):
         return emergency_embed(
-            EmergencyCall.model_validate(post.data["call"]),
+            post.call,
             server_id=post.server_id,
             first_seen=first_seen,
             state=post.state if post.state in (PostState.ANSWERED, PostState.REMOVED) else "active",
             ended_at=ended,
-            removed_by=post.data.get("removed_by"),
+            removed_by=post.ended_by,
         )
     return dispatch_embed(
-        DispatchCall.model_validate(post.data["call"]),
+        post.call,
         server_id=post.server_id,
         first_seen=first_seen,
         closed=post.state is PostState.CLOSED,
         ended_at=ended,
-        closed_by=post.data.get("closed_by"),
+        closed_by=post.ended_by,
     )
 
 
