@@ -90,6 +90,11 @@ class RateLimits(_Section):
     attach_unit: int = Field(10, ge=1)
     detach_unit: int = Field(10, ge=1)
     get_account: int = Field(10, ge=1)
+    # The units list allows 3 a minute per key and the game server polls it once a minute: the
+    # bot takes 1 by default, 2 at most (units.poll_seconds spreads them over the board's servers).
+    get_active_units: int = Field(1, ge=1, le=2)
+    unit_status: int = Field(30, ge=1)
+    unit_panic: int = Field(20, ge=1)
 
 
 class SonoranSettings(_Section):
@@ -148,6 +153,46 @@ class FeedSettings(_Section):
     dispatch: bool = False  # also post dispatch calls, edited through their life
 
 
+DEFAULT_STATUS_LABELS = ("UNAVAILABLE", "BUSY", "AVAILABLE", "ENROUTE", "ON_SCENE")  # Sonoran's 0-4
+
+
+class UnitSettings(_Section):
+    """The units half: how often the units list is read, and the community's words for statuses."""
+
+    poll_seconds: float = Field(60, ge=60)  # one units request per server this often, at most once a minute
+    status_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_STATUS_LABELS), min_length=1, max_length=25)
+    board_edit_seconds: float = Field(5, ge=2, le=60)  # a board is edited at most this often
+
+    @field_validator("status_labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        labels = [label.strip() for label in value]
+        if any(not label or len(label) > 50 for label in labels):
+            raise ValueError("each label must be 1 to 50 characters")
+        return labels
+
+    def label(self, status: int) -> str:
+        """The community's word for a UNIT_STATUS value (an unknown one shows as its number)."""
+        if 0 <= status < len(self.status_labels):
+            return self.status_labels[status]
+        return "OFFLINE" if status == 100 else f"STATUS {status}"
+
+
+class BoardSettings(_Section):
+    """A unit board: one message (or a few) in a channel, edited as units come, go and change."""
+
+    server_id: int = Field(1, ge=1)
+    channel_id: int = Field(gt=0)
+
+
+class AlertSettings(_Section):
+    """Panic alerts of one CAD server, posted in a channel with a ping of one role."""
+
+    server_id: int = Field(1, ge=1)
+    channel_id: int = Field(gt=0)
+    ping_role_id: int = Field(0, ge=0)
+
+
 class PushSettings(_Section):
     """The real-time feed: Sonoran push events, POSTed by the CAD or forwarded by the FiveM
     resource to `http://host:port{path}` (or `{path}/{server_id}`)."""
@@ -201,6 +246,9 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     feeds: list[FeedSettings] = Field(default_factory=list)
     push: PushSettings = Field(default_factory=PushSettings)
+    units: UnitSettings = Field(default_factory=UnitSettings)
+    boards: list[BoardSettings] = Field(default_factory=list)
+    alerts: list[AlertSettings] = Field(default_factory=list)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
@@ -219,10 +267,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _audit_is_not_a_feed(self) -> Settings:
-        if self.audit.channel_id and self.audit.channel_id in {feed.channel_id for feed in self.feeds}:
+        public = [
+            ("a feed's", {feed.channel_id for feed in self.feeds}),
+            ("a unit board's", {board.channel_id for board in self.boards}),
+            ("a panic alert's", {alert.channel_id for alert in self.alerts}),
+        ]
+        for what, channels in public:
+            if self.audit.channel_id and self.audit.channel_id in channels:
+                raise ValueError(
+                    f"audit.channel_id {self.audit.channel_id} is also {what} channel_id: the audit records "
+                    "(who did what, and refusals) would show there; give the audit a channel of its own"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _units_poll_fits_rate_budget(self) -> Settings:
+        servers = len(self.unit_server_ids)
+        budget = self.sonoran.rate_limits.get_active_units
+        if servers and servers * 60 / self.units.poll_seconds > budget:
+            minimum = math.ceil(servers * 60 / budget)
             raise ValueError(
-                f"audit.channel_id {self.audit.channel_id} is also a feed's channel_id: the audit records "
-                "(who did what, and refusals) would show in the public feed; give the audit a channel of its own"
+                f"units.poll_seconds = {self.units.poll_seconds:g} reads the units of {servers} CAD server(s) "
+                f"more often than sonoran.rate_limits.get_active_units = {budget} a minute allows (Sonoran allows "
+                f"3 a minute per key, and the game server takes 1); use poll_seconds >= {minimum}"
             )
         return self
 
@@ -250,6 +317,16 @@ class Settings(BaseSettings):
     def push_server_id(self) -> int:
         """The CAD server of events POSTed to `push.path` itself."""
         return self.push.server_id or self.sonoran.server_id
+
+    @property
+    def unit_server_ids(self) -> list[int]:
+        """The CAD servers whose units are read: those a board or an alert names, in that order."""
+        return list(dict.fromkeys([*(b.server_id for b in self.boards), *(a.server_id for a in self.alerts)]))
+
+    @property
+    def event_server_ids(self) -> list[int]:
+        """The CAD servers whose push events the bot takes: the feeds', the boards' and the alerts'."""
+        return list(dict.fromkeys([*self.feed_server_ids, *self.unit_server_ids]))
 
     @property
     def feed_server_ids(self) -> list[int]:

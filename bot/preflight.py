@@ -140,7 +140,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         )
     if settings.commands.dispatchers_from_cad:
         checks.append(await _accounts_check(settings, client))
-    wanted = sorted({settings.sonoran.server_id, *settings.feed_server_ids})
+    wanted = sorted({settings.sonoran.server_id, *settings.event_server_ids})
     try:
         servers = {server.id: server for server in await client.get_servers()}
     except SonoranError as error:
@@ -236,7 +236,7 @@ def push_checks(settings: Settings) -> list[Check]:
         ]
     else:
         url = listener_url(push.host, push.port, push.path)
-        servers = ", ".join(f"{url}/{server}" for server in settings.feed_server_ids) or "(no feeds)"
+        servers = ", ".join(f"{url}/{server}" for server in settings.event_server_ids) or "(no feeds)"
         checks = [
             Check(
                 name,
@@ -266,7 +266,7 @@ def websocket_check(settings: Settings) -> Check:
             'pip install "sonoran-dispatch-bot[websocket]", or set push.websocket = false',
             fatal=True,
         )
-    shared = ", ".join(str(server) for server in settings.feed_server_ids)
+    shared = ", ".join(str(server) for server in settings.event_server_ids)
     return Check(
         name,
         True,

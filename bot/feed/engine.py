@@ -38,10 +38,10 @@ from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
-from ..sonoran.events import DispatchChanged, Event
+from ..sonoran.events import DispatchChanged, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from .listener import PushListener
-from .outbox import ChannelWriter
+from .outbox import CallsLane, ChannelWriter
 from .planner import (
     Book,
     FeedRules,
@@ -107,7 +107,8 @@ class FeedEngine:
         self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
         self._task: asyncio.Task[None] | None = None
         self._books: dict[ChannelKey, Book] = {}
-        self._writers: dict[ChannelKey, ChannelWriter] = {}
+        self._writers: dict[int, ChannelWriter] = {}  # one per channel, whatever it shows
+        self._lanes: dict[ChannelKey, CallsLane] = {}
         self._answered: dict[ServerId, dict[CallId, None]] = {}
         self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
         self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
@@ -144,7 +145,8 @@ class FeedEngine:
                 path=push.path,
                 default_server_id=self.settings.push_server_id,
                 api_key=self.settings.sonoran.api_key.get_secret_value(),
-                routes=lambda server_id: server_id in self.settings.feed_server_ids,
+                routes=lambda server_id: server_id in self.settings.event_server_ids,
+                takes=self.takes,
                 deliver=self.take_events,
             )
             if push.websocket:  # checked before binding: a missing extra is one clear line too
@@ -153,7 +155,7 @@ class FeedEngine:
                     api_url=self.settings.sonoran.base_url,
                     community_id=self.settings.sonoran.community_id,
                     api_key=self.settings.sonoran.api_key.get_secret_value(),
-                    server_ids=self.settings.feed_server_ids,
+                    server_ids=self.settings.event_server_ids,
                 )
             await self.push_listener.start()  # a taken port stops the start here, with one clear line
             if self.push_sessions is not None:
@@ -188,12 +190,21 @@ class FeedEngine:
         for writer in self._writers.values():
             await writer.stop()
 
-    def _writer(self, feed: FeedSettings) -> ChannelWriter:
-        key = (feed.channel_id, feed.server_id)
-        writer = self._writers.get(key)
+    def writer(self, channel_id: int) -> ChannelWriter:
+        """The channel's one writer (started), for every kind of message it shows."""
+        writer = self._writers.get(channel_id)
         if writer is None:
-            writer = self._writers[key] = ChannelWriter(feed, self._book, self.sender, self.bot.store)
+            writer = self._writers[channel_id] = ChannelWriter(channel_id)
             writer.start()
+        return writer
+
+    def _writer(self, feed: FeedSettings) -> ChannelWriter:
+        """The feed's channel's writer, with the feed's call posts among its lanes."""
+        writer = self.writer(feed.channel_id)
+        key = (feed.channel_id, feed.server_id)
+        if key not in self._lanes:
+            self._lanes[key] = CallsLane(feed, self._book, self.sender, self.bot.store)
+            writer.add(self._lanes[key])
         return writer
 
     async def settled(self) -> None:
@@ -394,6 +405,14 @@ class FeedEngine:
             )
         for feed in touched.values():
             self._writer(feed).wake()
+
+    def takes(self, server_id: ServerId, event: Event) -> bool:
+        """Does a feed, a unit board or a panic alert of this server take this event."""
+        if isinstance(event, UnitEvent):
+            return server_id in self.settings.unit_server_ids
+        if isinstance(event, UnitsMoved):  # calls' units, on feed posts and on boards
+            return server_id in self.settings.event_server_ids
+        return server_id in self.settings.feed_server_ids
 
     async def call_state(
         self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId

@@ -127,10 +127,12 @@ class PushListener:
         default_server_id: ServerId,
         api_key: str,
         routes: Callable[[ServerId], bool],
+        takes: Callable[[ServerId, Event], bool],
         deliver: Callable[[ServerId, list[Event]], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`routes(server_id)`: does any feed take this server's events; `deliver(server, events)`:
+        """`routes(server_id)`: does anything take this server's events (a feed, a board, an alert);
+        `takes(server_id, event)`: does anything take this one; `deliver(server, events)`:
         plans and stores accepted events, returning once they are stored (raising if they cannot be)."""
         self.host = host
         self.port = port
@@ -138,6 +140,7 @@ class PushListener:
         self.default_server_id = default_server_id
         self._key = api_key
         self._routes = routes
+        self._takes = takes
         self._deliver = deliver
         self._clock = clock
         self._refusals_logged: dict[str, float] = {}
@@ -250,7 +253,9 @@ class PushListener:
             return IGNORED
         if len(envelope.data) > MAX_EVENTS_PER_REQUEST:
             return TOO_MANY_EVENTS
-        events: list[Event] = [event for event in events_of(envelope) if not isinstance(event, Ignored)]
+        events: list[Event] = [
+            event for event in events_of(envelope) if not isinstance(event, Ignored) and self._takes(server_id, event)
+        ]
         if not events:
             return IGNORED
         if self._pending >= MAX_PENDING:

@@ -27,8 +27,12 @@ from ..sonoran.events import (
     Ignored,
     New911,
     NoteAdded,
+    PanicChanged,
     Removed911,
+    StatusChanged,
     UnitsMoved,
+    UnitsOffDuty,
+    UnitsOnDuty,
 )
 from ..sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
 
@@ -281,8 +285,8 @@ def plan_event(
                 wanted = [i for i in idents if i not in event.idents]
             if wanted != idents:
                 _edit_call(plan, post, post.call.model_copy(update={"idents": wanted}))
-    elif isinstance(event, Ignored):
-        pass  # an event type that changes no feed
+    elif isinstance(event, (Ignored, UnitsOnDuty, UnitsOffDuty, StatusChanged, PanicChanged)):
+        pass  # an event type that changes no call feed (units are `bot.units`'s)
     else:
         assert_never(event)  # a new event type without its branch here fails type-checking
     return plan

@@ -33,6 +33,8 @@ from .models import (
     PlanInfo,
     Server,
     ServerId,
+    Unit,
+    UnitInfo,
     UnitStatus,
 )
 
@@ -65,6 +67,8 @@ __all__ = [
     "ServerId",
     "SonoranClient",
     "SonoranError",
+    "Unit",
+    "UnitInfo",
     "UnitStatus",
     "UnknownServer",
     "WrongApiUrl",

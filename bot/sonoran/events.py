@@ -2,8 +2,9 @@
 forwards, or the SignalR hub sends as `pushEvent`), read into typed events.
 
 `data` may be an object or a list of objects (the docs show both; the official receivers read an
-object): a list yields one event per object. Only the events that change the feed are typed; any
-other type is `Ignored`. Nothing in here raises on a strange payload except `BadEnvelope`.
+object): a list yields one event per object. Only the events that change the feed, the unit board
+or the panic alerts are typed; any other type is `Ignored`. Nothing in here raises on a strange
+payload except `BadEnvelope`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .models import SQLITE_INT, CallId, DispatchCall, EmergencyCall, Note
+from .models import SQLITE_INT, CallId, DispatchCall, EmergencyCall, Note, Unit
 
 
 class BadEnvelope(ValueError):
@@ -61,11 +62,45 @@ class UnitsMoved:
 
 
 @dataclass(frozen=True)
+class UnitsOnDuty:
+    """EVENT_UNIT_LOGIN (`unit`), EVENT_UNIT_UPDATE (`units`) and the newer EVENT_UNIT_STATUS
+    (`units`): units as they now are."""
+
+    units: tuple[Unit, ...]
+
+
+@dataclass(frozen=True)
+class UnitsOffDuty:
+    """EVENT_UNIT_LOGOUT (`identId`)."""
+
+    idents: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """EVENT_UNIT_STATUS in its older form: `identIds` (a list or a scalar) and `status`."""
+
+    idents: tuple[int, ...]
+    status: int
+
+
+@dataclass(frozen=True)
+class PanicChanged:
+    """EVENT_UNIT_PANIC: `identIds` (legacy `identId`) and `isPanic`."""
+
+    idents: tuple[int, ...]
+    panic: bool
+
+
+UnitEvent = UnitsOnDuty | UnitsOffDuty | StatusChanged | PanicChanged
+
+
+@dataclass(frozen=True)
 class Ignored:
     type: str
 
 
-Event = New911 | Removed911 | DispatchChanged | DispatchClosed | NoteAdded | UnitsMoved | Ignored
+Event = New911 | Removed911 | DispatchChanged | DispatchClosed | NoteAdded | UnitsMoved | UnitEvent | Ignored
 
 
 @dataclass(frozen=True)
@@ -155,9 +190,49 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
             idents = _ids(_either(data, "idents", "ident"))
             if call_id is not None and idents:
                 return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
+        if kind.startswith("EVENT_UNIT_"):
+            return _unit_event(kind, data)
     except (ValidationError, ValueError):
         pass
     return Ignored(kind)
+
+
+def _unit_event(kind: str, data: dict[str, Any]) -> Event:
+    if kind == "EVENT_UNIT_LOGIN" and isinstance(data.get("unit"), dict):
+        return UnitsOnDuty((Unit.model_validate(data["unit"]),))
+    if kind in ("EVENT_UNIT_UPDATE", "EVENT_UNIT_STATUS") and isinstance(data.get("units"), list):
+        units = tuple(_units(data["units"]))
+        if units:
+            return UnitsOnDuty(units)
+    idents = _ids(_either(data, "identIds", "identId"))
+    if kind == "EVENT_UNIT_LOGOUT" and idents:
+        return UnitsOffDuty(idents)
+    status = data.get("status")
+    if kind == "EVENT_UNIT_STATUS" and idents and isinstance(status, int) and not isinstance(status, bool):
+        return StatusChanged(idents, status)
+    panic = _flag(data.get("isPanic"))
+    if kind == "EVENT_UNIT_PANIC" and idents and panic is not None:
+        return PanicChanged(idents, panic)
+    return Ignored(kind)
+
+
+def _units(items: list[Any]) -> Iterator[Unit]:
+    """The units of a list that can be read (one that cannot costs that unit only)."""
+    for item in items:
+        try:
+            yield Unit.model_validate(item)
+        except (ValidationError, ValueError, TypeError):
+            continue
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
 
 
 def _either(data: dict[str, Any], plural: str, singular: str) -> Any:

@@ -267,16 +267,66 @@ _left_out_logged = Once()
 
 
 def _left_out(server_id: int, key: str, call_id: Any, error: Exception) -> None:
-    """Logs a call the CAD sent that cannot be read, once per call (not once per poll)."""
+    """Logs a call (or unit) the CAD sent that cannot be read, once per entry (not once per poll)."""
     slot = (server_id, key, repr(call_id)[:40])
     if not _left_out_logged.first(slot):
         return
     reason = error.errors()[0].get("msg", "") if isinstance(error, ValidationError) and error.errors() else error
-    log.warning("CAD server %s: a call in %s (callId %s) cannot be read and is left out: %s", *slot, reason)
+    log.warning("CAD server %s: an entry of %s (id %s) cannot be read and is left out: %s", *slot, reason)
 
 
 _Call = TypeVar("_Call", EmergencyCall, DispatchCall)
 CallMemo: TypeAlias = dict[tuple[str, Any], tuple[dict[str, Any], Any]]
+
+
+class UnitInfo(_Lenient):
+    """A unit's `data`: who it is (all text, whatever the CAD sends)."""
+
+    unit_num: Text = Field("", alias="unitNum")
+    name: Text = ""
+    department: Text = ""
+    subdivision: Text = ""
+    district: Text = ""
+    rank: Text = ""
+    group: Text = ""
+
+
+class Unit(_Lenient):
+    """A unit identifier on duty (`GET_ACTIVE_UNITS`, v2 `GET .../units`, the unit push events).
+    `status` is UNIT_STATUS (communities relabel it); `data` is who it is."""
+
+    id: CallNumber  # the identifier id (`identId`), an integer SQLite can store, as call ids are
+    status: Number = UnitStatus.UNAVAILABLE
+    is_panic: Annotated[bool, BeforeValidator(_flag(False))] = Field(False, alias="isPanic")
+    location: Text = ""
+    aop: Text = ""
+    is_dispatch: Annotated[bool, BeforeValidator(_flag(False))] = Field(False, alias="isDispatch")
+    data: UnitInfo = Field(default_factory=lambda: UnitInfo())
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {}
+
+
+UNITS_PAGE = 100  # units per request: Sonoran's default and maximum `limit`
+
+
+def units_from_payload(server_id: int, payload: Any) -> list[Unit]:
+    """A units reply: a plain array (the docs) or a `{units: [...]}` wrapper in any case (seen in
+    the FiveM code). A unit that cannot be read is left out by itself (logged once)."""
+    if isinstance(payload, dict):
+        payload = next((v for k, v in payload.items() if str(k).lower() == "units"), None)
+    if not isinstance(payload, list):
+        raise ValueError("no unit list")
+    units = []
+    for item in payload:
+        try:
+            units.append(Unit.model_validate(item))
+        except (ValidationError, ValueError, TypeError, RecursionError) as error:
+            ident = item.get("id") if isinstance(item, dict) else None
+            _left_out(server_id, "units", ident, error)
+    return units
 
 
 class PlanInfo(BaseModel):

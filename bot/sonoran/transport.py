@@ -46,6 +46,9 @@ OPERATIONS = (
     "attach_unit",
     "detach_unit",
     "get_account",
+    "get_active_units",
+    "unit_status",
+    "unit_panic",
 )
 
 

@@ -23,7 +23,7 @@ from .errors import (
     WrongApiUrl,
     mentions_plan,
 )
-from .models import CallList, CallType, Plan, PlanInfo, Server
+from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
@@ -32,10 +32,11 @@ CATEGORY = {
     "GET_CALLS": "emergency",
     "ADD_CALL_NOTE": "emergency",
     "CLOSE_CALL": "emergency",
+    "GET_ACTIVE_UNITS": "emergency",
     "GET_VERSION": "general",
     "GET_SERVERS": "general",
 }
-READS = frozenset({"GET_CALLS", "GET_VERSION", "GET_SERVERS"})
+READS = frozenset({"GET_CALLS", "GET_ACTIVE_UNITS", "GET_VERSION", "GET_SERVERS"})
 WRONG_PATH_REPLY = "backend service reached"
 _FIRST_NUMBER = re.compile(r"\d+")
 # v1 documents no text for an unknown call id; these are the forms the integrations look for.
@@ -137,6 +138,21 @@ class V1Api(SonoranApi):
         await self._call(
             "CLOSE_CALL", [{"serverId": server_id, "callId": call_id}], server_id=server_id, call_id=call_id
         )
+
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+        # `onlyUnits` as documented (the old FiveM code sent `unitsOnly`, which did nothing)
+        data = {
+            "serverId": server_id,
+            "onlyUnits": True,
+            "includeOffline": False,
+            "limit": UNITS_PAGE,
+            "offset": offset,
+        }
+        reply = await self._call("GET_ACTIVE_UNITS", [data], server_id=server_id, spend=spend)
+        try:
+            return units_from_payload(server_id, reply.json())
+        except ValueError as exc:
+            raise BadReply(f"unit list: {exc}", operation="get_active_units", status=reply.status) from None
 
     async def get_version(self) -> PlanInfo:
         reply = await self._call("GET_VERSION", [])

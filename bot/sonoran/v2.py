@@ -23,10 +23,21 @@ from .errors import (
     UnknownServer,
     mentions_plan,
 )
-from .models import Account, CallList, CallType, EmergencyCall, Plan, PlanInfo, Server
+from .models import (
+    UNITS_PAGE,
+    Account,
+    CallList,
+    CallType,
+    EmergencyCall,
+    Plan,
+    PlanInfo,
+    Server,
+    Unit,
+    units_from_payload,
+)
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
 
-MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account"})
+MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
 SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
 
 
@@ -188,6 +199,25 @@ class V2Api(SonoranApi):
         body = {"discord": str(discord_id)}
         reply = await self._call(operation, method, path, body=body, server_id=server_id, call_id=call_id)
         return _ident_ids(reply.json())
+
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+        params = {"includeOffline": "false", "onlyUnits": "true", "limit": str(UNITS_PAGE), "offset": str(offset)}
+        path = f"/v2/emergency/servers/{server_id}/units"
+        reply = await self._call("get_active_units", "GET", path, params=params, server_id=server_id, spend=spend)
+        try:
+            return units_from_payload(server_id, reply.json())
+        except ValueError as exc:
+            raise BadReply(f"unit list: {exc}", operation="get_active_units", status=reply.status) from None
+
+    async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> None:
+        path = f"/v2/emergency/servers/{server_id}/units/status"
+        body = {"discord": str(discord_id), "status": status}
+        await self._call("unit_status", "PATCH", path, body=body, server_id=server_id)
+
+    async def set_unit_panic(self, server_id: int, panic: bool, *, discord_id: int) -> None:
+        path = f"/v2/emergency/servers/{server_id}/units/panic"
+        body = {"discord": str(discord_id), "isPanic": panic}
+        await self._call("unit_panic", "PATCH", path, body=body, server_id=server_id)
 
     async def get_account(self, *, discord_id: int, spend: Spend = ANY_SPEND) -> Account:
         reply = await self._call(
