@@ -20,6 +20,11 @@ class Feed(commands.Cog):
         self.bot.feed = self.engine
         await self.engine.start(poll=self.bot.autostart_feed)
 
+    async def poll_once(self) -> float:
+        """Exactly one poll-and-post cycle over every configured feed (the design's stable surface:
+        `await bot.get_cog("Feed").poll_once()`); the seconds until the next one."""
+        return await self.engine.poll_once()
+
     async def cog_unload(self) -> None:
         await self.engine.stop()
         if self.bot.feed is self.engine:

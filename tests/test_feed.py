@@ -80,6 +80,20 @@ async def test_new_call_posted_once(make_bot: BotFactory, cad: FakeCad, discord_
     assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 1 and edits(discord_api, EMERGENCY_CHANNEL) == []
 
 
+async def test_the_feed_cog_runs_one_cycle_as_the_design_promises(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    """`await bot.get_cog("Feed").poll_once()` is a stable surface (../shared/design.md)."""
+    bot = await make_bot(feeds=ONE_FEED)
+    call_id = cad.add_911("Anna", "Grove St", "House fire")
+    cog = bot.get_cog("Feed")
+    assert cog is not None and bot.get_cog("Dispatch") is not None
+    delay = await cog.poll_once()  # type: ignore[attr-defined]
+    assert delay == bot.settings.sonoran.poll_seconds
+    (body,) = posts(discord_api, EMERGENCY_CHANNEL)
+    assert embed_titles(body) == [f"🚨 EMERGENCY 911 call #{call_id}"]
+
+
 async def test_routing_and_role_ping(make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord) -> None:
     bot = await make_bot(feeds=ROUTED)
     emergency = cad.add_911("A", "B", "C @everyone <@&1234567890123456789>", emergency=True)
