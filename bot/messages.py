@@ -12,6 +12,8 @@ from discord import app_commands
 from . import sonoran as cad
 from .embeds import clean
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
+from .units.records import Alert
+from .units.render import unit_name
 
 
 class TooManyOpenCalls(app_commands.CheckFailure):
@@ -24,6 +26,10 @@ class TooManyOpenCalls(app_commands.CheckFailure):
 
 class NotAChoice(app_commands.CheckFailure):
     """A menu value the bot never offered (a crafted interaction)."""
+
+
+class NotAStatus(app_commands.CheckFailure):
+    """A status the community's labels do not have (a crafted interaction)."""
 
 
 class EmptyText(app_commands.CheckFailure):
@@ -72,6 +78,48 @@ def what_to_do(call_id: int) -> str:
     return f"Call #{call_id}: what should be done?"
 
 
+def alert_not_here() -> str:
+    """A click on a panic alert this channel never showed (a crafted interaction)."""
+    return "That panic alert is not shown in this channel."
+
+
+def acknowledged(alert: Alert, *, took: bool) -> str:
+    """The answer to Acknowledge: done, or who was first, or that the panic is over."""
+    if took:
+        return f"You acknowledged the panic of {unit_name(alert.unit)}. The alert shows it."
+    if alert.acked_by:
+        return f"{clean(alert.acked_by, 80)} already acknowledged this panic."
+    return "This panic has already cleared."
+
+
+def units_not_read(server_id: int) -> str:
+    return (
+        f"The bot does not read the units of CAD server {server_id}: no unit board or panic alert is set up "
+        "for it. Ask an admin (see [[boards]] and [[alerts]] in the README)."
+    )
+
+
+def units_not_yet_known() -> str:
+    return "The bot has not read the units list yet (it reads it about once a minute). Try again shortly."
+
+
+def status_set(label: str) -> str:
+    return f"Your units' status is now {clean(label, 50)}. The unit board shows it after the next units read."
+
+
+def panic_question() -> str:
+    return (
+        "Turn on the panic of your units on duty? The CAD shows it to dispatch at once; the Discord alert "
+        "follows within about a minute."
+    )
+
+
+def panic_set(panic: bool) -> str:
+    if panic:
+        return "Panic turned on for your units on duty. Use /panic off when you are safe."
+    return "Panic turned off for your units on duty."
+
+
 _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
     (
         cad.BadCredentials,
@@ -109,6 +157,7 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     ),
     (NotYourButtons, "These buttons belong to the member who ran the command."),
     (NotAChoice, "Choose a call from the list."),
+    (NotAStatus, "Choose a status from the list."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
 

@@ -69,6 +69,36 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (server_id, call_id)
     );
     """,
+    # 3: panic alerts (one row per panic, per alert channel) and the unit boards' messages
+    """
+    CREATE TABLE IF NOT EXISTS alerts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id  INTEGER NOT NULL,
+        server_id   INTEGER NOT NULL,
+        ident_id    INTEGER NOT NULL,
+        unit        TEXT    NOT NULL,      -- the unit as last seen (JSON)
+        call        TEXT,                  -- the call it was on, as shown (NULL: none known)
+        started_at  REAL    NOT NULL,
+        cleared_at  REAL,                  -- NULL while the panic lasts
+        acked_by    TEXT,
+        acked_at    REAL,
+        nonce       TEXT    NOT NULL,      -- of its message: a re-send after a crash is the same message
+        message_id  INTEGER,               -- NULL until Discord confirmed the message
+        version     TEXT    NOT NULL,      -- what the message should show
+        shown       TEXT                   -- what the message does show
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (channel_id, server_id, ident_id)
+        WHERE cleared_at IS NULL;
+    CREATE TABLE IF NOT EXISTS board_pages (
+        channel_id  INTEGER NOT NULL,
+        server_id   INTEGER NOT NULL,
+        page        INTEGER NOT NULL,
+        nonce       TEXT    NOT NULL,
+        message_id  INTEGER,
+        shown       TEXT,                  -- a hash of what the message shows
+        PRIMARY KEY (channel_id, server_id, page)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -220,6 +250,15 @@ class Store:
                 await asyncio.shield(self._db.rollback())
                 raise
             await self._db.commit()
+
+    def writing(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One write for another room's tables (the units'), with the same rules as the posts':
+        its own transaction, or a savepoint inside `atomic()`."""
+        return self._write()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     # --- posts -----------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
+from ..units.engine import UnitsEngine
 from .listener import PushListener
 from .outbox import CallsLane, ChannelWriter
 from .planner import (
@@ -123,6 +124,8 @@ class FeedEngine:
         self.push_listener: PushListener | None = None
         self.push_sessions: PushSessions | None = None
         self._sender: Sender | None = None
+        # the boards and panic alerts: delivered by these channel writers, their events from this intake
+        self.units = UnitsEngine(bot, writer_of=self.writer, sender=lambda: self.sender)
 
     def __repr__(self) -> str:
         return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
@@ -163,6 +166,7 @@ class FeedEngine:
         if self.bot.services.store is not None:
             for feed in self.settings.feeds:
                 self._writer(feed)  # started: what a crash left unsent goes out now
+        await self.units.start(poll=poll)
         if poll:
             self.start_polling()
 
@@ -177,6 +181,7 @@ class FeedEngine:
             await self.push_sessions.stop()
         if self.push_listener is not None:
             await self.push_listener.stop()  # no new events first
+        await self.units.stop()
         for task in (self._committer, self._task):
             if task is not None:
                 task.cancel()
@@ -339,8 +344,10 @@ class FeedEngine:
     async def _commit_incoming(self) -> None:
         while self._incoming:
             taken, self._incoming = self._incoming, []
+            burst = [(server_id, events) for server_id, events, _ in taken]
             try:
-                await self.handle_events([(server_id, events) for server_id, events, _ in taken])
+                await self.handle_events(burst)
+                await self.units.handle_events(burst)
             except Exception as error:  # the store failed: nothing of this burst is acknowledged
                 log.exception("feed: events could not be stored")
                 for *_, done in taken:

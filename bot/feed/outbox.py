@@ -83,9 +83,9 @@ class ChannelWriter:
     def __repr__(self) -> str:
         return f"ChannelWriter(channel={self.channel_id}, lanes={len(self._lanes)})"
 
-    def add(self, lane: Lane) -> None:
-        """Adds a lane; lanes added earlier go first among writes of the same urgency."""
-        self._lanes.append(lane)
+    def add(self, lane: Lane, *, first: bool = False) -> None:
+        """Adds a lane; lanes added earlier (or `first`) go first among writes of the same urgency."""
+        self._lanes.insert(0 if first else len(self._lanes), lane)
         self.wake()
 
     def start(self) -> None:

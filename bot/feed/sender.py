@@ -177,7 +177,7 @@ class Sender:
         except DISCORD_FAULTS as error:
             if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
                 return await self._send_refused(feed, posts, error)
-            return self._fault(feed.channel_id, error, "post")
+            return self.fault(feed.channel_id, error, "post")
         # With a nonce Discord has seen, the reply is the message it made then, showing what that
         # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
         showing = [embed_fingerprint(e) for e in message.embeds]
@@ -227,7 +227,7 @@ class Sender:
             await self.store.mark_deleted(posts[0].batch)
             return [replace(p, state=PostState.DELETED, shown=p.version) for p in posts]
         except DISCORD_FAULTS as error:
-            return self._fault(feed.channel_id, error, "edit")
+            return self.fault(feed.channel_id, error, "edit")
         await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
         self._channel_changed(feed.channel_id, "ok")
         log.info("feed: channel %s: edited message %s: %s", feed.channel_id, message_id, _calls(posts))
@@ -285,11 +285,12 @@ class Sender:
         try:
             message = await bounded(self._post_message(feed, posts, [stand_in(post)]))
         except DISCORD_FAULTS as again:
-            return self._fault(feed.channel_id, again, "post")
+            return self.fault(feed.channel_id, again, "post")
         await self.store.mark_sent(post.batch, message.id, {post.key: post.version})
         return [replace(post, message_id=message.id, shown=post.version)]
 
-    def _fault(self, channel_id: int, error: BaseException, action: str) -> Fault:
+    def fault(self, channel_id: int, error: BaseException, action: str) -> Fault:
+        """What a failed write to this channel means for its writer (logged once per change)."""
         text = describe_channel_fault(self.client, channel_id, error, action)
         self._channel_changed(channel_id, text)
         if isinstance(error, discord.RateLimited):

@@ -102,12 +102,11 @@ class SonoranClient:
     async def detach_units(self, *, discord_id: int, server_id: ServerId | None = None) -> list[int]:
         return await self.api.detach_units(server_id or self.default_server_id, discord_id=discord_id)
 
-    async def get_units(self, server_id: ServerId, *, offset: int = 0, reserve: int = 0) -> list[Unit]:
-        """One page of the units on duty. Like the feed's call-list polls: one request at most (a
-        RateLimited when the budget is spent, never a wait), leaving `reserve` slots to others."""
-        return await self.api.get_units(
-            server_id, offset=offset, spend=Spend(reserve=reserve, retry=False, max_wait=0.0)
-        )
+    async def get_units(self, server_id: ServerId, *, offset: int = 0, wait: float = 0.0) -> list[Unit]:
+        """One page of the units on duty. Like the feed's call-list polls: one request at most, not
+        retried (the next poll is the retry); RateLimited when no slot of the minute's budget comes
+        within `wait` seconds."""
+        return await self.api.get_units(server_id, offset=offset, spend=Spend(retry=False, max_wait=wait))
 
     async def set_unit_status(self, status: int, *, discord_id: int, server_id: ServerId | None = None) -> None:
         await self.api.set_unit_status(server_id or self.default_server_id, status, discord_id=discord_id)

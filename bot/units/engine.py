@@ -1,0 +1,279 @@
+"""The units engine: each configured CAD server's roster (`Roster`), its unit boards and its panic
+alerts, delivered by the feed engine's channel writers (one per channel, alerts first).
+
+Two ways in, as for calls:
+- push events (`EVENT_UNIT_*`, attach and detach), handed over by the feed engine with the calls'
+  events of the same request, and acknowledged only once the alerts they open or clear are stored;
+- the units list, read one page a poll (`units.poll_seconds`, at most one request a minute per
+  server: the list allows 3 a minute per key, and the game server takes 1), because Sonoran sends
+  no event for a panic or a status set through its API, which is how the FiveM resource sets them.
+
+A panic opens one alert per alert channel of its server, stored before it is posted; the same
+message follows the panic (edited when it clears, when it is acknowledged, when the unit moves) and
+a panic after a clear is a new alert. Planning and storing hold one lock; nothing under it waits
+on Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import discord
+
+from ..config import AlertSettings
+from ..embeds import call_label
+from ..sonoran import RateLimited, ServerId, SonoranError
+from ..sonoran.events import Event, UnitEvent, UnitsMoved
+from ..statechanges import StateChanges
+from .lanes import AlertLane, BoardLane
+from .records import Alert, AlertRecords, BoardRecords
+from .render import board_pages
+from .roster import Ident, Roster
+
+if TYPE_CHECKING:
+    from ..core import DispatchBot
+    from ..feed.outbox import ChannelWriter
+    from ..feed.sender import Sender
+
+log = logging.getLogger("bot.units")
+
+KEEP_CLEARED_SECONDS = 7 * 24 * 3600
+PRUNE_EVERY = 3600.0
+SLOT_WAIT = 5.0  # a poll a moment early waits this long for the minute's slot instead of failing
+
+AlertKey = tuple[int, ServerId]  # (channel, CAD server)
+
+
+class UnitsEngine:
+    def __init__(
+        self, bot: DispatchBot, *, writer_of: Callable[[int], ChannelWriter], sender: Callable[[], Sender]
+    ) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.rosters: dict[ServerId, Roster] = {server: Roster() for server in self.settings.unit_server_ids}
+        self.alerts: dict[AlertKey, dict[int, Alert]] = {}  # open alerts by id, per channel and server
+        self._writer_of = writer_of
+        self._sender = sender
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._poll_now = asyncio.Event()
+        self._boards: dict[ServerId, list[BoardLane]] = {}
+        self._alert_lanes: dict[AlertKey, AlertLane] = {}
+        self._state = StateChanges()
+        self._last_prune = 0.0
+        self._records: AlertRecords | None = None
+
+    def __repr__(self) -> str:
+        return f"UnitsEngine(servers={sorted(self.rosters)}, alerts={len(self.settings.alerts)})"
+
+    @property
+    def records(self) -> AlertRecords:
+        if self._records is None:
+            self._records = AlertRecords(self.bot.store)
+        return self._records
+
+    # --- start and stop --------------------------------------------------------------------------
+    async def start(self, *, poll: bool) -> None:
+        """Loads the open alerts, gives every alert and board channel's writer its lane (alerts
+        first), and with `poll` starts reading the units list."""
+        if not self.rosters or self.bot.services.store is None:
+            return
+        for alert in await self.records.open_alerts():
+            self.alerts.setdefault((alert.channel_id, alert.server_id), {})[alert.id] = alert
+        sender = self._sender()
+        for setting in self.settings.alerts:
+            key = (setting.channel_id, setting.server_id)
+            if key not in self._alert_lanes:
+                alerts = self.alerts.setdefault(key, {})
+                self._alert_lanes[key] = AlertLane(*key, setting.ping_role_id, alerts, self.records, sender)
+                self._writer_of(setting.channel_id).add(self._alert_lanes[key], first=True)
+        boards = BoardRecords(self.bot.store)
+        for board in self.settings.boards:
+            board_lane = BoardLane(
+                board.channel_id,
+                board.server_id,
+                self._board_renderer(board.server_id),
+                boards,
+                sender,
+                every=self.settings.units.board_edit_seconds,
+            )
+            self._boards.setdefault(board.server_id, []).append(board_lane)
+            self._writer_of(board.channel_id).add(board_lane)
+        if poll and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="units-loop")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def poll_soon(self) -> None:
+        """Reads the units list now if the minute's budget allows (after /panic, /status)."""
+        self._poll_now.set()
+
+    # --- the units list ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        interval = self.settings.units.poll_seconds
+        log.info("units: reading the units of %d CAD server(s) every %gs", len(self.rosters), interval)
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # a bug must not end the loop; say so once per poll and carry on
+                log.exception("units: poll failed")
+            self._poll_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), interval)
+
+    async def poll_once(self) -> None:
+        """One page of each server's units list, taken in; then what it changed is delivered."""
+        for server_id, roster in self.rosters.items():
+            asked_at = time.monotonic()
+            try:
+                units = await self.bot.sonoran.get_units(server_id, offset=roster.offset, wait=SLOT_WAIT)
+            except SonoranError as error:
+                if not isinstance(error, RateLimited) or not self._poll_now.is_set():  # an early poll may be refused
+                    self._changed(server_id, type(error).__name__, str(error))
+                continue
+            self._changed(server_id, "ok", "")
+            async with self._lock:
+                roster.take_page(units, asked_at=asked_at)
+                await self._plan(server_id)
+        await self._prune()
+        await self.settled()
+
+    async def settled(self) -> None:
+        for key in {*self._alert_lanes, *((b.channel_id, s) for s, lanes in self._boards.items() for b in lanes)}:
+            await self._writer_of(key[0]).settled()
+
+    # --- push events -------------------------------------------------------------------------------
+    async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
+        """Takes in the unit events of a burst; returns once the alerts they open or clear are
+        stored (the listener's 200 waits for this)."""
+        now = time.monotonic()
+        async with self._lock:
+            for server_id, events in taken:
+                roster = self.rosters.get(server_id)
+                if roster is None:
+                    continue
+                moved = False
+                for event in events:
+                    if isinstance(event, (UnitEvent, UnitsMoved)):
+                        roster.take_event(event, at=now)
+                        moved = True
+                if moved:
+                    await self._plan(server_id)
+
+    # --- planning ----------------------------------------------------------------------------------
+    async def _plan(self, server_id: ServerId) -> None:
+        """After the roster changed: alerts opened, followed or cleared (stored at once), boards due."""
+        roster = self.rosters[server_id]
+        latest = self.bot.board.latest(server_id)
+        if latest is not None:
+            roster.take_calls(latest.calls)
+        panicking = roster.panicking()
+        touched: set[int] = set()
+        async with self.bot.store.atomic():
+            for setting in self.settings.alerts:
+                if setting.server_id == server_id and await self._plan_alerts(setting, roster, panicking):
+                    touched.add(setting.channel_id)
+        for channel_id in touched:
+            self._writer_of(channel_id).wake()
+        for lane in self._boards.get(server_id, []):
+            lane.changed()
+            self._writer_of(lane.channel_id).wake()
+
+    async def _plan_alerts(self, setting: AlertSettings, roster: Roster, panicking: set[Ident]) -> bool:
+        alerts = self.alerts.setdefault((setting.channel_id, setting.server_id), {})
+        active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None}
+        changed = False
+        for ident in sorted(panicking - active.keys()):
+            unit = roster.units[ident]
+            alert = await self.records.add(
+                setting.channel_id,
+                setting.server_id,
+                unit,
+                self._call_of(setting.server_id, roster, ident),
+                time.time(),
+            )
+            alerts[alert.id] = alert
+            log.warning("units: unit #%s of CAD server %s pressed panic", ident, setting.server_id)
+            changed = True
+        for ident, alert in active.items():
+            if ident in panicking:
+                now = alert.changed(unit=roster.units[ident], call=self._call_of(setting.server_id, roster, ident))
+            elif ident in roster.units or roster.knows_off_duty(ident):
+                now = alert.changed(cleared_at=time.time())
+            else:
+                continue  # not known yet (the first sweep after a start is under way)
+            if now.version != alert.version:
+                await self.records.update(now)
+                alerts[alert.id] = now
+                changed = True
+        return changed
+
+    def _call_of(self, server_id: ServerId, roster: Roster, ident: Ident) -> str | None:
+        call_id = roster.calls.get(ident)
+        if call_id is None:
+            return None
+        latest = self.bot.board.latest(server_id)
+        known = next((c for c in latest.calls.active if c.call_id == call_id), None) if latest else None
+        return call_label(known) if known else f"#{call_id}"
+
+    def _board_renderer(self, server_id: ServerId) -> Callable[[], list[discord.Embed] | None]:
+        roster = self.rosters[server_id]
+
+        def render() -> list[discord.Embed] | None:
+            if not roster.complete:
+                return None  # an empty board after a start would be a lie: wait for the first whole read
+            latest = self.bot.board.latest(server_id)
+            if latest is not None:
+                roster.take_calls(latest.calls)
+            return board_pages(server_id, roster.units, roster.calls, self.settings.units.label)
+
+        return render
+
+    # --- acknowledge ---------------------------------------------------------------------------------
+    async def alert(self, alert_id: int) -> Alert | None:
+        for alerts in self.alerts.values():
+            if alert_id in alerts:
+                return alerts[alert_id]
+        return await self.records.get(alert_id) if self.bot.services.store is not None else None
+
+    async def acknowledge(self, alert_id: int, who: str) -> tuple[Alert, bool]:
+        """The alert as it now is, and whether this acknowledgement took (the first, on a panic that
+        lasts). Two dispatchers clicking at once: one takes, the other is told who did."""
+        async with self._lock:
+            alert = await self.alert(alert_id)
+            assert alert is not None
+            if alert.acked_by or alert.cleared_at is not None:
+                return alert, False
+            alert = alert.changed(acked_by=who, acked_at=time.time())
+            await self.records.update(alert)
+            open_alerts = self.alerts.setdefault((alert.channel_id, alert.server_id), {})
+            open_alerts[alert.id] = alert
+        self._writer_of(alert.channel_id).wake()
+        return alert, True
+
+    # --- housekeeping --------------------------------------------------------------------------------
+    def _changed(self, server_id: ServerId, state: str, detail: str) -> None:
+        if self._state.change(server_id, state) is None:
+            return
+        if state == "ok":
+            log.info("units: the units list of CAD server %s answers again", server_id)
+        else:
+            log.warning(
+                "units: the units list of CAD server %s: %s (%s); trying at the next poll", server_id, state, detail
+            )
+
+    async def _prune(self) -> None:
+        now = time.time()
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            await self.records.forget_cleared(now - KEEP_CLEARED_SECONDS)

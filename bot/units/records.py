@@ -1,0 +1,183 @@
+"""What the units half keeps in the state file: panic alerts (one row per panic and alert channel)
+and the unit boards' messages. Written before anything is sent, as the feed's posts are: a message's
+nonce is stored first, so a re-send after a crash is the same message, never a second one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, replace
+
+from pydantic import ValidationError
+
+from ..sonoran.models import ServerId, Unit
+from ..store import Store
+
+_ALERT_COLUMNS = (
+    "id, channel_id, server_id, ident_id, unit, call, started_at, cleared_at, acked_by, acked_at, nonce, "
+    "message_id, version, shown"
+)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One panic of one unit, as one message in one alert channel."""
+
+    id: int
+    channel_id: int
+    server_id: ServerId
+    unit: Unit  # as last seen
+    call: str | None  # the call it was on, as shown (`#1042 · Armed robbery`), when known
+    started_at: float
+    cleared_at: float | None
+    acked_by: str | None
+    acked_at: float | None
+    nonce: str
+    message_id: int | None
+    version: str  # what the message should show
+    shown: str | None  # what it does show
+
+    @property
+    def ident(self) -> int:
+        return self.unit.id
+
+    @property
+    def is_open(self) -> bool:
+        """The panic lasts, or its message does not show its latest state yet."""
+        return self.cleared_at is None or self.message_id is None or self.shown != self.version
+
+    def changed(self, **changes: object) -> Alert:
+        """The alert with `changes`, and the version of what its message should now show."""
+        alert = replace(self, **changes)  # type: ignore[arg-type]
+        return replace(alert, version=alert_version(alert))
+
+
+def alert_version(alert: Alert) -> str:
+    shown = [alert.unit.model_dump(mode="json"), alert.call, alert.cleared_at, alert.acked_by, alert.acked_at]
+    return hashlib.sha1(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _alert(row: sqlite3.Row) -> Alert:
+    try:
+        unit = Unit.model_validate_json(row["unit"])
+    except ValidationError:  # written by a version that read units differently
+        unit = Unit(id=row["ident_id"])
+    return Alert(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        server_id=row["server_id"],
+        unit=unit,
+        call=row["call"],
+        started_at=row["started_at"],
+        cleared_at=row["cleared_at"],
+        acked_by=row["acked_by"],
+        acked_at=row["acked_at"],
+        nonce=row["nonce"],
+        message_id=row["message_id"],
+        version=row["version"],
+        shown=row["shown"],
+    )
+
+
+class AlertRecords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def open_alerts(self) -> list[Alert]:
+        rows = await self.store.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts "
+            "WHERE cleared_at IS NULL OR message_id IS NULL OR shown IS NOT version ORDER BY id"
+        )
+        return [_alert(row) for row in rows]
+
+    async def get(self, alert_id: int) -> Alert | None:
+        rows = await self.store.fetch(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+        return _alert(rows[0]) if rows else None
+
+    async def add(self, channel_id: int, server_id: ServerId, unit: Unit, call: str | None, started_at: float) -> Alert:
+        nonce = hashlib.sha1(f"alert|{channel_id}|{server_id}|{unit.id}|{started_at!r}".encode()).hexdigest()[:25]
+        draft = Alert(0, channel_id, server_id, unit, call, started_at, None, None, None, nonce, None, "", None)
+        draft = draft.changed()
+        async with self.store.writing() as db:
+            cursor = await db.execute(
+                "INSERT INTO alerts (channel_id, server_id, ident_id, unit, call, started_at, nonce, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (channel_id, server_id, unit.id, unit.model_dump_json(), call, started_at, nonce, draft.version),
+            )
+        return replace(draft, id=int(cursor.lastrowid or 0))
+
+    async def update(self, alert: Alert) -> None:
+        async with self.store.writing() as db:
+            await db.execute(
+                "UPDATE alerts SET unit = ?, call = ?, cleared_at = ?, acked_by = ?, acked_at = ?, version = ? "
+                "WHERE id = ?",
+                (
+                    alert.unit.model_dump_json(),
+                    alert.call,
+                    alert.cleared_at,
+                    alert.acked_by,
+                    alert.acked_at,
+                    alert.version,
+                    alert.id,
+                ),
+            )
+
+    async def mark_sent(self, alert_id: int, message_id: int, shown: str | None) -> None:
+        async with self.store.writing() as db:
+            await db.execute("UPDATE alerts SET message_id = ?, shown = ? WHERE id = ?", (message_id, shown, alert_id))
+
+    async def mark_shown(self, alert_id: int, version: str) -> None:
+        async with self.store.writing() as db:
+            await db.execute("UPDATE alerts SET shown = ? WHERE id = ?", (version, alert_id))
+
+    async def forget_cleared(self, older_than: float) -> None:
+        async with self.store.writing() as db:
+            await db.execute(
+                "DELETE FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ? AND shown IS version",
+                (older_than,),
+            )
+
+
+@dataclass(frozen=True)
+class BoardPage:
+    """One message of a unit board."""
+
+    page: int
+    nonce: str
+    message_id: int | None
+    shown: str | None
+
+
+class BoardRecords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def pages(self, channel_id: int, server_id: ServerId) -> dict[int, BoardPage]:
+        rows = await self.store.fetch(
+            "SELECT page, nonce, message_id, shown FROM board_pages WHERE channel_id = ? AND server_id = ?",
+            (channel_id, server_id),
+        )
+        return {row["page"]: BoardPage(row["page"], row["nonce"], row["message_id"], row["shown"]) for row in rows}
+
+    async def plan(self, channel_id: int, server_id: ServerId, page: int, nonce: str) -> BoardPage:
+        async with self.store.writing() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO board_pages VALUES (?, ?, ?, ?, NULL, NULL)",
+                (channel_id, server_id, page, nonce),
+            )
+        return BoardPage(page, nonce, None, None)
+
+    async def mark(self, channel_id: int, server_id: ServerId, page: int, message_id: int, shown: str | None) -> None:
+        async with self.store.writing() as db:
+            await db.execute(
+                "UPDATE board_pages SET message_id = ?, shown = ? WHERE channel_id = ? AND server_id = ? AND page = ?",
+                (message_id, shown, channel_id, server_id, page),
+            )
+
+    async def drop(self, channel_id: int, server_id: ServerId, page: int) -> None:
+        async with self.store.writing() as db:
+            await db.execute(
+                "DELETE FROM board_pages WHERE channel_id = ? AND server_id = ? AND page = ?",
+                (channel_id, server_id, page),
+            )
