@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.dispatch", "cogs.feed")
+EXTENSIONS = ("cogs.dispatch", "cogs.feed", "cogs.units")
 # A 429 asking to wait longer than this ends the request (discord.RateLimited) instead of sleeping
 # through it: the feed's writer retries later, and nothing else waits behind it. 30 s is the
 # smallest value discord.py allows.
@@ -120,12 +120,14 @@ class DispatchBot(commands.Bot):
             self.warn_about_ping_roles()
 
     def warn_about_ping_roles(self) -> None:
-        """Says, as `check` does, which feed's ping role would notify nobody."""
-        for feed in self.settings.feeds:
-            if feed.ping_role_id:
-                check = ping_role_check(self, feed.channel_id, feed.ping_role_id)
+        """Says, as `check` does, which feed's or alert's ping role would notify nobody."""
+        pings = [("feed", f.channel_id, f.ping_role_id) for f in self.settings.feeds]
+        pings += [("panic alert", a.channel_id, a.ping_role_id) for a in self.settings.alerts]
+        for what, channel_id, role_id in pings:
+            if role_id:
+                check = ping_role_check(self, channel_id, role_id)
                 if not check.ok:
-                    log.warning("feed channel %s: %s: %s -> %s", feed.channel_id, check.name, check.detail, check.fix)
+                    log.warning("%s channel %s: %s: %s -> %s", what, channel_id, check.name, check.detail, check.fix)
 
     async def sync_commands(self, guild_id: int | None = None) -> int:
         """Registers the slash commands with Discord, in one guild (instant) or globally.

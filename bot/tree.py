@@ -73,5 +73,5 @@ class DispatchTree(app_commands.CommandTree[Any]):
 
 
 AUDITED_COMMANDS = frozenset(
-    {"911", "note", "close", "remove911", "attach", "detach"}
+    {"911", "note", "close", "remove911", "attach", "detach", "status", "panic"}
 )  # the commands that write to the CAD

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,9 @@ async def make_bot(
             settings_overrides.setdefault("state_path", tmp_path / "state.sqlite3")
             version = settings_overrides.pop("api_version", api_version)
             autostart = settings_overrides.pop("autostart_feed", False)
+            clock = settings_overrides.pop("clock", time.monotonic)  # what the rate limits go by
             settings = make_settings(cad.url, version, **settings_overrides)
-            services = await stack.enter_async_context(open_services(settings, retry_backoff=0.01))
+            services = await stack.enter_async_context(open_services(settings, retry_backoff=0.01, clock=clock))
             bot = DispatchBot(settings, services, autostart_feed=autostart)
             stack.push_async_callback(bot.close)
             await bot.login("fake-token")

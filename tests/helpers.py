@@ -21,6 +21,9 @@ GENEROUS_LIMITS = {
     "attach_unit": 1000,
     "detach_unit": 1000,
     "get_account": 1000,
+    "get_active_units": 2,  # the most the bot may take (Sonoran allows 3 a minute; the game server takes 1)
+    "unit_status": 1000,
+    "unit_panic": 1000,
 }
 
 

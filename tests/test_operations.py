@@ -321,9 +321,20 @@ async def test_unreachable_cad_is_not_fatal_and_secrets_stay_out_of_logs(tmp_pat
 def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:1")
     assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 0
-    assert "registered 7 commands in guild 333333333333333333" in capsys.readouterr().out
+    assert "registered 10 commands in guild 333333333333333333" in capsys.readouterr().out
     (guild_body,) = discord_api.sent("PUT", r"/applications/\d+/guilds/333333333333333333/commands$")
-    assert sorted(c["name"] for c in guild_body) == ["911", "attach", "calls", "close", "detach", "note", "remove911"]
+    assert sorted(c["name"] for c in guild_body) == [
+        "911",
+        "attach",
+        "calls",
+        "close",
+        "detach",
+        "note",
+        "panic",
+        "remove911",
+        "status",
+        "units",
+    ]
     assert main(["sync", "--config", str(config)]) == 0
     assert len(discord_api.sent("PUT", r"/applications/\d+/commands$")) == 1
     assert not (tmp_path / "state.sqlite3").exists()  # registering commands opens no state file

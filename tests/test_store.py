@@ -57,6 +57,7 @@ async def test_a_stored_call_no_model_accepts_keeps_its_post_and_id(tmp_path: Pa
         (post,) = (await store.open_posts(7, 1)).values()
     finally:
         await store.close()
+    assert isinstance(post.call, EmergencyCall)
     assert (post.call_id, post.call.call_id, post.call.caller) == (42, 42, "")
     assert "911 call #42" in str(render(post).title)
 

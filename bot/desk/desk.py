@@ -1,4 +1,5 @@
-"""The desk: every write a member can make (file a 911 call, note, close, remove, attach, detach),
+"""The desk: every write a member can make (file a 911 call, note, close, remove, attach, detach,
+set their unit's status or panic),
 with its checks, its cooldown and abuse limits, and its one audit record. The slash commands
 (`cogs/dispatch.py`) and the feed cards (`bot/cards.py`, through `bot.desk`) call it with types;
 they only declare and reply."""
@@ -13,7 +14,15 @@ from ..aliases import NO_PINGS, CallId, Interaction, ServerId
 from ..audit import DONE, FAILED, UNKNOWN, Outcome, audit
 from ..cards import dispatcher_refusal
 from ..embeds import call_label, clean, plain
-from ..messages import NOTE_LIMIT, TooManyOpenCalls, text_problem, user_message
+from ..messages import (
+    NOTE_LIMIT,
+    TooManyOpenCalls,
+    panic_question,
+    panic_set,
+    status_set,
+    text_problem,
+    user_message,
+)
 from ..sonoran import OutcomeUnknown, SonoranError
 from ..views import ConfirmView, Recheck
 from .limits import Cooldowns, OpenCalls
@@ -30,6 +39,11 @@ def _units(ident_ids: list[int]) -> str:
     if not ident_ids:
         return "your units"
     return ("unit " if len(ident_ids) == 1 else "units ") + ", ".join(f"#{i}" for i in ident_ids)
+
+
+async def _cad_decides(_: Interaction) -> str | None:
+    """No check of the bot's own on Confirm: the CAD decides whose units these are."""
+    return None
 
 
 def _display_name(interaction: Interaction) -> str:
@@ -161,6 +175,38 @@ class Desk:
         async with self._audited(interaction, action, server_id):
             units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
         return f"Detached {_units(units)}."
+
+    async def set_status(
+        self, interaction: Interaction, action: str, server_id: ServerId, status: int, label: str
+    ) -> str:
+        """Sets the status of the member's units on duty (the CAD finds them by Discord id, v2)."""
+        async with self._audited(interaction, action, server_id):
+            await self.bot.sonoran.set_unit_status(status, discord_id=interaction.user.id, server_id=server_id)
+        self._units_changed()
+        return status_set(label)
+
+    async def set_panic(self, interaction: Interaction, action: str, server_id: ServerId, panic: bool) -> str:
+        """Turns the panic of the member's units on duty on or off (v2). Sonoran sends no event for
+        it: the units list is read again as soon as its budget allows, for the alert."""
+        async with self._audited(interaction, action, server_id):
+            await self.bot.sonoran.set_unit_panic(panic, discord_id=interaction.user.id, server_id=server_id)
+        self._units_changed()
+        return panic_set(panic)
+
+    def _units_changed(self) -> None:
+        if self.bot.feed is not None:
+            self.bot.feed.units.poll_soon()
+
+    async def confirm_panic(self, interaction: Interaction, action: str, server_id: ServerId) -> None:
+        """Asks (ephemerally) before turning a panic on: a mistaken one pings dispatch."""
+        view = ConfirmView(
+            interaction.user.id,
+            lambda confirming: self.set_panic(confirming, action, server_id, True),
+            confirm_label="Panic",
+            recheck=_cad_decides,
+        )
+        await interaction.response.send_message(panic_question(), view=view, ephemeral=True, allowed_mentions=NO_PINGS)
+        view.message = await interaction.original_response()
 
     async def confirm_end(
         self,

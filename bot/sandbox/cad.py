@@ -30,7 +30,11 @@ V1_PLAN_NEEDED = {
     "add_call_note": 3,
     "close_call": 3,
     "get_account": 3,  # GET_ACCOUNT needs Plus
+    "get_active_units": 3,
+    "unit_status": 2,
+    "unit_panic": 2,
 }
+UNITS_LIMIT = 100  # Sonoran's default and maximum `limit` for the units list
 
 
 class Hub(Protocol):
@@ -74,6 +78,7 @@ class ServerCalls:
     emergency: dict[int, dict[str, Any]] = field(default_factory=dict)
     active: dict[int, dict[str, Any]] = field(default_factory=dict)
     closed: list[dict[str, Any]] = field(default_factory=list)
+    units: dict[int, dict[str, Any]] = field(default_factory=dict)  # on duty, by identifier id
 
 
 class FakeCad:
@@ -92,6 +97,7 @@ class FakeCad:
         self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
         self.hub: Hub | None = None  # Sonoran's SignalR hub, at /apiWsHub beside the API
         self.accounts: dict[str, dict[str, Any]] = {}  # Discord user id -> linked CAD account (v2)
+        self.units_wrapped = False  # v2 units list as `{"units": [...]}` (the FiveM code copes with both)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
@@ -156,6 +162,53 @@ class FakeCad:
             "units": list(units),
         }
         return uuid
+
+    def add_unit(
+        self,
+        ident: int,
+        unit_num: str,
+        name: str = "",
+        department: str = "LSPD",
+        *,
+        status: int = 2,
+        server: int = 1,
+        panic: bool = False,
+        location: str = "",
+        discord: str | None = None,
+    ) -> dict[str, Any]:
+        """A unit identifier going on duty (as the CAD shows it in the units list). With `discord`,
+        the identifier is that linked account's (so /status and /panic find it)."""
+        unit = {
+            "id": ident,
+            "accId": self.accounts[discord]["uuid"] if discord in self.accounts else f"acc-{ident}",
+            "status": status,
+            "isPanic": panic,
+            "location": location,
+            "aop": "Los Santos",
+            "isDispatch": False,
+            "data": {
+                "unitNum": unit_num,
+                "name": name,
+                "district": "",
+                "department": department,
+                "subdivision": "",
+                "rank": "",
+                "group": "",
+                "page": 0,
+                "apiIds": [],
+            },
+        }
+        self.servers[server].units[ident] = unit
+        if discord is not None and discord in self.accounts:
+            self.accounts[discord]["units"] = [*self.accounts[discord]["units"], ident]
+        return unit
+
+    def set_panic(self, ident: int, panic: bool = True, *, server: int = 1) -> None:
+        """The game server sets a panic through the API: the CAD sends no event for it."""
+        self.servers[server].units[ident]["isPanic"] = panic
+
+    def log_off(self, ident: int, *, server: int = 1) -> None:
+        del self.servers[server].units[ident]
 
     def add_dispatch(self, title: str = "Armed robbery", *, server: int = 1, **fields: Any) -> int:
         call_id = self._new_id()
@@ -276,6 +329,8 @@ class FakeCad:
         if operation == "get_calls":
             # JSON in the body, but labelled text/plain, as the real v1 does
             return text(json.dumps(self._call_list(server, item, wrapper_case="camel")))
+        if operation == "get_active_units":
+            return text(json.dumps(_unit_page(server, item)))
         call_id = int(item.get("callId", -1))
         if operation == "remove_911":
             if server.emergency.pop(call_id, None) is None:
@@ -330,6 +385,31 @@ class FakeCad:
         server = self.servers.get(int(match.group(1))) if match else None
         if server is None:
             return problem(404, "Not Found", "Server not found.")
+        if operation == "get_active_units":
+            page = _unit_page(server, dict(request.query))
+            return web.json_response({"units": page} if self.units_wrapped else page)
+        if operation in ("unit_status", "unit_panic"):
+            discord_id = str((body or {}).get("discord", ""))
+            account = self.accounts.get(discord_id)
+            if account is None:
+                return problem(404, "Not Found", not_linked(discord_id))
+            mine = [server.units[i] for i in account["units"] if i in server.units]
+            if not mine:
+                return problem(400, "Bad Request", "No active units found for the target.")
+            if operation == "unit_status":
+                status = (body or {}).get("status")
+                if not isinstance(status, int) or isinstance(status, bool):
+                    return problem(400, "Bad Request", "status must be an integer.")
+                for unit in mine:
+                    unit["status"] = status
+                names = ["UNAVAILABLE", "BUSY", "AVAILABLE", "ENROUTE", "ON_SCENE"]
+                return web.json_response({"updated": len(mine), "status": names[status] if status < 5 else status})
+            panic = (body or {}).get("isPanic")
+            if not isinstance(panic, bool):
+                return problem(400, "Bad Request", "isPanic must be a boolean.")
+            for unit in mine:
+                unit["isPanic"] = panic
+            return web.json_response({"updated": len(mine), "isPanic": panic})
         if operation == "get_calls":
             query = {
                 "closedLimit": request.query.get("closedLimit", "10"),
@@ -414,6 +494,14 @@ class FakeCad:
         return out
 
 
+def _unit_page(server: ServerCalls, query: dict[str, Any]) -> list[dict[str, Any]]:
+    """A page of the units list, as `limit` (at most 100) and `offset` ask; dispatchers left out."""
+    limit = min(int(query.get("limit", UNITS_LIMIT)), UNITS_LIMIT)
+    offset = int(query.get("offset", 0))
+    units = [u for _, u in sorted(server.units.items()) if not u["isDispatch"]]
+    return units[offset : offset + limit]
+
+
 def _note(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "time": "2026-11-22T12:00:00Z",
@@ -435,6 +523,9 @@ def _v2_operation(method: str, path: str) -> str:
         ("POST", r"/v2/emergency/servers/\d+/dispatch-calls/\d+/attachments", "attach_unit"),
         ("DELETE", r"/v2/emergency/servers/\d+/dispatch-calls/attachments", "detach_unit"),
         ("GET", r"/v2/general/accounts/account", "get_account"),
+        ("GET", r"/v2/emergency/servers/\d+/units", "get_active_units"),
+        ("PATCH", r"/v2/emergency/servers/\d+/units/status", "unit_status"),
+        ("PATCH", r"/v2/emergency/servers/\d+/units/panic", "unit_panic"),
     ]
     for route_method, pattern, name in routes:
         if method == route_method and re.fullmatch(pattern, path):

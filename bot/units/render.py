@@ -74,7 +74,8 @@ def board_lines(units: Mapping[int, Unit], calls: Mapping[int, CallId], label: L
 
 
 def _unit_line(unit: Unit, call_id: CallId | None) -> str:
-    parts = [f"`{clean(unit.data.unit_num, 20, empty='#' + str(unit.id))}`"]
+    # bold, not a code span: inside one, the escapes that keep player text inert would show
+    parts = [f"**{clean(unit.data.unit_num, 20, empty='#' + str(unit.id))}**"]
     if unit.data.name.strip():
         parts.append(clean(unit.data.name, 40))
     if unit.data.department.strip():

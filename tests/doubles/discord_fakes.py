@@ -120,6 +120,9 @@ class FakeDiscord:
         m.patch(
             re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self.edit_message, repeat=True
         )
+        m.delete(
+            re.compile(rf"^{re.escape(API)}/channels/\d+/messages/\d+(\?.*)?$"), callback=self._delete, repeat=True
+        )
         m.put(
             re.compile(rf"^{re.escape(API)}/applications/\d+(/guilds/\d+)?/commands$"), callback=self._sync, repeat=True
         )
@@ -324,6 +327,13 @@ class FakeDiscord:
         self.messages[message_id].update({k: v for k, v in body.items() if k in ("content", "embeds", "components")})
         self.channel_edits += 1
         return CallbackResult(payload=self.messages[message_id])
+
+    def _delete(self, url: Any, **kw: Any) -> CallbackResult:
+        message_id = url.path.split("/")[-1]
+        if self.messages.pop(message_id, None) is None:
+            return CallbackResult(status=404, payload={"code": 10008, "message": "Unknown Message"})
+        self.writes.append(("DELETE", url.path.split("/")[-3], message_id))
+        return CallbackResult(status=204, body="", content_type="text/plain")
 
     def _sync(self, url: Any, **kw: Any) -> CallbackResult:
         if self.sync_fault is not None:

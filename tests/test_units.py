@@ -1,0 +1,518 @@
+"""Units and panic in Discord, end to end on API v1 and v2: panic alerts from push events and from
+the units list alone, followed by one message each; unit boards edited in place, coalesced and
+split within Discord's limits; the units budget; /units, /status and /panic (v2 only) through raw
+interaction payloads; Acknowledge, by two dispatchers at once and by a member without rights. Discord
+is the strict double, the CAD the fake one over loopback, the state a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.core import DispatchBot
+from bot.sonoran import RateLimited
+from bot.units.engine import UnitsEngine
+from bot.units.render import PAGE_BUDGET
+
+from .conftest import BotFactory
+from .doubles.discord_fakes import CHANNEL_ID, USER_ID, ChannelFault, FakeDiscord, button, dispatch_interaction, slash
+from .doubles.discord_limits import message_errors
+from .doubles.fake_cad import API_KEY, FakeCad
+from .helpers import GENEROUS_LIMITS
+from .test_cards import components, confirm, last_text, with_button
+from .test_feed import edits, feed_of, posts
+from .test_push import Pusher, push_settings
+
+ALERTS = int(CHANNEL_ID)  # the channel the fake interactions come from: Acknowledge is clicked there
+BOARD = 4002
+AUDIT = 4003
+ROLE = 7770001
+ALERT_SETTINGS = [{"server_id": 1, "channel_id": ALERTS, "ping_role_id": ROLE}]
+BOARD_SETTINGS = [{"server_id": 1, "channel_id": BOARD}]
+
+
+class Clock:
+    """The time the rate limiters go by: a test moves it a minute on instead of waiting one."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def minute(self) -> None:
+        self.now += 60
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def units_bot(make_bot: BotFactory, clock: Clock) -> BotFactory:
+    async def factory(**overrides: Any) -> DispatchBot:
+        overrides.setdefault("alerts", ALERT_SETTINGS)
+        overrides.setdefault("boards", BOARD_SETTINGS)
+        overrides.setdefault("units", {"board_edit_seconds": 2})
+        overrides.setdefault("sonoran", {"rate_limits": GENEROUS_LIMITS})
+        return await make_bot(clock=clock, **overrides)
+
+    return factory
+
+
+def units_of(bot: DispatchBot) -> UnitsEngine:
+    return feed_of(bot).units
+
+
+async def poll(bot: DispatchBot, clock: Clock) -> None:
+    """The next units poll, a minute after the last (the list allows the bot 1 or 2 a minute)."""
+    clock.minute()
+    await units_of(bot).poll_once()
+
+
+async def board_settled(bot: DispatchBot) -> None:
+    """Waits out the board's coalescing window, then for its writes."""
+    for lane in units_of(bot)._boards.get(1, []):
+        lane._next_render = 0.0
+    feed_of(bot).writer(BOARD).wake()
+    await feed_of(bot).settled()
+
+
+def squad(cad: FakeCad) -> None:
+    cad.add_unit(21, "1A-12", "J. Smith", "LSPD", status=2, location="Grove St")
+    cad.add_unit(22, "2B-07", "A. Jones", "BCSO", status=3)
+    cad.add_unit(23, "M-3", "R. Diaz", "EMS", status=4)
+
+
+def alert_posts(discord_api: FakeDiscord) -> list[dict[str, Any]]:
+    return posts(discord_api, ALERTS)
+
+
+# --- panic alerts --------------------------------------------------------------------------------------
+async def test_a_panic_event_posts_one_alert_that_pings_the_role_and_is_edited_on_clear(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot(push=push_settings())
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "isPanic": True}) == (200, "ok")
+    (alert,) = alert_posts(discord_api)
+    assert alert["content"] == f"<@&{ROLE}> PANIC: 1A-12 J. Smith"
+    assert alert["allowed_mentions"]["roles"] == [ROLE] and alert["allowed_mentions"]["parse"] == []
+    (embed,) = alert["embeds"]
+    assert embed["title"] == "🚨 PANIC: 1A-12 J. Smith"
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Department"] == "LSPD" and fields["Location"] == "Grove St" and fields["Call"] == "none"
+    assert [c["label"] for c in components(alert)] == ["Acknowledge"]
+
+    # the same panic again (a retry, the poll seeing it too): still one alert
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identId": 21, "isPanic": True}) == (200, "ok")
+    cad.set_panic(21)
+    await poll(bot, clock)
+    assert len(alert_posts(discord_api)) == 1
+
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "isPanic": False}) == (200, "ok")
+    assert len(alert_posts(discord_api)) == 1
+    cleared = edits(discord_api, ALERTS)[-1]
+    assert cleared["embeds"][0]["title"] == "Panic cleared: 1A-12 J. Smith"
+    assert "Cleared <t:" in cleared["embeds"][0]["description"]
+    assert cleared["components"] == [] and cleared["allowed_mentions"] == {"parse": []}  # an edit pings nobody
+
+    # a new panic after a clear is a new alert
+    cad.set_panic(21, False)
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "isPanic": True}) == (200, "ok")
+    assert len(alert_posts(discord_api)) == 2
+
+
+async def test_a_panic_set_through_the_api_is_found_by_the_units_poll_alone(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock, api_version: int
+) -> None:
+    squad(cad)
+    call_id = cad.add_dispatch("Shots fired", idents=[22])
+    bot = await units_bot(feeds=[{"server_id": 1, "channel_id": 4010, "calls": [], "dispatch": True}])
+    await feed_of(bot).poll_once()  # the call list: which unit is on which call
+    await poll(bot, clock)
+    assert alert_posts(discord_api) == []
+    cad.set_panic(22)  # the FiveM resource sets panics through the API: Sonoran sends no event
+    await poll(bot, clock)
+    (alert,) = alert_posts(discord_api)
+    fields = {f["name"]: f["value"] for f in alert["embeds"][0]["fields"]}
+    assert alert["content"].endswith("PANIC: 2B-07 A. Jones")
+    assert fields["Call"] == f"\\#{call_id} · Shots fired · Mission Row"  # "#" escaped: no heading
+    cad.set_panic(22, False)
+    await poll(bot, clock)
+    assert len(alert_posts(discord_api)) == 1
+    assert edits(discord_api, ALERTS)[-1]["embeds"][0]["title"] == "Panic cleared: 2B-07 A. Jones"
+    requests = [r for r in cad.requests if r.operation == "get_active_units"]
+    if api_version == 2:
+        assert requests[-1].path == "/v2/emergency/servers/1/units"
+        assert requests[-1].query == {"includeOffline": "false", "onlyUnits": "true", "limit": "100", "offset": "0"}
+    else:
+        assert requests[-1].body["data"][0] == {
+            "serverId": 1,
+            "onlyUnits": True,
+            "includeOffline": False,
+            "limit": 100,
+            "offset": 0,
+        }
+
+
+async def test_a_unit_that_logs_off_in_panic_clears_its_alert(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot(push=push_settings())
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [23], "isPanic": True})
+    assert await pusher.send("EVENT_UNIT_LOGOUT", {"identId": 23}) == (200, "ok")
+    assert len(alert_posts(discord_api)) == 1
+    assert edits(discord_api, ALERTS)[-1]["embeds"][0]["title"] == "Panic cleared: M-3 R. Diaz"
+
+
+async def test_panics_across_a_restart_are_neither_lost_nor_posted_twice(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    first = await units_bot()
+    cad.set_panic(21)
+    await poll(first, clock)
+    (before,) = alert_posts(discord_api)
+    await first.close()
+    cad.set_panic(21, False)  # cleared while the bot was down
+    cad.set_panic(22)  # and another pressed
+    second = await units_bot()
+    await poll(second, clock)
+    after = alert_posts(discord_api)
+    assert len(after) == 2 and after[1]["content"].endswith("PANIC: 2B-07 A. Jones")
+    message_id = next(m["id"] for m in discord_api.channel_messages(ALERTS) if "J. Smith" in m["content"])
+    cleared = discord_api.sent("PATCH", rf"/channels/{ALERTS}/messages/{message_id}$")
+    assert cleared[-1]["embeds"][0]["title"] == "Panic cleared: 1A-12 J. Smith"
+    assert before["nonce"] != after[1]["nonce"]
+
+
+async def test_an_alert_stored_but_not_posted_before_a_crash_is_posted_once(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    cad.set_panic(21)
+    # the alert channel refuses (a missing permission): the alert waits in the store
+    discord_api.channel_faults[str(ALERTS)] = ChannelFault(403, 50013, "Missing Permissions")
+    first = await units_bot()
+    await poll(first, clock)
+    assert discord_api.channel_messages(ALERTS) == []
+    await first.close()
+    del discord_api.channel_faults[str(ALERTS)]
+    second = await units_bot()
+    await feed_of(second).settled()  # delivered at start, before any poll
+    (alert,) = discord_api.channel_messages(ALERTS)
+    assert alert["content"].endswith("PANIC: 1A-12 J. Smith")
+    await poll(second, clock)
+    assert len(discord_api.channel_messages(ALERTS)) == 1
+
+
+async def test_a_poll_asked_before_an_event_does_not_undo_it(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot(push=push_settings())
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    # the poll's request leaves, the unit presses panic in the CAD (an event), then the old list arrives
+    real = bot.sonoran.get_units
+
+    async def slow_list(*args: Any, **kwargs: Any) -> Any:
+        units = await real(*args, **kwargs)
+        await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "isPanic": True})
+        return units
+
+    bot.sonoran.get_units = slow_list  # type: ignore[method-assign]
+    await poll(bot, clock)
+    assert len(alert_posts(discord_api)) == 1
+    assert not any("cleared" in e["embeds"][0]["title"] for e in edits(discord_api, ALERTS))
+
+
+# --- Acknowledge -------------------------------------------------------------------------------------------
+async def panic_alert(bot: DispatchBot, cad: FakeCad, discord_api: FakeDiscord, clock: Clock) -> dict[str, Any]:
+    squad(cad)
+    cad.set_panic(21)
+    await poll(bot, clock)
+    (message,) = discord_api.channel_messages(ALERTS)
+    return message
+
+
+async def test_acknowledge_by_a_dispatcher_shows_who_and_is_audited(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot = await units_bot(audit={"channel_id": AUDIT})
+    message = await panic_alert(bot, cad, discord_api, clock)
+    (custom_id,) = [c["custom_id"] for c in components(message)]
+    await dispatch_interaction(bot, button(custom_id, message["id"], message=message))
+    assert "You acknowledged the panic of 1A-12 J. Smith" in last_text(discord_api)
+    await feed_of(bot).settled()
+    edit = edits(discord_api, ALERTS)[-1]
+    assert "Acknowledged by user555" in edit["embeds"][0]["description"] and edit["components"] == []
+    assert bot.audit is not None and await bot.audit.flush()
+    (audit,) = discord_api.sent("POST", rf"/channels/{AUDIT}/messages$")[-1]["embeds"]
+    assert audit["title"] == "panic Acknowledge: done" and "unit #21" in json.dumps(audit)
+
+
+async def test_two_dispatchers_acknowledging_at_once_one_takes_it(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot = await units_bot()
+    message = await panic_alert(bot, cad, discord_api, clock)
+    (custom_id,) = [c["custom_id"] for c in components(message)]
+    await dispatch_interaction(
+        bot,
+        button(custom_id, message["id"], message=message, user_id="700000000000000001"),
+        button(custom_id, message["id"], message=message, user_id="700000000000000002"),
+    )
+    texts = [r["data"]["content"] for r in discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-2:]]
+    assert sum("You acknowledged" in t for t in texts) == 1
+    assert sum("already acknowledged this panic" in t for t in texts) == 1
+    await feed_of(bot).settled()
+    assert len(alert_posts(discord_api)) == 1
+
+
+async def test_acknowledge_without_rights_or_on_a_crafted_alert_is_refused_and_audited(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot = await units_bot(audit={"channel_id": AUDIT})
+    message = await panic_alert(bot, cad, discord_api, clock)
+    (custom_id,) = [c["custom_id"] for c in components(message)]
+    await dispatch_interaction(bot, button(custom_id, message["id"], message=message, permissions=0))
+    assert "Only dispatchers" in last_text(discord_api)
+    crafted = with_button(message, "alert:ack:999999")
+    await dispatch_interaction(bot, button("alert:ack:999999", message["id"], message=crafted))
+    assert "not shown in this channel" in last_text(discord_api)
+    await feed_of(bot).settled()
+    assert not any("Acknowledged by" in json.dumps(e) for e in edits(discord_api, ALERTS))
+    assert bot.audit is not None and await bot.audit.flush()
+    titles = [e["title"] for body in discord_api.sent("POST", rf"/channels/{AUDIT}/messages$") for e in body["embeds"]]
+    assert titles == ["panic Acknowledge: refused", "panic Acknowledge: refused"]
+
+
+# --- the board -------------------------------------------------------------------------------------------
+async def test_the_board_follows_logins_statuses_attaches_and_logouts_with_edits_coalesced(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot(push=push_settings(), units={"board_edit_seconds": 30})
+    await poll(bot, clock)
+    await board_settled(bot)
+    (board,) = posts(discord_api, BOARD)
+    text = board["embeds"][0]["description"]
+    assert "**AVAILABLE** (1)" in text and "**1A-12** · J. Smith · LSPD" in text and "**ON\\_SCENE** (1)" in text
+    assert board["allowed_mentions"] == {"parse": []}
+    pusher = Pusher(bot, session)
+    for n in range(40):  # a shift change
+        unit = {"id": 100 + n, "status": 2, "data": {"unitNum": f"S-{n:02}", "name": f"Officer {n}"}}
+        assert await pusher.send("EVENT_UNIT_LOGIN", {"unit": unit, "isDispatch": False}) == (200, "ok")
+    await pusher.send("EVENT_UNIT_STATUS", {"identIds": 21, "status": 1})
+    await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", {"callId": 1777, "ident": 22})
+    await pusher.send("EVENT_UNIT_LOGOUT", {"identId": 23})
+    assert edits(discord_api, BOARD) == []  # within the window: nothing yet, however many changes
+    await board_settled(bot)
+    (edit,) = edits(discord_api, BOARD)  # 43 changes, one edit
+    text = edit["embeds"][0]["description"]
+    assert "**BUSY** (1)\n• **1A-12** · J. Smith · LSPD" in text
+    assert "**2B-07** · A. Jones · BCSO · on call #1777" in text
+    assert "R. Diaz" not in text and "**S-39** · Officer 39" in text
+    assert edit["embeds"][0]["footer"]["text"] == "42 on duty · page 1 of 1"
+    assert len(posts(discord_api, BOARD)) == 1
+
+
+async def test_a_board_of_150_units_fits_discords_limits_and_shrinks_back(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    for n in range(150):
+        cad.add_unit(1000 + n, f"{n:03}-ADAM-{n:03}", f"Officer Number {n} of the night", "San Andreas Highway Patrol")
+    cad.set_panic(1042)
+    bot = await units_bot(alerts=[])
+    await poll(bot, clock)  # the first 100
+    await poll(bot, clock)  # the other 50: the sweep is whole
+    await board_settled(bot)
+    pages = posts(discord_api, BOARD)
+    assert len(pages) >= 2
+    for page in pages:
+        assert message_errors(page) == {}
+        assert len(page["embeds"][0]["description"]) <= PAGE_BUDGET
+    described = "\n".join(p["embeds"][0]["description"] for p in pages)
+    assert described.count("• ") == 150 and described.startswith("**🚨 PANIC** (1)")
+    assert pages[-1]["embeds"][0]["footer"]["text"] == f"150 on duty · page {len(pages)} of {len(pages)}"
+    for n in range(140):
+        cad.log_off(1000 + n)
+    await poll(bot, clock)  # one page of 10: a whole sweep
+    await board_settled(bot)
+    assert len(discord_api.channel_messages(BOARD)) == 1  # the pages it no longer needs are deleted
+    assert "10 on duty" in discord_api.channel_messages(BOARD)[0]["embeds"][0]["footer"]["text"]
+
+
+async def test_a_board_beyond_its_pages_is_summarised(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    bot = await units_bot(alerts=[], push=push_settings())
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    units = [{"id": 5000 + n, "status": 2, "data": {"unitNum": "X" * 20, "name": "N" * 60}} for n in range(400)]
+    await pusher.send("EVENT_UNIT_UPDATE", {"units": units})
+    await board_settled(bot)
+    pages = posts(discord_api, BOARD)
+    assert len(pages) == 5 and all(message_errors(p) == {} for p in pages)
+    assert "more units on duty, not listed" in pages[-1]["embeds"][0]["description"]
+
+
+# --- the budget ----------------------------------------------------------------------------------------
+async def test_the_units_polls_keep_to_their_budget_and_leave_the_game_server_its_share(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock, session: aiohttp.ClientSession
+) -> None:
+    squad(cad)
+    cad.limits["get_active_units"] = 3  # Sonoran: 3 a minute per key, shared with the game server
+    bot = await units_bot(sonoran={"rate_limits": {**GENEROUS_LIMITS, "get_active_units": 1}})
+    game_server = {"Authorization": f"Bearer {API_KEY}", "User-Agent": "sonorancad-fivem"}
+    for _ in range(5):
+        clock.minute()
+        cad.reset_window()
+        async with session.get(f"{cad.url}/v2/emergency/servers/1/units", headers=game_server) as answer:
+            assert answer.status == 200  # the game server's own minute poll
+        await units_of(bot).poll_once()
+        units_of(bot).poll_soon()  # /panic asks for another read at once: the budget says no
+        await units_of(bot).poll_once()
+        with pytest.raises(RateLimited):
+            await bot.sonoran.get_units(1)
+    ours = [
+        r for r in cad.requests if r.operation == "get_active_units" and "fivem" not in r.headers.get("User-Agent", "")
+    ]
+    assert len(ours) == 5  # one a minute, whatever asked
+
+
+def test_no_units_polls_without_a_board_or_an_alert() -> None:
+    from .helpers import make_settings
+
+    settings = make_settings("http://127.0.0.1:9", feeds=[{"channel_id": 1}])
+    assert settings.unit_server_ids == []
+    settings = make_settings("http://127.0.0.1:9", boards=[{"channel_id": 5, "server_id": 2}])
+    assert settings.unit_server_ids == [2] and settings.event_server_ids == [2]
+
+
+# --- commands ----------------------------------------------------------------------------------------------
+async def test_units_shows_the_board_only_to_the_member_without_a_cad_request(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot()
+    await dispatch_interaction(bot, slash("units"))
+    assert "has not read the units list yet" in last_text(discord_api)
+    await poll(bot, clock)
+    before = len(cad.requests)
+    await dispatch_interaction(bot, slash("units"))
+    reply = discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-1]["data"]
+    assert reply["flags"] & 64 and "J. Smith" in reply["embeds"][0]["description"]
+    assert len(cad.requests) == before
+    await dispatch_interaction(bot, slash("units", {"server": 2}))
+    assert "does not read the units of CAD server 2" in last_text(discord_api)
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_status_and_panic_on_v2_target_the_member_and_are_audited(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    cad.add_account(USER_ID, units=())
+    cad.add_unit(31, "4C-01", "Tester", discord=USER_ID)
+    bot = await units_bot(audit={"channel_id": AUDIT})
+    await dispatch_interaction(bot, slash("status", {"status": "ENROUTE"}))
+    assert "status is now ENROUTE" in discord_api.replies()[-1]["content"]
+    assert cad.servers[1].units[31]["status"] == 3
+    (request,) = [r for r in cad.requests if r.operation == "unit_status"]
+    assert request.method == "PATCH" and request.body == {"discord": USER_ID, "status": 3}
+
+    await dispatch_interaction(bot, slash("panic"))
+    assert "Turn on the panic" in last_text(discord_api) and not cad.servers[1].units[31]["isPanic"]
+    await confirm(bot, discord_api)
+    assert cad.servers[1].units[31]["isPanic"] is True
+    await poll(bot, clock)  # Sonoran sends no event for it: the units list finds it
+    (alert,) = alert_posts(discord_api)
+    assert alert["content"].endswith("PANIC: 4C-01 Tester")
+    await dispatch_interaction(bot, slash("panic", {"state": "off"}))
+    assert cad.servers[1].units[31]["isPanic"] is False
+    assert bot.audit is not None and await bot.audit.flush()
+    titles = [e["title"] for body in discord_api.sent("POST", rf"/channels/{AUDIT}/messages$") for e in body["embeds"]]
+    assert titles == ["/status: done", "/panic on: done", "/panic off: done"]
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_status_and_panic_refusals_read_as_attach_does(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    bot = await units_bot(audit={"channel_id": AUDIT})
+    await dispatch_interaction(bot, slash("status", {"status": "AVAILABLE"}))
+    assert "not linked to a CAD account" in discord_api.replies()[-1]["content"]
+    cad.add_account(USER_ID, units=())
+    await dispatch_interaction(bot, slash("panic", {"state": "off"}))
+    assert "no unit on duty" in discord_api.replies()[-1]["content"]
+    await dispatch_interaction(bot, slash("status", {"status": "ASLEEP"}))  # never offered
+    assert "Choose a status from the list" in last_text(discord_api)
+    assert [r.operation for r in cad.requests].count("unit_status") == 1
+    cad.plan = 1
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}))
+    assert "higher Sonoran plan" in discord_api.replies()[-1]["content"]
+    assert bot.audit is not None and await bot.audit.flush()
+    titles = [e["title"] for body in discord_api.sent("POST", rf"/channels/{AUDIT}/messages$") for e in body["embeds"]]
+    assert titles == ["/status: failed", "/panic off: failed", "/status: refused", "/status: failed"]
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_status_choices_are_the_communitys_labels(units_bot: BotFactory, discord_api: FakeDiscord) -> None:
+    from .doubles.discord_fakes import autocomplete
+
+    labels = ["10-7 Off", "10-6 Busy", "10-8 Available", "En route", "On scene"]
+    bot = await units_bot(units={"status_labels": labels})
+    payload = autocomplete("status", "status", "10-")
+    payload["data"]["options"][-1]["type"] = 3
+    await dispatch_interaction(bot, payload)
+    choices = discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-1]["data"]["choices"]
+    assert [c["name"] for c in choices] == labels[:3]
+
+
+@pytest.mark.parametrize("api_version", [1], ids=["v1"])
+async def test_on_v1_status_and_panic_are_absent_and_the_board_works(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot()
+    names = {command.name for command in bot.tree.get_commands()}
+    assert "units" in names and not {"status", "panic"} & names
+    await poll(bot, clock)
+    await board_settled(bot)
+    (board,) = posts(discord_api, BOARD)
+    assert "J. Smith" in board["embeds"][0]["description"]
+    assert [r.path for r in cad.requests if r.operation == "get_active_units"] == ["/emergency/get_active_units"]
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_config_refuses_an_alert_in_the_audit_channel_and_a_units_poll_over_budget(
+    tmp_path: Path, api_version: int
+) -> None:
+    from bot.config import ConfigError, load_settings
+
+    path = tmp_path / "config.toml"
+    base = (
+        '[discord]\ntoken = "x.y.z"\n[sonoran]\ncommunity_id = "c"\napi_key = "k"\n'
+        "[audit]\nchannel_id = 5\n[[alerts]]\nchannel_id = 5\nping_role_id = 9\n"
+    )
+    path.write_text(base)
+    with pytest.raises(ConfigError, match=r"audit\.channel_id 5 is also a panic alert's channel_id"):
+        load_settings(path, environ={})
+    path.write_text(
+        base.replace("channel_id = 5\n[[alerts]]", "channel_id = 6\n[[alerts]]") + "[units]\npoll_seconds = 60\n"
+        "[sonoran.rate_limits]\nget_active_units = 3\n"
+    )
+    with pytest.raises(ConfigError, match="get_active_units"):
+        load_settings(path, environ={})
