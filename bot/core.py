@@ -121,11 +121,11 @@ class DispatchBot(commands.Bot):
 
     def warn_about_ping_roles(self) -> None:
         """Says, as `check` does, which feed's or alert's ping role would notify nobody."""
-        pings = [("feed", f.channel_id, f.ping_role_id) for f in self.settings.feeds]
-        pings += [("panic alert", a.channel_id, a.ping_role_id) for a in self.settings.alerts]
-        for what, channel_id, role_id in pings:
+        pings = [("feed", f.channel_id, f.ping_role_id, "feeds[].ping_role_id") for f in self.settings.feeds]
+        pings += [("panic alert", a.channel_id, a.ping_role_id, "alerts[].ping_role_id") for a in self.settings.alerts]
+        for what, channel_id, role_id, key in pings:
             if role_id:
-                check = ping_role_check(self, channel_id, role_id)
+                check = ping_role_check(self, channel_id, role_id, key)
                 if not check.ok:
                     log.warning("%s channel %s: %s: %s -> %s", what, channel_id, check.name, check.detail, check.fix)
 

@@ -315,7 +315,9 @@ async def discord_checks(settings: Settings) -> list[Check]:
         except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
             return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
         checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
-        if not settings.feeds and not settings.discord.guild_ids and not settings.audit.channel_id:
+        if not (settings.feeds or settings.boards or settings.alerts or settings.discord.guild_ids) and not (
+            settings.audit.channel_id
+        ):
             return checks
         session = asyncio.create_task(client.connect(reconnect=False), name="check-gateway")
         ready = asyncio.create_task(client.wait_until_ready(), name="check-ready")
@@ -341,11 +343,25 @@ async def discord_checks(settings: Settings) -> list[Check]:
             checks.append(_channel_check(client, feed.channel_id))
             if feed.ping_role_id:
                 checks.append(ping_role_check(client, feed.channel_id, feed.ping_role_id))
+        for board in settings.boards:
+            checks.append(_channel_check(client, board.channel_id, "unit board channel"))
+        for alert in settings.alerts:
+            checks.append(_channel_check(client, alert.channel_id, "panic alert channel"))
+            if alert.ping_role_id:
+                checks.append(ping_role_check(client, alert.channel_id, alert.ping_role_id, "alerts[].ping_role_id"))
         if settings.audit.channel_id:
             checks.append(_channel_check(client, settings.audit.channel_id, "audit channel"))
         return checks
     finally:
         await client.close()
+
+
+CHANNEL_KEYS = {
+    "feed channel": "feeds[].channel_id",
+    "audit channel": "audit.channel_id",
+    "unit board channel": "boards[].channel_id",
+    "panic alert channel": "alerts[].channel_id",
+}
 
 
 def _channel_check(client: discord.Client, channel_id: int, what: str = "feed channel") -> Check:
@@ -356,8 +372,7 @@ def _channel_check(client: discord.Client, channel_id: int, what: str = "feed ch
             name,
             False,
             "the bot cannot see this channel",
-            "invite the bot to that server and give it View Channel there, or fix "
-            + ("audit.channel_id" if what == "audit channel" else "feeds[].channel_id"),
+            f"invite the bot to that server and give it View Channel there, or fix {CHANNEL_KEYS[what]}",
         )
     granted = channel.permissions_for(channel.guild.me)
     missing = missing_feed_permissions(granted)
@@ -372,15 +387,15 @@ def _channel_check(client: discord.Client, channel_id: int, what: str = "feed ch
     return Check(name, True, f"{where}: can post, embed and edit")
 
 
-def ping_role_check(client: discord.Client, channel_id: int, role_id: int) -> Check:
-    """Can the feed's role be pinged in its channel (`check`, and `run` once connected)."""
+def ping_role_check(client: discord.Client, channel_id: int, role_id: int, key: str = "feeds[].ping_role_id") -> Check:
+    """Can the role be pinged in its channel (`check`, and `run` once connected); `key` is where it is set."""
     name = f"ping role {role_id}"
     channel = client.get_channel(channel_id)
     if not isinstance(channel, discord.abc.GuildChannel):
-        return Check(name, False, "cannot check it: the feed channel is not visible", "fix the channel first")
+        return Check(name, False, "cannot check it: its channel is not visible", "fix the channel first")
     role = channel.guild.get_role(role_id)
     if role is None:
-        return Check(name, False, f"no such role in {channel.guild.name}", "fix feeds[].ping_role_id")
+        return Check(name, False, f"no such role in {channel.guild.name}", f"fix {key}")
     if not role.mentionable and not channel.permissions_for(channel.guild.me).mention_everyone:
         return Check(
             name,

@@ -108,6 +108,20 @@ async def test_check_invisible_channel(cad: FakeCad, gateway: FakeGateway) -> No
     assert "PROBLEM feed channel 999: the bot cannot see this channel" in report
 
 
+async def test_check_names_board_and_alert_channels_by_their_keys(cad: FakeCad, gateway: FakeGateway) -> None:
+    settings = settings_for(
+        cad,
+        feeds=[],
+        boards=[{"channel_id": FEED_CHANNEL}],
+        alerts=[{"channel_id": 998, "ping_role_id": 5}],
+    )
+    report = lines(await run_checks(settings))
+    assert f"ok      unit board channel {FEED_CHANNEL}: #dispatch-feed in Test RP: can post, embed and edit" in report
+    assert "PROBLEM panic alert channel 998: the bot cannot see this channel" in report
+    assert "or fix alerts[].channel_id" in report
+    assert "PROBLEM ping role 5: cannot check it: its channel is not visible" in report
+
+
 async def test_check_cad_down(gateway: FakeGateway) -> None:
     checks = await run_checks(make_settings("http://127.0.0.1:9", 2, sonoran={"timeout_seconds": 0.5}))
     assert not checks[0].ok and not checks[0].fatal and "did not answer" in checks[0].detail
