@@ -11,6 +11,8 @@ store) and delivery.
    call's POST, its place in the channel's writes, and its latency.
 4. A flood at the caps: as many 100-event requests as 8 senders can make for 10 s. Resident memory
    before and after, what was taken and what was refused.
+5. Panic alerts: EVENT_UNIT_PANIC sent -> the alert's POST, and (a panic set through the API, which
+   sends no event) the units poll's request -> the alert's POST; one alert and one board as sent.
 
 The poll path's figure is printed beside (`bench.latency`, at a 0.5 s interval; production polls
 every 20 s or more). The sender runs in the bot's process and competes with it for the CPU.
@@ -337,6 +339,75 @@ async def flood(cad_url: str, workdir: Path) -> dict[str, Any]:
         }
 
 
+# --- 5. panic alerts ------------------------------------------------------------------------------------
+ALERT_CHANNEL = 5151
+BOARD_CHANNEL = 5152
+PANIC_UNITS = 60
+POLL_SAMPLES = 20
+IDENT = re.compile(r"identifier #(\d+)")
+
+
+async def panic_alerts(cad: FakeCad, workdir: Path) -> dict[str, Any]:
+    """An alert's latency by push (EVENT_UNIT_PANIC sent -> the alert's POST leaving the bot) and by
+    poll (the units poll's request leaving -> the alert's POST: the CAD sends no event for a panic set
+    through its API); and one alert and one board as they were sent to Discord."""
+    for n in range(PANIC_UNITS):
+        cad.add_unit(70_000 + n, f"1A-{n:02}", f"Officer {n}", "LSPD", location="Route 68")
+    now = [0.0]
+    units_settings: dict[str, Any] = {
+        "alerts": [{"server_id": 1, "channel_id": ALERT_CHANNEL, "ping_role_id": 999}],
+        "boards": [{"server_id": 1, "channel_id": BOARD_CHANNEL}],
+    }
+    state = workdir / "p.sqlite3"
+    async with logged_in_bot(cad.url, state, clock=lambda: now[0], **settings(), **units_settings) as (bot, fake):
+        units = feed_of(bot).units
+        now[0] += 60
+        await units.poll_once()  # the roster, whole
+        posted: dict[int, float] = {}
+        arrived = asyncio.Event()
+
+        def on_post(message: dict[str, Any]) -> None:
+            for embed in message.get("embeds") or []:
+                match = IDENT.search(str((embed.get("footer") or {}).get("text", "")))
+                if match and str(message.get("channel_id")) == str(ALERT_CHANNEL):
+                    posted[int(match.group(1))] = time.perf_counter()
+                    arrived.set()
+
+        fake.on_post = on_post
+        by_push: list[float] = []
+        url = listener_url(bot)
+        async with aiohttp.ClientSession() as session:
+            for n in range(PANIC_UNITS - POLL_SAMPLES):
+                ident = 70_000 + n
+                body = {"key": API_KEY, "type": "EVENT_UNIT_PANIC", "data": {"identIds": [ident], "isPanic": True}}
+                sent = time.perf_counter()
+                async with session.post(url, data=json.dumps(body)) as response:
+                    assert response.status == 200
+                while ident not in posted:
+                    arrived.clear()
+                    await arrived.wait()
+                by_push.append((posted[ident] - sent) * 1e3)
+        by_poll: list[float] = []
+        for n in range(PANIC_UNITS - POLL_SAMPLES, PANIC_UNITS):
+            ident = 70_000 + n
+            cad.set_panic(ident)  # through the API: no event
+            now[0] += 60
+            asked = time.perf_counter()
+            await units.poll_once()
+            by_poll.append((posted[ident] - asked) * 1e3)
+        await feed_of(bot).settled()
+        alert = fake.sent("POST", rf"/channels/{ALERT_CHANNEL}/messages$")[0]
+        board = fake.sent("POST", rf"/channels/{BOARD_CHANNEL}/messages$")[0]
+    return {
+        "alert_by_push_p50_ms": _p(by_push, 50),
+        "alert_by_push_p99_ms": _p(by_push, 99),
+        "alert_by_poll_p50_ms": _p(by_poll, 50),
+        "alert_by_poll_p99_ms": _p(by_poll, 99),
+        "recorded_alert": {k: alert[k] for k in ("content", "embeds", "components", "allowed_mentions", "nonce")},
+        "recorded_board": {k: board[k] for k in ("embeds", "allowed_mentions", "nonce")},
+    }
+
+
 def _healthy_posts(made: list[Made]) -> int:
     return sum(len(ids) for _, channel, ids in made if channel != str(CHANNEL))
 
@@ -374,6 +445,7 @@ async def main() -> None:
         place, behind = await new_call_behind_edits(cad, work)
         figures |= {"new_call_place_among_writes": place, "new_call_behind_edits_ms": round(behind, 1)}
         figures["flood"] = await flood(url, work)
+        figures |= await panic_alerts(cad, work)
     await cad.close()
     poll, _ = await latency.measure(samples=30)
     figures |= {"poll_path_p50_ms": round(percentile(poll, 50), 1), "poll_path_p99_ms": round(percentile(poll, 99), 1)}
@@ -407,6 +479,12 @@ def _lines(f: dict[str, Any]) -> list[str]:
         f"{flood['rss_after_delivery_mib']} MiB once delivered ({flood['messages_posted']} messages)",
         f"the poll path, at a 0.5 s interval: p50 {f['poll_path_p50_ms']:.0f} ms, p99 {f['poll_path_p99_ms']:.0f} ms "
         "(at the default 20 s: about 10 s and 20 s)",
+        f"panic alerts, Discord in-process, {PANIC_UNITS - POLL_SAMPLES} by push and {POLL_SAMPLES} by poll",
+        f"  EVENT_UNIT_PANIC sent -> the alert's POST:       {pair('alert_by_push')}",
+        f"  units poll's request -> the alert's POST:        {pair('alert_by_poll')} "
+        "(plus the wait for the poll: up to units.poll_seconds, 60 s)",
+        "  recorded alert: " + json.dumps(f["recorded_alert"], ensure_ascii=False),
+        "  recorded board: " + json.dumps(f["recorded_board"], ensure_ascii=False),
     ]
     return lines
 

@@ -137,9 +137,14 @@ class UnitsEngine:
             asked_at = time.monotonic()
             try:
                 units = await self.bot.sonoran.get_units(server_id, offset=roster.offset, wait=SLOT_WAIT)
+            except RateLimited as error:
+                if error.status is None:  # the bot's own budget: not yet (an early /panic read), nothing failed
+                    log.debug("units: CAD server %s: the units list waits for its budget (%s)", server_id, error)
+                else:
+                    self._changed(server_id, "RateLimited", str(error))
+                continue
             except SonoranError as error:
-                if not isinstance(error, RateLimited) or not self._poll_now.is_set():  # an early poll may be refused
-                    self._changed(server_id, type(error).__name__, str(error))
+                self._changed(server_id, type(error).__name__, str(error))
                 continue
             self._changed(server_id, "ok", "")
             async with self._lock:
