@@ -76,10 +76,8 @@ async def poll(bot: DispatchBot, clock: Clock) -> None:
 
 
 async def board_settled(bot: DispatchBot) -> None:
-    """Waits out the board's coalescing window, then for its writes."""
-    for lane in units_of(bot)._boards.get(1, []):
-        lane._next_render = 0.0
-    feed_of(bot).writer(BOARD).wake()
+    """The board's changes, without waiting out its edit window (as a clean stop does), delivered."""
+    units_of(bot).hurry_boards()
     await feed_of(bot).settled()
 
 

@@ -182,6 +182,7 @@ class FeedEngine:
         if self.push_listener is not None:
             await self.push_listener.stop()  # no new events first
         await self.units.stop()
+        self.units.hurry_boards()  # delivered in the drain below, with what else is stored
         for task in (self._committer, self._task):
             if task is not None:
                 task.cancel()

@@ -114,6 +114,13 @@ class UnitsEngine:
                 await self._task
             self._task = None
 
+    def hurry_boards(self) -> None:
+        """Boards with changes waiting out their edit window are edited now (a clean stop)."""
+        for lanes in self._boards.values():
+            for lane in lanes:
+                lane.hurry()
+                self._writer_of(lane.channel_id).wake()
+
     def poll_soon(self) -> None:
         """Reads the units list now if the minute's budget allows (after /panic, /status)."""
         self._poll_now.set()

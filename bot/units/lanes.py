@@ -171,6 +171,11 @@ class BoardLane:
         """The units changed: the board is rendered again when its time comes."""
         self._dirty = True
 
+    def hurry(self) -> None:
+        """What changed is rendered at the next look, not at the end of the window (a clean stop)."""
+        if self._dirty:
+            self._next_render = 0.0
+
     async def next_job(self, due: Callable[[str], bool], *, urgent: bool) -> Job | None:
         if urgent:
             return None
@@ -179,8 +184,9 @@ class BoardLane:
         now = self._clock()
         if self._dirty and now >= self._next_render:
             embeds = self._render()
+            self._dirty = False  # None: the units are not known yet; the read that knows them says changed()
             if embeds is not None:
-                self._embeds, self._dirty, self._next_render = embeds, False, now + self._every
+                self._embeds, self._next_render = embeds, now + self._every
         if self._embeds is None:
             return None
         for index, embed in enumerate(self._embeds):
