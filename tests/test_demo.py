@@ -30,6 +30,7 @@ def test_the_demo_with_nothing_set_up_shows_posts_created_and_then_edited(tmp_pa
     assert "posted message" in out and "🚨 EMERGENCY 911 call #1001" in out and "[Remove]" in out
     assert "edited message" in out and "EMERGENCY 911 call #1001 (answered)" in out
     assert "Dispatch call #1003: Structure fire, persons trapped" in out and "[Note] [Close]" in out
+    assert "Units on duty · CAD server 1" in out and "• 1-A-12 · Officer Reyes · LSPD" in out
     assert out.rstrip().endswith("demo: over") and "Traceback" not in result.stderr
 
 
@@ -50,4 +51,5 @@ async def test_the_demo_with_a_token_runs_in_the_channel_with_its_slash_commands
         await gateway.close()
     titles = [e["title"] for m in discord_api.channel_messages(CHANNEL_ID) for e in m["embeds"]]
     assert any("911 call #1001" in title for title in titles)
+    assert "Units on duty · CAD server 1" in titles
     assert discord_api.refused == []  # the strict double took every message

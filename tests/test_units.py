@@ -325,6 +325,9 @@ async def test_the_board_follows_logins_statuses_attaches_and_logouts_with_edits
     assert "R. Diaz" not in text and "**S-39** · Officer 39" in text
     assert edit["embeds"][0]["footer"]["text"] == "42 on duty · page 1 of 1"
     assert len(posts(discord_api, BOARD)) == 1
+    await pusher.send("EVENT_DISPATCH_CLOSED", {"callIds": [1777]})  # its units are on no call any more
+    await board_settled(bot)
+    assert edits(discord_api, BOARD)[-1]["embeds"][0]["description"].endswith("**2B-07** · A. Jones · BCSO")
 
 
 async def test_a_board_of_150_units_fits_discords_limits_and_shrinks_back(

@@ -38,7 +38,7 @@ from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
-from ..sonoran.events import DispatchChanged, Event, UnitEvent, UnitsMoved
+from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..units.engine import UnitsEngine
 from .listener import PushListener
@@ -418,7 +418,7 @@ class FeedEngine:
         """Does a feed, a unit board or a panic alert of this server take this event."""
         if isinstance(event, UnitEvent):
             return server_id in self.settings.unit_server_ids
-        if isinstance(event, UnitsMoved):  # calls' units, on feed posts and on boards
+        if isinstance(event, (UnitsMoved, DispatchClosed)):  # calls and their units: feed posts and boards
             return server_id in self.settings.event_server_ids
         return server_id in self.settings.feed_server_ids
 

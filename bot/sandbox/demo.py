@@ -26,7 +26,7 @@ from ..core import DispatchBot
 from ..services import open_services
 from .cad import API_KEY, COMMUNITY_ID, FakeCad
 from .terminal import TerminalDiscord
-from .timeline import Timeline
+from .timeline import Timeline, on_duty
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def demo_settings(cad_url: str, state: Path, *, token: str, channel_id: int) -> 
         sonoran={"community_id": COMMUNITY_ID, "api_key": API_KEY, "api_url": cad_url, "api_version": 2},
         state={"path": state},
         feeds=[{"server_id": 1, "channel_id": channel_id, "dispatch": True}],
+        boards=[{"server_id": 1, "channel_id": channel_id}],
+        alerts=[{"server_id": 1, "channel_id": channel_id}],
         push={"enabled": True, "host": "127.0.0.1", "port": 0, "path": PUSH_PATH},
     )
 
@@ -80,6 +82,7 @@ class Demo:
     async def _start(self) -> None:
         cad_url = await self.cad.start()
         self._stack.push_async_callback(self.cad.close)
+        on_duty(self.cad)
         folder = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatch-demo-"))
         if self.terminal is not None:
             base = await self.terminal.start()

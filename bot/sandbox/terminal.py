@@ -1,5 +1,5 @@
 """Discord for `python -m bot demo` without a token: the few REST routes the bot's feed uses
-(log in, post a message, edit it), served on 127.0.0.1, and every post and edit printed to the
+(log in, post a message, edit it, delete it), served on 127.0.0.1, and every post and edit printed to the
 terminal as it would look in the channel: the title, the text and fields, and the buttons' labels.
 
 It answers as Discord does for what the feed sends. It is no full double: no gateway, so no slash
@@ -30,9 +30,14 @@ def _user() -> dict[str, Any]:
 _TIMESTAMP = re.compile(r"<t:(\d+)(?::[tTdDfFR])?>")
 
 
+_ESCAPED = re.compile(r"\\([^\w\s])")
+
+
 def _plain(text: str) -> str:
-    """Discord's timestamp markup as the local time a reader would see (`<t:1796395590:R>`)."""
-    return _TIMESTAMP.sub(lambda m: time.strftime("%H:%M:%S", time.localtime(int(m.group(1)))), text)
+    """As a reader sees it: Discord's timestamp markup as local time (`<t:1796395590:R>`), bold
+    markers gone, and markdown escapes (`\\#1003`) shown as the character they keep."""
+    text = _TIMESTAMP.sub(lambda m: time.strftime("%H:%M:%S", time.localtime(int(m.group(1)))), text)
+    return _ESCAPED.sub(r"\1", text.replace("**", ""))
 
 
 def message_payload(
@@ -101,6 +106,7 @@ class TerminalDiscord:
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
         app.router.add_post("/api/v10/channels/{channel}/messages", self._post)
         app.router.add_patch("/api/v10/channels/{channel}/messages/{message}", self._edit)
+        app.router.add_delete("/api/v10/channels/{channel}/messages/{message}", self._delete)
         app.router.add_put("/api/v10/applications/{app}/commands", self._commands)
         app.router.add_put("/api/v10/applications/{app}/guilds/{guild}/commands", self._commands)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -170,6 +176,13 @@ class TerminalDiscord:
         self.edits += 1
         self._show(render(message, edited=True))
         return _json(message)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        message = self.messages.pop(request.match_info["message"], None)
+        if message is None:
+            return _json({"code": 10008, "message": "Unknown Message"}, status=404)
+        self._show(f"[{time.strftime('%H:%M:%S')}] deleted message {message['id']}")
+        return web.Response(status=204)
 
 
 def _json(payload: Any, *, status: int = 200) -> web.Response:

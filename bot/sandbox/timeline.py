@@ -2,7 +2,8 @@
 CAD and pushed to the bot as Sonoran pushes it (`{key, type, data}` events to the listener).
 
 Emergency and civil 911 calls come in; some are answered into dispatch calls, which gather notes
-and units and are then closed; others are removed. The CAD's own lists change with every step, so
+and units and are then closed; others are removed. Units change status, and one presses panic and
+clears it. The CAD's own lists change with every step, so
 the bot's poll sees what the events said. After the script, it starts over with new calls.
 """
 
@@ -32,11 +33,24 @@ CALLERS = (
     ("Frank Miller", "Route 68 near Harmony", "Car rolled over into the ditch, the driver isn't moving.", True),
     ("Li Chen", "Mirror Park Blvd", "A dog has been locked in a car in the sun for an hour.", False),
 )
+# (identifier, unit number, name, department, status): on duty when the evening starts
+UNITS = (
+    (12, "1-A-12", "Officer Reyes", "LSPD", 2),
+    (31, "2-L-04", "Deputy Hart", "BCSO", 2),
+    (7, "1-A-07", "Officer Kim", "LSPD", 1),
+    (40, "M-40", "Medic Shaw", "EMS", 2),
+)
 NOTES = (
     ("1-A-12", "On scene, fire visible on the second floor, requesting FD."),
     ("2-L-04", "Suspects last seen heading north on Elgin Ave."),
     ("1-A-07", "Driver conscious, EMS requested."),
 )
+
+
+def on_duty(cad: FakeCad) -> None:
+    """The evening's units, on duty in the CAD before the bot reads its units list."""
+    for ident, number, name, department, status in UNITS:
+        cad.add_unit(ident, number, name, department, status=status, server=SERVER)
 
 
 @dataclass(frozen=True)
@@ -88,10 +102,14 @@ class Timeline:
             Step(2.5, new_call("robbery")),
             Step(2.0, lambda: self.note(dispatch["fire"])),
             Step(2.0, lambda: self.attach(dispatch["fire"], [12, 31])),
+            Step(1.5, lambda: self.status([12, 31], 3)),
             Step(2.5, lambda: self.remove(calls["party"])),
             Step(2.5, answer("robbery", "Armed robbery, suspects fled")),
             Step(2.5, lambda: self.note(dispatch["robbery"])),
+            Step(2.0, lambda: self.panic(31, True)),
+            Step(3.0, lambda: self.panic(31, False)),
             Step(3.0, lambda: self.close(dispatch["fire"])),
+            Step(0.5, lambda: self.status([12, 31], 2)),
             Step(3.0, new_call("crash")),
             Step(3.0, new_call("dog")),
             Step(3.0, lambda: self.remove(calls["dog"])),
@@ -122,6 +140,15 @@ class Timeline:
     async def attach(self, dispatch_id: int, idents: list[int]) -> None:
         self.cad.servers[SERVER].active[dispatch_id]["idents"].extend(idents)
         await self.push("EVENT_DISPATCH_UNIT_ATTACH", {"callId": dispatch_id, "idents": idents})
+
+    async def status(self, idents: list[int], status: int) -> None:
+        for ident in idents:
+            self.cad.servers[SERVER].units[ident]["status"] = status
+        await self.push("EVENT_UNIT_STATUS", {"identIds": idents, "status": status})
+
+    async def panic(self, ident: int, on: bool) -> None:
+        self.cad.set_panic(ident, on, server=SERVER)
+        await self.push("EVENT_UNIT_PANIC", {"identIds": [ident], "isPanic": on})
 
     async def remove(self, call_id: int) -> None:
         self.cad.servers[SERVER].emergency.pop(call_id, None)

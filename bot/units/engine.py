@@ -28,7 +28,7 @@ import discord
 from ..config import AlertSettings
 from ..embeds import call_label
 from ..sonoran import RateLimited, ServerId, SonoranError
-from ..sonoran.events import Event, UnitEvent, UnitsMoved
+from ..sonoran.events import DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import StateChanges
 from .lanes import AlertLane, BoardLane
 from .records import Alert, AlertRecords, BoardRecords
@@ -176,7 +176,7 @@ class UnitsEngine:
                     continue
                 moved = False
                 for event in events:
-                    if isinstance(event, (UnitEvent, UnitsMoved)):
+                    if isinstance(event, (UnitEvent, UnitsMoved, DispatchClosed)):
                         roster.take_event(event, at=now)
                         moved = True
                 if moved:

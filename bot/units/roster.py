@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..sonoran.events import PanicChanged, StatusChanged, UnitEvent, UnitsMoved, UnitsOffDuty, UnitsOnDuty
+from ..sonoran.events import (
+    DispatchClosed,
+    PanicChanged,
+    StatusChanged,
+    UnitEvent,
+    UnitsMoved,
+    UnitsOffDuty,
+    UnitsOnDuty,
+)
 from ..sonoran.models import UNITS_PAGE, CallId, CallList, Unit
 
 Ident = int  # a unit identifier's id (`identId`)
@@ -50,7 +58,11 @@ class Roster:
         else:
             self.offset += UNITS_PAGE
 
-    def take_event(self, event: UnitEvent | UnitsMoved, *, at: float) -> None:
+    def take_event(self, event: UnitEvent | UnitsMoved | DispatchClosed, *, at: float) -> None:
+        if isinstance(event, DispatchClosed):  # its units are on no call any more
+            closed = set(event.call_ids)
+            self.calls = {ident: call for ident, call in self.calls.items() if call not in closed}
+            return
         if isinstance(event, UnitsMoved):
             for ident in event.idents:
                 if event.attached:
