@@ -24,6 +24,7 @@ from .channelfaults import DISCORD_FAULTS, describe_channel_fault
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
 from .statechanges import StateChanges
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,7 @@ class AuditLog:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.flush(), 2.0)  # what is queued, if the channel answers quickly
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def flush(self) -> bool:

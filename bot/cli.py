@@ -35,6 +35,7 @@ from .sandbox.demo import run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
+from .tasks import cancel_and_wait
 from .version import version
 
 log = logging.getLogger("bot")
@@ -272,9 +273,7 @@ async def _unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> 
         waiter.cancel()
     if task.done():
         return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     return None
 
 

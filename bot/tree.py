@@ -4,6 +4,7 @@ the words come from `bot.messages`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import discord
@@ -40,6 +41,14 @@ async def reply_ephemeral(interaction: Interaction, message: str) -> None:
             await interaction.response.send_message(message, ephemeral=True, allowed_mentions=NO_PINGS)
     except discord.HTTPException as exc:  # expired interaction, Discord hiccup: nothing left to tell
         log.warning("could not send an error reply: %s", exc)
+
+
+async def answer_after_defer(interaction: Interaction, write: Awaitable[str]) -> None:
+    """Defers (the CAD may take a few seconds; Discord wants an answer in 3), then says what `write`
+    returns, only to the member."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    text = await write
+    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 async def report_error(interaction: Interaction, error: BaseException, where: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Literal
 
 from discord import app_commands
@@ -18,19 +17,12 @@ from bot.embeds import KIND_TITLES, call_label, call_list_pages, calls_for_kind,
 from bot.messages import NOTE_LIMIT
 from bot.permissions import caller_command, dispatcher_command
 from bot.sonoran import DispatchCall, EmergencyCall
+from bot.tree import answer_after_defer
 from bot.views import Paginator, StaticPages
 
 # "911" is every 911 call; "emergency" and "civil" are the two kinds of them (as in the feed's `calls`)
 CallKindChoice = Literal["all", "911", "emergency", "civil", "dispatch", "closed"]
 AUTOCOMPLETE_LIMIT = 25
-
-
-async def _answer(interaction: Interaction, write: Awaitable[str]) -> None:
-    """Defers (the CAD may take a few seconds; Discord wants an answer in 3), then says what `write`
-    returns, only to the member."""
-    await interaction.response.defer(ephemeral=True, thinking=True)
-    text = await write
-    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 class Dispatch(commands.Cog):
@@ -130,7 +122,9 @@ class Dispatch(commands.Cog):
         note: app_commands.Range[str, 1, NOTE_LIMIT],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await _answer(interaction, self.desk.add_note(interaction, "/note", self._server(server), call_id, note))
+        await answer_after_defer(
+            interaction, self.desk.add_note(interaction, "/note", self._server(server), call_id, note)
+        )
 
     # --- /close ----------------------------------------------------------------------------------
     @app_commands.command(name="close", description="Close a dispatch call (asks for confirmation)")
@@ -154,7 +148,9 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await _answer(interaction, self.desk.remove_911(interaction, "/remove911", self._server(server), call_id))
+        await answer_after_defer(
+            interaction, self.desk.remove_911(interaction, "/remove911", self._server(server), call_id)
+        )
 
     # --- /attach, /detach (API v2) ----------------------------------------------------------------
     @app_commands.command(name="attach", description="Attach your units on duty to a dispatch call (CAD API v2)")
@@ -166,13 +162,15 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await _answer(interaction, self.desk.attach_me(interaction, "/attach", self._server(server), call_id))
+        await answer_after_defer(
+            interaction, self.desk.attach_me(interaction, "/attach", self._server(server), call_id)
+        )
 
     @app_commands.command(name="detach", description="Detach your units from the call they are on (CAD API v2)")
     @app_commands.describe(server="CAD server ID")
     @app_commands.guild_only()
     async def detach(self, interaction: Interaction, server: app_commands.Range[int, 1, 10_000] | None = None) -> None:
-        await _answer(interaction, self.desk.detach_me(interaction, "/detach", self._server(server)))
+        await answer_after_defer(interaction, self.desk.detach_me(interaction, "/detach", self._server(server)))
 
     # --- autocomplete ----------------------------------------------------------------------------
     def _choices(

@@ -14,6 +14,7 @@ from bot.core import DispatchBot
 from bot.desk import Desk
 from bot.embeds import CHOICE_NAME_LIMIT
 from bot.messages import NotAStatus, units_not_read, units_not_yet_known
+from bot.tree import answer_after_defer
 from bot.units.acknowledge import AcknowledgeButton
 from bot.units.render import board_pages
 
@@ -71,9 +72,10 @@ class Units(commands.Cog):
         labels = self.bot.settings.units.status_labels
         if status not in labels:  # a value the bot never offered (a crafted interaction)
             raise NotAStatus()
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await self._desk().set_status(interaction, "/status", self._server(server), labels.index(status), status)
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        server_id = self._server(server)
+        await answer_after_defer(
+            interaction, self._desk().set_status(interaction, "/status", server_id, labels.index(status), status)
+        )
 
     @status.autocomplete("status")
     async def status_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -94,9 +96,7 @@ class Units(commands.Cog):
         if state == "on":
             await desk.confirm_panic(interaction, "/panic on", server_id)
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await desk.set_panic(interaction, "/panic off", server_id, False)
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await answer_after_defer(interaction, desk.set_panic(interaction, "/panic off", server_id, False))
 
 
 async def setup(bot: DispatchBot) -> None:

@@ -87,18 +87,26 @@ def squad(cad: FakeCad) -> None:
     cad.add_unit(23, "M-3", "R. Diaz", "EMS", status=4)
 
 
+@pytest.fixture
+async def pushed(
+    units_bot: BotFactory, cad: FakeCad, session: aiohttp.ClientSession, clock: Clock
+) -> tuple[DispatchBot, Pusher]:
+    """A bot that takes push events and has read the squad's units once."""
+    squad(cad)
+    bot = await units_bot(push=push_settings())
+    await poll(bot, clock)
+    return bot, Pusher(bot, session)
+
+
 def alert_posts(discord_api: FakeDiscord) -> list[dict[str, Any]]:
     return posts(discord_api, ALERTS)
 
 
 # --- panic alerts --------------------------------------------------------------------------------------
 async def test_a_panic_event_posts_one_alert_that_pings_the_role_and_is_edited_on_clear(
-    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+    pushed: tuple[DispatchBot, Pusher], cad: FakeCad, discord_api: FakeDiscord, clock: Clock
 ) -> None:
-    squad(cad)
-    bot = await units_bot(push=push_settings())
-    await poll(bot, clock)
-    pusher = Pusher(bot, session)
+    bot, pusher = pushed
     assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "isPanic": True}) == (200, "ok")
     (alert,) = alert_posts(discord_api)
     assert alert["content"] == f"<@&{ROLE}> PANIC: 1A-12 J. Smith"
@@ -162,12 +170,9 @@ async def test_a_panic_set_through_the_api_is_found_by_the_units_poll_alone(
 
 
 async def test_a_unit_that_logs_off_in_panic_clears_its_alert(
-    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+    pushed: tuple[DispatchBot, Pusher], discord_api: FakeDiscord
 ) -> None:
-    squad(cad)
-    bot = await units_bot(push=push_settings())
-    await poll(bot, clock)
-    pusher = Pusher(bot, session)
+    _, pusher = pushed
     await pusher.send("EVENT_UNIT_PANIC", {"identIds": [23], "isPanic": True})
     assert await pusher.send("EVENT_UNIT_LOGOUT", {"identId": 23}) == (200, "ok")
     assert len(alert_posts(discord_api)) == 1
@@ -216,12 +221,9 @@ async def test_an_alert_stored_but_not_posted_before_a_crash_is_posted_once(
 
 
 async def test_a_poll_asked_before_an_event_does_not_undo_it(
-    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+    pushed: tuple[DispatchBot, Pusher], discord_api: FakeDiscord, clock: Clock
 ) -> None:
-    squad(cad)
-    bot = await units_bot(push=push_settings())
-    await poll(bot, clock)
-    pusher = Pusher(bot, session)
+    bot, pusher = pushed
     # the poll's request leaves, the unit presses panic in the CAD (an event), then the old list arrives
     real = bot.sonoran.get_units
 

@@ -10,8 +10,24 @@
 
 `cogs/feed.py` only starts and stops the engine; the desk asks it for a call's state through
 `bot.feed.call_state`.
+
+The package imports nothing itself: the units room (`bot.units`) delivers through the writers in
+`outbox`, and the engine drives the units room, so an eager import here would be a circle.
 """
 
-from .engine import FeedEngine
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import FeedEngine
 
 __all__ = ["FeedEngine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FeedEngine":
+        from .engine import FeedEngine
+
+        return FeedEngine
+    raise AttributeError(f"module 'bot.feed' has no attribute {name!r}")

@@ -40,6 +40,7 @@ from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
+from ..tasks import cancel_and_wait
 from ..units.engine import UnitsEngine
 from .listener import PushListener
 from .outbox import CallsLane, ChannelWriter
@@ -184,10 +185,7 @@ class FeedEngine:
         await self.units.stop()
         self.units.hurry_boards()  # delivered in the drain below, with what else is stored
         for task in (self._committer, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
         self._committer = self._task = None
         # a clean stop delivers what is stored, if Discord lets it within moments; the rest is
         # delivered at the next start (it is in the state file)

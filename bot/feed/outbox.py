@@ -30,6 +30,7 @@ from ..backoff import Backoff
 from ..config import FeedSettings
 from ..posts import Post
 from ..store import Store
+from ..tasks import cancel_and_wait
 from .planner import Book, stale_batches, unsent_posts
 from .sender import Fault, Sender
 
@@ -94,11 +95,8 @@ class ChannelWriter:
             self.wake()  # what a crash left unsent goes out at start
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def wake(self, *, retry: bool = False) -> None:
         self._retry = self._retry or retry

@@ -30,6 +30,7 @@ from ..embeds import call_label
 from ..sonoran import RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import StateChanges
+from ..tasks import cancel_and_wait
 from .lanes import AlertLane, BoardLane
 from .records import Alert, AlertRecords, BoardRecords
 from .render import board_pages
@@ -108,11 +109,8 @@ class UnitsEngine:
             self._task = asyncio.create_task(self._run(), name="units-loop")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def hurry_boards(self) -> None:
         """Boards with changes waiting out their edit window are edited now (a clean stop)."""

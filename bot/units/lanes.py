@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import discord
 
@@ -125,12 +126,12 @@ class AlertLane:
         self._settle(alert, shown=alert.version)
         return None
 
-    def _settle(self, sent: Alert, **shown: object) -> None:
+    def _settle(self, sent: Alert, **shown: Any) -> None:
         """Records what Discord shows in the engine's map; the alert may have moved on meanwhile."""
         current = self.alerts.get(sent.id)
         if current is None:
             return
-        current = replace(current, **shown)  # type: ignore[arg-type]
+        current = replace(current, **shown)
         if current.is_open:
             self.alerts[sent.id] = current
         else:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,9 +48,9 @@ class Alert:
         """The panic lasts, or its message does not show its latest state yet."""
         return self.cleared_at is None or self.message_id is None or self.shown != self.version
 
-    def changed(self, **changes: object) -> Alert:
+    def changed(self, **changes: Any) -> Alert:
         """The alert with `changes`, and the version of what its message should now show."""
-        alert = replace(self, **changes)  # type: ignore[arg-type]
+        alert = replace(self, **changes)
         return replace(alert, version=alert_version(alert))
 
 
