@@ -14,7 +14,16 @@ import aiohttp
 import pytest
 
 from bot.core import DispatchBot
-from bot.sonoran import RateLimited
+from bot.sonoran import RateLimited, Unit
+from bot.sonoran.events import (
+    Ignored,
+    PanicChanged,
+    StatusChanged,
+    UnitsOffDuty,
+    UnitsOnDuty,
+    events_of,
+    read_envelope,
+)
 from bot.units.engine import UnitsEngine
 from bot.units.render import PAGE_BUDGET
 
@@ -315,8 +324,10 @@ async def test_the_board_follows_logins_statuses_attaches_and_logouts_with_edits
     for n in range(40):  # a shift change
         unit = {"id": 100 + n, "status": 2, "data": {"unitNum": f"S-{n:02}", "name": f"Officer {n}"}}
         assert await pusher.send("EVENT_UNIT_LOGIN", {"unit": unit, "isDispatch": False}) == (200, "ok")
-    await pusher.send("EVENT_UNIT_STATUS", {"identIds": 21, "status": 1})
-    await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", {"callId": 1777, "ident": 22})
+    await pusher.send("EVENT_UNIT_STATUS", {"identIds": 21, "status": 1})  # a scalar, as the docs show it
+    await pusher.send("EVENT_UNIT_STATUS", {"units": [{"id": 101, "status": 4, "data": {"unitNum": "S-01"}}]})
+    await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", {"callId": 1777, "idents": [22, 100]})
+    await pusher.send("EVENT_DISPATCH_UNIT_DETACH", {"callId": 1777, "ident": 100})
     await pusher.send("EVENT_UNIT_LOGOUT", {"identId": 23})
     assert edits(discord_api, BOARD) == []  # within the window: nothing yet, however many changes
     await board_settled(bot)
@@ -325,11 +336,12 @@ async def test_the_board_follows_logins_statuses_attaches_and_logouts_with_edits
     assert "**BUSY** (1)\n• **1A-12** · J. Smith · LSPD" in text
     assert "**2B-07** · A. Jones · BCSO · on call #1777" in text
     assert "R. Diaz" not in text and "**S-39** · Officer 39" in text
+    assert text.endswith("**ON\\_SCENE** (1)\n• **S-01**") and "**S-00** · Officer 0\n" in text  # detached
     assert edit["embeds"][0]["footer"]["text"] == "42 on duty · page 1 of 1"
     assert len(posts(discord_api, BOARD)) == 1
     await pusher.send("EVENT_DISPATCH_CLOSED", {"callIds": [1777]})  # its units are on no call any more
     await board_settled(bot)
-    assert edits(discord_api, BOARD)[-1]["embeds"][0]["description"].endswith("**2B-07** · A. Jones · BCSO")
+    assert "**2B-07** · A. Jones · BCSO\n" in edits(discord_api, BOARD)[-1]["embeds"][0]["description"]
 
 
 async def test_a_board_of_150_units_fits_discords_limits_and_shrinks_back(
@@ -394,6 +406,40 @@ async def test_the_units_polls_keep_to_their_budget_and_leave_the_game_server_it
         r for r in cad.requests if r.operation == "get_active_units" and "fivem" not in r.headers.get("User-Agent", "")
     ]
     assert len(ours) == 5  # one a minute, whatever asked
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_a_units_list_in_a_wrapper_reads_as_a_plain_one(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    cad.units_wrapped = True  # `{"units": [...]}`, which the FiveM code copes with beside the documented array
+    bot = await units_bot()
+    await poll(bot, clock)
+    await board_settled(bot)
+    (board,) = posts(discord_api, BOARD)
+    assert board["embeds"][0]["footer"]["text"] == "3 on duty · page 1 of 1"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "expected"),
+    [
+        ("EVENT_UNIT_PANIC", {"identIds": [7], "isPanic": True}, PanicChanged((7,), True)),
+        ("EVENT_UNIT_PANIC", {"identId": "7", "isPanic": "false"}, PanicChanged((7,), False)),
+        ("EVENT_UNIT_PANIC", {"identIds": None, "identId": 7, "isPanic": 1}, PanicChanged((7,), True)),
+        ("EVENT_UNIT_PANIC", {"identIds": [7], "isPanic": "maybe"}, Ignored("EVENT_UNIT_PANIC")),
+        ("EVENT_UNIT_STATUS", {"identIds": 7, "status": 3}, StatusChanged((7,), 3)),
+        ("EVENT_UNIT_STATUS", {"identIds": [7], "status": True}, Ignored("EVENT_UNIT_STATUS")),
+        ("EVENT_UNIT_LOGOUT", {"identId": 7}, UnitsOffDuty((7,))),
+        ("EVENT_UNIT_LOGIN", {"unit": {"id": 7, "data": "junk"}}, UnitsOnDuty((Unit(id=7),))),
+        ("EVENT_UNIT_LOGIN", {"unit": {"id": 2**70}}, Ignored("EVENT_UNIT_LOGIN")),
+        ("EVENT_UNIT_UPDATE", {"units": [{"id": 7}, {"id": "x"}, 5]}, UnitsOnDuty((Unit(id=7),))),
+        ("EVENT_UNIT_GROUP_ADD", {"identId": 7, "groupName": "Alpha"}, Ignored("EVENT_UNIT_GROUP_ADD")),
+    ],
+)
+def test_unit_events_are_read_leniently(kind: str, data: dict[str, Any], expected: object) -> None:
+    envelope = read_envelope(json.dumps({"key": API_KEY, "type": kind, "data": data}))
+    assert list(events_of(envelope)) == [expected]
 
 
 def test_no_units_polls_without_a_board_or_an_alert() -> None:
@@ -519,3 +565,20 @@ async def test_config_refuses_an_alert_in_the_audit_channel_and_a_units_poll_ove
     )
     with pytest.raises(ConfigError, match="get_active_units"):
         load_settings(path, environ={})
+
+
+async def test_a_board_that_cannot_be_drawn_holds_back_nothing_else_in_its_channel(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a value the renderer never met")
+
+    monkeypatch.setattr("bot.units.engine.board_pages", broken)
+    squad(cad)
+    bot = await units_bot(feeds=[{"server_id": 1, "channel_id": BOARD}], alerts=[])
+    await poll(bot, clock)
+    await board_settled(bot)
+    call_id = cad.add_911("Anna", "Grove St", "Fire")
+    await feed_of(bot).poll_once()
+    (post,) = posts(discord_api, BOARD)  # the call, in the board's channel; no board
+    assert f"911 call #{call_id}" in post["embeds"][0]["title"]

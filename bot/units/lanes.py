@@ -32,6 +32,15 @@ from .render import alert_content, alert_embed
 log = logging.getLogger("bot.units")
 
 
+def _alert_embed(alert: Alert) -> discord.Embed:
+    """The alert's embed; whatever the CAD put in the unit, an alert is never held back by it."""
+    try:
+        return alert_embed(alert)
+    except Exception:
+        log.exception("units: panic alert %s cannot be drawn in full; posting it short", alert.id)
+        return discord.Embed(title=f"PANIC: unit #{alert.ident}", colour=discord.Colour.red())
+
+
 def _fingerprint(embed: discord.Embed) -> str:
     return hashlib.sha1(repr(embed_fingerprint(embed)).encode()).hexdigest()[:16]
 
@@ -80,7 +89,7 @@ class AlertLane:
 
     async def _post(self, alert: Alert) -> Fault | None:
         channel = self._sender.client.get_partial_messageable(self.channel_id)
-        embed = alert_embed(alert)
+        embed = _alert_embed(alert)
         mentions = (
             discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(self.role_id)])
             if self.role_id
@@ -113,7 +122,7 @@ class AlertLane:
             await bounded(
                 message.edit(
                     content=alert_content(alert, self.role_id),
-                    embed=alert_embed(alert),
+                    embed=_alert_embed(alert),
                     view=alert_view(alert),
                     allowed_mentions=NO_PINGS,  # an edit pings nobody; the post did
                 )
@@ -184,7 +193,13 @@ class BoardLane:
             self._pages = await self._records.pages(self.channel_id, self.server_id)
         now = self._clock()
         if self._dirty and now >= self._next_render:
-            embeds = self._render()
+            try:
+                embeds = self._render()
+            except Exception:  # a bug in the board must not hold the channel's other messages
+                log.exception(
+                    "units: the board of CAD server %s cannot be drawn; it waits for the next change", self.server_id
+                )
+                embeds = None
             self._dirty = False  # None: the units are not known yet; the read that knows them says changed()
             if embeds is not None:
                 self._embeds, self._next_render = embeds, now + self._every
