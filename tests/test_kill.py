@@ -142,3 +142,48 @@ async def test_sigkill_right_after_the_listener_answered_200_loses_nothing(cad: 
         await gateway.close()
     shown = [e["title"] for m in fake.channel_messages(FEED_CHANNEL) for e in m["embeds"]]
     assert len(shown) == 1 and "911 call #4242" in shown[0], shown
+
+
+async def test_sigkill_right_after_a_panic_event_was_answered_200_posts_its_alert_once(
+    cad: FakeCad, tmp_path: Path
+) -> None:
+    """The same promise for a panic: killed the moment the listener answers, before Discord saw the
+    alert; after the restart the alert is posted once, with its ping. The CAD's list never shows the
+    panic (it was over by then), so only the stored event can bring the alert back: it is posted,
+    then shown cleared by the restarted bot's read of the list."""
+    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
+    fake = FakeDiscord(None)  # type: ignore[arg-type]
+    server = DiscordServer(fake, await gateway.start())
+    discord_url = await server.start()
+    port = free_port()
+    alerts = f"\n[[alerts]]\nserver_id = 1\nchannel_id = {FEED_CHANNEL}\nping_role_id = 777\n"
+    config = write_config(tmp_path, cad.url, extra=push_toml(port) + alerts)
+    health = tmp_path / "last-poll"
+    channel = str(FEED_CHANNEL)
+    cad.add_unit(21, "1A-12", "J. Smith")
+    body = json.dumps({"key": API_KEY, "type": "EVENT_UNIT_PANIC", "data": {"identIds": [21], "isPanic": True}})
+    try:
+        process = await start(config, discord_url, gateway.url)
+        await wait_for(health.exists)
+        gate = fake.gates[channel] = asyncio.Event()  # Discord does not answer in the channel for now
+        url = f"http://127.0.0.1:{port}{PATH}"
+        async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
+            status = answer.status
+            process.kill()  # SIGKILL the moment the answer is in
+        await process.wait()
+        assert status == 200
+        fake.channel_faults[channel] = ChannelFault(503, 0, "upstream connect error")
+        gate.set()
+        await asyncio.sleep(0.2)
+        del fake.channel_faults[channel], fake.gates[channel]
+        assert fake.channel_messages(FEED_CHANNEL) == []
+        process = await start(config, discord_url, gateway.url)
+        await wait_for(lambda: "cleared" in json.dumps(fake.channel_messages(FEED_CHANNEL)))
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        await server.close()
+        await gateway.close()
+    (alert,) = fake.channel_messages(FEED_CHANNEL)
+    assert alert["content"] == "<@&777> PANIC: 1A-12 J. Smith"
+    assert alert["embeds"][0]["title"] == "Panic cleared: 1A-12 J. Smith"

@@ -189,10 +189,12 @@ class UnitsEngine:
             roster.take_calls(latest.calls)
         panicking = roster.panicking()
         touched: set[int] = set()
-        async with self.bot.store.atomic():
-            for setting in self.settings.alerts:
-                if setting.server_id == server_id and await self._plan_alerts(setting, roster, panicking):
-                    touched.add(setting.channel_id)
+        alerts = [setting for setting in self.settings.alerts if setting.server_id == server_id]
+        if alerts:
+            async with self.bot.store.atomic():  # one commit for every alert channel of the server
+                for setting in alerts:
+                    if await self._plan_alerts(setting, roster, panicking):
+                        touched.add(setting.channel_id)
         for channel_id in touched:
             self._writer_of(channel_id).wake()
         for lane in self._boards.get(server_id, []):
