@@ -127,21 +127,27 @@ class UnitsEngine:
     async def _run(self) -> None:
         interval = self.settings.units.poll_seconds
         log.info("units: reading the units of %d CAD server(s) every %gs", len(self.rosters), interval)
+        wait = SLOT_WAIT
         while True:
             try:
-                await self.poll_once()
+                await self.poll_once(wait=wait)
             except Exception:  # a bug must not end the loop; say so once per poll and carry on
                 log.exception("units: poll failed")
             self._poll_now.clear()
+            due = time.monotonic() + interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), interval)
+            # asked early (/panic): that read waits for the minute's slot, but never past the next
+            # regular read, which it then is
+            wait = max(SLOT_WAIT, due - time.monotonic())
 
-    async def poll_once(self) -> None:
-        """One page of each server's units list, taken in; then what it changed is delivered."""
+    async def poll_once(self, *, wait: float = SLOT_WAIT) -> None:
+        """One page of each server's units list, taken in; then what it changed is delivered.
+        `wait`: how long a read may wait for its slot of the budget."""
         for server_id, roster in self.rosters.items():
             asked_at = time.monotonic()
             try:
-                units = await self.bot.sonoran.get_units(server_id, offset=roster.offset, wait=SLOT_WAIT)
+                units = await self.bot.sonoran.get_units(server_id, offset=roster.offset, wait=wait)
             except RateLimited as error:
                 if error.status is None:  # the bot's own budget: not yet (an early /panic read), nothing failed
                     log.debug("units: CAD server %s: the units list waits for its budget (%s)", server_id, error)
