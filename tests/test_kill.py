@@ -11,6 +11,7 @@ import random
 import re
 import signal
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -104,42 +105,53 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
     assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
 
 
-async def test_sigkill_right_after_the_listener_answered_200_loses_nothing(cad: FakeCad, tmp_path: Path) -> None:
-    """A 200 is a promise: the bot is killed the moment the listener answers, before Discord has
-    seen the call (its channel does not answer yet); after the restart the call is posted, once.
-    The CAD never lists the call, so only the stored event can bring it back."""
+async def killed_after_200(
+    cad: FakeCad, tmp_path: Path, event: Mapping[str, object], done: Callable[[FakeDiscord], bool], extra: str = ""
+) -> FakeDiscord:
+    """Runs the bot as a process; once its first poll is done, POSTs `event` to its listener while
+    Discord does not answer in the channel, and SIGKILLs it the moment the 200 is in. Whatever the
+    killed bot had on its way to Discord is refused, never made. Then starts it again until `done`,
+    stops it cleanly, and hands back Discord as it then is."""
     gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
     fake = FakeDiscord(None)  # type: ignore[arg-type]
     server = DiscordServer(fake, await gateway.start())
     discord_url = await server.start()
     port = free_port()
-    config = write_config(tmp_path, cad.url, extra=push_toml(port))
+    config = write_config(tmp_path, cad.url, extra=push_toml(port) + extra)
     health = tmp_path / "last-poll"
     channel = str(FEED_CHANNEL)
     gate = fake.gates[channel] = asyncio.Event()  # Discord does not answer in the channel for now
-    body = json.dumps({"key": API_KEY, "type": "EVENT_911", "data": {"call": call_911(4242)}})
+    body = json.dumps({"key": API_KEY, **event})
     try:
         process = await start(config, discord_url, gateway.url)
-        await wait_for(health.exists)  # the first poll is done: only the event can post #4242
+        await wait_for(health.exists)  # the first poll is done: only the event can bring what it says
         url = f"http://127.0.0.1:{port}{PATH}"
         async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
             status = answer.status
             process.kill()  # SIGKILL the moment the answer is in
         await process.wait()
         assert status == 200
-        # whatever the killed bot had on its way to Discord is refused, never made
         fake.channel_faults[channel] = ChannelFault(503, 0, "upstream connect error")
         gate.set()
         await asyncio.sleep(0.2)
         del fake.channel_faults[channel], fake.gates[channel]
         assert fake.channel_messages(FEED_CHANNEL) == []
         process = await start(config, discord_url, gateway.url)
-        await wait_for(lambda: fake.channel_messages(FEED_CHANNEL))
+        await wait_for(lambda: done(fake))
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
         await server.close()
         await gateway.close()
+    return fake
+
+
+async def test_sigkill_right_after_the_listener_answered_200_loses_nothing(cad: FakeCad, tmp_path: Path) -> None:
+    """A 200 is a promise: the bot is killed the moment the listener answers, before Discord has
+    seen the call (its channel does not answer yet); after the restart the call is posted, once.
+    The CAD never lists the call, so only the stored event can bring it back."""
+    event = {"type": "EVENT_911", "data": {"call": call_911(4242)}}
+    fake = await killed_after_200(cad, tmp_path, event, lambda fake: bool(fake.channel_messages(FEED_CHANNEL)))
     shown = [e["title"] for m in fake.channel_messages(FEED_CHANNEL) for e in m["embeds"]]
     assert len(shown) == 1 and "911 call #4242" in shown[0], shown
 
@@ -147,43 +159,15 @@ async def test_sigkill_right_after_the_listener_answered_200_loses_nothing(cad: 
 async def test_sigkill_right_after_a_panic_event_was_answered_200_posts_its_alert_once(
     cad: FakeCad, tmp_path: Path
 ) -> None:
-    """The same promise for a panic: killed the moment the listener answers, before Discord saw the
-    alert; after the restart the alert is posted once, with its ping. The CAD's list never shows the
-    panic (it was over by then), so only the stored event can bring the alert back: it is posted,
-    then shown cleared by the restarted bot's read of the list."""
-    gateway = FakeGateway(guild_payload([text_channel(FEED_CHANNEL)]))
-    fake = FakeDiscord(None)  # type: ignore[arg-type]
-    server = DiscordServer(fake, await gateway.start())
-    discord_url = await server.start()
-    port = free_port()
-    alerts = f"\n[[alerts]]\nserver_id = 1\nchannel_id = {FEED_CHANNEL}\nping_role_id = 777\n"
-    config = write_config(tmp_path, cad.url, extra=push_toml(port) + alerts)
-    health = tmp_path / "last-poll"
-    channel = str(FEED_CHANNEL)
+    """The same promise for a panic: after the restart the alert is posted once, with its ping. The
+    CAD's list never shows the panic (it was over by then), so only the stored event can bring the
+    alert back: it is posted, then shown cleared by the restarted bot's read of the list."""
     cad.add_unit(21, "1A-12", "J. Smith")
-    body = json.dumps({"key": API_KEY, "type": "EVENT_UNIT_PANIC", "data": {"identIds": [21], "isPanic": True}})
-    try:
-        process = await start(config, discord_url, gateway.url)
-        await wait_for(health.exists)
-        gate = fake.gates[channel] = asyncio.Event()  # Discord does not answer in the channel for now
-        url = f"http://127.0.0.1:{port}{PATH}"
-        async with aiohttp.ClientSession() as session, session.post(url, data=body) as answer:
-            status = answer.status
-            process.kill()  # SIGKILL the moment the answer is in
-        await process.wait()
-        assert status == 200
-        fake.channel_faults[channel] = ChannelFault(503, 0, "upstream connect error")
-        gate.set()
-        await asyncio.sleep(0.2)
-        del fake.channel_faults[channel], fake.gates[channel]
-        assert fake.channel_messages(FEED_CHANNEL) == []
-        process = await start(config, discord_url, gateway.url)
-        await wait_for(lambda: "cleared" in json.dumps(fake.channel_messages(FEED_CHANNEL)))
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        await server.close()
-        await gateway.close()
+    event = {"type": "EVENT_UNIT_PANIC", "data": {"identIds": [21], "isPanic": True}}
+    alerts = f"\n[[alerts]]\nserver_id = 1\nchannel_id = {FEED_CHANNEL}\nping_role_id = 777\n"
+    fake = await killed_after_200(
+        cad, tmp_path, event, lambda fake: "cleared" in json.dumps(fake.channel_messages(FEED_CHANNEL)), alerts
+    )
     (alert,) = fake.channel_messages(FEED_CHANNEL)
     assert alert["content"] == "<@&777> PANIC: 1A-12 J. Smith"
     assert alert["embeds"][0]["title"] == "Panic cleared: 1A-12 J. Smith"
