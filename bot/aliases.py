@@ -19,4 +19,12 @@ else:  # at run time the parameter is only a hint; this keeps the import cycle a
 # EMERGENCY posts): player text can never reach anyone.
 NO_PINGS = discord.AllowedMentions.none()
 
-__all__ = ["NO_PINGS", "CallId", "Interaction", "ServerId"]
+
+def pinging(role_id: int) -> discord.AllowedMentions:
+    """Mentions that ping this one role and nobody else (none at all for 0)."""
+    if not role_id:
+        return NO_PINGS
+    return discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(role_id)])
+
+
+__all__ = ["NO_PINGS", "CallId", "Interaction", "ServerId", "pinging"]

@@ -40,7 +40,6 @@ from .tree import reply_ephemeral, report_error
 
 if TYPE_CHECKING:
     from .core import DispatchBot
-    from .desk import Desk
 
 LABELS = {"remove": "Remove", "note": "Note", "close": "Close", "attach": "Attach me", "detach": "Detach me"}
 ATTACH_ACTIONS = ("attach", "detach")  # API v2 only: the CAD targets the member by Discord id
@@ -189,7 +188,9 @@ class NoteModal(discord.ui.Modal):
         if not await _may_act(interaction, "card Note", PostKind.DISPATCH, self.server_id, self.call_id):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        answer = await _desk(interaction).add_note(interaction, "card Note", self.server_id, self.call_id, text)
+        answer = await interaction.client.require_desk().add_note(
+            interaction, "card Note", self.server_id, self.call_id, text
+        )
         await interaction.followup.send(answer, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def on_error(  # type: ignore[override, unused-ignore]
@@ -204,7 +205,7 @@ async def act(interaction: Interaction, action: str, server_id: ServerId, call_i
     needs_dispatcher = action not in ATTACH_ACTIONS  # the CAD decides who may attach: it is the authority
     if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id, needs_dispatcher):
         return
-    desk = _desk(interaction)
+    desk = interaction.client.require_desk()
     if action in ATTACH_ACTIONS:
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "attach":
@@ -275,10 +276,3 @@ async def _may_act(
 
 def _attach_on(interaction: Interaction) -> bool:
     return bool(interaction.client.settings.sonoran.api_version == 2)
-
-
-def _desk(interaction: Interaction) -> Desk:
-    desk = interaction.client.desk
-    if desk is None:
-        raise RuntimeError("the Dispatch cog is not loaded")
-    return desk

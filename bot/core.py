@@ -77,6 +77,13 @@ class DispatchBot(commands.Bot):
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
 
+    def require_desk(self) -> Desk:
+        """The member's writes (the cards and every command cog use them); a bug if the Dispatch
+        cog, which sets it, is not loaded."""
+        if self.desk is None:
+            raise RuntimeError("the Dispatch cog is not loaded")
+        return self.desk
+
     @property
     def services(self) -> Services:
         if self._services is None:

@@ -312,6 +312,14 @@ def unavailable_embed(*, title: str, ended: bool) -> discord.Embed:
     )
 
 
+def shows_as_sent(message: discord.Message, sent: Sequence[discord.Embed]) -> list[bool]:
+    """For each embed sent, whether the message Discord answered with shows it. With a nonce it has
+    seen, Discord answers with the message it made then, which may show what an earlier attempt
+    rendered (a crash or a 5xx came between)."""
+    showing = [embed_fingerprint(embed) for embed in message.embeds]
+    return [index < len(showing) and showing[index] == embed_fingerprint(embed) for index, embed in enumerate(sent)]
+
+
 def embed_fingerprint(embed: discord.Embed) -> tuple[Any, ...]:
     """What a reader sees of an embed: enough to tell whether a message shows what was sent."""
     return (

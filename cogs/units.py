@@ -11,7 +11,6 @@ from discord.ext import commands
 
 from bot.aliases import NO_PINGS, Interaction, ServerId
 from bot.core import DispatchBot
-from bot.desk import Desk
 from bot.embeds import CHOICE_NAME_LIMIT
 from bot.messages import NotAStatus, units_not_read, units_not_yet_known
 from bot.tree import answer_after_defer
@@ -35,11 +34,6 @@ class Units(commands.Cog):
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
-
-    def _desk(self) -> Desk:
-        if self.bot.desk is None:
-            raise RuntimeError("the Dispatch cog is not loaded")
-        return self.bot.desk
 
     @app_commands.command(name="units", description="Show the units on duty (only to you)")
     @app_commands.describe(server="CAD server ID (default: the community's main server)")
@@ -74,7 +68,8 @@ class Units(commands.Cog):
             raise NotAStatus()
         server_id = self._server(server)
         await answer_after_defer(
-            interaction, self._desk().set_status(interaction, "/status", server_id, labels.index(status), status)
+            interaction,
+            self.bot.require_desk().set_status(interaction, "/status", server_id, labels.index(status), status),
         )
 
     @status.autocomplete("status")
@@ -92,7 +87,7 @@ class Units(commands.Cog):
         state: Literal["on", "off"] = "on",
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        desk, server_id = self._desk(), self._server(server)
+        desk, server_id = self.bot.require_desk(), self._server(server)
         if state == "on":
             await desk.confirm_panic(interaction, "/panic on", server_id)
             return

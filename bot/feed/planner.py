@@ -27,12 +27,9 @@ from ..sonoran.events import (
     Ignored,
     New911,
     NoteAdded,
-    PanicChanged,
     Removed911,
-    StatusChanged,
+    UnitEvent,
     UnitsMoved,
-    UnitsOffDuty,
-    UnitsOnDuty,
 )
 from ..sonoran.models import CallId, CallList, DispatchCall, EmergencyCall, ServerId
 
@@ -285,7 +282,7 @@ def plan_event(
                 wanted = [i for i in idents if i not in event.idents]
             if wanted != idents:
                 _edit_call(plan, post, post.call.model_copy(update={"idents": wanted}))
-    elif isinstance(event, (Ignored, UnitsOnDuty, UnitsOffDuty, StatusChanged, PanicChanged)):
+    elif isinstance(event, Ignored | UnitEvent):
         pass  # an event type that changes no call feed (units are `bot.units`'s)
     else:
         assert_never(event)  # a new event type without its branch here fails type-checking

@@ -24,18 +24,18 @@ from typing import TypeVar
 import aiohttp
 import discord
 
-from ..aliases import NO_PINGS
+from ..aliases import NO_PINGS, pinging
 from ..cards import card_view
 from ..channelfaults import DISCORD_FAULTS, describe_channel_fault
 from ..config import FeedSettings
 from ..embeds import (
     EMBED_TOTAL_LIMIT,
     dispatch_embed,
-    embed_fingerprint,
     embed_size,
     emergency_embed,
     fit_embeds,
     from_unix,
+    shows_as_sent,
     unavailable_embed,
 )
 from ..posts import Post, PostKind, PostState
@@ -178,12 +178,9 @@ class Sender:
             if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
                 return await self._send_refused(feed, posts, error)
             return self.fault(feed.channel_id, error, "post")
-        # With a nonce Discord has seen, the reply is the message it made then, showing what that
-        # attempt rendered (a crash or a 5xx came between): record what it shows, not what we sent.
-        showing = [embed_fingerprint(e) for e in message.embeds]
+        # record what the message shows, not what we sent (a nonce Discord has seen: an older attempt)
         shown = {
-            p.key: p.version if index < len(showing) and showing[index] == embed_fingerprint(sent) else None
-            for index, (p, sent) in enumerate(zip(posts, embeds, strict=True))
+            p.key: p.version if same else None for p, same in zip(posts, shows_as_sent(message, embeds), strict=True)
         }
         await self.store.mark_sent(posts[0].batch, message.id, shown)
         self._channel_changed(feed.channel_id, "ok")
@@ -243,11 +240,7 @@ class Sender:
             embeds=embeds,
             view=card_view(posts, attach=self.attach_buttons) or discord.utils.MISSING,
             nonce=posts[0].batch,
-            allowed_mentions=(
-                discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(feed.ping_role_id)])
-                if ping
-                else NO_PINGS
-            ),
+            allowed_mentions=pinging(feed.ping_role_id) if ping else NO_PINGS,
         )
 
     async def _send_refused(

@@ -165,8 +165,11 @@ class UnitsEngine:
         await self.settled()
 
     async def settled(self) -> None:
-        for key in {*self._alert_lanes, *((b.channel_id, s) for s, lanes in self._boards.items() for b in lanes)}:
-            await self._writer_of(key[0]).settled()
+        """Returns once every alert and board channel has tried what is due."""
+        channels = {channel_id for channel_id, _ in self._alert_lanes}
+        channels |= {lane.channel_id for lanes in self._boards.values() for lane in lanes}
+        for channel_id in channels:
+            await self._writer_of(channel_id).settled()
 
     # --- push events -------------------------------------------------------------------------------
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:

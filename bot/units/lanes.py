@@ -19,9 +19,9 @@ from typing import Any
 
 import discord
 
-from ..aliases import NO_PINGS
+from ..aliases import NO_PINGS, pinging
 from ..channelfaults import DISCORD_FAULTS
-from ..embeds import embed_fingerprint
+from ..embeds import embed_fingerprint, shows_as_sent
 from ..feed.outbox import Job
 from ..feed.sender import Fault, Sender, bounded
 from ..sonoran.models import ServerId
@@ -90,11 +90,6 @@ class AlertLane:
     async def _post(self, alert: Alert) -> Fault | None:
         channel = self._sender.client.get_partial_messageable(self.channel_id)
         embed = _alert_embed(alert)
-        mentions = (
-            discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(self.role_id)])
-            if self.role_id
-            else NO_PINGS
-        )
         try:
             message = await bounded(
                 channel.send(
@@ -102,14 +97,12 @@ class AlertLane:
                     embed=embed,
                     view=alert_view(alert) or discord.utils.MISSING,
                     nonce=alert.nonce,
-                    allowed_mentions=mentions,
+                    allowed_mentions=pinging(self.role_id),
                 )
             )
         except DISCORD_FAULTS as error:
             return self._sender.fault(self.channel_id, error, "post")
-        # a nonce Discord has seen answers with the first message: it may show an older state
-        same = bool(message.embeds) and embed_fingerprint(message.embeds[0]) == embed_fingerprint(embed)
-        shown = alert.version if same else None
+        shown = alert.version if shows_as_sent(message, [embed]) == [True] else None
         await self._records.mark_sent(alert.id, message.id, shown)
         log.info("units: channel %s: panic alert %s posted for unit #%s", self.channel_id, alert.id, alert.ident)
         self._settle(alert, message_id=message.id, shown=shown)
@@ -221,7 +214,8 @@ class BoardLane:
         return None
 
     async def waiting(self) -> set[str]:
-        return {f"board:{self.server_id}:{index}" for index in range(len(self._embeds or []) + len(self._pages or {}))}
+        pages = set(range(len(self._embeds or []))) | set(self._pages or {})  # to post or edit, and to delete
+        return {f"board:{self.server_id}:{index}" for index in pages}
 
     def due_in(self) -> float | None:
         return max(0.0, self._next_render - self._clock()) if self._dirty else None
@@ -257,8 +251,7 @@ class BoardLane:
     async def _record(self, page: BoardPage, embed: discord.Embed, message: discord.Message) -> None:
         """What the message shows now (a nonce Discord has seen answers with the first message)."""
         assert self._pages is not None
-        same = bool(message.embeds) and embed_fingerprint(message.embeds[0]) == embed_fingerprint(embed)
-        shown = _fingerprint(embed) if same else None
+        shown = _fingerprint(embed) if shows_as_sent(message, [embed]) == [True] else None
         await self._records.mark(self.channel_id, self.server_id, page.page, message.id, shown)
         self._pages[page.page] = BoardPage(page.page, page.nonce, message.id, shown)
 
