@@ -307,10 +307,10 @@ async def _logged_in(bot: DispatchBot, token: str) -> bool:
 
 async def sync(settings: Settings, guild_id: int | None) -> int:
     where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
-    # loads the commands; polls nothing and opens no state file
+    # declares the commands only: builds no feed engine, binds no port, opens no state file
     async with (
         open_services(settings, with_store=False) as services,
-        DispatchBot(settings, services, autostart_feed=False, sync_on_start=False) as bot,
+        DispatchBot(settings, services, sync_on_start=False, serve=False) as bot,
     ):
         try:
             await bot.login(settings.discord.token.get_secret_value())

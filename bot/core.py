@@ -39,7 +39,10 @@ class DispatchBot(commands.Bot):
     them in `close()`.
 
     `autostart_feed=False` keeps the feed loop from starting by itself (tests call `poll_once()`);
-    `sync_on_start=False` skips registering the commands in `discord.guild_ids` at start.
+    `sync_on_start=False` skips registering the commands in `discord.guild_ids` at start;
+    `serve=False` builds no feed engine at all (no loop, no writers, no push listener bound, no
+    websocket): a bot that only declares its commands, as `sync` needs. The cogs start nothing
+    either way; what runs is built here, in `setup_hook`, and stopped in `close()`.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class DispatchBot(commands.Bot):
         *,
         autostart_feed: bool = True,
         sync_on_start: bool = True,
+        serve: bool = True,
     ) -> None:
         silence_voice_warnings()
         intents = discord.Intents.none()
@@ -67,10 +71,11 @@ class DispatchBot(commands.Bot):
         self.settings = settings
         self.autostart_feed = autostart_feed
         self.sync_on_start = sync_on_start
+        self.serve = serve
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
         self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
-        self.feed: FeedEngine | None = None  # set while the Feed cog is loaded
+        self.feed: FeedEngine | None = None  # the engine, built in setup_hook when serving
         self.desk: Desk | None = None  # the member's writes: set while the Dispatch cog is loaded
         self._roles_checked = False
 
@@ -111,6 +116,11 @@ class DispatchBot(commands.Bot):
         if self.settings.audit.channel_id:
             self.audit = AuditLog(self, self.settings.audit.channel_id)
             self.audit.start()
+        if self.serve:
+            from .feed import FeedEngine  # lazily: the feed package imports this module
+
+            self.feed = FeedEngine(self)
+            await self.feed.start(poll=self.autostart_feed)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:
@@ -148,7 +158,11 @@ class DispatchBot(commands.Bot):
 
     async def close(self) -> None:
         try:
-            await super().close()  # unloads the cogs: the feed loop stops first
+            if self.feed is not None:
+                # first, while Discord can still be reached: the engine delivers what is stored
+                await self.feed.stop()
+                self.feed = None
+            await super().close()
         finally:
             if self.audit is not None:
                 await self.audit.stop()

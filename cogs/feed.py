@@ -1,12 +1,12 @@
-"""The Feed cog: starts the feed engine (`bot.feed`) when the extension loads and stops it when it
-unloads. What the feed does is told in `bot/feed/engine.py`."""
+"""The Feed cog: the stable `poll_once()` surface over the feed engine (`bot.feed`), which the bot
+builds and starts in `setup_hook` and stops in `close()`; the cog starts nothing. What the feed does
+is told in `bot/feed/engine.py`."""
 
 from __future__ import annotations
 
 from discord.ext import commands
 
 from bot.core import DispatchBot
-from bot.feed import FeedEngine
 
 
 class Feed(commands.Cog):
@@ -14,21 +14,13 @@ class Feed(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.engine = FeedEngine(bot)
-
-    async def cog_load(self) -> None:
-        self.bot.feed = self.engine
-        await self.engine.start(poll=self.bot.autostart_feed)
 
     async def poll_once(self) -> float:
         """Exactly one poll-and-post cycle over every configured feed (the design's stable surface:
         `await bot.get_cog("Feed").poll_once()`); the seconds until the next one."""
-        return await self.engine.poll_once()
-
-    async def cog_unload(self) -> None:
-        await self.engine.stop()
-        if self.bot.feed is self.engine:
-            self.bot.feed = None
+        if self.bot.feed is None:
+            raise RuntimeError("this bot serves no feed (built with serve=False, or not set up yet)")
+        return await self.bot.feed.poll_once()
 
 
 async def setup(bot: DispatchBot) -> None:

@@ -354,6 +354,26 @@ def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.C
     assert not (tmp_path / "state.sqlite3").exists()  # registering commands opens no state file
 
 
+def test_sync_builds_no_engine_and_binds_no_port(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With push (and the websocket) on and a running bot holding the port, `sync` only registers
+    the commands: no listener, no SignalR session, no feed loop, exit 0."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        push = f'[push]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\nwebsocket = true\n'
+        config = write_config(tmp_path, "http://127.0.0.1:1", extra=push)
+        assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "registered" in out and "Traceback" not in err and "address already in use" not in err.lower()
+    assert not (tmp_path / "state.sqlite3").exists()
+    assert not (tmp_path / "last-poll").exists()  # no feed loop ran
+
+
 def test_the_cad_client_imports_without_discord() -> None:
     import subprocess
 

@@ -8,7 +8,8 @@
 - `sender`: renders, batches, posts and edits, each write bounded in time;
 - `listener` and `websocket`: the push listener (HTTP, facing the internet) and SignalR sessions.
 
-`cogs/feed.py` only starts and stops the engine; the desk asks it for a call's state through
+The bot builds and starts the engine in `setup_hook` (`bot.core`) and stops it in `close()`;
+`cogs/feed.py` only offers `poll_once()` over it. The desk asks it for a call's state through
 `bot.feed.call_state`.
 
 The package imports nothing itself: the units room (`bot.units`) delivers through the writers in
