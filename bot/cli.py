@@ -21,7 +21,7 @@ from discord.ext import commands
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
-from .instance import AlreadyRunning, instance_lock
+from .instance import AlreadyRunning, LockUnavailable, instance_lock
 from .logs import setup_logging
 from .preflight import (
     Check,
@@ -203,7 +203,7 @@ async def run(settings: Settings) -> int:
     try:
         with instance_lock(settings.state.path):
             return await _run(settings, stop)
-    except AlreadyRunning as error:
+    except (AlreadyRunning, LockUnavailable) as error:
         log.error("not starting: %s", error)
         return EXIT_PROBLEM
     except commands.ExtensionFailed as error:

@@ -4,6 +4,8 @@ Two bots on one state file would both poll (twice the Sonoran budget) and both e
 messages. `run` holds an exclusive lock on `<state.path>.lock` for as long as it runs; the file
 holds the holder's pid, so a second `run` stops with one line naming the file and that pid. The
 kernel drops the lock when the process ends, SIGKILL included, so a crash never leaves a stale one.
+A lock file that cannot be opened (one left by a run as root, say) stops `run` too, with one line
+naming the file and the fix: running without the lock would let two bots share the state file.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ class AlreadyRunning(Exception):
         self.pid = pid
 
 
+class LockUnavailable(Exception):
+    """The state file's lock file cannot be opened, so nothing would keep a second bot out."""
+
+    def __init__(self, state_path: Path, error: OSError) -> None:
+        lock = lock_path(state_path)
+        super().__init__(
+            f"cannot open the lock file {lock} ({error.strerror or type(error).__name__}), which keeps a second "
+            f"bot off state.path {state_path}. Fix: give the bot's user write access to {lock.parent} and the "
+            f"file (one left by a run as root: chown it to the bot's user, or delete it while no bot runs)"
+        )
+        self.state_path = state_path
+
+
 def lock_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".lock")
 
@@ -44,17 +59,16 @@ def in_use(state_path: Path) -> AlreadyRunning | None:
 
 @contextlib.contextmanager
 def instance_lock(state_path: Path) -> Iterator[None]:
-    """Holds the state file's lock, or raises AlreadyRunning. An in-memory state needs none; a lock
-    file that cannot be made is left to the state file's own, clearer error."""
+    """Holds the state file's lock, or raises AlreadyRunning (someone holds it) or LockUnavailable
+    (the lock file cannot be opened). An in-memory state needs none."""
     if str(state_path) == ":memory:":
         yield
         return
     try:
         state_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path(state_path), "a+")  # noqa: SIM115  (held open for the whole run)
-    except OSError:
-        yield
-        return
+    except OSError as error:
+        raise LockUnavailable(state_path, error) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -17,7 +17,7 @@ import discord
 from .channelfaults import FEED_PERMISSION_BITS, missing_feed_permissions
 from .config import Settings
 from .feed.listener import listener_url, privileged_port
-from .instance import in_use
+from .instance import LockUnavailable, in_use
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .services import sonoran_client
@@ -287,7 +287,10 @@ async def state_check(settings: Settings) -> Check:
     except StateFileError as error:
         return Check("state file", False, str(error), "see above", fatal=True)
     await store.close()
-    running = in_use(path)
+    try:
+        running = in_use(path)
+    except LockUnavailable as error:
+        return Check("state file", False, str(error), "see above", fatal=True)
     if running is not None:  # the running bot's: `run` would stop on it, `check` beside it is fine
         return Check("state file", True, f"{path}: opened; in use by a running bot ({running.pid or 'pid unknown'})")
     return Check("state file", True, f"{path}: opened and written (schema {SCHEMA_VERSION})")

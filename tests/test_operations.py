@@ -443,6 +443,22 @@ async def test_unwritable_state_path_is_one_clear_line(cad: FakeCad, tmp_path: P
     assert process.returncode == 1 and "not starting: " in log and "Traceback" not in log, log
 
 
+async def test_a_lock_file_that_cannot_be_opened_stops_run_in_one_line(cad: FakeCad, tmp_path: Path) -> None:
+    """Without its lock two bots could share one state file: a lock file the bot cannot open (left
+    by a run as root; here, as root ourselves, a folder in its place) stops `run`, and `check` says it."""
+    config = write_config(tmp_path, cad.url)
+    lock = tmp_path / "state.sqlite3.lock"
+    lock.mkdir()
+    process = await start_bot(config)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    (line,) = [line for line in log.splitlines() if "not starting" in line]
+    assert process.returncode == 1 and "Traceback" not in log, log
+    assert f"cannot open the lock file {lock}" in line and "chown" in line
+    state = await state_check(load_settings(config))
+    assert not state.ok and str(lock) in state.detail
+
+
 # --- stopping at any moment, sync's errors, the CLI ----------------------------------------------------
 
 

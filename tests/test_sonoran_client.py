@@ -457,3 +457,36 @@ def test_every_operation_has_a_rate_limit(session: aiohttp.ClientSession) -> Non
 async def test_an_operation_outside_the_list_is_an_error(client: SonoranClient) -> None:
     with pytest.raises(LookupError, match="not in OPERATIONS"):
         client.http.limiter("get_everything")
+
+
+@pytest.mark.parametrize("cut", ["detail", "trace"])
+async def test_a_key_past_the_cut_is_redacted_whole(cad: FakeCad, session: aiohttp.ClientSession, cut: str) -> None:
+    """The CAD's words are redacted before they are cut: a key that straddles the cut leaves none of
+    its characters in the error, the member's reply or the audit text (issue 25)."""
+    import json
+
+    client = _client(cad, session, 2)
+    limit = 300 if cut == "detail" else 100
+    for offset in range(limit - len(API_KEY) - 2, limit + 2):
+        words = "x" * offset + API_KEY + " and more words after it" * 4
+        problem = {"title": "Bad Request", "status": 400}
+        problem["detail" if cut == "detail" else "traceId"] = words
+        if cut == "trace":
+            problem["detail"] = "malformed"
+        cad.fail_next("close_call", status=400, body=json.dumps(problem), content_type="application/problem+json")
+        with pytest.raises(RequestRejected) as info:
+            await client.close_call(1)
+        texts = [str(info.value), user_message(info.value), repr(info.value), str(info.value.trace_id)]
+        for text in texts:
+            for start in range(len(API_KEY) - 7):
+                assert API_KEY[start : start + 8].lower() not in text.lower(), (offset, text)
+
+
+async def test_v1_words_past_the_cut_are_redacted_whole(cad: FakeCad, session: aiohttp.ClientSession) -> None:
+    client = _client(cad, session, 1)
+    for offset in range(300 - len(API_KEY) - 2, 302):
+        cad.fail_next("close_call", status=400, body="x" * offset + API_KEY.upper() + " tail" * 20)
+        with pytest.raises(RequestRejected) as info:
+            await client.close_call(1)
+        for start in range(len(API_KEY) - 7):
+            assert API_KEY[start : start + 8].lower() not in str(info.value).lower(), offset

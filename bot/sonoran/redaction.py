@@ -15,5 +15,10 @@ class Redactor:
     def __call__(self, text: str) -> str:
         return self._pattern.sub("[redacted]", text) if self._pattern else text
 
+    def clip(self, text: str, limit: int) -> str:
+        """The text redacted, then cut to `limit` characters: in that order, since a cut first can
+        split the key so that its first part no longer matches and goes out as it is."""
+        return self(text)[:limit]
+
     def __repr__(self) -> str:
         return "Redactor(...)"

@@ -107,6 +107,8 @@ class Reply:
             ) from None
 
 
+DETAIL_LIMIT = 300  # the most of the CAD's own words an error keeps (redacted first: Redactor.clip)
+
 ErrorMapper = Callable[[Request, Reply], Awaitable[SonoranError]]
 
 

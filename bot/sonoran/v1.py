@@ -24,7 +24,7 @@ from .errors import (
     mentions_plan,
 )
 from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
-from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
+from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
     "CALL_911": "emergency",
@@ -95,7 +95,8 @@ class V1Api(SonoranApi):
             return UnknownServer(request.server_id or 0, **kwargs)
         if reply.status == 404 or _CALL_MISSING.search(upper):
             return NotFound(text or "not found", call_id=request.call_id, **kwargs)
-        return RequestRejected(text[:300] or f"HTTP {reply.status}", **kwargs)
+        # reply.text is redacted already; clip() keeps the order right should that ever change
+        return RequestRejected(reply.redact.clip(text, DETAIL_LIMIT) or f"HTTP {reply.status}", **kwargs)
 
     async def file_911(self, server_id: int, call: NewCall) -> int:
         body: dict[str, Any] = {

@@ -35,7 +35,7 @@ from .models import (
     Unit,
     units_from_payload,
 )
-from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
+from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend, trace_id_of
 
 MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
 SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
@@ -85,11 +85,11 @@ class V2Api(SonoranApi):
         problem = _problem(reply)
         detail = str(problem.get("detail") or problem.get("title") or problem.get("message") or reply.text)
         # the CAD's words may repeat what it was sent, the key included: they reach members and the audit log
-        detail = self.http.redact(detail.strip()[:300]) or f"HTTP {reply.status}"
+        detail = self.http.redact.clip(detail.strip(), DETAIL_LIMIT) or f"HTTP {reply.status}"
         kwargs: dict[str, Any] = {
             "operation": request.operation,
             "status": reply.status,
-            "trace_id": trace_id_of(reply),
+            "trace_id": self.http.redact.clip(trace, 100) if (trace := trace_id_of(reply)) else None,
         }
         if reply.status == 401:
             return BadCredentials(detail, **kwargs)
