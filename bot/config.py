@@ -119,9 +119,8 @@ class LookupSettings(_Section):
 
     enabled: bool = False
     role_ids: list[int] = Field(default_factory=list)  # members with one of these may look up
-    allow_cad_rights: bool = (
-        False  # v2: also members whose linked CAD account has police, dispatch or supervisor rights
-    )
+    # v2: also members whose linked CAD account has police, dispatch or supervisor rights
+    allow_cad_rights: bool = False
     channel_ids: list[int] = Field(default_factory=list)  # empty: any channel
     types: list[int] = Field(
         default_factory=lambda: [2, 3, 4, 5], min_length=1
