@@ -66,14 +66,18 @@ class Shown:
     """One record as this member sees it: what matters on a stop, and its lines."""
 
     record: LookupRecord
-    alerts: tuple[str, ...]  # "ACTIVE WARRANT (ARMED, DANGEROUS)", "REGISTRATION STOLEN", ...
+    alerts: tuple[str, ...]  # "ACTIVE WARRANT: ARMED, DANGEROUS", "REGISTRATION STOLEN", ...
     heading: str
     lines: tuple[str, ...]
 
 
-def _subject(values: dict[str, str]) -> str:
+def _subject(kind: int | None, values: dict[str, str]) -> str:
+    """Whom or what a record is about: the plate for a registration or a BOLO that names one."""
     name = " ".join(values.get(key, "").strip() for key in ("first", "mi", "last") if values.get(key, "").strip())
-    return name or values.get("plate", "").strip()
+    plate = values.get("plate", "").strip()
+    if kind in (3, 5) and plate:
+        return plate
+    return name or plate
 
 
 def show(record: LookupRecord, *, supervisor: bool) -> Shown:
@@ -86,16 +90,16 @@ def show(record: LookupRecord, *, supervisor: bool) -> Shown:
     alerts: list[str] = []
     if record.type in (2, 3) and status not in CLOSED_STATUSES:
         what = "ACTIVE WARRANT" if record.type == 2 else "ACTIVE BOLO"
-        alerts.append(f"{what} ({', '.join(flag_words)})" if flag_words else what)
+        alerts.append(f"{what}: {', '.join(flag_words)}" if flag_words else what)
     elif record.type == 4 and status in LICENSE_FLAGS:
         alerts.append(f"LICENSE {status}")
     elif record.type == 5 and status in REGISTRATION_FLAGS:
         alerts.append(f"REGISTRATION {status}")
     kind = TYPE_LABELS.get(record.type or 0) or record.name or "Record"
-    subject = _subject(values)
+    subject = _subject(record.type, values)
     heading = f"{kind}: {subject}" if subject else kind
     if record.name and record.name.casefold() != kind.casefold():
-        heading += f" ({record.name})"
+        heading += f" — {record.name}"
     lines: list[str] = []
     for section, fields in parts:
         if section.category == FLAGS_SECTION:

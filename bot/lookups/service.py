@@ -68,7 +68,7 @@ class Lookups:
             self.limits.refund(interaction.user.id)  # nothing came back: it does not count
             self._audit(interaction, FAILED, describe(query), reason=user_message(error))
             raise
-        self._audit(interaction, DONE, f"{describe(query)} · {len(records)} record(s)")
+        self._audit(interaction, DONE, f"{describe(query)} · {len(records)} found")
         await self._answer(interaction, query, records, supervisor=rights.supervisor)
 
     def _check(self, interaction: Interaction) -> bool:

@@ -200,16 +200,17 @@ _SAMPLE: list[dict[str, Any]] = [
             ],
         ),
     ),
-    character(
-        "@everyone",
-        "<@&123> **Mallory**",
-        "",
-        "# 2000-01-01",
+    # every text hostile but the name it is found by: mentions, markdown, a masked link, a heading
+    record(
+        CHARACTER,
+        "@everyone <@&123> **Wanted**",
         section(
-            "Notes",
-            [
-                field("notes", "Notes <@111>", "[free nitro](https://evil.example) ||spoiler|| `code` @here\n> quoted"),
-            ],
+            "Civilian",
+            [*person("Mallory", "Hacker"), field("dob", "Date of Birth", "# 2000-01-01", "date")],
+        ),
+        section(
+            "Notes <@111>",
+            [field("notes", "Notes <@111>", "[free nitro](https://evil.example) ||spoiler|| `code` @here\n> quoted")],
         ),
     ),
 ]
