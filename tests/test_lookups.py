@@ -303,6 +303,33 @@ async def test_the_cache_answers_the_same_query_only_for_the_same_rights(
     assert len(lookups_sent(cad)) == 3
 
 
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_two_members_asking_the_same_at_once_share_one_request(
+    lookups_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, api_version: int
+) -> None:
+    bot = await lookups_bot()
+    cad.fail_next("lookup", delay=0.3, passthrough=True)  # a slow CAD: the second asks while the first waits
+    await dispatch_interaction(bot, lookup("plate", JANE_PLATE), lookup("plate", JANE_PLATE, user_id=OTHER))
+    assert len(lookups_sent(cad)) == 1
+    answers = [r for r in discord_api.replies() if r.get("embeds")]
+    assert len(answers) == 2 and all("Karin Sultan" in a["embeds"][0]["description"] for a in answers)
+
+
+def test_check_says_whether_lookups_can_work() -> None:
+    from bot.preflight import lookups_check
+
+    from .helpers import make_settings
+
+    settings = make_settings("http://127.0.0.1:9", 2, lookups={"enabled": True})
+    assert not lookups_check(settings, 3).ok and "nobody may look up" in lookups_check(settings, 3).detail
+    assert "Plus plan" in lookups_check(settings, 2).detail
+    settings = make_settings("http://127.0.0.1:9", 2, lookups={"enabled": True, "allow_cad_rights": True})
+    check = lookups_check(settings, 3)
+    assert check.ok and "at most 20 lookups a minute" in check.detail
+    settings = make_settings("http://127.0.0.1:9", 1, lookups={"enabled": True, "allow_cad_rights": True})
+    assert "v1 cannot read CAD rights" in lookups_check(settings, 3).detail
+
+
 # --- CAD errors -------------------------------------------------------------------------------------------
 async def test_a_plan_without_lookups_says_which_plan_they_need(
     lookups_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord

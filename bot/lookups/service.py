@@ -22,6 +22,7 @@ from ..embeds import clean
 from ..messages import no_records, user_message
 from ..permissions import member_role_ids
 from ..sonoran import LookupQuery, LookupRecord, RequestRejected, SonoranError
+from ..sonoran.singleflight import SingleFlight
 from ..views import Paginator, StaticPages
 from .errors import ChannelNotAllowed, LookupRefused, LookupsOff, NotAllowedToLookUp
 from .guard import AnswerCache, MemberLimits, Pause
@@ -41,6 +42,7 @@ class Lookups:
         self.limits = MemberLimits(settings.cooldown_seconds, settings.hourly_cap)
         self.cache = AnswerCache()
         self.pause = Pause()
+        self._asking: SingleFlight[list[LookupRecord]] = SingleFlight()  # the same query at once: one request
 
     def __repr__(self) -> str:
         return f"Lookups(enabled={self.bot.settings.lookups.enabled})"
@@ -98,6 +100,9 @@ class Lookups:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
+        return await self._asking.run(key, lambda: self._ask(key, query), name="lookup")
+
+    async def _ask(self, key: tuple[Rights, LookupQuery], query: LookupQuery) -> list[LookupRecord]:
         try:
             records = await self.bot.sonoran.lookup(query)
         except RequestRejected as error:
