@@ -422,3 +422,43 @@ async def test_hostile_text_in_records_is_shown_inert_and_pings_nobody(
     assert "\\|\\|spoiler\\|\\|" in description and "\\`code\\`" in description
     assert "Date of Birth: \\# 2000-01-01" in description
     assert "\\*\\*Wanted\\*\\*" in description
+
+
+async def test_odd_records_cost_only_themselves(
+    lookups_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    from bot.sandbox.records import field, section
+
+    good = {
+        "type": 5,
+        "name": "Vehicle Registration",
+        "sections": [section("Vehicle", [field("plate", "Plate", "ODD1")])],
+    }
+    odd: list[Any] = [
+        "junk",
+        None,
+        {"type": "5", "sections": "not a list"},
+        {
+            "type": 2,
+            "sections": [{"category": 1, "fields": [{"uid": "flags", "data": {"flags": [float("inf"), None, "X"]}}]}],
+        },
+        {
+            "type": True,
+            "name": 12,
+            "sections": [{"fields": [{"uid": "n", "label": "Big", "value": float("inf")}, 7, {}]}],
+        },
+        {"type": 4, "sections": [{"fields": [{"uid": "status", "label": "Status", "value": ["SUSPENDED", {"x": 1}]}]}]},
+        {"type": 3, "sections": [{"dependency": {"type": "WEIRD"}, "fields": [{"label": "Hidden", "value": "h"}]}]},
+        {"type": 5, "sections": [{"fields": [{"label": "Long", "value": "y" * 50_000}]}]},
+        good,
+    ]
+    body = json.dumps({"records": odd}).replace("Infinity", "1e400")  # JSON's way to say a number too big
+    cad.fail_next("lookup", status=200, body=body, content_type="application/json")
+    bot = await lookups_bot()
+    await dispatch_interaction(bot, lookup("plate", {"plate": "ODD1"}))
+    reply = answer(discord_api)
+    assert message_errors(reply) == {}
+    shown = "".join(e["description"] for e in reply["embeds"])
+    assert "Plate: ODD1" in shown and "Hidden" not in shown
+    assert "ACTIVE WARRANT: X" in shown and "LICENSE SUSPENDED" in shown
+    assert reply["embeds"][0]["footer"]["text"].startswith("7 record(s)")  # the two that are no objects left out

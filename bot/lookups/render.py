@@ -30,6 +30,7 @@ CLEAR_COLOUR = discord.Colour.dark_green()
 TYPE_LABELS = {2: "Warrant", 3: "BOLO", 4: "License", 5: "Registration", 7: "Character"}
 ORDER = {2: 0, 3: 1, 5: 2, 4: 3, 7: 4}  # flagged records first, then in this order
 CLOSED_STATUSES = frozenset({"1", "CLOSED", "INACTIVE", "SERVED", "CLEARED", "CANCELLED", "CANCELED"})
+WARRANT_STATUS = {"0": "Active", "1": "Closed"}  # a warrant's or BOLO's `status`
 LICENSE_FLAGS = frozenset({"SUSPENDED", "EXPIRED", "REVOKED"})
 REGISTRATION_FLAGS = frozenset({"STOLEN", "EXPIRED", "PENDING", "SUSPENDED"})  # as the FiveM resource flags them
 
@@ -106,6 +107,8 @@ def show(record: LookupRecord, *, supervisor: bool) -> Shown:
             continue
         for f in fields:
             text = f.value or f.linked or ", ".join(f.flags)
+            if record.type in (2, 3) and f.uid == "status":
+                text = WARRANT_STATUS.get(text.strip(), text)  # Sonoran stores 0 and 1
             if text.strip():
                 label = clean(f.label or f.uid, 60)
                 lines.append(f"{label}: {clean(' '.join(text.split()), VALUE_LIMIT)}")
