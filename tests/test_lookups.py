@@ -462,3 +462,23 @@ async def test_odd_records_cost_only_themselves(
     assert "Plate: ODD1" in shown and "Hidden" not in shown
     assert "ACTIVE WARRANT: X" in shown and "LICENSE SUSPENDED" in shown
     assert reply["embeds"][0]["footer"]["text"].startswith("7 record(s)")  # the two that are no objects left out
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "shown"),
+    [
+        ("EQUAL", "YES", True),
+        ("EQUAL", "yes", False),  # as the CAD compares: exactly
+        ("NOTEQUAL", "YES", False),
+        ("NOTEQUAL", "", True),
+        ("CONTAINS", "ARMED, YES", True),
+        ("CONTAINS", "NO", False),
+        ("SOMEDAY", "YES", False),  # a rule the bot does not know hides what it guards
+    ],
+)
+def test_dependencies_hide_as_sonorans_webhooks_do(kind: str, value: str, shown: bool) -> None:
+    from bot.lookups.render import depends_ok
+    from bot.sonoran.records import Dependency
+
+    assert depends_ok(Dependency(kind, "deceased", ("YES",)), {"deceased": value}) is shown
+    assert depends_ok(None, {}) is True
