@@ -59,6 +59,7 @@ class AuditRecord:
     outcome: Outcome
     call_id: CallId | None = None
     reason: str = ""  # why it was refused or failed, as the member was told
+    detail: str = ""  # what was asked, for a read (a lookup's query and how many records came back)
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -68,6 +69,8 @@ def audit_embed(record: AuditRecord) -> discord.Embed:
     embed.add_field(name="Member", value=f"{clean(record.member_name, 80)} ({record.member_id})", inline=True)
     embed.add_field(name="Server", value=str(record.server_id), inline=True)
     embed.add_field(name="When", value=timestamp(record.at, "f"), inline=True)
+    if record.detail:
+        embed.add_field(name="Query", value=clean(record.detail, 300), inline=False)
     if record.reason:
         embed.add_field(name="Why", value=clean(record.reason, 1000), inline=False)
     return embed
@@ -80,9 +83,10 @@ def audit(
     call_id: CallId | None,
     outcome: Outcome,
     reason: str = "",
+    detail: str = "",
 ) -> None:
-    """The one way a write (done, failed, unknown) or a refusal reaches the audit channel, if there
-    is one: who, what, which call, and the sentence the member was told."""
+    """The one way a write (done, failed, unknown), a lookup or a refusal reaches the audit channel,
+    if there is one: who, what, which call (or query), and the sentence the member was told."""
     log: AuditLog | None = getattr(interaction.client, "audit", None)
     if log is not None:
         log.record(
@@ -94,6 +98,7 @@ def audit(
                 outcome=outcome,
                 call_id=call_id,
                 reason=reason,
+                detail=detail,
             )
         )
 

@@ -1,5 +1,6 @@
-"""Dispatcher rights read from the CAD (`commands.dispatchers_from_cad`, API v2): a member is a
-dispatcher when the CAD account linked to their Discord id may dispatch (or administer).
+"""Rights read from the CAD (API v2): a member is a dispatcher when the CAD account linked to their
+Discord id may dispatch (or administer) (`commands.dispatchers_from_cad`); lookups ask for police,
+dispatch and supervisor rights (`lookups.allow_cad_rights`, and `isSupervisor` fields).
 
 The account lookup has a budget of 10 a minute per key, so answers are cached, positive and
 negative, for `commands.cad_rights_ttl_seconds`; lookups for the same member share one request;
@@ -12,11 +13,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from .sonoran import NotLinked, SonoranClient, SonoranError
+from .sonoran import Account, NotLinked, SonoranClient, SonoranError
 from .sonoran.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
+
+# the account permissions that make a supervisor (police, fire, medical, DMV, law records)
+SUPERVISOR_PERMISSIONS = ("polSuper", "fireSuper", "medSuper", "dmvSuper", "lawSuper")
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What the CAD says a member's linked account may do (all False: not linked, barred, unknown)."""
+
+    dispatch: bool = False
+    police: bool = False
+    supervisor: bool = False
+
+
+NO_RIGHTS = Rights()
+
+
+def rights_of(account: Account) -> Rights:
+    if account.is_barred:
+        return NO_RIGHTS
+    permissions = account.permissions
+    return Rights(
+        dispatch=account.can_dispatch,
+        police=permissions.get("police") is True,
+        supervisor=any(permissions.get(name) is True for name in SUPERVISOR_PERMISSIONS),
+    )
 
 
 class CadRights:
@@ -24,8 +52,8 @@ class CadRights:
         self.client = client
         self.ttl = ttl
         self._clock = clock
-        self._answers: dict[int, tuple[bool, float]] = {}  # Discord user id -> (may dispatch, when)
-        self._lookups: SingleFlight[bool] = SingleFlight()
+        self._answers: dict[int, tuple[Rights, float]] = {}  # Discord user id -> (rights, when)
+        self._lookups: SingleFlight[Rights] = SingleFlight()
         self.attempts = 0  # lookups tried (the limiter may refuse one before it reaches the CAD)
 
     def __repr__(self) -> str:
@@ -33,24 +61,28 @@ class CadRights:
 
     async def may_dispatch(self, discord_id: int) -> bool:
         """True only when the CAD says so (now, or within the TTL)."""
+        return (await self.rights(discord_id)).dispatch
+
+    async def rights(self, discord_id: int) -> Rights:
+        """The member's rights as the CAD says (now, or within the TTL); NO_RIGHTS when it cannot say."""
         cached = self._answers.get(discord_id)
         if cached is not None and self._clock() - cached[1] < self.ttl:
             return cached[0]
         try:
             return await self._lookups.run(discord_id, lambda: self._lookup(discord_id), name="cad-rights")
         except SonoranError as error:  # spent budget, CAD down: the Discord rules decide alone
-            log.debug("dispatcher rights from the CAD unavailable for a member: %s", error)
-            return False
+            log.debug("rights from the CAD unavailable for a member: %s", error)
+            return NO_RIGHTS
 
-    async def _lookup(self, discord_id: int) -> bool:
+    async def _lookup(self, discord_id: int) -> Rights:
         self.attempts += 1
         try:
             account = await self.client.get_account(discord_id=discord_id, wait=False)
         except NotLinked:
-            allowed = False
+            rights = NO_RIGHTS
         else:
-            allowed = account.can_dispatch
+            rights = rights_of(account)
         if len(self._answers) > 10_000:
             self._answers.clear()
-        self._answers[discord_id] = (allowed, self._clock())
-        return allowed
+        self._answers[discord_id] = (rights, self._clock())
+        return rights

@@ -95,6 +95,49 @@ class RateLimits(_Section):
     get_active_units: int = Field(1, ge=1, le=2)
     unit_status: int = Field(30, ge=1)
     unit_panic: int = Field(20, ge=1)
+    # Lookups allow 30 a minute per key, and the game server's plate reader and in-game lookups
+    # spend the same key: the bot takes 10 by default and never more than LOOKUP_BUDGET_MAX.
+    lookup: int = Field(10, ge=1)
+
+    @field_validator("lookup")
+    @classmethod
+    def _leaves_the_game_server_its_share(cls, value: int) -> int:
+        if value > LOOKUP_BUDGET_MAX:
+            raise ValueError(
+                f"at most {LOOKUP_BUDGET_MAX}: Sonoran allows 30 lookups a minute per API key, and the game "
+                f"server (its plate reader, in-game lookups) needs the rest"
+            )
+        return value
+
+
+LOOKUP_BUDGET_MAX = 20  # of Sonoran's 30 lookups a minute per key: the game server keeps at least 10
+LOOKUP_RECORD_TYPES = frozenset({2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16})  # 7 (characters) always comes
+
+
+class LookupSettings(_Section):
+    """/lookup: name and plate lookups in the CAD's records, off until an admin turns them on."""
+
+    enabled: bool = False
+    role_ids: list[int] = Field(default_factory=list)  # members with one of these may look up
+    # v2: also members whose linked CAD account has police, dispatch or supervisor rights
+    allow_cad_rights: bool = False
+    channel_ids: list[int] = Field(default_factory=list)  # empty: any channel
+    types: list[int] = Field(
+        default_factory=lambda: [2, 3, 4, 5], min_length=1
+    )  # warrants, BOLOs, licenses, registrations
+    cooldown_seconds: float = Field(10, ge=0)  # between one member's lookups
+    hourly_cap: int = Field(30, ge=1)  # lookups one member may make in any hour
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[int]) -> list[int]:
+        unknown = sorted(set(value) - LOOKUP_RECORD_TYPES)
+        if unknown:
+            raise ValueError(
+                f"unknown record type(s) {unknown}: use 2 warrants, 3 BOLOs, 4 licenses, 5 registrations, or 8-16 "
+                "(characters, 7, always come back)"
+            )
+        return sorted(set(value))
 
 
 class SonoranSettings(_Section):
@@ -249,6 +292,7 @@ class Settings(BaseSettings):
     units: UnitSettings = Field(default_factory=UnitSettings)
     boards: list[BoardSettings] = Field(default_factory=list)
     alerts: list[AlertSettings] = Field(default_factory=list)
+    lookups: LookupSettings = Field(default_factory=LookupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.dispatch", "cogs.feed", "cogs.units")
+EXTENSIONS = ("cogs.dispatch", "cogs.feed", "cogs.units", "cogs.lookups")
 # A 429 asking to wait longer than this ends the request (discord.RateLimited) instead of sleeping
 # through it: the feed's writer retries later, and nothing else waits behind it. 30 s is the
 # smallest value discord.py allows.

@@ -11,6 +11,7 @@ from discord import app_commands
 
 from . import sonoran as cad
 from .embeds import clean
+from .lookups.errors import BadLookup, ChannelNotAllowed, LookupLimited, LookupsOff, NotAllowedToLookUp
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 from .units.records import Alert
 from .units.render import unit_name
@@ -120,6 +121,26 @@ def panic_set(panic: bool) -> str:
     return "Panic turned off for your units on duty."
 
 
+LOOKUP_PLAN = "Lookups need Sonoran's Plus plan (or higher) for this community. Ask an admin."
+
+
+def no_records(query: str) -> str:
+    """`query` is already clean (the member's own input, checked)."""
+    return f"No records found for {query}."
+
+
+def lookup_limited(error: LookupLimited) -> str:
+    wait = max(1, round(error.retry_after))
+    if error.why == "paused":
+        return (
+            f"Lookups are paused for {max(1, round(wait / 60))} min: the CAD refused several lookups as malformed, "
+            "and Sonoran blocks a community that keeps sending them. An admin can find the details in the bot's log."
+        )
+    if error.why == "hourly cap":
+        return f"You have made as many lookups as one hour allows. Try again in {max(1, round(wait / 60))} min."
+    return f"Slow down: you can look up again in {wait} s."
+
+
 _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
     (
         cad.BadCredentials,
@@ -157,6 +178,13 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     ),
     (NotYourButtons, "These buttons belong to the member who ran the command."),
     (NotAChoice, "Choose a call from the list."),
+    (LookupsOff, "Lookups are turned off on this server."),
+    (
+        NotAllowedToLookUp,
+        "You may not look up records: that needs a lookup role (or, where the admins allow it, police, dispatch "
+        "or supervisor rights on your linked CAD account). Ask an admin if that is wrong.",
+    ),
+    (ChannelNotAllowed, "Lookups are not allowed in this channel. Use one of the channels the admins chose."),
     (NotAStatus, "Choose a status from the list."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
@@ -179,6 +207,10 @@ def user_message(error: BaseException) -> str:
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid: {clean(error.value, 100)}"
+    if isinstance(error, BadLookup):
+        return f"{error.problem} Nothing was looked up."
+    if isinstance(error, LookupLimited):
+        return lookup_limited(error)
     if isinstance(error, EmptyText):
         return f"The {error.what} is empty: nothing was added."
     if isinstance(error, TextTooLong):
@@ -190,6 +222,8 @@ def user_message(error: BaseException) -> str:
 
 
 def sonoran_message(error: cad.SonoranError) -> str:
+    if isinstance(error, cad.PlanTooLow) and error.operation == "lookup":
+        return LOOKUP_PLAN
     if isinstance(error, cad.RequestRejected):  # the CAD's words may echo what a player typed
         return f"The CAD refused the request: {clean(error.detail, 300)}"
     if isinstance(error, cad.RateLimited):

@@ -67,6 +67,7 @@ async def may_dispatch(interaction: Interaction) -> bool:
     rights = bot.services.rights
     return (
         rights is not None
+        and bot.settings.commands.dispatchers_from_cad  # the rights may be read for lookups only
         and isinstance(interaction.user, discord.Member)
         and await rights.may_dispatch(interaction.user.id)
     )

@@ -140,6 +140,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         )
     if settings.commands.dispatchers_from_cad:
         checks.append(await _accounts_check(settings, client))
+    if settings.lookups.enabled:
+        checks.append(lookups_check(settings, plan.level))
     wanted = sorted({settings.sonoran.server_id, *settings.event_server_ids})
     try:
         servers = {server.id: server for server in await client.get_servers()}
@@ -161,6 +163,22 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         names = ", ".join(f"{s} ({servers[s].name or 'unnamed'})" for s in wanted)
         checks.append(Check("sonoran servers", True, f"configured servers exist: {names}"))
     return checks, plan
+
+
+def lookups_check(settings: Settings, plan_level: int) -> Check:
+    """[lookups]: the plan has them (Plus, as the v1 restrictions table says), and someone may use them."""
+    name, rules = "lookups", settings.lookups
+    if plan_level < 3:
+        return Check(
+            name, False, "lookups need the Plus plan or higher", "upgrade the plan, or set lookups.enabled = false"
+        )
+    by_cad = rules.allow_cad_rights and settings.sonoran.api_version == 2
+    if not rules.role_ids and not by_cad:
+        why = "v1 cannot read CAD rights" if rules.allow_cad_rights else "lookups.allow_cad_rights is off"
+        return Check(name, False, f"nobody may look up: lookups.role_ids is empty and {why}", "set lookups.role_ids")
+    who = f"{len(rules.role_ids)} role(s)" + (" and CAD police, dispatch or supervisor rights" if by_cad else "")
+    budget = settings.sonoran.rate_limits.lookup
+    return Check(name, True, f"on for {who}; at most {budget} lookups a minute (Sonoran allows 30 per key)")
 
 
 async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:

@@ -27,7 +27,7 @@ class Services:
     sonoran: SonoranClient
     board: CallBoard
     store: Store | None  # None: a bot that only registers its commands (`sync`) and opens no state file
-    rights: CadRights | None = None  # commands.dispatchers_from_cad (v2)
+    rights: CadRights | None = None  # commands.dispatchers_from_cad or lookups.allow_cad_rights (v2)
 
 
 def sonoran_client(
@@ -74,6 +74,8 @@ async def open_services(
             store = await Store.open(settings.state.path)
             stack.push_async_callback(store.close)
         rights = None
-        if settings.commands.dispatchers_from_cad and settings.sonoran.api_version == 2:
+        if (
+            settings.commands.dispatchers_from_cad or settings.lookups.allow_cad_rights
+        ) and settings.sonoran.api_version == 2:
             rights = CadRights(sonoran, settings.commands.cad_rights_ttl_seconds, clock=clock)
         yield Services(session, sonoran, board, store, rights)

@@ -24,6 +24,7 @@ GENEROUS_LIMITS = {
     "get_active_units": 2,  # the most the bot may take (Sonoran allows 3 a minute; the game server takes 1)
     "unit_status": 1000,
     "unit_panic": 1000,
+    "lookup": 20,  # the most the bot may take (Sonoran allows 30 a minute; the game server keeps the rest)
 }
 
 

@@ -399,7 +399,7 @@ async def test_sync_payload_is_valid(bot: DispatchBot, api_version: int) -> None
     payload = [c.to_dict(bot.tree) for c in bot.tree.get_commands()]
     # v1 cannot target members by Discord id
     v2_only = {"attach", "detach", "status", "panic"} if api_version == 2 else set()
-    assert {c["name"] for c in payload} == {"911", "calls", "note", "close", "remove911", "units", *v2_only}
+    assert {c["name"] for c in payload} == {"911", "calls", "note", "close", "remove911", "units", "lookup", *v2_only}
     name_rule = re.compile(r"^[-_'\w]{1,32}$")
     for command in payload:
         assert name_rule.match(command["name"]) and command["name"] == command["name"].lower()
@@ -421,7 +421,7 @@ async def test_sync_to_configured_guild_at_start(
 ) -> None:
     await make_bot(discord={"token": "x", "guild_ids": [333333333333333333]})
     (body,) = discord_api.sent("PUT", r"/applications/\d+/guilds/333333333333333333/commands$")
-    assert len(body) == (10 if api_version == 2 else 6)  # /attach, /detach, /status and /panic on v2 only
+    assert len(body) == (11 if api_version == 2 else 7)  # /attach, /detach, /status and /panic on v2 only
     assert discord_api.sent("PUT", r"/applications/\d+/commands$") == []  # no global sync at start
 
 

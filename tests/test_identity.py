@@ -97,7 +97,15 @@ async def test_v1_has_neither_the_buttons_nor_the_commands(
     cad.add_dispatch("Robbery")
     (message,) = await posted(bot, discord_api)
     assert [c["label"] for c in components(message)] == ["Note", "Close"]
-    assert {c.name for c in bot.tree.get_commands()} == {"911", "calls", "note", "close", "remove911", "units"}
+    assert {c.name for c in bot.tree.get_commands()} == {
+        "911",
+        "calls",
+        "note",
+        "close",
+        "remove911",
+        "units",
+        "lookup",
+    }
 
 
 # --- dispatcher rights from the CAD ---------------------------------------------------------------------

@@ -335,7 +335,7 @@ async def test_unreachable_cad_is_not_fatal_and_secrets_stay_out_of_logs(tmp_pat
 def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, "http://127.0.0.1:1")
     assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 0
-    assert "registered 10 commands in guild 333333333333333333" in capsys.readouterr().out
+    assert "registered 11 commands in guild 333333333333333333" in capsys.readouterr().out
     (guild_body,) = discord_api.sent("PUT", r"/applications/\d+/guilds/333333333333333333/commands$")
     assert sorted(c["name"] for c in guild_body) == [
         "911",
@@ -343,6 +343,7 @@ def test_sync_command(tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.C
         "calls",
         "close",
         "detach",
+        "lookup",
         "note",
         "panic",
         "remove911",

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from .records import lookup_problem, matches, sample_records
+
 API_KEY = "0f1e2d3c-aaaa-bbbb-cccc-5ec2e7ap1key"
 COMMUNITY_ID = "testcad"
 
@@ -33,6 +35,7 @@ V1_PLAN_NEEDED = {
     "get_active_units": 3,
     "unit_status": 2,
     "unit_panic": 2,
+    "lookup": 3,  # LOOKUP needs Plus
 }
 UNITS_LIMIT = 100  # Sonoran's default and maximum `limit` for the units list
 
@@ -98,6 +101,7 @@ class FakeCad:
         self.hub: Hub | None = None  # Sonoran's SignalR hub, at /apiWsHub beside the API
         self.accounts: dict[str, dict[str, Any]] = {}  # Discord user id -> linked CAD account (v2)
         self.units_wrapped = False  # v2 units list as `{"units": [...]}` (the FiveM code copes with both)
+        self.records: list[dict[str, Any]] = sample_records()  # what lookups search (bot/sandbox/records.py)
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
@@ -320,6 +324,11 @@ class FakeCad:
             return text(f"{self.plan}")
         if operation == "get_servers":
             return text(json.dumps({"servers": self._server_list()}))
+        if operation == "lookup":
+            problem = lookup_problem(item, all_keys=True)
+            if problem is not None:
+                return text(problem, 400)
+            return text(json.dumps({"records": matches(self.records, item)}))
         server = self.servers.get(int(item.get("serverId", 1)))
         if server is None:
             return text("INVALID SERVER ID", 400)
@@ -381,6 +390,10 @@ class FakeCad:
             if account is None:  # Sonoran does not document this text: an assumption (README)
                 return problem(404, "Not Found", not_linked(discord_id))
             return web.json_response({k: v for k, v in account.items() if k != "units"})
+        if operation == "lookup":
+            if (refusal := lookup_problem(body, all_keys=False)) is not None:
+                return problem(400, "Bad Request", refusal)
+            return web.json_response(matches(self.records, body))
         match = re.match(r"/v2/emergency/servers/(\d+)/", path)
         server = self.servers.get(int(match.group(1))) if match else None
         if server is None:
@@ -526,6 +539,7 @@ def _v2_operation(method: str, path: str) -> str:
         ("GET", r"/v2/emergency/servers/\d+/units", "get_active_units"),
         ("PATCH", r"/v2/emergency/servers/\d+/units/status", "unit_status"),
         ("PATCH", r"/v2/emergency/servers/\d+/units/panic", "unit_panic"),
+        ("POST", r"/v2/general/lookups", "lookup"),
     ]
     for route_method, pattern, name in routes:
         if method == route_method and re.fullmatch(pattern, path):

@@ -37,6 +37,7 @@ from .models import (
     UnitInfo,
     UnitStatus,
 )
+from .records import LookupQuery, LookupRecord, RecordField, RecordSection
 
 __all__ = [
     "Account",
@@ -50,6 +51,8 @@ __all__ = [
     "ConfigurationProblem",
     "DispatchCall",
     "EmergencyCall",
+    "LookupQuery",
+    "LookupRecord",
     "NeedsApiV2",
     "NewCall",
     "NoUnitOnDuty",
@@ -62,6 +65,8 @@ __all__ = [
     "PlanInfo",
     "PlanTooLow",
     "RateLimited",
+    "RecordField",
+    "RecordSection",
     "RequestRejected",
     "Server",
     "ServerId",

@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import BadReply, NeedsApiV2, SonoranError
 from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, Unit
+from .records import LookupQuery, LookupRecord, records_from_payload
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 LAST_CALL_LISTS = 16
@@ -105,6 +106,17 @@ class SonoranApi(abc.ABC):
 
     @abc.abstractmethod
     async def get_servers(self) -> list[Server]: ...
+
+    @abc.abstractmethod
+    async def lookup(self, query: LookupQuery, *, spend: Spend = ANY_SPEND) -> list[LookupRecord]:
+        """The records matching a name or a plate (characters always among them)."""
+
+    @staticmethod
+    def _records(reply: Reply) -> list[LookupRecord]:
+        try:
+            return records_from_payload(reply.json())
+        except ValueError as exc:
+            raise BadReply(f"lookup: {exc}", operation="lookup", status=reply.status) from None
 
 
 def servers_from_payload(payload: Any) -> list[Server]:

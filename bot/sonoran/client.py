@@ -10,6 +10,7 @@ import aiohttp
 
 from .api import NewCall, SonoranApi
 from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, Unit
+from .records import LookupQuery, LookupRecord
 from .redaction import Redactor
 from .singleflight import SingleFlight
 from .transport import ANY_SPEND, HttpCore, Spend
@@ -122,6 +123,12 @@ class SonoranClient:
 
     async def get_servers(self) -> list[Server]:
         return await self.api.get_servers()
+
+    async def lookup(self, query: LookupQuery) -> list[LookupRecord]:
+        """Records by name or plate: one request at most, now or never (RateLimited when the
+        minute's budget is spent), never sent again after a fault: a member is waiting, the budget
+        is shared with the game server, and Sonoran punishes repeated bad requests."""
+        return await self.api.lookup(query, spend=Spend(retry=False, max_wait=0.0))
 
     async def get_calls(
         self,

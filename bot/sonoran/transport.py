@@ -49,6 +49,7 @@ OPERATIONS = (
     "get_active_units",
     "unit_status",
     "unit_panic",
+    "lookup",
 )
 
 

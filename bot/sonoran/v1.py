@@ -24,6 +24,7 @@ from .errors import (
     mentions_plan,
 )
 from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
+from .records import LookupQuery, LookupRecord
 from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
@@ -35,8 +36,9 @@ CATEGORY = {
     "GET_ACTIVE_UNITS": "emergency",
     "GET_VERSION": "general",
     "GET_SERVERS": "general",
+    "LOOKUP": "general",
 }
-READS = frozenset({"GET_CALLS", "GET_ACTIVE_UNITS", "GET_VERSION", "GET_SERVERS"})
+READS = frozenset({"GET_CALLS", "GET_ACTIVE_UNITS", "GET_VERSION", "GET_SERVERS", "LOOKUP"})
 WRONG_PATH_REPLY = "backend service reached"
 _FIRST_NUMBER = re.compile(r"\d+")
 # v1 documents no text for an unknown call id; these are the forms the integrations look for.
@@ -163,6 +165,11 @@ class V1Api(SonoranApi):
             raise BadReply(f"no plan number in {reply.text[:80]!r}", operation="get_version")
         level = int(match.group(1))
         return PlanInfo(level=level, name=Plan.label(level).upper())
+
+    async def lookup(self, query: LookupQuery, *, spend: Spend = ANY_SPEND) -> list[LookupRecord]:
+        # first, last, mi and plate all present (blanks allowed), as v1 wants them
+        reply = await self._call("LOOKUP", [query.body()], spend=spend)
+        return self._records(reply)
 
     async def get_servers(self) -> list[Server]:
         reply = await self._call("GET_SERVERS", [])

@@ -35,6 +35,7 @@ from .models import (
     Unit,
     units_from_payload,
 )
+from .records import LookupQuery, LookupRecord
 from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend, trace_id_of
 
 MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
@@ -61,6 +62,7 @@ class V2Api(SonoranApi):
         call_id: int | None = None,
         spend: Spend = ANY_SPEND,
         json_reply: bool = True,
+        read: bool | None = None,
     ) -> Reply:
         """One request; its reply, checked to be JSON unless `json_reply=False` (the caller parses it)."""
         reply = await self._send(
@@ -71,7 +73,7 @@ class V2Api(SonoranApi):
                 json=body,
                 params=params,
                 headers=self._headers,
-                read=method == "GET",
+                read=method == "GET" if read is None else read,  # a lookup is a read, though POSTed
                 server_id=server_id,
                 call_id=call_id,
                 spend=spend,
@@ -227,6 +229,10 @@ class V2Api(SonoranApi):
             return Account.model_validate(reply.json())
         except ValueError:
             raise BadReply("the account is not an object", operation="get_account") from None
+
+    async def lookup(self, query: LookupQuery, *, spend: Spend = ANY_SPEND) -> list[LookupRecord]:
+        reply = await self._call("lookup", "POST", "/v2/general/lookups", body=query.body(), spend=spend, read=True)
+        return self._records(reply)
 
     async def get_version(self) -> PlanInfo:
         payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
