@@ -35,6 +35,7 @@ from .models import (
     Unit,
     units_from_payload,
 )
+from .numbers import ids, read_optional_code
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
 
 MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
@@ -232,10 +233,9 @@ class V2Api(SonoranApi):
         payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
         if not isinstance(payload, dict) or "version" not in payload:
             raise BadReply("no version in the reply", operation="get_version")
-        try:
-            level = int(payload["version"])
-        except (TypeError, ValueError):
-            raise BadReply("version is not a number", operation="get_version") from None
+        level = read_optional_code(payload["version"])
+        if level is None:
+            raise BadReply("version is not a number", operation="get_version")
         # The docs' own example pairs 2 with "PLUS"; the name is what we believe when present.
         name = str(payload.get("name") or Plan.label(level)).upper()
         return PlanInfo(level=level, name=name)
@@ -278,9 +278,7 @@ def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str,
 
 def _ident_ids(payload: Any) -> list[int]:
     values = payload.get("identIds") if isinstance(payload, dict) else None
-    return (
-        [int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)] if isinstance(values, list) else []
-    )
+    return ids(values) if isinstance(values, list) else []
 
 
 def _problem(reply: Reply) -> dict[str, Any]:
