@@ -5,6 +5,7 @@ path (the real listener over loopback). The rules are `bot/sonoran/numbers.py`'s
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -13,6 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.cards import CardButton, CardPicker, card_view
 from bot.core import DispatchBot
@@ -109,9 +112,10 @@ def posted_ids(discord_api: FakeDiscord, channel: int, since: int = 0) -> list[i
     return [int(match.group(1)) for title in titles if (match := re.search(r"call #(\d+)", title))]
 
 
+# the bot's persistent items: a custom_id outside its template fails the whole message
 TEMPLATES: list[re.Pattern[str]] = [
     item.__discord_ui_compiled_template__ for item in (CardButton, CardPicker, AcknowledgeButton)
-]  # type: ignore[attr-defined]
+]
 
 
 def assert_cards_valid(discord_api: FakeDiscord) -> None:
@@ -291,3 +295,194 @@ def test_a_stored_call_whose_id_does_not_fit_a_custom_id_is_shown_without_a_card
     assert card_view([post(call_id)]) is None
     view = card_view([post(call_id), post(5)])
     assert view is not None and [item.custom_id for item in view.children] == ["card:remove:1:5"]  # type: ignore[attr-defined]
+
+
+# --- every numeric field, property-based ---------------------------------------------------------------
+FRESH = Raw("fresh")  # stands for a good id, new in its example (so that its post is new too)
+fresh_ids = itertools.count(100_000)
+
+weird = st.sampled_from(WEIRD)
+code = st.integers(0, 4) | weird
+some_id = st.integers(0, 50) | weird  # read or not, never one of the fresh ids
+record_id = st.just(FRESH) | weird
+flag = st.booleans() | weird
+stamp = st.just("2026-11-22T12:00:00Z") | weird
+metadata = st.fixed_dictionaries(
+    {},
+    optional={k: some_id if k == "origin911" else weird for k in ("origin911", "x", "y", "z", "postal", "priority")},
+)
+notes = st.lists(st.fixed_dictionaries({"content": st.just("seen")}, optional={"time": weird}), max_size=2) | weird
+odd_911 = st.fixed_dictionaries(
+    {"callId": record_id}, optional={"isEmergency": flag, "metaData": metadata, "updated": stamp}
+)
+odd_dispatch = st.fixed_dictionaries(
+    {"callId": record_id},
+    optional={
+        "origin": code,
+        "status": code,
+        "priority": code,
+        "primary": some_id,
+        "idents": st.lists(some_id, max_size=3) | some_id,
+        "metaData": metadata,
+        "notes": notes,
+        "updated": stamp,
+    },
+)
+odd_unit = st.fixed_dictionaries({"id": record_id}, optional={"status": code, "isPanic": flag})
+PROPERTY = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+def with_fresh_ids(records: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The records with FRESH replaced by a new id each, and those ids (of records that must show)."""
+    out, fresh = [], []
+    for record in records:
+        if record[key] is FRESH:
+            record = {**record, key: next(fresh_ids)}
+            fresh.append(record[key])
+        out.append(record)
+    return out, fresh
+
+
+def healthy_911() -> dict[str, Any]:
+    return call_911(next(fresh_ids))
+
+
+def healthy_dispatch() -> dict[str, Any]:
+    return dispatch_call(next(fresh_ids))
+
+
+def healthy_unit(*, panic: bool = False) -> dict[str, Any]:
+    ident = next(fresh_ids)
+    return unit(ident, f"U-{ident}", isPanic=panic)
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+@PROPERTY
+@given(
+    odd_911s=st.lists(odd_911, max_size=3),
+    odd_dispatches=st.lists(odd_dispatch, max_size=3),
+    odd_closed=st.lists(odd_dispatch, max_size=2),
+    odd_units=st.lists(odd_unit, max_size=3),
+    total=weird,
+)
+async def test_any_number_polled_costs_at_most_its_own_record(
+    numbers_bot: DispatchBot,
+    cad: FakeCad,
+    discord_api: FakeDiscord,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    odd_911s: list[dict[str, Any]],
+    odd_dispatches: list[dict[str, Any]],
+    odd_closed: list[dict[str, Any]],
+    odd_units: list[dict[str, Any]],
+    total: Any,
+) -> None:
+    seen = {channel: len(posts(discord_api, channel)) for channel in (CALLS, DISPATCH, ALERTS)}
+    logged = len(caplog.records)
+    calls_911, fresh_911 = with_fresh_ids([call_911(c["callId"], **_rest(c)) for c in odd_911s], "callId")
+    active, fresh_active = with_fresh_ids([dispatch_call(c["callId"], **_rest(c)) for c in odd_dispatches], "callId")
+    closed, _ = with_fresh_ids([dispatch_call(c["callId"], **_rest(c)) for c in odd_closed], "callId")
+    units, fresh_units = with_fresh_ids([unit(u["id"], "odd", **_rest(u, "id")) for u in odd_units], "id")
+    first_911, last_911, first_active, last_active = (
+        healthy_911(),
+        healthy_911(),
+        healthy_dispatch(),
+        healthy_dispatch(),
+    )
+    panicking = healthy_unit(panic=True)
+
+    body = call_list(
+        emergency=[first_911, *calls_911, last_911],
+        active=[first_active, *active, last_active],
+        closed=closed,
+        ClosedCallCount=total,
+    )
+    cad.fail_next("get_calls", status=200, body=body, content_type="application/json")
+    assert await feed_of(numbers_bot).poll_once() == numbers_bot.settings.sonoran.poll_seconds
+    cad.fail_next("get_active_units", status=200, body=to_json([*units, panicking]), content_type="application/json")
+    await poll(numbers_bot, clock)
+
+    posted_911 = set(posted_ids(discord_api, CALLS, seen[CALLS]))
+    assert {first_911["callId"], last_911["callId"], *fresh_911} <= posted_911
+    posted_dispatch = set(posted_ids(discord_api, DISPATCH, seen[DISPATCH]))
+    assert {first_active["callId"], last_active["callId"], *fresh_active} <= posted_dispatch
+    assert {panicking["id"], *fresh_units} <= set(units_of(numbers_bot).rosters[1].units)
+    alerted = [body["content"] for body in posts(discord_api, ALERTS)[seen[ALERTS] :]]
+    assert f"<@&{ROLE}> PANIC: U-{panicking['id']} J. Smith" in alerted
+    assert_cards_valid(discord_api)
+    assert_no_traceback(caplog, logged)
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+@PROPERTY
+@given(
+    odd_911s=st.lists(odd_911, max_size=3),
+    odd_dispatches=st.lists(odd_dispatch, max_size=3),
+    odd_units=st.lists(odd_unit, max_size=3),
+    ids=st.lists(some_id, max_size=3) | some_id,
+    one_id=some_id,
+    status=code,
+    panic=flag,
+    stamp=weird,
+)
+async def test_any_number_pushed_costs_at_most_its_own_event(
+    pusher: Pusher,
+    numbers_bot: DispatchBot,
+    discord_api: FakeDiscord,
+    caplog: pytest.LogCaptureFixture,
+    odd_911s: list[dict[str, Any]],
+    odd_dispatches: list[dict[str, Any]],
+    odd_units: list[dict[str, Any]],
+    ids: Any,
+    one_id: Any,
+    status: Any,
+    panic: Any,
+    stamp: Any,
+) -> None:
+    seen = {channel: len(posts(discord_api, channel)) for channel in (CALLS, DISPATCH)}
+    logged = len(caplog.records)
+    calls_911, fresh_911 = with_fresh_ids([call_911(c["callId"], **_rest(c)) for c in odd_911s], "callId")
+    active, fresh_active = with_fresh_ids([dispatch_call(c["callId"], **_rest(c)) for c in odd_dispatches], "callId")
+    units, fresh_units = with_fresh_ids([unit(u["id"], "odd", **_rest(u, "id")) for u in odd_units], "id")
+    first_911, last_911, first_active, last_active = (
+        healthy_911(),
+        healthy_911(),
+        healthy_dispatch(),
+        healthy_dispatch(),
+    )
+    on_duty = healthy_unit()
+
+    requests: list[tuple[str, Any]] = [
+        ("EVENT_911", [{"call": c} for c in (first_911, *calls_911, last_911)]),
+        ("EVENT_DISPATCH_NEW", [{"dispatch": c} for c in (first_active, *active, last_active)]),
+        ("EVENT_DISPATCH_EDIT", [{"dispatch": c} for c in active]),
+        ("EVENT_DISPATCH_NOTE", {"callId": one_id, "note": {"label": "1-A", "content": "x", "time": stamp}}),
+        ("EVENT_DISPATCH_UNIT_ATTACH", {"callId": one_id, "idents": ids}),
+        ("EVENT_DISPATCH_UNIT_DETACH", {"callId": one_id, "ident": one_id}),
+        ("EVENT_REMOVE_911", {"callIds": ids}),
+        ("EVENT_DISPATCH_CLOSED", {"callId": one_id}),
+        ("EVENT_UNIT_LOGIN", [{"unit": u} for u in units]),
+        ("EVENT_UNIT_UPDATE", {"units": [*units, on_duty]}),
+        ("EVENT_UNIT_STATUS", {"identIds": ids, "status": status}),
+        ("EVENT_UNIT_PANIC", {"identIds": ids, "isPanic": panic}),
+        ("EVENT_UNIT_LOGOUT", {"identId": one_id}),
+    ]
+    for kind, data in requests:
+        if data == []:
+            continue
+        status_code, text = await push(pusher, kind, data)
+        assert status_code == 200 and text in ("ok", "ok - ignored"), (kind, status_code, text)
+
+    posted_911 = set(posted_ids(discord_api, CALLS, seen[CALLS]))
+    assert {first_911["callId"], last_911["callId"], *fresh_911} <= posted_911
+    posted_dispatch = set(posted_ids(discord_api, DISPATCH, seen[DISPATCH]))
+    assert {first_active["callId"], last_active["callId"], *fresh_active} <= posted_dispatch
+    assert {on_duty["id"], *fresh_units} <= set(units_of(numbers_bot).rosters[1].units)
+    assert_cards_valid(discord_api)
+    assert_no_traceback(caplog, logged)
+
+
+def _rest(record: dict[str, Any], key: str = "callId") -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != key}
