@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bot.cards import CardButton, CardPicker, card_view
 from bot.core import DispatchBot
 from bot.posts import Post, PostKind, PostState
-from bot.sonoran import EmergencyCall
+from bot.sonoran import BadReply, EmergencyCall, SonoranClient
 from bot.sonoran.numbers import UNKNOWN, integer, loads, read_code, read_id
 from bot.units.acknowledge import AcknowledgeButton
 
@@ -486,3 +486,29 @@ async def test_any_number_pushed_costs_at_most_its_own_event(
 
 def _rest(record: dict[str, Any], key: str = "callId") -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != key}
+
+
+# --- the client's other numbers ------------------------------------------------------------------------
+@pytest.mark.parametrize("api_version", [1], ids=["v1"])
+async def test_a_new_911_call_id_past_64_bits_is_a_bad_reply_not_a_crash(cad: FakeCad, client: SonoranClient) -> None:
+    cad.fail_next("call_911", status=200, body="EMERGENCY CALL ADDED ID: " + "9" * 5000)
+    with pytest.raises(BadReply):
+        await client.file_911(caller="a", location="b", description="c")
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+@pytest.mark.parametrize("value", ["-77", "1e400", "2.5"])
+async def test_v2_odd_numbers_in_the_other_answers(cad: FakeCad, client: SonoranClient, value: str) -> None:
+    cad.fail_next("call_911", status=200, body=f'{{"callId": {value}}}', content_type="application/json")
+    with pytest.raises(BadReply):  # the call may have been filed: its id cannot be told
+        await client.file_911(caller="a", location="b", description="c")
+    cad.fail_next("get_version", status=200, body=f'{{"version": {value}}}', content_type="application/json")
+    with pytest.raises(BadReply):
+        await client.get_version()
+    servers = f'[{{"id": {value}, "name": "odd"}}, {{"id": 2, "name": "good"}}]'
+    cad.fail_next("get_servers", status=200, body=servers, content_type="application/json")
+    assert [server.id for server in await client.get_servers()] == [2]  # one odd server costs that one
+    account = f'{{"uuid": "u", "status": {value}, "permissions": {{"dispatch": true}}}}'
+    cad.fail_next("get_account", status=200, body=account, content_type="application/json")
+    answer = await client.get_account(discord_id=5)
+    assert answer.status is None and answer.can_dispatch  # an unknown ACCOUNT_STATUS bars nobody
