@@ -259,10 +259,17 @@ async def test_a_pushed_911_call_with_a_negative_id_costs_that_call_only(
     pusher: Pusher, discord_api: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Was: its card's custom_id (`card:remove:1:-77`) invalid, so every delivery to the channel failed."""
-    assert await push(pusher, "EVENT_911", {"call": call_911(-77)}) == (200, "ok - ignored")
+    bad = -next(fresh_ids)  # its own, so that its line is this test's (the bot logs it once a process)
+    assert await push(pusher, "EVENT_911", {"call": call_911(bad)}) == (200, "ok - ignored")
     assert await push(pusher, "EVENT_911", [{"call": call_911(-78)}, {"call": call_911(701)}]) == (200, "ok")
     assert await push(pusher, "EVENT_911", {"call": call_911(702)}) == (200, "ok")  # the channel still takes calls
     assert posted_ids(discord_api, CALLS) == [701, 702]
+    assert await push(pusher, "EVENT_911", {"call": call_911(bad)}) == (200, "ok - ignored")  # sent again
+    left_out = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert [m for m in left_out if f"(id {bad})" in m] == [
+        f"push: an entry of EVENT_911 (id {bad}) cannot be read and is left out: "
+        f"Value error, the id {bad} is not an integer from 0 to 2^63 - 1"
+    ]  # logged once, however often it comes
     assert_cards_valid(discord_api)
     assert_no_traceback(caplog)
 

@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from .models import CallId, DispatchCall, EmergencyCall, Note, Unit
+from .models import UNREADABLE, CallId, DispatchCall, EmergencyCall, Note, Unit, left_out
 from .numbers import ids, loads, read_optional_code
 
 
@@ -192,8 +190,9 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
                 return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
         if kind.startswith("EVENT_UNIT_"):
             return _unit_event(kind, data)
-    except (ValidationError, ValueError, TypeError, ArithmeticError):
-        pass  # one event that cannot be read costs that event only (its numbers: see `.numbers`)
+    except UNREADABLE as error:  # one event that cannot be read costs that event only (see `.numbers`)
+        record = data.get("call") or data.get("dispatch") or data.get("unit")
+        left_out("push", kind, record.get("callId", record.get("id")) if isinstance(record, dict) else None, error)
     return Ignored(kind)
 
 
@@ -223,8 +222,8 @@ def _units(items: list[Any]) -> Iterator[Unit]:
     for item in items:
         try:
             yield Unit.model_validate(item)
-        except (ValidationError, ValueError, TypeError, ArithmeticError):
-            continue
+        except UNREADABLE as error:
+            left_out("push", "units", item.get("id") if isinstance(item, dict) else None, error)
 
 
 def _flag(value: Any) -> bool | None:

@@ -209,8 +209,8 @@ class CallList(BaseModel):
                 else:
                     try:
                         call = model.model_validate(item)
-                    except _UNREADABLE as error:
-                        _left_out(server_id, key, slot[1], error)  # one bad call costs that call only
+                    except UNREADABLE as error:
+                        left_out(f"CAD server {server_id}", key, slot[1], error)  # one bad call costs that call only
                         continue
                 fresh[slot] = (item, call)
                 out.append(call)
@@ -233,16 +233,17 @@ class CallList(BaseModel):
 _left_out_logged = Once()
 # What reading one record may raise: it costs that record (ArithmeticError too, should a number
 # ever be read outside `.numbers`).
-_UNREADABLE = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError)
+UNREADABLE = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError)
 
 
-def _left_out(server_id: int, key: str, call_id: Any, error: Exception) -> None:
-    """Logs a call (or unit) the CAD sent that cannot be read, once per entry (not once per poll)."""
-    slot = (server_id, key, repr(call_id)[:40])
+def left_out(where: str, key: str, call_id: Any, error: Exception) -> None:
+    """Logs a call (or unit) the CAD sent that cannot be read, once per entry (not once per poll).
+    `where`: "CAD server 1" for a reply, "push" for an event."""
+    slot = (where, key, repr(call_id)[:40])
     if not _left_out_logged.first(slot):
         return
     reason = error.errors()[0].get("msg", "") if isinstance(error, ValidationError) and error.errors() else error
-    log.warning("CAD server %s: an entry of %s (id %s) cannot be read and is left out: %s", *slot, reason)
+    log.warning("%s: an entry of %s (id %s) cannot be read and is left out: %s", *slot, reason)
 
 
 _Call = TypeVar("_Call", EmergencyCall, DispatchCall)
@@ -293,9 +294,9 @@ def units_from_payload(server_id: int, payload: Any) -> list[Unit]:
     for item in payload:
         try:
             units.append(Unit.model_validate(item))
-        except _UNREADABLE as error:
+        except UNREADABLE as error:
             ident = item.get("id") if isinstance(item, dict) else None
-            _left_out(server_id, "units", ident, error)
+            left_out(f"CAD server {server_id}", "units", ident, error)
     return units
 
 
