@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import numbers
 from .api import NewCall, SonoranApi, servers_from_payload
 from .errors import (
     BadCredentials,
@@ -24,7 +25,6 @@ from .errors import (
     mentions_plan,
 )
 from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
-from .numbers import read_id
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
@@ -110,7 +110,7 @@ class V1Api(SonoranApi):
         reply = await self._call("CALL_911", [body], server_id=server_id)
         # `EMERGENCY CALL ADDED ID: 123` (the docs show `{123}`); the integrations take the digits.
         match = _FIRST_NUMBER.search(reply.text)
-        call_id = read_id(match.group()) if match else None
+        call_id = numbers.read_id(match.group()) if match else None
         if call_id is None:  # no digits, or digits that are no call id (past 64 bits, not ASCII)
             raise BadReply(f"no call id in {reply.text[:80]!r}", operation="call_911", status=reply.status)
         return call_id

@@ -10,6 +10,7 @@ import re
 import time
 from typing import Any
 
+from . import numbers
 from .api import NewCall, SonoranApi, servers_from_payload, stringify_metadata
 from .errors import (
     BadCredentials,
@@ -35,7 +36,6 @@ from .models import (
     Unit,
     units_from_payload,
 )
-from .numbers import ids, read_optional_code
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
 
 MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
@@ -233,7 +233,7 @@ class V2Api(SonoranApi):
         payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
         if not isinstance(payload, dict) or "version" not in payload:
             raise BadReply("no version in the reply", operation="get_version")
-        level = read_optional_code(payload["version"])
+        level = numbers.read_optional_code(payload["version"])
         if level is None:
             raise BadReply("version is not a number", operation="get_version")
         # The docs' own example pairs 2 with "PLUS"; the name is what we believe when present.
@@ -278,7 +278,7 @@ def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str,
 
 def _ident_ids(payload: Any) -> list[int]:
     values = payload.get("identIds") if isinstance(payload, dict) else None
-    return ids(values) if isinstance(values, list) else []
+    return numbers.ids(values) if isinstance(values, list) else []
 
 
 def _problem(reply: Reply) -> dict[str, Any]:
