@@ -62,7 +62,7 @@ def actions_for(kind: PostKind, *, attach: bool) -> tuple[str, ...]:
 def card_view(posts: Sequence[Post], *, attach: bool = False) -> discord.ui.View | None:
     """The components for a message showing `posts` (one kind, one server); None when no call in it
     is active any more (an edit with None removes them). `attach`: offer Attach me / Detach me (v2)."""
-    active = [post for post in posts if post.state is PostState.ACTIVE]
+    active = [post for post in posts if post.state is PostState.ACTIVE and has_card(post)]
     if not active:
         return None
     view = discord.ui.View(timeout=None)
@@ -78,6 +78,14 @@ def card_view(posts: Sequence[Post], *, attach: bool = False) -> discord.ui.View
         view.add_item(CardPicker(first.kind, first.server_id, options))
     view.stop()  # clicks are routed by the dynamic items: nothing is kept in memory per message
     return view
+
+
+def has_card(post: Post) -> bool:
+    """Whether the post's server and call fit a custom_id's digits. The CAD's ids are read as
+    0 <= id < 2^63 (`bot.sonoran.numbers`); a call whose id does not fit here (or a row stored by a
+    version that read negative ids) is shown without buttons rather than make Discord refuse the
+    whole message, and with it every later delivery to that channel."""
+    return 0 <= post.server_id < 10**10 and 0 <= post.call_id < 10**18
 
 
 def panel_view(kind: PostKind, server_id: ServerId, call_id: CallId, *, attach: bool) -> discord.ui.View:

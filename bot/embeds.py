@@ -19,6 +19,7 @@ import discord
 from .markdown import escape, strip_invisible
 from .markdown import truncate as _truncate
 from .sonoran.models import CallList, CallStatus, DispatchCall, EmergencyCall, Note, Origin
+from .sonoran.numbers import UNKNOWN
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
@@ -38,7 +39,7 @@ DISPATCH_COLOUR = discord.Colour.blue()
 ENDED_COLOUR = discord.Colour.dark_grey()
 LIST_COLOUR = discord.Colour.blurple()
 
-PRIORITY_LABELS = {1: "P1 (high)", 2: "P2", 3: "P3 (low)"}
+PRIORITY_LABELS = {1: "P1 (high)", 2: "P2", 3: "P3 (low)", UNKNOWN: "Unknown"}
 # metaData keys worth showing dispatchers, with their labels
 METADATA_LABELS = {"postal": "Postal", "plate": "Plate", "code": "Code", "block": "Block", "priority": "Priority"}
 

@@ -26,6 +26,7 @@ from bot.sonoran import (
     UnknownServer,
     WrongApiUrl,
 )
+from bot.sonoran.numbers import UNKNOWN
 from bot.sonoran.transport import OPERATIONS
 
 from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
@@ -273,7 +274,7 @@ async def test_lenient_models_survive_odd_shapes(client: SonoranClient, cad: Fak
     cad.add_911(metadata=None)
     calls = await client.get_calls()
     odd = calls.active[0]
-    assert (odd.status, odd.origin, odd.priority) == (77, 0, 0)
+    assert (odd.status, odd.origin, odd.priority) == (77, UNKNOWN, UNKNOWN)  # junk and null: unknown, not 0
     assert odd.notes[0].content == "one" and odd.origin_911 == 5
     assert odd.model_extra == {"brandNew": "kept"}
 

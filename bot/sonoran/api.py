@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import BadReply, NeedsApiV2, SonoranError
 from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, Unit
+from .numbers import read_id
 from .records import LookupQuery, LookupRecord, records_from_payload
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
@@ -124,7 +125,8 @@ def servers_from_payload(payload: Any) -> list[Server]:
         payload = next((v for k, v in payload.items() if str(k).lower() == "servers"), None)
     if not isinstance(payload, list):
         raise ValueError("no server list")
-    return [Server.model_validate(item) for item in payload if isinstance(item, dict) and "id" in item]
+    # a server whose id is no id is left out by itself
+    return [Server.model_validate(i) for i in payload if isinstance(i, dict) and read_id(i.get("id")) is not None]
 
 
 def stringify_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:

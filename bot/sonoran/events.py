@@ -10,14 +10,12 @@ payload except `BadEnvelope`.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from .models import SQLITE_INT, CallId, DispatchCall, EmergencyCall, Note, Unit
+from .models import UNREADABLE, CallId, DispatchCall, EmergencyCall, Note, Unit, left_out
+from .numbers import ids, loads, read_optional_code
 
 
 class BadEnvelope(ValueError):
@@ -118,7 +116,7 @@ def read_envelope(body: bytes | str | dict[str, Any]) -> Envelope:
     payload: Any = body
     if isinstance(body, (bytes, str)):
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except (ValueError, UnicodeError):
             raise BadEnvelope("the body is not JSON") from None
         except RecursionError:
@@ -192,8 +190,9 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
                 return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
         if kind.startswith("EVENT_UNIT_"):
             return _unit_event(kind, data)
-    except (ValidationError, ValueError):
-        pass
+    except UNREADABLE as error:  # one event that cannot be read costs that event only (see `.numbers`)
+        record = data.get("call") or data.get("dispatch") or data.get("unit")
+        left_out("push", kind, record.get("callId", record.get("id")) if isinstance(record, dict) else None, error)
     return Ignored(kind)
 
 
@@ -207,8 +206,10 @@ def _unit_event(kind: str, data: dict[str, Any]) -> Event:
     idents = _ids(_either(data, "identIds", "identId"))
     if kind == "EVENT_UNIT_LOGOUT" and idents:
         return UnitsOffDuty(idents)
-    status = data.get("status")
-    if kind == "EVENT_UNIT_STATUS" and idents and isinstance(status, int) and not isinstance(status, bool):
+    # a status that cannot be read leaves the event nothing to say: ignored (the next units read
+    # shows what the CAD has), where a unit in a list keeps its place with an unknown status
+    status = read_optional_code(data.get("status"))
+    if kind == "EVENT_UNIT_STATUS" and idents and status is not None:
         return StatusChanged(idents, status)
     panic = _flag(data.get("isPanic"))
     if kind == "EVENT_UNIT_PANIC" and idents and panic is not None:
@@ -221,8 +222,8 @@ def _units(items: list[Any]) -> Iterator[Unit]:
     for item in items:
         try:
             yield Unit.model_validate(item)
-        except (ValidationError, ValueError, TypeError):
-            continue
+        except UNREADABLE as error:
+            left_out("push", "units", item.get("id") if isinstance(item, dict) else None, error)
 
 
 def _flag(value: Any) -> bool | None:
@@ -242,13 +243,4 @@ def _either(data: dict[str, Any], plural: str, singular: str) -> Any:
 
 
 def _ids(value: Any) -> tuple[int, ...]:
-    values = value if isinstance(value, list) else [value]
-    out = []
-    for item in values:
-        if isinstance(item, bool):
-            continue
-        if isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
-            item = int(item)
-        if isinstance(item, int) and 0 <= item < SQLITE_INT:  # larger ids cannot be stored
-            out.append(item)
-    return tuple(out)
+    return tuple(ids(value))  # one that is no id (negative, 1e400, past 64 bits) is left out

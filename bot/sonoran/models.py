@@ -2,19 +2,21 @@
 
 Sonoran's shapes drift between v1, v2 and push payloads: unknown
 fields are kept, unknown enum values stay plain integers, `notes` may be an empty string, and
-metaData values may be any JSON type. Nothing in here may crash on a shape we have not seen.
+metaData values may be any JSON type. Every number is read by `.numbers` (an id that cannot be read
+costs its record, a code that cannot be read becomes UNKNOWN). Nothing in here may crash on a shape
+we have not seen.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from ..statechanges import Once
+from .numbers import UNKNOWN, Code, Id, OptionalCode, OptionalId, ids, loads, read_id
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,13 @@ CallId: TypeAlias = int  # a call's number on its CAD server; 911 calls and disp
 
 ACCOUNT_REMOVED = 3  # ACCOUNT_STATUS values that take every right away
 ACCOUNT_BANNED = 4
-SQLITE_INT = 2**63  # ids are stored as SQLite integers: -2^63 <= id < 2^63
 
 
 class _LenientEnum(enum.IntEnum):
     @classmethod
     def label(cls, value: int) -> str:
+        if value == UNKNOWN:
+            return "Unknown"
         try:
             return cls(value).name.replace("_", " ").title()
         except ValueError:
@@ -84,23 +87,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _int_or(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if -SQLITE_INT <= number < SQLITE_INT else None
-
-
 def _flag(default: bool) -> Any:
     def read(value: Any) -> bool:
         return value if isinstance(value, bool) else default
@@ -108,27 +94,12 @@ def _flag(default: bool) -> Any:
     return read
 
 
-def _call_id(value: Any) -> int:
-    """A call's number: an integer SQLite can store (a larger one would fail every write of its
-    burst), also as ASCII digits; anything else refuses the call, by itself."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("callId is not an integer")
-    if not -SQLITE_INT <= value < SQLITE_INT:
-        raise ValueError("callId is outside the range of a 64-bit integer")
-    return value
-
-
 # Field types that accept whatever the CAD sends: None or numbers where text is expected, junk
-# where a number, a flag or a map is expected.
+# where a number, a flag or a map is expected. Numbers are read by `.numbers` (Id, Code, ...).
 Text = Annotated[str, BeforeValidator(_text)]
-Number = Annotated[int, BeforeValidator(lambda value: _int_or(value, 0))]
-OptionalNumber = Annotated[int | None, BeforeValidator(_int_or_none)]
 OptionalText = Annotated[str | None, BeforeValidator(lambda value: None if value is None else _text(value))]
 Emergency = Annotated[bool, BeforeValidator(_flag(True))]  # null or junk: treated as an emergency
 MetaData = Annotated[dict[str, Any], BeforeValidator(lambda value: value if isinstance(value, dict) else {})]
-CallNumber = Annotated[int, BeforeValidator(_call_id)]
 
 
 class Note(_Lenient):
@@ -139,7 +110,7 @@ class Note(_Lenient):
 
 
 class EmergencyCall(_Lenient):
-    call_id: CallNumber = Field(alias="callId")
+    call_id: Id = Field(alias="callId")
     is_emergency: Emergency = Field(True, alias="isEmergency")
     caller: Text = ""
     location: Text = ""
@@ -149,16 +120,16 @@ class EmergencyCall(_Lenient):
 
 
 class DispatchCall(_Lenient):
-    call_id: CallNumber = Field(alias="callId")
-    origin: Number = 0
-    status: Number = CallStatus.PENDING
-    priority: Number = 0
+    call_id: Id = Field(alias="callId")
+    origin: Code = 0
+    status: Code = CallStatus.PENDING
+    priority: Code = 0
     block: Text = ""
     address: Text = ""
     postal: Text = ""
     title: Text = ""
     code: Text = ""
-    primary: OptionalNumber = None
+    primary: OptionalId = None
     description: Text = ""
     notes: list[Note] = Field(default_factory=list)
     idents: list[int] = Field(default_factory=list)
@@ -177,16 +148,12 @@ class DispatchCall(_Lenient):
     @field_validator("idents", mode="before")
     @classmethod
     def _idents(cls, value: Any) -> list[int]:
-        if not isinstance(value, list):
-            value = [] if value in (None, "") else [value]
-        return [n for n in (_int_or(v, -1) for v in value) if 0 <= n < SQLITE_INT]
+        return ids(value)  # an entry that is no id is left out by itself
 
     @property
     def origin_911(self) -> int | None:
         """The emergency call this dispatch call was created from, when the CAD says so."""
-        value = self.metadata.get("origin911")
-        number = _int_or(value, -1)
-        return number if 0 <= number < SQLITE_INT else None
+        return read_id(self.metadata.get("origin911"))
 
 
 class CallList(BaseModel):
@@ -206,7 +173,7 @@ class CallList(BaseModel):
         last reply: a call whose object is unchanged keeps its model (a dict comparison, in C), so
         only new and changed calls are validated. The memo is updated in place."""
         try:
-            payload = json.loads(body)
+            payload = loads(body)
         except ValueError:
             raise ValueError("the reply is not JSON") from None
         return cls.from_payload(server_id, payload, memo)
@@ -242,8 +209,8 @@ class CallList(BaseModel):
                 else:
                     try:
                         call = model.model_validate(item)
-                    except (ValidationError, ValueError, TypeError, RecursionError) as error:
-                        _left_out(server_id, key, slot[1], error)  # one bad call costs that call only
+                    except UNREADABLE as error:
+                        left_out(f"CAD server {server_id}", key, slot[1], error)  # one bad call costs that call only
                         continue
                 fresh[slot] = (item, call)
                 out.append(call)
@@ -255,7 +222,7 @@ class CallList(BaseModel):
             active=parse("activecalls", DispatchCall),
             calls_911=parse("emergencycalls", EmergencyCall),
             closed=parse("closedcalls", DispatchCall),
-            closed_total=_int_or(total, 0) if total is not None else None,
+            closed_total=read_id(total),
         )
         if memo is not None:
             memo.clear()
@@ -264,15 +231,19 @@ class CallList(BaseModel):
 
 
 _left_out_logged = Once()
+# What reading one record may raise: it costs that record (ArithmeticError too, should a number
+# ever be read outside `.numbers`).
+UNREADABLE = (ValidationError, ValueError, TypeError, ArithmeticError, RecursionError)
 
 
-def _left_out(server_id: int, key: str, call_id: Any, error: Exception) -> None:
-    """Logs a call (or unit) the CAD sent that cannot be read, once per entry (not once per poll)."""
-    slot = (server_id, key, repr(call_id)[:40])
+def left_out(where: str, key: str, call_id: Any, error: Exception) -> None:
+    """Logs a call (or unit) the CAD sent that cannot be read, once per entry (not once per poll).
+    `where`: "CAD server 1" for a reply, "push" for an event."""
+    slot = (where, key, repr(call_id)[:40])
     if not _left_out_logged.first(slot):
         return
     reason = error.errors()[0].get("msg", "") if isinstance(error, ValidationError) and error.errors() else error
-    log.warning("CAD server %s: an entry of %s (id %s) cannot be read and is left out: %s", *slot, reason)
+    log.warning("%s: an entry of %s (id %s) cannot be read and is left out: %s", *slot, reason)
 
 
 _Call = TypeVar("_Call", EmergencyCall, DispatchCall)
@@ -295,8 +266,8 @@ class Unit(_Lenient):
     """A unit identifier on duty (`GET_ACTIVE_UNITS`, v2 `GET .../units`, the unit push events).
     `status` is UNIT_STATUS (communities relabel it); `data` is who it is."""
 
-    id: CallNumber  # the identifier id (`identId`), an integer SQLite can store, as call ids are
-    status: Number = UnitStatus.UNAVAILABLE
+    id: Id  # the identifier id (`identId`), an integer SQLite can store, as call ids are
+    status: Code = UnitStatus.UNAVAILABLE
     is_panic: Annotated[bool, BeforeValidator(_flag(False))] = Field(False, alias="isPanic")
     location: Text = ""
     aop: Text = ""
@@ -323,9 +294,9 @@ def units_from_payload(server_id: int, payload: Any) -> list[Unit]:
     for item in payload:
         try:
             units.append(Unit.model_validate(item))
-        except (ValidationError, ValueError, TypeError, RecursionError) as error:
+        except UNREADABLE as error:
             ident = item.get("id") if isinstance(item, dict) else None
-            _left_out(server_id, "units", ident, error)
+            left_out(f"CAD server {server_id}", "units", ident, error)
     return units
 
 
@@ -350,13 +321,8 @@ class Account(_Lenient):
 
     uuid: Text = ""
     username: Text = ""
-    status: int | None = None  # ACCOUNT_STATUS: 0 PENDING, 1 VALIDATED, 2 EXPIRED, 3 REMOVED, 4 BANNED
+    status: OptionalCode = None  # ACCOUNT_STATUS: 0 PENDING, 1 VALIDATED, 2 EXPIRED, 3 REMOVED, 4 BANNED
     permissions: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status(cls, value: Any) -> int | None:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def is_barred(self) -> bool:
@@ -371,5 +337,5 @@ class Account(_Lenient):
 
 
 class Server(_Lenient):
-    id: int
+    id: Id
     name: Text = ""

@@ -27,6 +27,7 @@ from .errors import (
     RateLimited,
     SonoranError,
 )
+from .numbers import loads
 from .ratelimit import SlidingWindowLimiter, retry_after_seconds
 from .redaction import Redactor
 
@@ -101,7 +102,7 @@ class Reply:
         if not self.body.strip():
             return None
         try:
-            return json.loads(self.body)
+            return loads(self.body)  # an integer too long for Python costs its own field only
         except ValueError:
             raise BadReply(
                 f"expected JSON, got {self.text[:80]!r}", operation=self.operation, status=self.status

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import numbers
 from .api import NewCall, SonoranApi, servers_from_payload
 from .errors import (
     BadCredentials,
@@ -112,9 +113,10 @@ class V1Api(SonoranApi):
         reply = await self._call("CALL_911", [body], server_id=server_id)
         # `EMERGENCY CALL ADDED ID: 123` (the docs show `{123}`); the integrations take the digits.
         match = _FIRST_NUMBER.search(reply.text)
-        if not match:
+        call_id = numbers.read_id(match.group()) if match else None
+        if call_id is None:  # no digits, or digits that are no call id (past 64 bits, not ASCII)
             raise BadReply(f"no call id in {reply.text[:80]!r}", operation="call_911", status=reply.status)
-        return int(match.group())
+        return call_id
 
     async def remove_911(self, server_id: int, call_id: int) -> None:
         await self._call(

@@ -10,6 +10,7 @@ import re
 import time
 from typing import Any
 
+from . import numbers
 from .api import NewCall, SonoranApi, servers_from_payload, stringify_metadata
 from .errors import (
     BadCredentials,
@@ -238,10 +239,9 @@ class V2Api(SonoranApi):
         payload = (await self._call("get_version", "GET", "/v2/general/version")).json()
         if not isinstance(payload, dict) or "version" not in payload:
             raise BadReply("no version in the reply", operation="get_version")
-        try:
-            level = int(payload["version"])
-        except (TypeError, ValueError):
-            raise BadReply("version is not a number", operation="get_version") from None
+        level = numbers.read_optional_code(payload["version"])
+        if level is None:
+            raise BadReply("version is not a number", operation="get_version")
         # The docs' own example pairs 2 with "PLUS"; the name is what we believe when present.
         name = str(payload.get("name") or Plan.label(level)).upper()
         return PlanInfo(level=level, name=name)
@@ -284,9 +284,7 @@ def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str,
 
 def _ident_ids(payload: Any) -> list[int]:
     values = payload.get("identIds") if isinstance(payload, dict) else None
-    return (
-        [int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)] if isinstance(values, list) else []
-    )
+    return numbers.ids(values) if isinstance(values, list) else []
 
 
 def _problem(reply: Reply) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import discord
 
 from ..embeds import DESCRIPTION_LIMIT, clean, from_unix, timestamp
 from ..sonoran.models import CallId, ServerId, Unit
+from ..sonoran.numbers import UNKNOWN
 from .records import Alert
 
 PANIC_COLOUR = discord.Colour.red()
@@ -60,12 +61,13 @@ def alert_embed(alert: Alert) -> discord.Embed:
 
 def board_lines(units: Mapping[int, Unit], calls: Mapping[int, CallId], label: Labeller) -> list[str]:
     """The board's lines: units in panic first, then by status (in the order of the community's
-    labels), each group under its heading, each unit with its number, name, department and call."""
+    labels, a status the CAD sent that could not be read last), each group under its heading, each
+    unit with its number, name, department and call."""
     groups: dict[str, list[Unit]] = {}
     panic = [u for u in units.values() if u.is_panic]
-    for unit in sorted(units.values(), key=lambda u: (u.status, u.data.unit_num, u.id)):
+    for unit in sorted(units.values(), key=lambda u: (u.status == UNKNOWN, u.status, u.data.unit_num, u.id)):
         if not unit.is_panic:
-            groups.setdefault(label(unit.status), []).append(unit)
+            groups.setdefault("Unknown status" if unit.status == UNKNOWN else label(unit.status), []).append(unit)
     lines: list[str] = []
     for heading, members in ([("🚨 PANIC", panic)] if panic else []) + list(groups.items()):
         lines.append(f"**{clean(heading, 50)}** ({len(members)})")
