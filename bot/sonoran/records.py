@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .numbers import read_optional_code
+
 MAX_RECORDS = 100  # a lookup's answer is cut there (a partial "a" matches half a community)
 MAX_SECTIONS = 40
 MAX_FIELDS = 80
@@ -110,7 +112,7 @@ def _record(item: Any) -> LookupRecord | None:
     sections = item.get("sections")
     return LookupRecord(
         id=_text(item.get("id")),
-        type=_int(item.get("type")),
+        type=read_optional_code(item.get("type")),
         name=_text(item.get("name")),
         sections=tuple(
             section
@@ -125,7 +127,7 @@ def _section(item: Any) -> RecordSection | None:
         return None
     fields = item.get("fields")
     return RecordSection(
-        category=_int(item.get("category")),
+        category=read_optional_code(item.get("category")),
         label=_text(item.get("label")),
         fields=tuple(
             field
@@ -189,13 +191,3 @@ def _text(value: Any) -> str:
             :MAX_VALUE
         ]
     return ""
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 10:
-        return int(value)
-    return None
