@@ -119,8 +119,13 @@ class DispatchBot(commands.Bot):
         if self.serve:
             from .feed import FeedEngine  # lazily: the feed package imports this module
 
-            self.feed = FeedEngine(self)
-            await self.feed.start(poll=self.autostart_feed)
+            engine = FeedEngine(self)
+            try:
+                await engine.start(poll=self.autostart_feed)  # PushListenerError: a taken port, ...
+            except BaseException:
+                await engine.stop()  # whatever it had started before the failure
+                raise
+            self.feed = engine
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:

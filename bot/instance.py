@@ -66,6 +66,12 @@ def instance_lock(state_path: Path) -> Iterator[None]:
         return
     try:
         state_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        # no folder for the state file either: its own error, which names state.path, stops the
+        # start (and so no second bot can use that file)
+        yield
+        return
+    try:
         handle = open(lock_path(state_path), "a+")  # noqa: SIM115  (held open for the whole run)
     except OSError as error:
         raise LockUnavailable(state_path, error) from None
