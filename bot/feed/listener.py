@@ -310,9 +310,7 @@ class PushListener:
             if response is not None and response.status != 200:
                 response.force_close()  # a connection that has not proved itself is not kept
 
-    async def _answer_request(
-        self, request: web.BaseRequest, connection: _GuardedHandler | None
-    ) -> web.StreamResponse:
+    async def _answer_request(self, request: web.BaseRequest, connection: _GuardedHandler | None) -> web.StreamResponse:
         server_id = self._route(request)
         if server_id is None:
             return web.Response(status=404, text="error: not found")
@@ -484,23 +482,23 @@ class _GuardedServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         return _GuardedHandler(self, loop=asyncio.get_running_loop(), guard=self, **self._kwargs)
 
-    def admit(self, newcomer: _GuardedHandler) -> bool:
-        """Registers a new connection; False when it is to be closed (every other one has proved itself)."""
+    def admit(self, newcomer: _GuardedHandler) -> float | None:
+        """Registers a new connection; returns the seconds it has for its first request, or None
+        when it is to be closed (every other one has proved itself)."""
         self.open[newcomer] = None
+        first_request = IDLE_TIMEOUT
         if len(self.open) > MAX_CONNECTIONS // 2:
+            first_request = PRESSED_FIRST_REQUEST
             self._expire_first_requests(newcomer.opened - PRESSED_FIRST_REQUEST)
         if len(self.open) <= MAX_CONNECTIONS:
-            return True
+            return first_request
         for connection in self.open:
             if connection is not newcomer and connection.evictable():
                 self.listener.evicted(connection.peer)
                 connection.close_now()
-                return True
+                return first_request
         self.listener.refused_full()
-        return False
-
-    def pressed(self) -> bool:
-        return len(self.open) > MAX_CONNECTIONS // 2
+        return None
 
     def _expire_first_requests(self, opened_before: float) -> None:
         """Past half the cap: closes the connections opened before `opened_before` still waiting
@@ -541,10 +539,11 @@ class _GuardedHandler(web.RequestHandler):
             return
         self.opened = asyncio.get_running_loop().time()
         super().connection_made(transport)
-        if not self._guard.admit(self):
+        first_request = self._guard.admit(self)
+        if first_request is None:
             self.close_now()
             return
-        self._wait_for_request(PRESSED_FIRST_REQUEST if self._guard.pressed() else IDLE_TIMEOUT)
+        self._wait_for_request(first_request)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_deadline()
