@@ -20,11 +20,14 @@ import bot.sonoran.events as events_module
 from bot import ConfigError, load_settings
 from bot.feed.keyscan import leading_key
 from bot.feed.listener import MAX_BODY, READ_CHUNK, PushListener
+from bot.preflight import push_checks
 from bot.sonoran.events import Envelope, Event
 
 from .conftest import BotFactory
 from .doubles.discord_fakes import FakeDiscord
 from .doubles.fake_cad import API_KEY
+from .doubles.loopback import free_port
+from .helpers import make_settings
 from .test_feed import feed_of, posts
 from .test_operations import wait_for
 from .test_push import CHANNEL, FEEDS, call_911, push_settings
@@ -313,6 +316,13 @@ def test_the_example_config_takes_connections_from_anywhere(tmp_path: Path) -> N
     path = tmp_path / "config.toml"
     path.write_text((ROOT / "config.example.toml").read_text())
     assert load_settings(path, {}).push.allow_from == []
+
+
+def test_check_says_where_connections_are_taken_from() -> None:
+    anywhere = make_settings("http://127.0.0.1:9", 2, push=push_settings(port=free_port()))
+    assert "taken from anywhere (push.allow_from is empty)" in push_checks(anywhere)[0].detail
+    only = make_settings("http://127.0.0.1:9", 2, push=push_settings(port=free_port(), allow_from=["10.0.0.0/8"]))
+    assert "taken from 10.0.0.0/8 only (push.allow_from)" in push_checks(only)[0].detail
 
 
 # --- the key -----------------------------------------------------------------------------------------
