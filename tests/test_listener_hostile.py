@@ -230,13 +230,15 @@ async def test_past_the_memory_cap_big_bodies_are_refused_and_small_ones_taken(
 ) -> None:
     monkeypatch.setattr(listener_module, "MAX_HELD_BYTES", 256 * 1024)
     side = await bare()
-    big = []
-    for _ in range(2):  # 2 x 200 KiB held, no end sent: over the cap together
-        reader, writer = await side.connect()
-        writer.write(request(b'{"key": "' + b"k" * 200 * 1024, length=MAX_BODY))
-        big.append((reader, writer))
-    answers = [await asyncio.wait_for(_read_all(reader), 10) for reader, _ in big[1:]]
-    assert answers[0].startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in answers[0]
+    head = request(b'{"key": "' + b"k" * 200 * 1024, length=MAX_BODY)  # 200 KiB of 1 MiB, no end sent
+    big = [await side.connect()]
+    big[0][1].write(head)
+    await wait_for(lambda: side.listener.held_bytes > 200 * 1024)  # all of the first is held
+    big.append(await side.connect())
+    big[1][1].write(head)  # together over the cap: the second is refused
+    answer = await asyncio.wait_for(_read_all(big[1][0]), 10)
+    assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in answer
+    assert await still_open(big[0][0])
     assert await side.post(event(1)) == 200  # an event of a few KiB: never behind big bodies
     assert side.listener.stats.over_memory == 1
     assert side.listener.stats.peak_held_bytes <= 256 * 1024 + listener_module.SMALL_BODY
@@ -399,7 +401,7 @@ async def test_malformed_http_is_400_without_a_traceback_and_one_line(
 async def test_every_event_is_acknowledged_and_posted_while_an_attacker_holds_connections(
     make_bot: BotFactory, discord_api: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 16)
+    monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 32)
     monkeypatch.setattr(listener_module, "MAX_HELD_BYTES", 256 * 1024)
     bot = await make_bot(feeds=FEEDS, push=push_settings())
     listener = feed_of(bot).push_listener
@@ -409,14 +411,18 @@ async def test_every_event_is_acknowledged_and_posted_while_an_attacker_holds_co
     held: list[asyncio.StreamWriter] = []
 
     async def attacker() -> None:
-        while not stop.is_set():  # bare connections and 1 MiB bodies that trickle, reopened
-            for index in range(24):
+        # bare connections and 1 MiB bodies that trickle, ever more: 40 a second, so that an
+        # honest request would have to last 0.8 s for 32 newer ones to make it the oldest
+        index = 0
+        while not stop.is_set():
+            for _ in range(4):
                 with contextlib.suppress(OSError):
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                     if index % 3 == 0:
                         writer.write(request(b'{"key": "' + b"k" * 90_000, length=MAX_BODY))
                     held.append(writer)
-            await asyncio.sleep(0.05)
+                index += 1
+            await asyncio.sleep(0.1)
 
     attack = asyncio.create_task(attacker())
     await wait_for(lambda: len(held) >= 48)
