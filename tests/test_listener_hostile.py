@@ -155,6 +155,25 @@ async def test_at_the_cap_the_oldest_connection_without_a_request_makes_room(
     assert len(side.delivered) == 1
 
 
+async def test_a_body_that_trickles_is_closed_to_make_room_without_a_traceback(
+    bare: BareFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(listener_module, "PRESSED_FIRST_REQUEST", 30.0)
+    side = await bare()
+    with caplog.at_level(logging.DEBUG):
+        trickle = await side.connect()
+        trickle[1].write(request(b'{"key": "' + b"k" * 100, length=MAX_BODY))
+        await wait_for(lambda: side.listener.held_bytes > 0)
+        idle = [await side.connect() for _ in range(2)]  # the second closes the trickle, the oldest
+        assert await closed(trickle[0])
+        await wait_for(lambda: side.listener.held_bytes == 0)
+        assert await side.post(event(1)) == 200  # and this one closes idle[0]
+        assert await closed(idle[0][0]) and await still_open(idle[1][0])
+    assert side.listener.stats.evicted == 2
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
 async def test_a_connection_that_proved_itself_is_not_closed_to_make_room(
     bare: BareFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

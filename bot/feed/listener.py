@@ -346,7 +346,7 @@ class PushListener:
         past MAX_BODY, 503 past the memory cap, 401 for a wrong key in a long body's first bytes."""
         parts: list[bytes] = []
         checked = False
-        while chunk := await request.content.read(min(READ_CHUNK, MAX_BODY + 1 - held.size)):
+        while chunk := await _read_some(request, min(READ_CHUNK, MAX_BODY + 1 - held.size)):
             if held.size + len(chunk) > MAX_BODY:
                 return web.Response(status=413, text="error: the body is over 1 MiB")
             if not self._hold(held, len(chunk)):
@@ -359,10 +359,10 @@ class PushListener:
                 parts = [b"".join(parts)]
                 key = leading_key(parts[0][:KEY_WINDOW])
                 if key is not None and not key_matches(key, self._key):
-                    self.stats.wrong_key_early += 1
                     self._release(held)
                     parts.clear()
                     await _drain(request, MAX_BODY)  # read and dropped, so that the 401 is read, not reset
+                    self.stats.wrong_key_early += 1
                     self._refused_key(source)
                     return web.Response(status=BAD_KEY.status, text=BAD_KEY.text)
         return b"".join(parts)
@@ -463,10 +463,20 @@ class _Held:
     size: int = 0
 
 
+async def _read_some(request: web.BaseRequest, size: int) -> bytes:
+    """Up to `size` bytes of the body as they come (b"" at its end)."""
+    try:
+        return await request.content.read(size)
+    except RuntimeError:
+        if request.transport is None:  # aiohttp's word for a read after the connection was closed
+            raise ConnectionResetError("the connection was closed") from None
+        raise
+
+
 async def _drain(request: web.BaseRequest, limit: int) -> None:
     """Reads what is left of a body, up to `limit` bytes, holding none of it."""
     left = limit
-    while left > 0 and (chunk := await request.content.read(min(READ_CHUNK, left))):
+    while left > 0 and (chunk := await _read_some(request, min(READ_CHUNK, left))):
         left -= len(chunk)
 
 
