@@ -10,10 +10,11 @@ Attacks:
   slowloris  200 connections sending their headers a byte every 0.5 s, reopened when closed
   malformed  16 workers sending malformed HTTP in a loop (CL+TE, bad chunks, huge headers, garbage)
   wrongkey   8 workers POSTing 1 MiB bodies with a wrong key in a loop
+  together   all five at once
 
 It prints, per attack: honest events sent / answered 200 / posted, the listener's closes
 (evicted to make room, timed out, ...), the attacker's own count, and the bot process's open file
-descriptors before, during (the most seen) and after. About 45 s in all.
+descriptors before, during (the most seen) and after, and its log lines. About 55 s in all.
 
     python -m bench.hostile [--json]
 """
@@ -41,7 +42,7 @@ from tests.doubles.loopback import free_port
 
 PATH = "/sonorancad/event"
 CHANNEL = 4343
-ATTACKS = ("bare", "trickle", "slowloris", "malformed", "wrongkey")
+ATTACKS = ("bare", "trickle", "slowloris", "malformed", "wrongkey", "together")
 WARM_UP = 1.5  # seconds of attack before the first honest event
 HONEST_SECONDS = 5.0
 HONEST_EVERY = 0.2
@@ -138,6 +139,9 @@ class Attacker:
         body = json.dumps({"key": "not-the-key", "type": "EVENT_911", "data": {"pad": "x" * (1024 * 1024 - 100)}})
         head = f"POST {PATH} HTTP/1.1\r\nHost: bot\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         await asyncio.gather(*(self._requests([head.encode() + body.encode()]) for _ in range(8)))
+
+    async def together(self) -> None:
+        await asyncio.gather(self.bare(), self.trickle(), self.slowloris(), self.malformed(), self.wrongkey())
 
 
 async def attack(kind: str, port: int, seconds: float) -> None:
