@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ BareFactory = Callable[..., Awaitable[Bare]]
 async def bare() -> AsyncIterator[BareFactory]:
     listeners: list[PushListener] = []
 
-    async def start(allow_from: tuple[str, ...] = ()) -> Bare:
+    async def start(allow_from: tuple[str, ...] = (), clock: Callable[[], float] = time.monotonic) -> Bare:
         delivered: list[list[Event]] = []
 
         async def deliver(_server: int, events: list[Event]) -> None:
@@ -111,6 +112,7 @@ async def bare() -> AsyncIterator[BareFactory]:
             takes=lambda _server, _event: True,
             deliver=deliver,
             allow_from=allow_from,
+            clock=clock,
         )
         await listener.start()
         listeners.append(listener)
@@ -414,6 +416,27 @@ async def test_malformed_http_is_400_without_a_traceback_and_one_line(
     states = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(states) == 1 and "malformed HTTP" in states[0], states
     assert side.listener.stats.malformed == 2 * len(MALFORMED)
+
+
+async def test_an_episode_of_malformed_http_is_one_line_when_it_starts_and_one_when_it_has_ended(
+    bare: BareFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1000.0]
+    side = await bare(clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="bot.feed.listener"):
+        for data in MALFORMED:
+            await side.exchange(data)
+        now[0] += 30
+        await side.exchange(MALFORMED[0])  # within the minute: the same episode
+        now[0] += listener_module.EPISODE_QUIET
+        assert await side.post(event(1)) == 200  # a quiet minute later: the episode has ended
+        await side.exchange(MALFORMED[0])  # and a new one starts
+    lines = [r.getMessage() for r in caplog.records if "malformed HTTP" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("push: answering malformed HTTP 400 and closing (the first from 127.0.0.1")
+    count = len(MALFORMED) + 1
+    assert lines[1] == f"push: no more answering malformed HTTP 400 and closing for 60 s ({count} in that episode)"
+    assert lines[2].startswith("push: answering malformed HTTP 400 and closing")
 
 
 # --- the CAD beside an attacker ----------------------------------------------------------------------
