@@ -355,6 +355,8 @@ async def push_test(settings: Settings, url: str | None, *, post: bool) -> int:
             text = (await response.text())[:200]
     except (aiohttp.ClientError, OSError, TimeoutError) as error:
         print(f"{target}: no answer ({type(error).__name__}); is the bot running with push.enabled = true?")
+        if settings.push.allow_from:
+            print("push.allow_from is set: the listener closes connections from other addresses (this one too?)")
         return EXIT_PROBLEM
     print(f"{target}: HTTP {response.status} {text!r}")
     if response.status == 401:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import ipaddress
 import json
 import math
 import os
@@ -247,6 +248,24 @@ class PushSettings(_Section):
     server_id: int | None = Field(None, ge=1)  # the server of events sent to `path`; default sonoran.server_id
     poll_seconds_when_live: float = Field(60, ge=5)  # poll interval while events arrive; polling never stops
     websocket: bool = False  # opt-in: the bot's own SignalR session per feed server (pip extra `websocket`)
+    allow_from: list[str] = Field(default_factory=list)  # CIDRs the listener takes connections from; empty: any
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=True)
+            except ValueError as error:
+                try:
+                    hint = f"did you mean {ipaddress.ip_network(value.strip(), strict=False)}? "
+                except ValueError:
+                    hint = ""
+                raise ValueError(
+                    f"{value!r} is not a network in CIDR form ({error}); {hint}"
+                    "write e.g. 203.0.113.0/24, 2001:db8::/32, or one address such as 203.0.113.7"
+                ) from None
+        return [str(ipaddress.ip_network(value.strip())) for value in values]
 
     @field_validator("path")
     @classmethod

@@ -262,7 +262,12 @@ def push_checks(settings: Settings) -> list[Check]:
                 f"can bind {push.host}:{push.port}. With a game server, forward from the FiveM resource: "
                 f"enablePushEventForwarding = true and pushEventForwardUrl = one of {servers} (with this machine's "
                 f"address for 127.0.0.1); events sent to {url} count for server {settings.push_server_id}. Put TLS "
-                "in front of it, or keep it on a private network: the key travels in the body.",
+                "in front of it, or keep it on a private network: the key travels in the body. "
+                + (
+                    f"Connections are taken from {', '.join(push.allow_from)} only (push.allow_from)."
+                    if push.allow_from
+                    else "Connections are taken from anywhere (push.allow_from is empty)."
+                ),
             )
         ]
     if push.websocket:

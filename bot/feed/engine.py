@@ -152,6 +152,7 @@ class FeedEngine:
                 routes=lambda server_id: server_id in self.settings.event_server_ids,
                 takes=self.takes,
                 deliver=self.take_events,
+                allow_from=push.allow_from,
             )
             if push.websocket:  # checked before binding: a missing extra is one clear line too
                 self.push_sessions = PushSessions(

@@ -8,36 +8,48 @@ or missing key, 413 over 1 MiB or over MAX_EVENTS_PER_REQUEST events, 404 for an
 
 The 200 is a promise: it goes back only once `deliver` has planned and stored the events, so a
 SIGKILL right after it loses nothing. When the bot cannot keep up it says so instead of queueing
-without limit: 503 with `Retry-After` while MAX_PENDING requests wait to be stored, while bodies
-being read hold MAX_HELD_BYTES, or when the store fails; 429 with `Retry-After` past
-MAX_EVENTS_PER_MINUTE.
+without limit: 503 with `Retry-After` while MAX_PENDING requests wait to be stored, when the store
+fails, or for a body past SMALL_BODY while the bodies being read hold MAX_HELD_BYTES (counted as
+read, not as declared); 429 with `Retry-After` past MAX_EVENTS_PER_MINUTE.
 
-It faces the internet: a connection that sends no complete request within IDLE_TIMEOUT (idle,
-or slow headers) is closed, a body must arrive within BODY_TIMEOUT, at most MAX_CONNECTIONS are
-open at once (more are closed as they come), and nothing a sender does logs a traceback: one line
-per change of state.
+It faces the internet, and its caps refuse the attacker, not the CAD (docs/push-listener.md):
+- `allow_from` (networks): a connection from elsewhere is closed at accept, before a byte is read;
+- at most MAX_CONNECTIONS are open: a newcomer over the cap closes the OLDEST connection that has
+  not proved itself (no request answered 200 yet, and none being stored now); the CAD opens a
+  fresh connection per event, so it is the newest. Past half the cap, a connection has
+  PRESSED_FIRST_REQUEST instead of IDLE_TIMEOUT for its first request;
+- a connection that sends no complete request within IDLE_TIMEOUT (idle, or slow headers) is
+  closed, a body must arrive within BODY_TIMEOUT, and a connection whose request is not answered
+  200 is closed after its answer;
+- a body past KEY_WINDOW is refused 401 from its first bytes when their `key` is wrong, without
+  holding or parsing the rest;
+- nothing a sender does logs a traceback, malformed HTTP included: one line per change of state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import json
 import logging
 import math
 import os
 import resource
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..sonoran.events import BadEnvelope, Event, Ignored, events_of, key_matches, read_envelope
 from ..sonoran.models import ServerId
 from ..sonoran.ratelimit import SlidingWindowLimiter
 from ..statechanges import StateChanges
+from .keyscan import leading_key
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +58,17 @@ REFUSAL_LOG_SECONDS = 60.0
 MAX_EVENTS_PER_REQUEST = 100  # Sonoran sends one event a request; a forwarder may batch a few
 MAX_EVENTS_PER_MINUTE = 3000  # a busy community sends a few a second at its peak
 MAX_PENDING = 128  # requests waiting for their events to be stored
-MAX_HELD_BYTES = 32 * 1024 * 1024  # bodies being read or waiting, all requests together
+MAX_HELD_BYTES = 32 * 1024 * 1024  # body bytes read and not yet answered, all requests together
+SMALL_BODY = 64 * 1024  # what one request holds before MAX_HELD_BYTES applies (an event is a few KiB)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 15.0  # seconds to a complete request line and headers, on a new or kept-alive connection
+PRESSED_FIRST_REQUEST = 3.0  # ... for a new connection's first request, past half MAX_CONNECTIONS
 BODY_TIMEOUT = 15.0  # seconds for the body, once the headers are in
 RETRY_AFTER = 5  # seconds, in a 503
+KEY_WINDOW = 16 * 1024  # a longer body's key is checked on its first KEY_WINDOW bytes, before the rest
+READ_CHUNK = 64 * 1024  # aiohttp's read buffer per connection (it stops reading the socket past twice that)
+MAX_HEADERS = 32  # header lines in a request (aiohttp's default: 128); each at most 8,190 bytes
+EPISODE_QUIET = 60.0  # seconds without a kind of trouble before it is over (and logged again when it comes)
 
 
 def raise_open_file_limit() -> tuple[int, int]:
@@ -117,6 +135,49 @@ BUSY = PushAnswer(503, "error: busy, send it again later")
 NOT_STORED = PushAnswer(503, "error: the event could not be stored, send it again later")
 
 
+@dataclass
+class ListenerStats:
+    """What the listener refused or closed since it started (the benchmarks print them)."""
+
+    evicted: int = 0  # closed to make room for a newcomer: had not proved itself
+    refused_full: int = 0  # newcomers closed at once: every open connection had proved itself
+    expired: int = 0  # closed for sending no complete request in time
+    body_timeouts: int = 0  # 408: a body that did not arrive within BODY_TIMEOUT
+    outside_allow_from: int = 0  # closed at accept
+    malformed: int = 0  # malformed HTTP: 400 and closed
+    wrong_key: int = 0  # 401, all of them
+    wrong_key_early: int = 0  # ... of which from a body's first KEY_WINDOW bytes
+    over_memory: int = 0  # 503: the bodies being read held MAX_HELD_BYTES
+    peak_held_bytes: int = 0  # the most body bytes held at once
+
+
+class _Episode:
+    """A kind of trouble logged once when it starts, not once per connection: it is over once
+    EPISODE_QUIET seconds pass without it, which is said (with its count) when the listener is next
+    used or when the trouble comes back."""
+
+    def __init__(self, what: str, clock: Callable[[], float]) -> None:
+        self._what = what
+        self._clock = clock
+        self._last: float | None = None
+        self._count = 0
+
+    def hit(self, detail: str) -> None:
+        now = self._clock()
+        self.end_if_quiet(now)
+        if self._last is None:
+            log.warning("push: %s (%s; one line until it has stopped for %.0f s)", self._what, detail, EPISODE_QUIET)
+        self._last = now
+        self._count += 1
+
+    def end_if_quiet(self, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        if self._last is not None and now - self._last >= EPISODE_QUIET:
+            log.info("push: no more %s for %.0f s (%d in that episode)", self._what, EPISODE_QUIET, self._count)
+            self._last = None
+            self._count = 0
+
+
 class PushListener:
     def __init__(
         self,
@@ -129,11 +190,13 @@ class PushListener:
         routes: Callable[[ServerId], bool],
         takes: Callable[[ServerId, Event], bool],
         deliver: Callable[[ServerId, list[Event]], Awaitable[None]],
+        allow_from: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`routes(server_id)`: does anything take this server's events (a feed, a board, an alert);
         `takes(server_id, event)`: does anything take this one; `deliver(server, events)`:
-        plans and stores accepted events, returning once they are stored (raising if they cannot be)."""
+        plans and stores accepted events, returning once they are stored (raising if they cannot be).
+        `allow_from`: the networks (CIDR) connections are taken from; empty: any."""
         self.host = host
         self.port = port
         self.path = path.rstrip("/")
@@ -143,15 +206,28 @@ class PushListener:
         self._takes = takes
         self._deliver = deliver
         self._clock = clock
+        self._networks = [ipaddress.ip_network(network) for network in allow_from]
         self._refusals_logged: dict[str, float] = {}
         self._runner: web.ServerRunner | None = None
         self._pending = 0
         self._held_bytes = 0
         self._budget = SlidingWindowLimiter(MAX_EVENTS_PER_MINUTE, 60.0, clock=clock)
-        self._state = StateChanges()  # ok | busy | full (connections): logged once per change
+        self._state = StateChanges()  # ok | busy: logged once per change
+        self.stats = ListenerStats()
+        self._episodes = {
+            "full": _Episode(f"{MAX_CONNECTIONS} connections are open, the cap", clock),
+            "outside": _Episode("closing connections from outside push.allow_from", clock),
+            "malformed": _Episode("answering malformed HTTP 400 and closing", clock),
+            "memory": _Episode(f"bodies being read hold {MAX_HELD_BYTES // 2**20} MiB; big ones answered 503", clock),
+        }
 
     def __repr__(self) -> str:
         return f"PushListener({self.host}:{self.port}{self.path})"
+
+    @property
+    def held_bytes(self) -> int:
+        """Body bytes read and not answered yet, all requests together."""
+        return self._held_bytes
 
     @property
     def bound_port(self) -> int:
@@ -167,10 +243,12 @@ class PushListener:
     async def start(self) -> None:
         server = _GuardedServer(
             self._handle,
-            on_full=self._connections_full,
+            listener=self,
             keepalive_timeout=IDLE_TIMEOUT,
             lingering_time=0.0,  # what a refused request still sends is not waited for
             access_log=None,
+            read_bufsize=READ_CHUNK,
+            max_headers=MAX_HEADERS,
         )
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -188,11 +266,25 @@ class PushListener:
             ) from None
         self._runner = runner
         log.info("push: listening on http://%s:%s%s", self.host, self.bound_port, self.path)
+        if self._networks:
+            log.info("push: taking connections from %s only", ", ".join(map(str, self._networks)))
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def allows(self, peer: str | None) -> bool:
+        """Is a connection from `peer` (an address) taken: `allow_from` is empty, or holds it."""
+        if not self._networks:
+            return True
+        try:
+            address = ipaddress.ip_address((peer or "").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d
+        return any(address in network for network in self._networks)
 
     def _route(self, request: web.BaseRequest) -> ServerId | None:
         """The server a request's path names (the default one for `path` itself), or None."""
@@ -208,37 +300,86 @@ class PushListener:
         connection = request.protocol if isinstance(request.protocol, _GuardedHandler) else None
         if connection is not None:
             connection.request_started()
+        response: web.StreamResponse | None = None
         try:
-            return await self._answer_request(request)
+            response = await self._answer_request(request, connection)
+            return response
         finally:
             if connection is not None:
-                connection.request_done()
+                connection.request_done(proven=response is not None and response.status == 200)
+            if response is not None and response.status != 200:
+                response.force_close()  # a connection that has not proved itself is not kept
 
-    async def _answer_request(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _answer_request(self, request: web.BaseRequest, connection: _GuardedHandler | None) -> web.StreamResponse:
         server_id = self._route(request)
         if server_id is None:
             return web.Response(status=404, text="error: not found")
         if request.method != "POST":
             return web.Response(status=405, text="error: POST only", headers={"Allow": "POST"})
         if request.content_length is not None and request.content_length > MAX_BODY:
-            return _closing(web.Response(status=413, text="error: the body is over 1 MiB"))
-        hold = request.content_length if request.content_length is not None else MAX_BODY
-        if self._held_bytes + hold > MAX_HELD_BYTES:
-            self._changed("busy", f"bodies being read hold {MAX_HELD_BYTES // 2**20} MiB; answering 503")
-            return _closing(web.Response(status=503, text=BUSY.text, headers={"Retry-After": str(RETRY_AFTER)}))
-        self._held_bytes += hold
+            return web.Response(status=413, text="error: the body is over 1 MiB")
+        held = _Held()
+        source = request.remote or "?"
         try:
             try:
-                body = await asyncio.wait_for(_read_body(request), BODY_TIMEOUT)
+                body = await asyncio.wait_for(self._read_body(request, held, source), BODY_TIMEOUT)
             except TimeoutError:
-                return _closing(web.Response(status=408, text="error: the body did not arrive in time"))
-            if body is None:
-                return _closing(web.Response(status=413, text="error: the body is over 1 MiB"))
-            answer = await self.answer(body, server_id, request.remote or "?")
+                self.stats.body_timeouts += 1
+                return web.Response(status=408, text="error: the body did not arrive in time")
+            except (HttpProcessingError, RequestPayloadError) as error:  # bad chunks, a short body
+                self.malformed(source, error)
+                return web.Response(status=400, text=BAD_REQUEST.text)
+            except ConnectionError:  # the sender is gone (or was closed to make room): nobody to answer
+                return web.Response(status=400, text=BAD_REQUEST.text)
+            if isinstance(body, web.Response):
+                return body
+            if connection is not None:
+                connection.answering()
+            answer = await self.answer(body, server_id, source)
         finally:
-            self._held_bytes -= hold
+            self._release(held)
         headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
         return web.Response(status=answer.status, text=answer.text, headers=headers)
+
+    async def _read_body(self, request: web.BaseRequest, held: _Held, source: str) -> bytes | web.Response:
+        """The whole body, held and counted as it is read; or the answer that ends it early: 413
+        past MAX_BODY, 503 past the memory cap, 401 for a wrong key in a long body's first bytes."""
+        parts: list[bytes] = []
+        checked = False
+        while chunk := await _read_some(request, min(READ_CHUNK, MAX_BODY + 1 - held.size)):
+            if held.size + len(chunk) > MAX_BODY:
+                return web.Response(status=413, text="error: the body is over 1 MiB")
+            if not self._hold(held, len(chunk)):
+                self.stats.over_memory += 1
+                self._episodes["memory"].hit(f"the last from {source}")
+                return web.Response(status=503, text=BUSY.text, headers={"Retry-After": str(RETRY_AFTER)})
+            parts.append(chunk)
+            if not checked and held.size >= KEY_WINDOW:
+                checked = True
+                parts = [b"".join(parts)]
+                key = leading_key(parts[0][:KEY_WINDOW])
+                if key is not None and not key_matches(key, self._key):
+                    self._release(held)
+                    parts.clear()
+                    await _drain(request, MAX_BODY)  # read and dropped, so that the 401 is read, not reset
+                    self.stats.wrong_key_early += 1
+                    self._refused_key(source)
+                    return web.Response(status=BAD_KEY.status, text=BAD_KEY.text)
+        return b"".join(parts)
+
+    def _hold(self, held: _Held, size: int) -> bool:
+        """Counts `size` more bytes held by one request; False when it may not hold them: past
+        SMALL_BODY, the bytes held by every request together are capped at MAX_HELD_BYTES."""
+        if held.size + size > SMALL_BODY and self._held_bytes + size > MAX_HELD_BYTES:
+            return False
+        held.size += size
+        self._held_bytes += size
+        self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self._held_bytes)
+        return True
+
+    def _release(self, held: _Held) -> None:
+        self._held_bytes -= held.size
+        held.size = 0
 
     async def answer(self, body: bytes, server_id: ServerId, source: str) -> PushAnswer:
         """The whole decision for one request, without HTTP (the SignalR session uses it too)."""
@@ -247,7 +388,7 @@ class PushListener:
         except BadEnvelope:
             return BAD_REQUEST
         if not key_matches(envelope.key, self._key):
-            self._log_refusal(source)
+            self._refused_key(source)
             return BAD_KEY
         if not self._routes(server_id):
             return IGNORED
@@ -273,10 +414,28 @@ class PushListener:
         finally:
             self._pending -= 1
         self._changed("ok", "")
+        now = self._clock()
+        for episode in self._episodes.values():
+            episode.end_if_quiet(now)
         return OK
 
-    def _connections_full(self) -> None:
-        self._changed("full", f"{MAX_CONNECTIONS} connections are open; closing new ones as they come")
+    # --- what the connections report ------------------------------------------------------------
+    def evicted(self, peer: str) -> None:
+        self.stats.evicted += 1
+        self._episodes["full"].hit(f"closing the oldest connection that has not proved itself to make room, {peer}")
+
+    def refused_full(self) -> None:
+        self.stats.refused_full += 1
+        self._episodes["full"].hit("every one has proved itself: closing newcomers as they come")
+
+    def outside(self, peer: str) -> None:
+        self.stats.outside_allow_from += 1
+        self._episodes["outside"].hit(f"the first from {peer}")
+
+    def malformed(self, peer: str, error: BaseException) -> None:
+        self.stats.malformed += 1
+        what = (str(getattr(error, "message", "") or "").strip().splitlines() or [type(error).__name__])[0]
+        self._episodes["malformed"].hit(f"the first from {peer}: {what[:120]!r}")
 
     def _changed(self, state: str, detail: str) -> None:
         if self._state.change(0, state) is None:
@@ -286,7 +445,8 @@ class PushListener:
         else:
             log.warning("push: %s", detail)
 
-    def _log_refusal(self, source: str) -> None:
+    def _refused_key(self, source: str) -> None:
+        self.stats.wrong_key += 1
         now = self._clock()
         if now - self._refusals_logged.get(source, -REFUSAL_LOG_SECONDS) < REFUSAL_LOG_SECONDS:
             return
@@ -296,76 +456,174 @@ class PushListener:
         log.warning("push: refused an event from %s: wrong or missing key (logged once a minute per address)", source)
 
 
-async def _read_body(request: web.BaseRequest) -> bytes | None:
-    """The whole body, or None once it is over MAX_BODY."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(MAX_BODY + 1 - size):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-    return b"".join(parts)
+@dataclass
+class _Held:
+    """The body bytes one request holds, counted as they are read."""
+
+    size: int = 0
 
 
-def _closing(response: web.Response) -> web.Response:
-    response.force_close()  # what is left of the body is not read
-    return response
+async def _read_some(request: web.BaseRequest, size: int) -> bytes:
+    """Up to `size` bytes of the body as they come (b"" at its end)."""
+    try:
+        return await request.content.read(size)
+    except RuntimeError:
+        if request.transport is None:  # aiohttp's word for a read after the connection was closed
+            raise ConnectionResetError("the connection was closed") from None
+        raise
+
+
+async def _drain(request: web.BaseRequest, limit: int) -> None:
+    """Reads what is left of a body, up to `limit` bytes, holding none of it."""
+    left = limit
+    while left > 0 and (chunk := await _read_some(request, min(READ_CHUNK, left))):
+        left -= len(chunk)
 
 
 class _GuardedServer(web.Server):
-    """aiohttp's low-level server with a cap on open connections: one over MAX_CONNECTIONS is
-    closed as it comes (its file handle freed at once), and `on_full` is told."""
+    """aiohttp's low-level server with the listener's guards at accept: `allow_from`, and the cap on
+    open connections, which makes room by closing the oldest connection that has not proved itself."""
 
-    def __init__(self, handler: Any, *, on_full: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, listener: PushListener, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self._on_full = on_full
+        self.listener = listener
+        self.open: dict[_GuardedHandler, None] = {}  # by age: the oldest first
 
     def __call__(self) -> web.RequestHandler:
         return _GuardedHandler(self, loop=asyncio.get_running_loop(), guard=self, **self._kwargs)
 
-    def too_many(self) -> bool:
-        if len(self.connections) > MAX_CONNECTIONS:
-            self._on_full()
-            return True
-        return False
+    def admit(self, newcomer: _GuardedHandler) -> float | None:
+        """Registers a new connection; returns the seconds it has for its first request, or None
+        when it is to be closed (every other one has proved itself)."""
+        self.open[newcomer] = None
+        first_request = IDLE_TIMEOUT
+        if len(self.open) > MAX_CONNECTIONS // 2:
+            first_request = PRESSED_FIRST_REQUEST
+            self._expire_first_requests(newcomer.opened - PRESSED_FIRST_REQUEST)
+        if len(self.open) <= MAX_CONNECTIONS:
+            return first_request
+        for connection in self.open:
+            if connection is not newcomer and connection.evictable():
+                self.listener.evicted(connection.peer)
+                connection.close_now()
+                return first_request
+        self.listener.refused_full()
+        return None
+
+    def _expire_first_requests(self, opened_before: float) -> None:
+        """Past half the cap: closes the connections opened before `opened_before` still waiting
+        for their first request."""
+        for connection in list(self.open):
+            if connection.opened >= opened_before:
+                break  # the rest are younger
+            if connection.stage == "waiting" and not connection.proven:
+                self.listener.stats.expired += 1
+                connection.close_now()
+
+    def gone(self, connection: _GuardedHandler) -> None:
+        self.open.pop(connection, None)
 
 
 class _GuardedHandler(web.RequestHandler):
-    """One connection: closed when over the cap, and when no complete request (line and headers)
-    comes within IDLE_TIMEOUT of its opening or of the last answer. (aiohttp's own keep-alive
-    timer does not cover a connection's first request before 3.14.4.)"""
+    """One connection: refused at accept from outside `allow_from`; closed to make room when it has
+    not proved itself (no request answered 200, none being answered); closed when no complete
+    request (line and headers) comes within IDLE_TIMEOUT of its opening (PRESSED_FIRST_REQUEST past
+    half the cap) or of its last answer. Malformed HTTP is answered 400 with one line per episode."""
 
     def __init__(self, manager: _GuardedServer, *, guard: _GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._guard = guard
         self._deadline: asyncio.TimerHandle | None = None
+        self.opened = 0.0
+        self.peer = "?"
+        self.stage: Literal["waiting", "reading", "answering", "closed"] = "waiting"
+        self.proven = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self._guard.too_many() and isinstance(transport, asyncio.Transport):
-            self.force_close()
-            transport.abort()
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        if not self._guard.listener.allows(self.peer):
+            self.stage = "closed"
+            self._guard.listener.outside(self.peer)
+            _abort(transport)  # before anything is read: aiohttp never sees this connection
             return
-        self.request_done()
+        self.opened = asyncio.get_running_loop().time()
+        super().connection_made(transport)
+        first_request = self._guard.admit(self)
+        if first_request is None:
+            self.close_now()
+            return
+        self._wait_for_request(first_request)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.request_started()
+        self._cancel_deadline()
+        self.stage = "closed"
+        self._guard.gone(self)
         super().connection_lost(exc)
+
+    def evictable(self) -> bool:
+        return not self.proven and self.stage in ("waiting", "reading")
+
+    def close_now(self) -> None:
+        """Closes the connection at once, its file handle freed (nothing more is sent or read)."""
+        self._cancel_deadline()
+        self.stage = "closed"
+        self._guard.gone(self)
+        transport = self.transport
+        self.force_close()  # forgets the transport: it is aborted below, not closed gracefully
+        if transport is not None:
+            _abort(transport)
 
     def request_started(self) -> None:
         """A request's headers are in: its body has its own timeout."""
+        self._cancel_deadline()
+        if self.stage != "closed":
+            self.stage = "reading"
+
+    def answering(self) -> None:
+        """The whole body is in: its answer is being made (and its events perhaps stored)."""
+        if self.stage != "closed":
+            self.stage = "answering"
+
+    def request_done(self, *, proven: bool) -> None:
+        """The connection waits for its next request: it has IDLE_TIMEOUT to send one."""
+        self.proven = self.proven or proven
+        if self.stage != "closed":
+            self.stage = "waiting"
+            self._wait_for_request(IDLE_TIMEOUT)
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """Malformed HTTP (a garbage request line, huge headers, Content-Length with
+        Transfer-Encoding) and a sender gone mid-request are the sender's doing: answered 400 and
+        closed, one line per episode, never aiohttp's ERROR with a traceback."""
+        if isinstance(exc, HttpProcessingError | RequestPayloadError | ConnectionError):
+            if not isinstance(exc, ConnectionError):
+                self._guard.listener.malformed(self.peer, exc)
+            response = web.Response(status=400, text=BAD_REQUEST.text)
+            response.force_close()
+            return response
+        return super().handle_error(request, status, exc, message)
+
+    def _wait_for_request(self, seconds: float) -> None:
+        self._cancel_deadline()
+        self._deadline = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _cancel_deadline(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def request_done(self) -> None:
-        """The connection waits for a request: it has IDLE_TIMEOUT to send one."""
-        self.request_started()
-        self._deadline = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire)
-
     def _expire(self) -> None:
         self._deadline = None
-        self.force_close()
-        if self.transport is not None:
-            self.transport.close()
+        self._guard.listener.stats.expired += 1
+        self.close_now()
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    """Closes a socket at once (its file handle freed, nothing more sent or read)."""
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+    else:
+        transport.close()
