@@ -16,6 +16,8 @@ import pytest
 from bot.core import DispatchBot
 from bot.sonoran import RateLimited, Unit
 from bot.sonoran.events import (
+    MAX_IDS_PER_EVENT,
+    MAX_UNITS_PER_EVENT,
     Ignored,
     PanicChanged,
     StatusChanged,
@@ -377,7 +379,8 @@ async def test_a_board_beyond_its_pages_is_summarised(
     await poll(bot, clock)
     pusher = Pusher(bot, session)
     units = [{"id": 5000 + n, "status": 2, "data": {"unitNum": "X" * 20, "name": "N" * 60}} for n in range(400)]
-    await pusher.send("EVENT_UNIT_UPDATE", {"units": units})
+    for start in range(0, 400, MAX_UNITS_PER_EVENT):  # an event carries at most a page of units
+        await pusher.send("EVENT_UNIT_UPDATE", {"units": units[start : start + MAX_UNITS_PER_EVENT]})
     await board_settled(bot)
     pages = posts(discord_api, BOARD)
     assert len(pages) == 5 and all(message_errors(p) == {} for p in pages)
@@ -428,6 +431,13 @@ async def test_a_units_list_in_a_wrapper_reads_as_a_plain_one(
         ("EVENT_UNIT_PANIC", {"identId": "7", "isPanic": "false"}, PanicChanged((7,), False)),
         ("EVENT_UNIT_PANIC", {"identIds": None, "identId": 7, "isPanic": 1}, PanicChanged((7,), True)),
         ("EVENT_UNIT_PANIC", {"identIds": [7], "isPanic": "maybe"}, Ignored("EVENT_UNIT_PANIC")),
+        ("EVENT_UNIT_PANIC", {"identIds": [7, 8], "identId": 9, "isPanic": True}, PanicChanged((7, 8, 9), True)),
+        ("EVENT_UNIT_PANIC", {"identIds": [7], "identId": 7, "isPanic": True}, PanicChanged((7,), True)),
+        (
+            "EVENT_UNIT_LOGIN",
+            {"unit": {"id": 7}, "isDispatch": True},
+            UnitsOnDuty((Unit.model_validate({"id": 7, "isDispatch": True}),)),
+        ),
         ("EVENT_UNIT_STATUS", {"identIds": 7, "status": 3}, StatusChanged((7,), 3)),
         ("EVENT_UNIT_STATUS", {"identIds": [7], "status": True}, Ignored("EVENT_UNIT_STATUS")),
         ("EVENT_UNIT_LOGOUT", {"identId": 7}, UnitsOffDuty((7,))),
@@ -582,3 +592,94 @@ async def test_a_board_that_cannot_be_drawn_holds_back_nothing_else_in_its_chann
     await feed_of(bot).poll_once()
     (post,) = posts(discord_api, BOARD)  # the call, in the board's channel; no board
     assert f"911 call #{call_id}" in post["embeds"][0]["title"]
+
+
+# --- read as Sonoran writes (issue 26) ----------------------------------------------------------------------
+def board_text(discord_api: FakeDiscord) -> str:
+    """What the board's messages show now, pages joined."""
+    return "\n".join(m["embeds"][0]["description"] for m in discord_api.channel_messages(BOARD))
+
+
+async def test_a_dispatcher_logging_in_is_not_on_the_board_by_push_or_by_poll(
+    pushed: tuple[DispatchBot, Pusher], cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot, pusher = pushed
+    desk = {"id": 77, "status": 2, "data": {"unitNum": "DISP-1", "name": "Dispatch Dana"}}
+    assert await pusher.send("EVENT_UNIT_LOGIN", {"unit": desk, "isDispatch": True}) == (200, "ok")  # beside `unit`
+    officer = {"id": 78, "status": 2, "data": {"unitNum": "1A-99", "name": "Officer Olga"}}
+    assert await pusher.send("EVENT_UNIT_LOGIN", {"unit": officer, "isDispatch": False}) == (200, "ok")
+    await board_settled(bot)
+    assert "Officer Olga" in board_text(discord_api) and "Dispatch Dana" not in board_text(discord_api)
+    cad.add_unit(79, "DISP-2", "Dispatch Dora")["isDispatch"] = True  # the list leaves dispatchers out
+    cad.add_unit(78, "1A-99", "Officer Olga")
+    await poll(bot, clock)
+    await board_settled(bot)
+    assert "Dispatch D" not in board_text(discord_api) and "Officer Olga" in board_text(discord_api)
+
+
+async def test_one_unreadable_row_hides_no_unit_after_it(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    for n in range(150):
+        cad.add_unit(1000 + n, f"U-{n:03}", f"Officer {n}", panic=n == 120)
+    cad.servers[1].units[1010]["id"] = "not a number"  # one row of the first page cannot be read
+    bot = await units_bot()
+    await poll(bot, clock)  # 100 rows, 99 units: not the last page
+    await poll(bot, clock)  # the other 50
+    roster = units_of(bot).rosters[1]
+    assert roster.complete and len(roster.units) == 149 and 1120 in roster.units
+    offsets = [
+        int(r.query["offset"] if r.query else r.body["data"][0]["offset"])
+        for r in cad.requests
+        if r.operation == "get_active_units"
+    ]
+    assert offsets == [0, 100]
+    (alert,) = alert_posts(discord_api)  # the unit after the bad row is on duty, its panic alerted
+    assert alert["content"].endswith("U-120 Officer 120")
+    await poll(bot, clock)  # a new sweep: nothing cleared
+    assert not any("cleared" in e["embeds"][0]["title"] for e in edits(discord_api, ALERTS))
+
+
+async def test_a_panic_event_with_identids_and_identid_alerts_both(
+    pushed: tuple[DispatchBot, Pusher], discord_api: FakeDiscord
+) -> None:
+    _, pusher = pushed
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [21], "identId": 22, "isPanic": True}) == (200, "ok")
+    assert sorted(a["content"].split("PANIC: ")[1] for a in alert_posts(discord_api)) == [
+        "1A-12 J. Smith",
+        "2B-07 A. Jones",
+    ]
+
+
+async def test_status_and_panic_events_for_units_never_seen_make_no_blank_units(
+    pushed: tuple[DispatchBot, Pusher], cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot, pusher = pushed
+    await board_settled(bot)
+    assert await pusher.send("EVENT_UNIT_PANIC", {"identIds": [990], "isPanic": True}) == (200, "ok")
+    assert await pusher.send("EVENT_UNIT_STATUS", {"identIds": [991], "status": 3}) == (200, "ok")
+    await board_settled(bot)
+    assert alert_posts(discord_api) == []
+    assert "#990" not in board_text(discord_api) and "#991" not in board_text(discord_api)
+    assert len(units_of(bot).rosters[1].units) == 3
+    # the list brings the unit in, as it is (its panic included)
+    cad.add_unit(990, "9Z-90", "New Guy", panic=True)
+    await poll(bot, clock)
+    (alert,) = alert_posts(discord_api)
+    assert alert["content"].endswith("PANIC: 9Z-90 New Guy")
+
+
+async def test_unit_events_in_volume_are_bounded_and_the_roster_forgets_the_units_gone(
+    pushed: tuple[DispatchBot, Pusher], discord_api: FakeDiscord, clock: Clock
+) -> None:
+    bot, pusher = pushed
+    roster = units_of(bot).rosters[1]
+    for n in range(30):  # 30 logouts of 20,000 ids each
+        ids = list(range(100_000 + n * 20_000, 120_000 + n * 20_000))
+        assert await pusher.send("EVENT_UNIT_LOGOUT", {"identIds": ids}) == (200, "ok")
+    assert len(roster._gone) <= 30 * MAX_IDS_PER_EVENT
+    units = [{"id": 50_000 + n, "status": 2} for n in range(1_000)]
+    assert await pusher.send("EVENT_UNIT_UPDATE", {"units": units}) == (200, "ok")
+    assert len(roster.units) == 3 + MAX_UNITS_PER_EVENT
+    await poll(bot, clock)  # a page asked after the logouts: they matter to no page any more
+    assert roster._gone == {} and set(roster._changed_at) <= set(roster.units)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadReply, NeedsApiV2, SonoranError
-from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, Unit
+from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, UnitPage
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 LAST_CALL_LISTS = 16
@@ -88,7 +88,7 @@ class SonoranApi(abc.ABC):
         raise NeedsApiV2("detaching by Discord user needs API v2", operation="detach_unit")
 
     @abc.abstractmethod
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         """One page (UNITS_PAGE) of the units on duty, dispatchers left out, from `offset`."""
 
     async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> None:

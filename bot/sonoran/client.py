@@ -9,7 +9,7 @@ from typing import Any, Literal
 import aiohttp
 
 from .api import NewCall, SonoranApi
-from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, Unit
+from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, UnitPage
 from .redaction import Redactor
 from .singleflight import SingleFlight
 from .transport import ANY_SPEND, HttpCore, Spend
@@ -102,7 +102,7 @@ class SonoranClient:
     async def detach_units(self, *, discord_id: int, server_id: ServerId | None = None) -> list[int]:
         return await self.api.detach_units(server_id or self.default_server_id, discord_id=discord_id)
 
-    async def get_units(self, server_id: ServerId, *, offset: int = 0, wait: float = 0.0) -> list[Unit]:
+    async def get_units(self, server_id: ServerId, *, offset: int = 0, wait: float = 0.0) -> UnitPage:
         """One page of the units on duty. Like the feed's call-list polls: one request at most, not
         retried (the next poll is the retry); RateLimited when no slot of the minute's budget comes
         within `wait` seconds."""

@@ -23,7 +23,7 @@ from .errors import (
     WrongApiUrl,
     mentions_plan,
 )
-from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
+from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, UnitPage, units_from_payload
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
 
 CATEGORY = {
@@ -139,7 +139,7 @@ class V1Api(SonoranApi):
             "CLOSE_CALL", [{"serverId": server_id, "callId": call_id}], server_id=server_id, call_id=call_id
         )
 
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         # `onlyUnits` as documented (the old FiveM code sent `unitsOnly`, which did nothing)
         data = {
             "serverId": server_id,

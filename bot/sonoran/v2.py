@@ -32,7 +32,7 @@ from .models import (
     Plan,
     PlanInfo,
     Server,
-    Unit,
+    UnitPage,
     units_from_payload,
 )
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend, trace_id_of
@@ -200,7 +200,7 @@ class V2Api(SonoranApi):
         reply = await self._call(operation, method, path, body=body, server_id=server_id, call_id=call_id)
         return _ident_ids(reply.json())
 
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         params = {"includeOffline": "false", "onlyUnits": "true", "limit": str(UNITS_PAGE), "offset": str(offset)}
         path = f"/v2/emergency/servers/{server_id}/units"
         reply = await self._call("get_active_units", "GET", path, params=params, server_id=server_id, spend=spend)

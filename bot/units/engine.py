@@ -159,7 +159,7 @@ class UnitsEngine:
                 continue
             self._changed(server_id, "ok", "")
             async with self._lock:
-                roster.take_page(units, asked_at=asked_at)
+                roster.take_page(units, asked_at=asked_at, rows=units.rows)
                 await self._plan(server_id)
         await self._prune()
         await self.settled()
@@ -188,6 +188,8 @@ class UnitsEngine:
                         moved = True
                 if moved:
                     await self._plan(server_id)
+        if any(roster.waiting for roster in self.rosters.values()):
+            self.poll_soon()  # an event named a unit not seen yet: the list brings it in
 
     # --- planning ----------------------------------------------------------------------------------
     async def _plan(self, server_id: ServerId) -> None:
