@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from bot.core import DispatchBot
+from bot.sandbox.cad import SONORAN_LIMITS, Assumed
 from bot.sonoran import RateLimited, Unit
 from bot.sonoran.events import (
     MAX_IDS_PER_EVENT,
@@ -32,7 +33,7 @@ from bot.units.render import PAGE_BUDGET
 from .conftest import BotFactory
 from .doubles.discord_fakes import CHANNEL_ID, USER_ID, ChannelFault, FakeDiscord, button, dispatch_interaction, slash
 from .doubles.discord_limits import message_errors
-from .doubles.fake_cad import API_KEY, FakeCad
+from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
 from .helpers import GENEROUS_LIMITS
 from .test_cards import components, confirm, last_text, with_button
 from .test_feed import edits, feed_of, posts
@@ -683,3 +684,87 @@ async def test_unit_events_in_volume_are_bounded_and_the_roster_forgets_the_unit
     assert len(roster.units) == 3 + MAX_UNITS_PER_EVENT
     await poll(bot, clock)  # a page asked after the logouts: they matter to no page any more
     assert roster._gone == {} and set(roster._changed_at) <= set(roster.units)
+
+
+# --- the sandbox CAD refuses what Sonoran refuses ------------------------------------------------------------
+V2_AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+async def v2_units(session: aiohttp.ClientSession, cad: FakeCad, **query: str) -> tuple[int, Any]:
+    async with session.get(f"{cad.url}/v2/emergency/servers/1/units", params=query, headers=V2_AUTH) as answer:
+        return answer.status, await answer.json(content_type=None)
+
+
+async def v1_units(session: aiohttp.ClientSession, cad: FakeCad, **data: Any) -> tuple[int, Any]:
+    body = {"id": COMMUNITY_ID, "key": API_KEY, "type": "GET_ACTIVE_UNITS", "data": [{"serverId": 1, **data}]}
+    async with session.post(f"{cad.url}/emergency/get_active_units", json=body) as answer:
+        text = await answer.text()
+        return answer.status, json.loads(text) if answer.status == 200 else text
+
+
+async def test_the_sandbox_units_list_honours_only_units_include_offline_and_limit(
+    cad: FakeCad, session: aiohttp.ClientSession
+) -> None:
+    cad.limits.pop("get_active_units")  # a dozen reads in a moment: Sonoran's 3 a minute is another test's
+    squad(cad)
+    cad.add_unit(24, "DISP", "Dana")["isDispatch"] = True
+    cad.log_off(23)
+    status, units = await v2_units(session, cad)
+    assert status == 200 and [u["id"] for u in units] == [21, 22]  # the defaults: units on duty only
+    _, units = await v2_units(session, cad, onlyUnits="false", includeOffline="true")
+    assert [(u["id"], u["status"]) for u in units] == [(21, 2), (22, 3), (23, 100), (24, 2)]
+    _, units = await v2_units(session, cad, limit="1", offset="1")
+    assert [u["id"] for u in units] == [22]
+    _, units = await v1_units(session, cad, onlyUnits=False, includeOffline=False)
+    assert [u["id"] for u in units] == [21, 22, 24]
+    for bad in ({"limit": "abc"}, {"limit": "500"}, {"limit": "0"}, {"offset": "-1"}, {"onlyUnits": "yes"}):
+        status, problem = await v2_units(session, cad, **bad)
+        assert status == 400 and problem["status"] == 400 and problem["traceId"], bad
+    assert await v1_units(session, cad, limit="abc") == (400, Assumed.V1_BAD_VALUE)
+    assert await v1_units(session, cad, limit=500) == (400, Assumed.V1_BAD_VALUE)
+
+
+async def test_the_sandbox_refuses_statuses_targets_and_plans_as_sonoran_does(
+    cad: FakeCad, session: aiohttp.ClientSession
+) -> None:
+    cad.add_account(USER_ID, units=(31,))
+    cad.add_unit(31, "4C-01", "Tester")
+    url = f"{cad.url}/v2/emergency/servers/1/units/status"
+
+    async def patch(body: dict[str, Any], path: str = url) -> tuple[int, Any]:
+        async with session.patch(path, json=body, headers=V2_AUTH) as answer:
+            return answer.status, await answer.json(content_type=None)
+
+    for status in (-1, 5, 100, True, "2"):
+        code, problem = await patch({"discord": USER_ID, "status": status})
+        assert (code, problem["detail"]) == (400, Assumed.BAD_STATUS), status
+    assert cad.servers[1].units[31]["status"] == 2  # -1 is not ON_SCENE through a negative index
+    cad.unit_statuses.add(5)  # a community that configured one more
+    assert await patch({"discord": USER_ID, "status": 5}) == (200, {"updated": 1, "status": 5})
+    code, problem = await patch({"discord": int(USER_ID), "status": 1})
+    assert (code, problem["detail"]) == (400, Assumed.DISCORD_TEXT)
+    code, problem = await patch({"discord": USER_ID, "identIds": [31], "status": 1})
+    assert (code, problem["detail"]) == (400, Assumed.ONE_TARGET)
+    code, problem = await patch({"discord": USER_ID, "isPanic": "yes"}, url.replace("status", "panic"))
+    assert code == 400
+    cad.plan = 1
+    code, problem = await patch({"discord": USER_ID, "status": 1})
+    assert code == 402 and problem["type"] == "https://httpstatuses.com/402"  # no invented error type
+
+
+async def test_the_sandbox_keeps_sonorans_rate_limits_by_default(session: aiohttp.ClientSession) -> None:
+    now = [0.0]
+    cad = FakeCad(clock=lambda: now[0])
+    await cad.start()
+    try:
+        assert cad.limits == SONORAN_LIMITS and cad.limits["get_active_units"] == 3
+        assert [(await v2_units(session, cad))[0] for _ in range(4)] == [200, 200, 200, 429]
+        async with session.get(f"{cad.url}/v2/emergency/servers/1/units", headers=V2_AUTH) as answer:
+            assert answer.status == 429 and answer.headers["Retry-After"] == "60"
+            assert await answer.json() == {"message": "API rate limit exceeded", "request_id": "abc123"}
+        now[0] += 30
+        assert (await v2_units(session, cad))[0] == 429
+        now[0] += 30  # a minute after the first three
+        assert (await v2_units(session, cad))[0] == 200
+    finally:
+        await cad.close()
