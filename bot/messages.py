@@ -32,6 +32,22 @@ class NotAStatus(app_commands.CheckFailure):
     """A status the community's labels do not have (a crafted interaction)."""
 
 
+class WaitBeforeAgain(app_commands.CheckFailure):
+    """A member's cooldown or share of the minute's budget for /status, /panic or /units."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class ServerNotConfigured(app_commands.CheckFailure):
+    """A CAD server the bot is not configured for (no feed, board or alert, not the main one)."""
+
+    def __init__(self, server_id: int) -> None:
+        super().__init__()
+        self.server_id = server_id
+
+
 class EmptyText(app_commands.CheckFailure):
     """A required text is blank (Discord's client refuses it; a crafted request may not)."""
 
@@ -107,6 +123,16 @@ def status_set(label: str) -> str:
     return f"Your units' status is now {clean(label, 50)}. The unit board shows it after the next units read."
 
 
+def status_unchanged(label: str) -> str:
+    return f"The CAD changed none of your units: their status was already {clean(label, 50)}, or none is on duty."
+
+
+def panic_unchanged(panic: bool) -> str:
+    return (
+        f"The CAD changed none of your units: their panic was already {'on' if panic else 'off'}, or none is on duty."
+    )
+
+
 def panic_question() -> str:
     return (
         "Turn on the panic of your units on duty? The CAD shows it to dispatch at once; the Discord alert "
@@ -177,6 +203,10 @@ def user_message(error: BaseException) -> str:
         )
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
+    if isinstance(error, WaitBeforeAgain):
+        return f"Slow down: you can do that again in {max(1, round(error.retry_after))} s."
+    if isinstance(error, ServerNotConfigured):
+        return f"The bot is not set up for CAD server {error.server_id}. Ask an admin, or leave the server option out."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid: {clean(error.value, 100)}"
     if isinstance(error, EmptyText):

@@ -31,7 +31,16 @@ from bot.units.engine import UnitsEngine
 from bot.units.render import PAGE_BUDGET
 
 from .conftest import BotFactory
-from .doubles.discord_fakes import CHANNEL_ID, USER_ID, ChannelFault, FakeDiscord, button, dispatch_interaction, slash
+from .doubles.discord_fakes import (
+    CHANNEL_ID,
+    MANAGE_GUILD,
+    USER_ID,
+    ChannelFault,
+    FakeDiscord,
+    button,
+    dispatch_interaction,
+    slash,
+)
 from .doubles.discord_limits import message_errors
 from .doubles.fake_cad import API_KEY, COMMUNITY_ID, FakeCad
 from .helpers import GENEROUS_LIMITS
@@ -357,7 +366,7 @@ async def test_a_board_of_150_units_fits_discords_limits_and_shrinks_back(
     await poll(bot, clock)  # the first 100
     await poll(bot, clock)  # the other 50: the sweep is whole
     await board_settled(bot)
-    pages = posts(discord_api, BOARD)
+    pages = discord_api.channel_messages(BOARD)
     assert len(pages) >= 2
     for page in pages:
         assert message_errors(page) == {}
@@ -768,3 +777,160 @@ async def test_the_sandbox_keeps_sonorans_rate_limits_by_default(session: aiohtt
         assert (await v2_units(session, cad))[0] == 200
     finally:
         await cad.close()
+
+
+# --- /status, /panic and /units: answers, budgets, shares and rights (issue 26) ------------------------------
+def said(discord_api: FakeDiscord) -> str:
+    """The text of the last answer to an interaction: a reply, or a deferred one's followup."""
+    last = discord_api.replies()[-1]
+    return str((last.get("data") or last).get("content", ""))
+
+
+def problem_body(status: int, detail: str) -> str:
+    return json.dumps({"type": f"https://httpstatuses.com/{status}", "title": "x", "status": status, "detail": detail})
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_updated_zero_tells_the_member_nothing_changed(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    cad.add_account(USER_ID, units=())
+    cad.add_unit(31, "4C-01", "Tester", discord=USER_ID)
+    bot = await units_bot()
+    json_reply = {"status": 200, "content_type": "application/json"}
+    cad.fail_next("unit_status", body='{"updated": 0, "status": "BUSY"}', **json_reply)
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}))
+    assert "changed none of your units" in said(discord_api)
+    cad.fail_next("unit_panic", body='{"updated": 0, "isPanic": false}', **json_reply)
+    await dispatch_interaction(bot, slash("panic", {"state": "off"}))
+    assert "changed none of your units: their panic was already off" in said(discord_api)
+    await dispatch_interaction(bot, slash("status", {"status": "ENROUTE"}))  # the CAD's own answer: 1 updated
+    assert "status is now ENROUTE" in said(discord_api)
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_a_404_on_status_or_panic_not_about_the_server_is_not_an_unknown_server(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    cad.add_account(USER_ID, units=(31,))
+    bot = await units_bot(boards=[*BOARD_SETTINGS, {"server_id": 3, "channel_id": 4009}])
+    for operation, command in (("unit_status", slash("status", {"status": "BUSY"})), ("unit_panic", None)):
+        body = problem_body(404, "Target not found.")
+        cad.fail_next(operation, status=404, body=body, content_type="application/problem+json")
+        await dispatch_interaction(bot, command or slash("panic", {"state": "off"}))
+        reply = said(discord_api)
+        assert "The CAD refused the request: Target not found." in reply and "not configured" not in reply
+    await dispatch_interaction(bot, slash("status", {"status": "AVAILABLE", "server": 3}))  # configured, not in the CAD
+    assert "That CAD server ID is not configured in the CAD" in said(discord_api)
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_a_status_sonoran_does_not_take_is_refused_before_any_request(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.config import UnitSettings
+
+    cad.add_account(USER_ID, units=(31,))
+    bot = await units_bot()
+    assert list(bot.settings.units.status_values) == [0, 1, 2, 3, 4]
+    assert list(UnitSettings(status_labels=[f"S{n}" for n in range(7)]).status_values) == list(range(7))
+    monkeypatch.setattr(UnitSettings, "status_values", property(lambda self: range(3)))  # a bug offering 3
+    await dispatch_interaction(bot, slash("status", {"status": "ENROUTE"}))
+    assert "Choose a status from the list" in said(discord_api)
+    assert "unit_status" not in cad.operations()
+
+
+def test_status_and_panic_budgets_leave_the_game_server_a_third(tmp_path: Path) -> None:
+    from bot.config import ConfigError, RateLimits, load_settings
+
+    assert (RateLimits().unit_status, RateLimits().unit_panic) == (20, 13)  # of Sonoran's 30 and 20
+    path = tmp_path / "config.toml"
+    base = '[discord]\ntoken = "x.y.z"\n[sonoran]\ncommunity_id = "c"\napi_key = "k"\n[sonoran.rate_limits]\n'
+    path.write_text(base + "unit_status = 30\nunit_panic = 20\n")  # all of it, if the admin says so
+    assert load_settings(path, environ={}).sonoran.rate_limits.unit_panic == 20
+    path.write_text(base + "unit_panic = 21\n")
+    with pytest.raises(ConfigError, match="unit_panic"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_one_member_cannot_spend_everyones_panic_budget(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    cad.add_account("700000000000000009", units=(41,))
+    cad.add_unit(41, "5E-01", "Real Officer")
+    bot = await units_bot(units={"member_cooldown_seconds": 0})  # the share alone: one write after another
+    share = bot.require_desk().unit_writes["panic"].per_minute
+    assert share == 20 // 4  # a quarter of the bot's panic budget (20 here)
+    for _ in range(20):  # a member with no linked account, twenty times
+        await dispatch_interaction(bot, slash("panic", {"state": "off"}))
+    assert cad.operations().count("unit_panic") == share
+    assert "Slow down: you can do that again in" in said(discord_api)
+    await dispatch_interaction(bot, slash("panic", user_id="700000000000000009"))  # a real panic still goes
+    await confirm(bot, discord_api, user_id="700000000000000009")
+    assert cad.servers[1].units[41]["isPanic"] is True
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_the_same_write_twice_waits_and_refusals_of_the_bots_own_spend_nothing(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    members = [USER_ID, "700000000000000002", "700000000000000003"]
+    for n, member in enumerate(members):
+        cad.add_account(member, units=(31 + n,))
+        cad.add_unit(31 + n, f"4C-0{n}", "Tester")
+    bot = await units_bot(sonoran={"rate_limits": {**GENEROUS_LIMITS, "unit_status": 2}})
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}))
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}))  # the same again at once: a cooldown
+    assert "Slow down" in said(discord_api)
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}, user_id=members[1]))  # the budget's 2nd
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY"}, user_id=members[2]))  # the bot's budget: no
+    assert "rate-limiting" in said(discord_api)
+    await dispatch_interaction(bot, slash("status", {"status": "ASLEEP"}, user_id=members[2]))  # never offered
+    assert cad.operations().count("unit_status") == 2
+    spent = bot.require_desk().unit_writes["status"]._spent
+    assert int(members[2]) not in spent  # refused by the bot twice: nothing of the member's share spent
+
+
+@pytest.mark.parametrize("api_version", [2], ids=["v2"])
+async def test_panic_status_and_units_apply_the_same_gates_as_the_other_commands(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    cad.add_account(USER_ID, units=(21,))
+    blocked = "880000000000000001"
+    bot = await units_bot(
+        audit={"channel_id": AUDIT},
+        commands={"blocked_role_ids": [int(blocked)]},
+        boards=[],  # alert-only: no board shows these units to everyone
+    )
+    await dispatch_interaction(bot, slash("panic", {"state": "on"}, roles=[blocked]))
+    assert "one of your roles blocks it" in said(discord_api)
+    await dispatch_interaction(bot, slash("status", {"status": "BUSY", "server": 9999}))
+    assert "not set up for CAD server 9999" in said(discord_api)
+    await dispatch_interaction(bot, slash("panic", {"state": "off", "server": 9999}))
+    assert "not set up for CAD server 9999" in said(discord_api)
+    assert not {"unit_panic", "unit_status"} & set(cad.operations())
+    await poll(bot, clock)
+    await dispatch_interaction(bot, slash("units"))
+    assert "Only dispatchers" in said(discord_api)
+    await dispatch_interaction(bot, slash("units", permissions=MANAGE_GUILD))
+    reply = discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-1]["data"]
+    assert "J. Smith" in reply["embeds"][0]["description"]
+    assert bot.audit is not None and await bot.audit.flush()
+    titles = [e["title"] for body in discord_api.sent("POST", rf"/channels/{AUDIT}/messages$") for e in body["embeds"]]
+    assert titles == ["/panic: refused", "/status: refused", "/panic: refused"]
+
+
+async def test_units_has_a_cooldown_per_member(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    squad(cad)
+    bot = await units_bot()
+    await poll(bot, clock)
+    await dispatch_interaction(bot, slash("units"))
+    await dispatch_interaction(bot, slash("units"))
+    assert "Slow down: you can do that again in 10 s." in said(discord_api)
+    await dispatch_interaction(bot, slash("units", user_id="700000000000000002"))  # another member: no wait
+    reply = discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-1]["data"]
+    assert "J. Smith" in reply["embeds"][0]["description"]

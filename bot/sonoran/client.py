@@ -108,11 +108,12 @@ class SonoranClient:
         within `wait` seconds."""
         return await self.api.get_units(server_id, offset=offset, spend=Spend(retry=False, max_wait=wait))
 
-    async def set_unit_status(self, status: int, *, discord_id: int, server_id: ServerId | None = None) -> None:
-        await self.api.set_unit_status(server_id or self.default_server_id, status, discord_id=discord_id)
+    async def set_unit_status(self, status: int, *, discord_id: int, server_id: ServerId | None = None) -> int | None:
+        """How many units changed (Sonoran's `updated`), when the CAD says."""
+        return await self.api.set_unit_status(server_id or self.default_server_id, status, discord_id=discord_id)
 
-    async def set_unit_panic(self, panic: bool, *, discord_id: int, server_id: ServerId | None = None) -> None:
-        await self.api.set_unit_panic(server_id or self.default_server_id, panic, discord_id=discord_id)
+    async def set_unit_panic(self, panic: bool, *, discord_id: int, server_id: ServerId | None = None) -> int | None:
+        return await self.api.set_unit_panic(server_id or self.default_server_id, panic, discord_id=discord_id)
 
     async def get_account(self, *, discord_id: int, wait: bool = True) -> Account:
         """The member's linked CAD account. `wait=False`: one request at most, now or never (a

@@ -253,12 +253,14 @@ class UnitsEngine:
         roster = self.rosters[server_id]
 
         def render() -> list[discord.Embed] | None:
-            if not roster.complete:
-                return None  # an empty board after a start would be a lie: wait for the first whole read
+            if not roster.complete and not roster.units:
+                return None  # an empty board after a start would be a lie: wait for a read or an event
             latest = self.bot.board.latest(server_id)
             if latest is not None:
                 roster.take_calls(latest.calls)
-            return board_pages(server_id, roster.units, roster.calls, self.settings.units.label)
+            # before a whole read of the list, what the events said, marked as not yet confirmed
+            label = self.settings.units.label
+            return board_pages(server_id, roster.units, roster.calls, label, confirmed=roster.complete)
 
         return render
 
