@@ -934,3 +934,82 @@ async def test_units_has_a_cooldown_per_member(
     await dispatch_interaction(bot, slash("units", user_id="700000000000000002"))  # another member: no wait
     reply = discord_api.sent("POST", r"/interactions/\d+/[^/]+/callback$")[-1]["data"]
     assert "J. Smith" in reply["embeds"][0]["description"]
+
+
+# --- what a dispatcher sees (issue 26) -------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["push", "poll"])
+async def test_an_alert_shows_the_call_as_soon_as_the_call_list_says_it(
+    units_bot: BotFactory,
+    cad: FakeCad,
+    discord_api: FakeDiscord,
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    path: str,
+) -> None:
+    squad(cad)
+    call_id = cad.add_dispatch("Shots fired", idents=[22])
+    feeds = [{"server_id": 1, "channel_id": 4010, "calls": [], "dispatch": True}]
+    bot = await units_bot(feeds=feeds, push=push_settings())
+    await poll(bot, clock)
+    if path == "push":
+        await Pusher(bot, session).send("EVENT_UNIT_PANIC", {"identIds": [22], "isPanic": True})
+    else:
+        cad.set_panic(22)
+        await poll(bot, clock)
+    (alert,) = alert_posts(discord_api)  # raised before the bot read any call list
+    assert {f["name"]: f["value"] for f in alert["embeds"][0]["fields"]}["Call"] == "none"
+    await feed_of(bot).poll_once()  # the feed reads the call list: the unit is on a call
+    fields = {f["name"]: f["value"] for f in edits(discord_api, ALERTS)[-1]["embeds"][0]["fields"]}
+    assert fields["Call"] == f"\\#{call_id} · Shots fired · Mission Row"
+    assert len(alert_posts(discord_api)) == 1
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_the_board_follows_events_while_the_units_list_cannot_be_read(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, status: int
+) -> None:
+    squad(cad)
+    bot = await units_bot(push=push_settings(), alerts=[])
+    cad.fail_next("get_active_units", status=status, body='{"message": "API rate limit exceeded"}')
+    await units_of(bot).poll_once()
+    assert not units_of(bot).rosters[1].complete
+    await board_settled(bot)
+    assert posts(discord_api, BOARD) == []  # nothing known: no board (an empty one would be a lie)
+    pusher = Pusher(bot, session)
+    unit = {"id": 21, "status": 2, "data": {"unitNum": "1A-12", "name": "J. Smith"}}
+    assert await pusher.send("EVENT_UNIT_LOGIN", {"unit": unit, "isDispatch": False}) == (200, "ok")
+    await board_settled(bot)
+    (board,) = discord_api.channel_messages(BOARD)
+    assert board["embeds"][0]["description"].startswith("⚠️ Not yet confirmed by the CAD's units list")
+    assert "J. Smith" in board["embeds"][0]["description"]
+    assert board["embeds"][0]["footer"]["text"].endswith("not yet confirmed by the CAD's units list")
+    units_of(bot).rosters[1].offset = 0
+    cad.reset_window()
+    await units_of(bot).poll_once()  # the list answers: the board is the CAD's, all three units
+    await board_settled(bot)
+    (board,) = discord_api.channel_messages(BOARD)
+    assert (
+        "Not yet confirmed" not in board["embeds"][0]["description"] and "R. Diaz" in board["embeds"][0]["description"]
+    )
+    assert board["embeds"][0]["footer"]["text"] == "3 on duty · page 1 of 1"
+
+
+def test_a_board_of_100000_units_sorts_and_formats_only_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.units import render
+
+    units = {n: Unit(id=n, status=n % 5, is_panic=n % 9_999 == 0) for n in range(100_000)}
+    formatted: list[int] = []
+    real = render._unit_line
+
+    def counting(unit: Unit, call_id: int | None) -> str:
+        formatted.append(unit.id)
+        return real(unit, call_id)
+
+    monkeypatch.setattr(render, "_unit_line", counting)
+    pages = render.board_pages(1, units, {}, lambda status: f"S{status}")
+    assert len(pages) == render.MAX_PAGES and len(formatted) <= render.MAX_LINES
+    described = "\n".join(str(p.description) for p in pages)
+    assert described.startswith("**🚨 PANIC** (11)\n• **#0**")
+    listed = described.count("• ")
+    assert described.endswith(f"… and {100_000 - listed} more units on duty, not listed (Discord's limits)")
+    assert pages[-1].footer.text == "100000 on duty · page 5 of 5"

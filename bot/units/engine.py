@@ -191,8 +191,26 @@ class UnitsEngine:
         if any(roster.waiting for roster in self.rosters.values()):
             self.poll_soon()  # an event named a unit not seen yet: the list brings it in
 
+    async def calls_read(self, server_ids: Iterable[ServerId]) -> None:
+        """A call list was read (the feed's poll): an open alert shows the call its unit is on as
+        soon as the bot knows it, and the board which unit is on which call."""
+        for server_id in server_ids:
+            roster, latest = self.rosters.get(server_id), self.bot.board.latest(server_id)
+            if roster is None or latest is None:
+                continue
+            async with self._lock:
+                moved = roster.take_calls(latest.calls)
+                alerting = any(
+                    alert.cleared_at is None
+                    for (_, alert_server), alerts in self.alerts.items()
+                    if alert_server == server_id
+                    for alert in alerts.values()
+                )
+                if moved or alerting:
+                    await self._plan(server_id, boards=moved)
+
     # --- planning ----------------------------------------------------------------------------------
-    async def _plan(self, server_id: ServerId) -> None:
+    async def _plan(self, server_id: ServerId, *, boards: bool = True) -> None:
         """After the roster changed: alerts opened, followed or cleared (stored at once), boards due."""
         roster = self.rosters[server_id]
         latest = self.bot.board.latest(server_id)
@@ -208,7 +226,7 @@ class UnitsEngine:
                         touched.add(setting.channel_id)
         for channel_id in touched:
             self._writer_of(channel_id).wake()
-        for lane in self._boards.get(server_id, []):
+        for lane in self._boards.get(server_id, []) if boards else []:
             lane.changed()
             self._writer_of(lane.channel_id).wake()
 
