@@ -13,7 +13,7 @@ from . import sonoran as cad
 from .embeds import clean
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 from .units.records import Alert
-from .units.render import unit_name
+from .units.render import alert_who
 
 
 class TooManyOpenCalls(app_commands.CheckFailure):
@@ -102,7 +102,7 @@ def alert_not_here() -> str:
 def acknowledged(alert: Alert, *, took: bool) -> str:
     """The answer to Acknowledge: done, or who was first, or that the panic is over."""
     if took:
-        return f"You acknowledged the panic of {unit_name(alert.unit)}. The alert shows it."
+        return f"You acknowledged the panic of {alert_who(alert)}. The alert shows it."
     if alert.acked_by:
         return f"{clean(alert.acked_by, 80)} already acknowledged this panic."
     return "This panic has already cleared."

@@ -6,6 +6,7 @@ is the strict double, the CAD the fake one over loopback, the state a real SQLit
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -1013,3 +1014,76 @@ def test_a_board_of_100000_units_sorts_and_formats_only_what_it_shows(monkeypatc
     listed = described.count("• ")
     assert described.endswith(f"… and {100_000 - listed} more units on duty, not listed (Discord's limits)")
     assert pages[-1].footer.text == "100000 on duty · page 5 of 5"
+
+
+# --- a panic storm (issue 26) ------------------------------------------------------------------------------------
+def panic_posts(discord_api: FakeDiscord) -> list[dict[str, Any]]:
+    return [p for p in alert_posts(discord_api) if "PANIC" in (p.get("content") or "")]
+
+
+def pings(discord_api: FakeDiscord) -> int:
+    """Alert posts that ping the role (an edit pings nobody)."""
+    return sum(1 for p in panic_posts(discord_api) if p["allowed_mentions"].get("roles") == [ROLE])
+
+
+async def test_a_panic_storm_by_push_opens_five_alerts_and_one_summary_and_a_911_call_is_not_behind_it(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    from .test_push import call_911
+
+    bot = await units_bot(push=push_settings(), feeds=[{"server_id": 1, "channel_id": ALERTS}])
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    units = [{"id": 300 + n, "status": 2, "data": {"unitNum": f"S-{n:02}", "name": f"Officer {n}"}} for n in range(70)]
+    await pusher.send("EVENT_UNIT_UPDATE", {"units": units})
+    gate = discord_api.gates[str(ALERTS)] = asyncio.Event()  # Discord holds the channel's first write
+    storm = pusher.send("EVENT_UNIT_PANIC", {"identIds": [300 + n for n in range(60)], "isPanic": True})
+    call = pusher.send("EVENT_911", {"call": call_911(4242)})
+    task = asyncio.gather(storm, call)
+    await asyncio.sleep(0.3)
+    gate.set()
+    assert list(await task) == [(200, "ok"), (200, "ok")]
+    await feed_of(bot).settled()
+    written = [m for m, channel, _ in discord_api.writes if channel == str(ALERTS)]
+    made = discord_api.sent("POST", rf"/channels/{ALERTS}/messages$")
+    order = ["911" if "911 call" in json.dumps(m.get("embeds")) else "alert" for m in made]
+    assert order.index("911") <= 6 and len(written) == 7  # behind 6 alert posts at most, all of them
+    alerts = panic_posts(discord_api)
+    assert len(alerts) == 6 and pings(discord_api) == 6  # 5 alerts of their own, one summary: one ping each
+    summary = alerts[-1]
+    assert summary["content"] == f"<@&{ROLE}> PANIC: 55 more units"
+    text = summary["embeds"][0]["description"]
+    assert "**Still in panic (55)**" in text and "• S-59 Officer 59" in text and message_errors(summary) == {}
+    # more panics within the minute: listed in the same summary, edited, nobody pinged again
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [360, 361], "isPanic": True})
+    assert len(panic_posts(discord_api)) == 6
+    edit = edits(discord_api, ALERTS)[-1]
+    assert edit["content"] == f"<@&{ROLE}> PANIC: 57 more units" and edit["allowed_mentions"] == {"parse": []}
+    # a minute later the cap has room again
+    clock.minute()
+    units_of(bot)._opened.clear()  # the engine's own minute goes by the monotonic clock: moved on here
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [362], "isPanic": True})
+    assert panic_posts(discord_api)[-1]["content"].endswith("PANIC: S-62 Officer 62")
+    # all clear: the summary says so
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [300 + n for n in range(63)], "isPanic": False})
+    titles = [e["embeds"][0]["title"] for e in edits(discord_api, ALERTS)]
+    assert "Panics cleared: 57 more units" in titles
+
+
+async def test_a_panic_storm_found_by_the_units_poll_is_capped_too_and_survives_a_restart(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, clock: Clock
+) -> None:
+    for n in range(30):
+        cad.add_unit(500 + n, f"P-{n:02}", f"Officer {n}", panic=True)
+    first = await units_bot(units={"max_alerts_per_minute": 3, "board_edit_seconds": 2})
+    await poll(first, clock)
+    alerts = alert_posts(discord_api)
+    assert len(alerts) == 4 and alerts[-1]["content"].endswith("PANIC: 27 more units")
+    await first.close()
+    second = await units_bot(units={"max_alerts_per_minute": 3, "board_edit_seconds": 2})
+    await poll(second, clock)
+    assert len(alert_posts(discord_api)) == 4  # the stored summary is followed, not posted again
+    for n in range(30):
+        cad.set_panic(500 + n, False)
+    await poll(second, clock)
+    assert edits(discord_api, ALERTS)[-1]["embeds"][0]["title"] == "Panics cleared: 27 more units"

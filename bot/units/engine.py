@@ -17,11 +17,12 @@ on Discord.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -45,6 +46,7 @@ log = logging.getLogger("bot.units")
 
 KEEP_CLEARED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
+MAX_SUMMARY = 1_000  # units one summary alert lists; a storm past that is on the board only
 SLOT_WAIT = 5.0  # a poll a moment early waits this long for the minute's slot instead of failing
 
 AlertKey = tuple[int, ServerId]  # (channel, CAD server)
@@ -68,6 +70,7 @@ class UnitsEngine:
         self._state = StateChanges()
         self._last_prune = 0.0
         self._records: AlertRecords | None = None
+        self._opened: dict[AlertKey, collections.deque[float]] = {}  # alerts of their own opened, the last minute
 
     def __repr__(self) -> str:
         return f"UnitsEngine(servers={sorted(self.rosters)}, alerts={len(self.settings.alerts)})"
@@ -231,10 +234,23 @@ class UnitsEngine:
             self._writer_of(lane.channel_id).wake()
 
     async def _plan_alerts(self, setting: AlertSettings, roster: Roster, panicking: set[Ident]) -> bool:
-        alerts = self.alerts.setdefault((setting.channel_id, setting.server_id), {})
-        active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None}
+        """Opens an alert of its own for each new panic while the channel's cap allows (at most
+        `units.max_alerts_per_minute` in a minute, whatever one event holds); the rest are listed
+        in the channel's one summary alert, which pinged once when it was posted. Then follows
+        the open alerts: their units, their calls, their clearing."""
+        key = (setting.channel_id, setting.server_id)
+        alerts = self.alerts.setdefault(key, {})
+        active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None and not alert.is_summary}
+        summary = next((a for a in alerts.values() if a.is_summary and a.cleared_at is None), None)
+        listed = {unit.id for unit in summary.members or ()} if summary is not None else set()
         changed = False
-        for ident in sorted(panicking - active.keys()):
+        fresh = sorted(panicking - active.keys() - listed)
+        opened = self._opened.setdefault(key, collections.deque())
+        now = time.monotonic()
+        while opened and now - opened[0] >= 60.0:
+            opened.popleft()
+        room = max(0, self.settings.units.max_alerts_per_minute - len(opened))
+        for ident in fresh[:room]:
             unit = roster.units[ident]
             alert = await self.records.add(
                 setting.channel_id,
@@ -244,20 +260,62 @@ class UnitsEngine:
                 time.time(),
             )
             alerts[alert.id] = alert
+            opened.append(now)
             log.warning("units: unit #%s of CAD server %s pressed panic", ident, setting.server_id)
+            changed = True
+        rest = [roster.units[ident] for ident in fresh[room:]][: MAX_SUMMARY - len(listed)]
+        if rest:
+            log.warning(
+                "units: %d more units of CAD server %s pressed panic (past the cap of %d alerts a minute): one summary",
+                len(rest),
+                setting.server_id,
+                self.settings.units.max_alerts_per_minute,
+            )
+            if summary is None:
+                summary = await self.records.add_summary(setting.channel_id, setting.server_id, rest, time.time())
+                alerts[summary.id] = summary
+            else:
+                summary = await self._update(alerts, summary, members=(*(summary.members or ()), *rest))
             changed = True
         for ident, alert in active.items():
             if ident in panicking:
-                now = alert.changed(unit=roster.units[ident], call=self._call_of(setting.server_id, roster, ident))
+                call = self._call_of(setting.server_id, roster, ident)
+                now_alert = alert.changed(unit=roster.units[ident], call=call)
             elif ident in roster.units or roster.knows_off_duty(ident):
-                now = alert.changed(cleared_at=time.time())
+                now_alert = alert.changed(cleared_at=time.time())
             else:
                 continue  # not known yet (the first sweep after a start is under way)
-            if now.version != alert.version:
-                await self.records.update(now)
-                alerts[alert.id] = now
+            if now_alert.version != alert.version:
+                await self._update(alerts, now_alert)
                 changed = True
+        if summary is not None:
+            changed |= await self._follow_summary(alerts, summary, roster, panicking)
         return changed
+
+    async def _follow_summary(
+        self, alerts: dict[int, Alert], summary: Alert, roster: Roster, panicking: set[Ident]
+    ) -> bool:
+        """The summary's units as now seen; it clears when none of them is in panic any more."""
+        members = []
+        for unit in summary.members or ():
+            if unit.id in panicking:
+                unit = roster.units[unit.id]
+            elif unit.is_panic and (unit.id in roster.units or roster.knows_off_duty(unit.id)):
+                unit = unit.model_copy(update={"is_panic": False})
+            members.append(unit)
+        still = any(unit.is_panic for unit in members)
+        now = summary.changed(members=tuple(members), cleared_at=None if still else time.time())
+        if now.version == summary.version:
+            return False
+        await self._update(alerts, now)
+        return True
+
+    async def _update(self, alerts: dict[int, Alert], alert: Alert, **changes: Any) -> Alert:
+        if changes:
+            alert = alert.changed(**changes)
+        await self.records.update(alert)
+        alerts[alert.id] = alert
+        return alert
 
     def _call_of(self, server_id: ServerId, roster: Roster, ident: Ident) -> str | None:
         call_id = roster.calls.get(ident)

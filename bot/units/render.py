@@ -30,13 +30,53 @@ def unit_name(unit: Unit) -> str:
     return " ".join(part for part in (number, name) if part) or f"unit #{unit.id}"
 
 
+def alert_who(alert: Alert) -> str:
+    """Whose panic: the unit, or how many units a storm's summary lists."""
+    if alert.members is not None:
+        return f"{len(alert.members)} more units"
+    return unit_name(alert.unit)
+
+
 def alert_content(alert: Alert, role_id: int) -> str:
     """The alert message's text: the role's mention (the one ping the bot may send) and who."""
-    who = unit_name(alert.unit)
+    who = alert_who(alert)
     return f"<@&{role_id}> PANIC: {who}" if role_id else f"PANIC: {who}"
 
 
+def summary_embed(alert: Alert) -> discord.Embed:
+    """A panic storm's summary: the units past the cap, those still in panic first."""
+    members = alert.members or ()
+    cleared = alert.cleared_at is not None
+    still = [unit for unit in members if unit.is_panic]
+    title = f"{'Panics cleared' if cleared else '🚨 PANIC'}: {len(members)} more units"
+    embed = discord.Embed(title=title, colour=CLEARED_COLOUR if cleared else PANIC_COLOUR)
+    lines = [
+        f"Pressed {timestamp(from_unix(alert.started_at), 'R')}, past the cap of alerts of their own: one "
+        "alert for all of them (the unit board shows each).",
+        f"**Still in panic ({len(still)})**" if not cleared else "**All cleared**",
+    ]
+    budget = PAGE_BUDGET - 400
+    order = sorted(members, key=lambda unit: (not unit.is_panic, unit.data.unit_num, unit.id))
+    for index, unit in enumerate(order):
+        line = f"• {unit_name(unit)}" + ("" if unit.is_panic else " (cleared)")
+        if sum(len(text) + 1 for text in lines) + len(line) > budget:
+            lines.append(f"… and {len(order) - index} more")
+            break
+        lines.append(line)
+    if alert.acked_by:
+        when = f" {timestamp(from_unix(alert.acked_at), 'R')}" if alert.acked_at else ""
+        lines.append(f"Acknowledged by {clean(alert.acked_by, 80)}{when}")
+    else:
+        lines.append("Not acknowledged yet" if not cleared else "Nobody acknowledged it")
+    embed.description = "\n".join(lines)
+    embed.set_footer(text=f"CAD server {alert.server_id} · {len(members)} identifiers")
+    embed.timestamp = from_unix(alert.started_at)
+    return embed
+
+
 def alert_embed(alert: Alert) -> discord.Embed:
+    if alert.members is not None:
+        return summary_embed(alert)
     unit = alert.unit
     cleared = alert.cleared_at is not None
     title = f"{'Panic cleared' if cleared else '🚨 PANIC'}: {unit_name(unit)}"
