@@ -1,7 +1,8 @@
 """The units room under volume: 10,000 and 100,000 units pushed to the bot's listener as
 EVENT_UNIT_LOGIN events (100 to a request, the listener's cap; its per-minute cap is met by moving
 its clock a minute on every 3,000 events), then the unit board rendered five times (a status
-changes before each), then every unit logged off (100 ids to an event, 100 events to a request).
+changes before each), then every unit logged off (100 ids to an event, 100 events to a request),
+then the issue's hostile logouts: 30 EVENT_UNIT_LOGOUT events of 95,000 ids each.
 
 Printed per size: resident memory after the logins, after the renders and after the logouts, and
 the event loop's lag (how late a 10 ms sleep wakes: max and p99) during the pushes and during the
@@ -143,6 +144,16 @@ async def one_size(count: int) -> dict[str, Any]:
                 figures["after_logouts_mib"] = round(rss_mib(), 1)
                 roster = feed.units.rosters[1]
                 figures["on_board"] = len(roster.units)
+
+                for n in range(30):  # 95,000 ids each, one event a request (about 700 KB, under 1 MiB)
+                    minute[0] += 60.0
+                    start_id = 10_000_000 + n * 95_000
+                    await send("EVENT_UNIT_LOGOUT", [{"identIds": list(range(start_id, start_id + 95_000))}])
+                await feed.settled()
+                gc.collect()
+                figures["after_hostile_logouts_mib"] = round(rss_mib(), 1)
+                remembered = [getattr(roster, name, {}) for name in ("_changed_at", "_gone", "_pending")]
+                figures["remembered_ids"] = sum(len(entries) for entries in remembered)
                 figures["refused_requests"] = refused
     await cad.close()
     return figures
@@ -159,7 +170,9 @@ def run_all() -> None:
         lines += [
             f"{r['units']:,} units pushed ({r['refused_requests']} requests refused):",
             f"  RSS: start {r['start_mib']} MiB, after logins {r['after_logins_mib']} MiB, "
-            f"after {RENDERS} board renders {r['after_renders_mib']} MiB, after logouts {r['after_logouts_mib']} MiB",
+            f"after {RENDERS} board renders {r['after_renders_mib']} MiB, after logouts {r['after_logouts_mib']} MiB, "
+            f"after 30 logouts of 95,000 ids {r['after_hostile_logouts_mib']} MiB "
+            f"(the roster remembers {r['remembered_ids']:,} ids)",
             f"  event-loop lag while pushing: max {r['push_lag']['max_ms']} ms, p99 {r['push_lag']['p99_ms']} ms",
             f"  event-loop lag while rendering the board: max {r['render_lag']['max_ms']} ms, "
             f"p99 {r['render_lag']['p99_ms']} ms (slowest render and delivery {r['render_max_s']} s)",

@@ -1059,6 +1059,12 @@ async def test_a_panic_storm_by_push_opens_five_alerts_and_one_summary_and_a_911
     assert len(panic_posts(discord_api)) == 6
     edit = edits(discord_api, ALERTS)[-1]
     assert edit["content"] == f"<@&{ROLE}> PANIC: 57 more units" and edit["allowed_mentions"] == {"parse": []}
+    # one of them clears, then presses again: listed as cleared, then in panic again (the cap is full)
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [310], "isPanic": False})
+    assert "• S-10 Officer 10 (cleared)" in edits(discord_api, ALERTS)[-1]["embeds"][0]["description"]
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [310], "isPanic": True})
+    text = edits(discord_api, ALERTS)[-1]["embeds"][0]["description"]
+    assert "• S-10 Officer 10\n" in text and "**Still in panic (57)**" in text and len(panic_posts(discord_api)) == 6
     # a minute later the cap has room again
     clock.minute()
     units_of(bot)._opened.clear()  # the engine's own minute goes by the monotonic clock: moved on here

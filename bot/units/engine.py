@@ -242,7 +242,8 @@ class UnitsEngine:
         alerts = self.alerts.setdefault(key, {})
         active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None and not alert.is_summary}
         summary = next((a for a in alerts.values() if a.is_summary and a.cleared_at is None), None)
-        listed = {unit.id for unit in summary.members or ()} if summary is not None else set()
+        # a unit the summary lists as cleared that presses again is a new panic
+        listed = {unit.id for unit in summary.members or () if unit.is_panic} if summary is not None else set()
         changed = False
         fresh = sorted(panicking - active.keys() - listed)
         opened = self._opened.setdefault(key, collections.deque())
@@ -263,7 +264,7 @@ class UnitsEngine:
             opened.append(now)
             log.warning("units: unit #%s of CAD server %s pressed panic", ident, setting.server_id)
             changed = True
-        rest = [roster.units[ident] for ident in fresh[room:]][: MAX_SUMMARY - len(listed)]
+        rest = [roster.units[ident] for ident in fresh[room:MAX_SUMMARY]]
         if rest:
             log.warning(
                 "units: %d more units of CAD server %s pressed panic (past the cap of %d alerts a minute): one summary",
@@ -275,7 +276,8 @@ class UnitsEngine:
                 summary = await self.records.add_summary(setting.channel_id, setting.server_id, rest, time.time())
                 alerts[summary.id] = summary
             else:
-                summary = await self._update(alerts, summary, members=(*(summary.members or ()), *rest))
+                merged = {unit.id: unit for unit in (*(summary.members or ()), *rest)}
+                summary = await self._update(alerts, summary, members=tuple(merged.values())[:MAX_SUMMARY])
             changed = True
         for ident, alert in active.items():
             if ident in panicking:
@@ -298,10 +300,10 @@ class UnitsEngine:
         """The summary's units as now seen; it clears when none of them is in panic any more."""
         members = []
         for unit in summary.members or ():
-            if unit.id in panicking:
+            if unit.is_panic and unit.id in panicking:
                 unit = roster.units[unit.id]
             elif unit.is_panic and (unit.id in roster.units or roster.knows_off_duty(unit.id)):
-                unit = unit.model_copy(update={"is_panic": False})
+                unit = unit.model_copy(update={"is_panic": False})  # stays listed, as cleared
             members.append(unit)
         still = any(unit.is_panic for unit in members)
         now = summary.changed(members=tuple(members), cleared_at=None if still else time.time())
