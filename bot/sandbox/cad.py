@@ -65,7 +65,9 @@ TARGETS = ("communityUserId", "communityUserIds", "roblox", "discord", "accountU
 
 class Assumed:
     """What the sandbox answers where Sonoran documents the status code but not the words (or not
-    the behaviour). Assumptions, all in one place: a test that depends on one says so by using it."""
+    the behaviour). Assumptions, all in one place: a test that depends on one says so by using it.
+    (`not_linked()` below is one more: the words for a Discord id with no account.) The v1 texts
+    elsewhere in this file are Sonoran's documented ones."""
 
     NO_UNITS = "No active units found for the target."  # 400 on a target with no unit on duty
     SERVER_NOT_FOUND = "Server not found."  # 404 (documented: "serverId not configured")
@@ -77,6 +79,10 @@ class Assumed:
     BAD_LIMIT = "limit must be an integer from 1 to 100."
     BAD_OFFSET = "offset must be an integer of 0 or more."
     BAD_FLAG = "{name} must be true or false."
+    BAD_FLAG_PANIC = "isPanic must be a boolean."
+    NO_KEY = "Invalid or missing API key."  # 401 (documented: missing, not Bearer, or invalid)
+    NO_EMERGENCY_CALL = "Emergency call {call_id} not found."  # 404
+    NO_DISPATCH_CALL = "Dispatch call {call_id} not found."  # 404
     V1_BAD_VALUE = "INVALID REQUEST DATA"  # v1's 400 text for a value it refuses
     OFFLINE_STATUS = 100  # a unit logged off shows as OFFLINE (v2's UNIT_STATUS 100) with includeOffline
 
@@ -440,7 +446,7 @@ class FakeCad:
 
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:].upper() != self.api_key.upper():
-            return problem(401, "Unauthorized", "Invalid or missing API key.")
+            return problem(401, "Unauthorized", Assumed.NO_KEY)
         if operation == "unknown":
             return problem(404, "Not Found", Assumed.NO_ROUTE)
         if self.plan < 2 or self.plan < V1_PLAN_NEEDED.get(operation, 0):
@@ -475,7 +481,7 @@ class FakeCad:
                 if not isinstance(status, int) or isinstance(status, bool) or status not in self.unit_statuses:
                     return problem(400, "Bad Request", Assumed.BAD_STATUS)
             elif not isinstance(body.get("isPanic"), bool):
-                return problem(400, "Bad Request", "isPanic must be a boolean.")
+                return problem(400, "Bad Request", Assumed.BAD_FLAG_PANIC)
             discord_id = str(body.get("discord", ""))
             account = self.accounts.get(discord_id)
             if account is None:
@@ -504,12 +510,12 @@ class FakeCad:
         if operation == "remove_911":
             call_id = int(path.rsplit("/", 1)[-1])
             if server.emergency.pop(call_id, None) is None:
-                return problem(404, "Not Found", f"Emergency call {call_id} not found.")
+                return problem(404, "Not Found", Assumed.NO_EMERGENCY_CALL.format(call_id=call_id))
             return web.json_response({"callId": call_id, "serverId": int(match.group(1))})  # type: ignore[union-attr]
         if operation == "add_call_note":
             call_id = int(path.split("/")[-2])
             if call_id not in server.active:
-                return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=call_id))
             note = _note(body or {})
             server.active[call_id]["notes"].append(note)
             return web.json_response({"callId": call_id, "note": note})
@@ -524,7 +530,7 @@ class FakeCad:
             if operation == "attach_unit":
                 call_id = int(path.split("/")[-2])
                 if call_id not in server.active:
-                    return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                    return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=call_id))
                 call = server.active[call_id]
                 call["idents"] = [*call.get("idents", []), *(i for i in idents if i not in call.get("idents", []))]
                 return web.json_response({"callId": call_id, "identIds": idents})
@@ -535,7 +541,7 @@ class FakeCad:
             ids = [int(i) for i in (body or {}).get("callIds", [])]
             missing = [i for i in ids if i not in server.active]
             if missing:
-                return problem(404, "Not Found", f"Dispatch call {missing[0]} not found.")
+                return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=missing[0]))
             for call_id in ids:
                 self._close(server, call_id)
             return web.json_response({"callIds": ids})
