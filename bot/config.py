@@ -94,8 +94,10 @@ class RateLimits(_Section):
     # The units list allows 3 a minute per key and the game server polls it once a minute: the
     # bot takes 1 by default, 2 at most (units.poll_seconds spreads them over the board's servers).
     get_active_units: int = Field(1, ge=1, le=2)
-    unit_status: int = Field(30, ge=1)
-    unit_panic: int = Field(20, ge=1)
+    # Sonoran allows 30 status and 20 panic writes a minute per key, shared with the game server's
+    # own /setstatus and panic commands: the bot takes two thirds by default, all at most.
+    unit_status: int = Field(20, ge=1, le=30)
+    unit_panic: int = Field(13, ge=1, le=20)
     # Lookups allow 30 a minute per key, and the game server's plate reader and in-game lookups
     # spend the same key: the bot takes 10 by default and never more than LOOKUP_BUDGET_MAX.
     lookup: int = Field(10, ge=1)
@@ -206,6 +208,12 @@ class UnitSettings(_Section):
     poll_seconds: float = Field(60, ge=60)  # one units request per server this often, at most once a minute
     status_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_STATUS_LABELS), min_length=1, max_length=25)
     board_edit_seconds: float = Field(5, ge=2, le=60)  # a board is edited at most this often
+    # a panic storm: alerts of their own one event (or one minute) may open per alert channel; the
+    # rest are listed in one summary alert, which pings once
+    max_alerts_per_minute: int = Field(5, ge=1, le=25)
+    member_cooldown_seconds: float = Field(10, ge=0)  # between one member's /status (or /panic) that reach the CAD
+    member_share: float = Field(0.25, gt=0, le=1)  # of the status (panic) budget one member may use in a minute
+    units_cooldown_seconds: float = Field(10, ge=0)  # between one member's /units
 
     @field_validator("status_labels")
     @classmethod
@@ -214,6 +222,11 @@ class UnitSettings(_Section):
         if any(not label or len(label) > 50 for label in labels):
             raise ValueError("each label must be 1 to 50 characters")
         return labels
+
+    @property
+    def status_values(self) -> range:
+        """The UNIT_STATUS values the bot may send: Sonoran's 0-4, and those the community labelled."""
+        return range(max(len(DEFAULT_STATUS_LABELS), len(self.status_labels)))
 
     def label(self, status: int) -> str:
         """The community's word for a UNIT_STATUS value (an unknown one shows as its number)."""

@@ -14,7 +14,7 @@ from .embeds import clean
 from .lookups.errors import BadLookup, ChannelNotAllowed, LookupLimited, LookupsOff, NotAllowedToLookUp
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 from .units.records import Alert
-from .units.render import unit_name
+from .units.render import alert_who
 
 
 class TooManyOpenCalls(app_commands.CheckFailure):
@@ -31,6 +31,22 @@ class NotAChoice(app_commands.CheckFailure):
 
 class NotAStatus(app_commands.CheckFailure):
     """A status the community's labels do not have (a crafted interaction)."""
+
+
+class WaitBeforeAgain(app_commands.CheckFailure):
+    """A member's cooldown or share of the minute's budget for /status, /panic or /units."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class ServerNotConfigured(app_commands.CheckFailure):
+    """A CAD server the bot is not configured for (no feed, board or alert, not the main one)."""
+
+    def __init__(self, server_id: int) -> None:
+        super().__init__()
+        self.server_id = server_id
 
 
 class EmptyText(app_commands.CheckFailure):
@@ -87,7 +103,7 @@ def alert_not_here() -> str:
 def acknowledged(alert: Alert, *, took: bool) -> str:
     """The answer to Acknowledge: done, or who was first, or that the panic is over."""
     if took:
-        return f"You acknowledged the panic of {unit_name(alert.unit)}. The alert shows it."
+        return f"You acknowledged the panic of {alert_who(alert)}. The alert shows it."
     if alert.acked_by:
         return f"{clean(alert.acked_by, 80)} already acknowledged this panic."
     return "This panic has already cleared."
@@ -106,6 +122,16 @@ def units_not_yet_known() -> str:
 
 def status_set(label: str) -> str:
     return f"Your units' status is now {clean(label, 50)}. The unit board shows it after the next units read."
+
+
+def status_unchanged(label: str) -> str:
+    return f"The CAD changed none of your units: their status was already {clean(label, 50)}, or none is on duty."
+
+
+def panic_unchanged(panic: bool) -> str:
+    return (
+        f"The CAD changed none of your units: their panic was already {'on' if panic else 'off'}, or none is on duty."
+    )
 
 
 def panic_question() -> str:
@@ -205,6 +231,10 @@ def user_message(error: BaseException) -> str:
         )
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down: you can file another call in {max(1, round(error.retry_after))} s."
+    if isinstance(error, WaitBeforeAgain):
+        return f"Slow down: you can do that again in {max(1, round(error.retry_after))} s."
+    if isinstance(error, ServerNotConfigured):
+        return f"The bot is not set up for CAD server {error.server_id}. Ask an admin, or leave the server option out."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid: {clean(error.value, 100)}"
     if isinstance(error, BadLookup):

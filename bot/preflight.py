@@ -91,6 +91,26 @@ def plan_gaps(plan: PlanInfo) -> list[str]:
     return gaps
 
 
+def units_plan_check(settings: Settings, plan: PlanInfo) -> Check | None:
+    """Unit boards and panic alerts read the units list, which Sonoran's v1 API restrictions table
+    puts at Plus; says so, with what the CAD answered about the plan."""
+    if not (settings.boards or settings.alerts):
+        return None
+    if settings.sonoran.api_version == 2:
+        answer = f"GET /v2/general/version answered version {plan.level}, name {plan.name}"
+    else:
+        answer = f"GET_VERSION answered {plan.level} ({plan.name})"
+    needs = "unit boards and panic alerts read the units list, which needs Plus (Sonoran's API restrictions table)"
+    if plan.has_call_reads:
+        return Check("sonoran plan (units)", True, f"{needs}; {answer}")
+    return Check(
+        "sonoran plan (units)",
+        False,
+        f"{needs}; {answer}: the boards stay empty and no panic is alerted from the list",
+        "upgrade the Sonoran plan to Plus, or remove [[boards]] and [[alerts]]",
+    )
+
+
 async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[list[Check], PlanInfo | None]:
     """The CAD key, plan and server ids. Raises nothing: every outcome is a Check."""
     checks: list[Check] = []
@@ -138,6 +158,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
                 "upgrade the Sonoran plan, or expect those features to answer 'needs a higher plan'",
             )
         )
+    if (units := units_plan_check(settings, plan)) is not None:
+        checks.append(units)
     if settings.commands.dispatchers_from_cad:
         checks.append(await _accounts_check(settings, client))
     if settings.lookups.enabled:

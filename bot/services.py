@@ -28,6 +28,7 @@ class Services:
     board: CallBoard
     store: Store | None  # None: a bot that only registers its commands (`sync`) and opens no state file
     rights: CadRights | None = None  # commands.dispatchers_from_cad or lookups.allow_cad_rights (v2)
+    clock: Callable[[], float] = time.monotonic  # what the budgets and per-minute caps go by
 
 
 def sonoran_client(
@@ -78,4 +79,4 @@ async def open_services(
             settings.commands.dispatchers_from_cad or settings.lookups.allow_cad_rights
         ) and settings.sonoran.api_version == 2:
             rights = CadRights(sonoran, settings.commands.cad_rights_ttl_seconds, clock=clock)
-        yield Services(session, sonoran, board, store, rights)
+        yield Services(session, sonoran, board, store, rights, clock)

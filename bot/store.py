@@ -99,6 +99,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (channel_id, server_id, page)
     );
     """,
+    # 4: a panic storm's summary alert: the units it lists (JSON); NULL on a unit's own alert
+    """
+    ALTER TABLE alerts ADD COLUMN members TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

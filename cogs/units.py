@@ -1,6 +1,8 @@
-"""Slash commands for units: /units (everyone, from the board's data: no CAD request), and on API
-v2 /status and /panic (the member's own units, found by the CAD from their Discord id). Also
-registers the panic alerts' Acknowledge button."""
+"""Slash commands for units: /units (from the board's data: no CAD request; everyone for a server
+with a board, dispatchers for an alert-only one; a cooldown each), and on API v2 /status and
+/panic (the member's own units, found by the CAD from their Discord id; a configured server only;
+/panic gated as /911 is; each member a cooldown and a share of the budget). Also registers the
+panic alerts' Acknowledge button."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from discord.ext import commands
 
 from bot.aliases import NO_PINGS, Interaction, ServerId
 from bot.core import DispatchBot
+from bot.desk.limits import Cooldown
 from bot.embeds import CHOICE_NAME_LIMIT
-from bot.messages import NotAStatus, units_not_read, units_not_yet_known
+from bot.messages import NotAStatus, ServerNotConfigured, units_not_read, units_not_yet_known
+from bot.permissions import NotDispatcher, caller_command, may_dispatch
 from bot.tree import answer_after_defer
 from bot.units.acknowledge import AcknowledgeButton
 from bot.units.render import board_pages
@@ -25,6 +29,7 @@ class Units(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
+        self.cooldown = Cooldown(bot.settings.units.units_cooldown_seconds)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AcknowledgeButton)
@@ -34,6 +39,15 @@ class Units(commands.Cog):
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
+
+    def _configured(self, server: int | None) -> ServerId:
+        """The server of a write: the main one, or one a feed, a board or an alert names; any other
+        is refused before it reaches the CAD."""
+        server_id = self._server(server)
+        settings = self.bot.settings
+        if server_id != settings.sonoran.server_id and server_id not in settings.event_server_ids:
+            raise ServerNotConfigured(server_id)
+        return server_id
 
     @app_commands.command(name="units", description="Show the units on duty (only to you)")
     @app_commands.describe(server="CAD server ID (default: the community's main server)")
@@ -46,10 +60,16 @@ class Units(commands.Cog):
                 units_not_read(server_id), ephemeral=True, allowed_mentions=NO_PINGS
             )
             return
+        boarded = any(board.server_id == server_id for board in self.bot.settings.boards)
+        if not boarded and not await may_dispatch(interaction):  # an alert-only server's units: dispatchers'
+            raise NotDispatcher()
         if not roster.complete and not roster.units:
             await interaction.response.send_message(units_not_yet_known(), ephemeral=True, allowed_mentions=NO_PINGS)
             return
-        pages = board_pages(server_id, roster.units, roster.calls, self.bot.settings.units.label)
+        self.cooldown.use(interaction.user.id)  # only a board drawn costs a wait
+        pages = board_pages(
+            server_id, roster.units, roster.calls, self.bot.settings.units.label, confirmed=roster.complete
+        )
         await interaction.response.send_message(embed=pages[0], ephemeral=True, allowed_mentions=NO_PINGS)
         for page in pages[1:]:
             await interaction.followup.send(embed=page, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -66,10 +86,10 @@ class Units(commands.Cog):
         labels = self.bot.settings.units.status_labels
         if status not in labels:  # a value the bot never offered (a crafted interaction)
             raise NotAStatus()
-        server_id = self._server(server)
+        server_id, desk = self._configured(server), self.bot.require_desk()
+        desk.check_unit_write(interaction, "status", labels.index(status))
         await answer_after_defer(
-            interaction,
-            self.bot.require_desk().set_status(interaction, "/status", server_id, labels.index(status), status),
+            interaction, desk.set_status(interaction, "/status", server_id, labels.index(status), status)
         )
 
     @status.autocomplete("status")
@@ -80,14 +100,15 @@ class Units(commands.Cog):
 
     @app_commands.command(name="panic", description="Turn the panic of your units on duty on (asks first) or off")
     @app_commands.describe(state="on (default) or off", server="CAD server ID")
-    @app_commands.guild_only()
+    @caller_command()  # as /911: a role that blocks a 911 call blocks a panic, which pings dispatch too
     async def panic(
         self,
         interaction: Interaction,
         state: Literal["on", "off"] = "on",
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        desk, server_id = self.bot.require_desk(), self._server(server)
+        desk, server_id = self.bot.require_desk(), self._configured(server)
+        desk.check_unit_write(interaction, "panic", state == "on")
         if state == "on":
             await desk.confirm_panic(interaction, "/panic on", server_id)
             return

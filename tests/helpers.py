@@ -22,8 +22,8 @@ GENEROUS_LIMITS = {
     "detach_unit": 1000,
     "get_account": 1000,
     "get_active_units": 2,  # the most the bot may take (Sonoran allows 3 a minute; the game server takes 1)
-    "unit_status": 1000,
-    "unit_panic": 1000,
+    "unit_status": 30,  # the most the bot may take (Sonoran's 30 a minute; the game server shares it)
+    "unit_panic": 20,
     "lookup": 20,  # the most the bot may take (Sonoran allows 30 a minute; the game server keeps the rest)
 }
 

@@ -86,6 +86,22 @@ async def test_check_plan_and_servers(cad: FakeCad, gateway: FakeGateway) -> Non
     assert "PROBLEM sonoran servers: server id(s) [7] are not in the CAD (it has: 1, 2)" in report
 
 
+async def test_check_says_boards_and_alerts_need_plus_and_what_the_cad_answered(
+    cad: FakeCad, gateway: FakeGateway, api_version: int
+) -> None:
+    boards, alerts = [{"channel_id": FEED_CHANNEL}], [{"channel_id": FEED_CHANNEL + 1}]
+    answer = "GET /v2/general/version answered version" if api_version == 2 else "GET_VERSION answered"
+    report = lines(await run_checks(make_settings(cad.url, api_version, boards=boards, alerts=alerts)))
+    assert "ok      sonoran plan (units): unit boards and panic alerts read the units list, which needs Plus" in report
+    assert f"{answer} 3" in report
+    cad.plan = 2
+    report = lines(await run_checks(make_settings(cad.url, api_version, boards=boards, alerts=alerts)))
+    assert "PROBLEM sonoran plan (units): unit boards and panic alerts read the units list, which needs Plus" in report
+    assert f"{answer} 2" in report and "STANDARD" in report and "remove [[boards]] and [[alerts]]" in report
+    report = lines(await run_checks(make_settings(cad.url, api_version, feeds=[{"channel_id": FEED_CHANNEL}])))
+    assert "sonoran plan (units)" not in report  # no board, no alert: nothing to say
+
+
 async def test_check_rejected_token(cad: FakeCad, discord_api: FakeDiscord) -> None:
     discord_api.valid_token = "the-real-token"
     checks = await run_checks(settings_for(cad))

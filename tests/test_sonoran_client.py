@@ -430,10 +430,13 @@ def test_settings_repr_hides_secrets(cad: FakeCad) -> None:
 
 
 async def test_a_real_429_from_the_cad_budget_is_retried(client: SonoranClient, cad: FakeCad) -> None:
-    cad.limits["get_version"] = 1  # the fake enforces its own budget and answers 429, Retry-After: 0
+    cad.limits["get_version"] = 1  # the fake enforces Sonoran's budget (here 1 a minute) with 429s
     await client.get_version()
     cad.reset_window()
-    cad.limits["get_version"] = 0
+    for _ in range(3):  # the gateway's 429, with a Retry-After short enough to wait for
+        cad.fail_next(
+            "get_version", status=429, body='{"message": "API rate limit exceeded"}', headers={"Retry-After": "0"}
+        )
     with pytest.raises(RateLimited):
         await client.get_version()  # every try refused: gives up after 2 retries, with the wait
     assert cad.operations() == ["get_version"] * 4

@@ -16,16 +16,19 @@ from ..cards import dispatcher_refusal
 from ..embeds import call_label, clean, plain
 from ..messages import (
     NOTE_LIMIT,
+    NotAStatus,
     TooManyOpenCalls,
     panic_question,
     panic_set,
+    panic_unchanged,
     status_set,
+    status_unchanged,
     text_problem,
     user_message,
 )
-from ..sonoran import OutcomeUnknown, SonoranError
+from ..sonoran import OutcomeUnknown, RateLimited, SonoranError
 from ..views import ConfirmView, Recheck
-from .limits import Cooldowns, OpenCalls
+from .limits import Cooldowns, MemberShare, OpenCalls
 
 if TYPE_CHECKING:
     from ..core import DispatchBot
@@ -55,6 +58,11 @@ class Desk:
         self.bot = bot
         self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
         self.open_calls = OpenCalls(bot.board)
+        units, budget = bot.settings.units, bot.settings.sonoran.rate_limits
+        self.unit_writes = {  # each member's part of the /status and /panic budgets
+            "status": MemberShare.of(budget.unit_status, units.member_share, units.member_cooldown_seconds),
+            "panic": MemberShare.of(budget.unit_panic, units.member_share, units.member_cooldown_seconds),
+        }
 
     def __repr__(self) -> str:
         return f"Desk(cad=v{self.bot.settings.sonoran.api_version})"
@@ -176,20 +184,50 @@ class Desk:
             units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
         return f"Detached {_units(units)}."
 
+    def check_unit_write(self, interaction: Interaction, kind: str, value: object) -> None:
+        """Refuses (WaitBeforeAgain) a /status or /panic over the member's cooldown or share; spends nothing."""
+        self.unit_writes[kind].check(interaction.user.id, value)
+
+    @contextlib.asynccontextmanager
+    async def _unit_write(self, interaction: Interaction, kind: str, value: object) -> AsyncIterator[None]:
+        """Counts the write against the member's share once it went out to the CAD (whatever the
+        CAD answered); the bot's own budget saying "not now" sent nothing and costs nothing."""
+        self.check_unit_write(interaction, kind, value)
+        share, user_id = self.unit_writes[kind], interaction.user.id
+        try:
+            yield
+        except RateLimited as error:
+            if error.status is not None:
+                share.spent(user_id, value)
+            raise
+        except SonoranError:
+            share.spent(user_id, value)
+            raise
+        share.spent(user_id, value)
+
     async def set_status(
         self, interaction: Interaction, action: str, server_id: ServerId, status: int, label: str
     ) -> str:
-        """Sets the status of the member's units on duty (the CAD finds them by Discord id, v2)."""
-        async with self._audited(interaction, action, server_id):
-            await self.bot.sonoran.set_unit_status(status, discord_id=interaction.user.id, server_id=server_id)
+        """Sets the status of the member's units on duty (the CAD finds them by Discord id, v2).
+        Only a value Sonoran accepts is sent (0-4, or one the community labelled)."""
+        if status not in self.bot.settings.units.status_values:
+            raise NotAStatus()
+        async with self._unit_write(interaction, "status", status), self._audited(interaction, action, server_id):
+            updated = await self.bot.sonoran.set_unit_status(
+                status, discord_id=interaction.user.id, server_id=server_id
+            )
+        if updated == 0:  # Sonoran's `updated`: nothing changed
+            return status_unchanged(label)
         self._units_changed()
         return status_set(label)
 
     async def set_panic(self, interaction: Interaction, action: str, server_id: ServerId, panic: bool) -> str:
         """Turns the panic of the member's units on duty on or off (v2). Sonoran sends no event for
         it: the units list is read again as soon as its budget allows, for the alert."""
-        async with self._audited(interaction, action, server_id):
-            await self.bot.sonoran.set_unit_panic(panic, discord_id=interaction.user.id, server_id=server_id)
+        async with self._unit_write(interaction, "panic", panic), self._audited(interaction, action, server_id):
+            updated = await self.bot.sonoran.set_unit_panic(panic, discord_id=interaction.user.id, server_id=server_id)
+        if updated == 0:
+            return panic_unchanged(panic)
         self._units_changed()
         return panic_set(panic)
 

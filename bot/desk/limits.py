@@ -1,14 +1,18 @@
-"""The desk's abuse limits: a cooldown between a member's 911 calls, and how many of their own 911
-calls may still be open in the CAD."""
+"""The desk's abuse limits: a cooldown between a member's 911 calls, how many of their own 911
+calls may still be open in the CAD, and each member's share of the /status and /panic budgets."""
 
 from __future__ import annotations
 
+import collections
+import math
 import time
+from collections.abc import Callable
 
 from discord import app_commands
 
 from ..aliases import CallId, ServerId
 from ..callboard import CallBoard
+from ..messages import WaitBeforeAgain
 
 
 class Cooldowns:
@@ -56,3 +60,53 @@ class OpenCalls:
         if len(self._filed) > 10_000:  # keep the map from growing on a big server
             self._filed.clear()
         self._filed.setdefault(user_id, []).append((server_id, call_id, time.monotonic()))
+
+
+class MemberShare:
+    """One member's part of a write budget shared by everyone (and the game server): at most
+    `per_minute` of their writes that reached the CAD in any minute, so one member cannot spend
+    everyone's budget, and a cooldown before the same write again (`what`: /panic off twice; a
+    mistaken /panic on is turned off at once). A refusal of the bot's own spends nothing: only
+    `spent()` counts, called once the request went out."""
+
+    def __init__(self, cooldown: float, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cooldown = cooldown
+        self.per_minute = max(1, per_minute)
+        self._clock = clock
+        self._spent: dict[int, collections.deque[tuple[float, object]]] = {}
+
+    @classmethod
+    def of(cls, budget: int, share: float, cooldown: float) -> MemberShare:
+        return cls(cooldown, math.floor(budget * share))
+
+    def check(self, user_id: int, what: object = None) -> None:
+        now = self._clock()
+        stamps = self._spent.get(user_id)
+        if not stamps:
+            return
+        while stamps and now - stamps[0][0] >= 60.0:
+            stamps.popleft()
+        same = [at for at, done in stamps if done == what]
+        wait = same[-1] + self.cooldown - now if same else 0.0
+        if len(stamps) >= self.per_minute:
+            wait = max(wait, stamps[0][0] + 60.0 - now)
+        if wait > 0:
+            raise WaitBeforeAgain(wait)
+
+    def spent(self, user_id: int, what: object = None) -> None:
+        now = self._clock()
+        if len(self._spent) > 10_000:  # keep the map from growing on a big server
+            self._spent = {uid: s for uid, s in self._spent.items() if s and now - s[-1][0] < 60.0}
+        stamps = self._spent.setdefault(user_id, collections.deque(maxlen=self.per_minute))
+        stamps.append((now, what))
+
+
+class Cooldown:
+    """A plain per-member wait between uses of a command that costs the bot (no CAD request)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.share = MemberShare(seconds, 1_000, clock)
+
+    def use(self, user_id: int) -> None:
+        self.share.check(user_id)
+        self.share.spent(user_id)

@@ -291,6 +291,7 @@ class FeedEngine:
                         if planned is not None:
                             work.append(planned)
                 await self._store_all(work)
+            await self.units.calls_read(server_id for server_id, _ in snapshots)  # alerts show their calls
             for writer in self._writers.values():
                 writer.wake(retry=True)
             if failed:

@@ -2,8 +2,12 @@
 (../shared/sonoran-api.md), for `python -m bot demo` and for the tests, which use this very code.
 
 It keeps calls per CAD server, records every request it receives, enforces the plan each operation
-needs and the rate limits it is given, and can be told to misbehave (`fail_next`): any status and
-body, a 429 with Retry-After, a slow answer, a malformed body.
+needs and Sonoran's rate limits (on by default, `limits`), refuses what Sonoran refuses (bad
+statuses, targets, `limit`s), and can be told to misbehave (`fail_next`): any status and body, a
+429 with Retry-After, a slow answer, a malformed body.
+
+Where Sonoran documents a status code but not its words, the words are the sandbox's own; they are
+all in `Assumed`, named as assumptions.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +44,50 @@ V1_PLAN_NEEDED = {
     "lookup": 3,  # LOOKUP needs Plus
 }
 UNITS_LIMIT = 100  # Sonoran's default and maximum `limit` for the units list
+UNIT_STATUSES = frozenset(range(5))  # UNIT_STATUS 0-4: what PATCH .../units/status accepts out of the box
+# Requests a minute per API key and operation: Sonoran's v2 table (sonoran-api.md 3.3). v1 publishes
+# none; the sandbox applies the same numbers to it (an assumption).
+SONORAN_LIMITS = {
+    "get_calls": 5,
+    "get_active_units": 3,
+    "call_911": 10,
+    "remove_911": 10,
+    "add_call_note": 60,
+    "close_call": 20,
+    "attach_unit": 10,
+    "detach_unit": 10,
+    "get_account": 10,
+    "get_version": 10,
+    "get_servers": 10,
+    "unit_status": 30,
+    "unit_panic": 20,
+}
+# the ways a v2 request may name its member or units: exactly one is allowed (sonoran-api.md 3.4)
+TARGETS = ("communityUserId", "communityUserIds", "roblox", "discord", "accountUuid", "identIds", "apiId", "apiIds")
+
+
+class Assumed:
+    """What the sandbox answers where Sonoran documents the status code but not the words (or not
+    the behaviour). Assumptions, all in one place: a test that depends on one says so by using it.
+    (`not_linked()` below is one more: the words for a Discord id with no account.) The v1 texts
+    elsewhere in this file are Sonoran's documented ones."""
+
+    NO_UNITS = "No active units found for the target."  # 400 on a target with no unit on duty
+    SERVER_NOT_FOUND = "Server not found."  # 404 (documented: "serverId not configured")
+    NO_ROUTE = "No such route."
+    PLAN = "Your plan does not include this endpoint."  # 402; the type stays the status page's
+    ONE_TARGET = "Exactly one target is allowed: " + ", ".join(TARGETS) + "."
+    DISCORD_TEXT = "discord must be a string (a Discord user ID)."
+    BAD_STATUS = "status must be one of the community's unit statuses."
+    BAD_LIMIT = "limit must be an integer from 1 to 100."
+    BAD_OFFSET = "offset must be an integer of 0 or more."
+    BAD_FLAG = "{name} must be true or false."
+    BAD_FLAG_PANIC = "isPanic must be a boolean."
+    NO_KEY = "Invalid or missing API key."  # 401 (documented: missing, not Bearer, or invalid)
+    NO_EMERGENCY_CALL = "Emergency call {call_id} not found."  # 404
+    NO_DISPATCH_CALL = "Dispatch call {call_id} not found."  # 404
+    V1_BAD_VALUE = "INVALID REQUEST DATA"  # v1's 400 text for a value it refuses
+    OFFLINE_STATUS = 100  # a unit logged off shows as OFFLINE (v2's UNIT_STATUS 100) with includeOffline
 
 
 class Hub(Protocol):
@@ -47,8 +97,9 @@ class Hub(Protocol):
 
 
 def not_linked(discord_id: str) -> str:
-    """How the CAD words a Discord id with no account (the words "community" and "identifier"
-    hold "unit" and "ident": a reader that looks for substrings takes it for "no unit on duty")."""
+    """An assumption (see `Assumed`): how the CAD words a Discord id with no account (the words
+    "community" and "identifier" hold "unit" and "ident": a reader that looks for substrings takes
+    it for "no unit on duty")."""
     return f"Discord ID {discord_id} is not linked to an account in this community (no identifier found)."
 
 
@@ -82,10 +133,21 @@ class ServerCalls:
     active: dict[int, dict[str, Any]] = field(default_factory=dict)
     closed: list[dict[str, Any]] = field(default_factory=list)
     units: dict[int, dict[str, Any]] = field(default_factory=dict)  # on duty, by identifier id
+    offline: dict[int, dict[str, Any]] = field(default_factory=dict)  # logged off (`includeOffline`)
 
 
 class FakeCad:
-    def __init__(self, *, plan: int = 3, servers: tuple[int, ...] = (1,), api_key: str = API_KEY) -> None:
+    def __init__(
+        self,
+        *,
+        plan: int = 3,
+        servers: tuple[int, ...] = (1,),
+        api_key: str = API_KEY,
+        limits: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`limits`: requests a minute per operation, enforced with 429s over a sliding minute of
+        `clock`; Sonoran's own numbers by default (`{}`: none, for a test that says so)."""
         self.api_key = api_key
         self.community_id = COMMUNITY_ID
         self.plan = plan
@@ -93,8 +155,9 @@ class FakeCad:
         self.next_id = 1000
         self.requests: list[Recorded] = []
         self.faults: collections.deque[Fault] = collections.deque()
-        self.limits: dict[str, int] = {}  # operation -> allowed per window; enforced with 429s
-        self._window_counts: collections.Counter[str] = collections.Counter()
+        self.limits: dict[str, int] = dict(SONORAN_LIMITS if limits is None else limits)
+        self.clock = clock
+        self._window: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.on_request: Callable[[Recorded], None] | None = None  # told of each request as it arrives
@@ -102,6 +165,7 @@ class FakeCad:
         self.accounts: dict[str, dict[str, Any]] = {}  # Discord user id -> linked CAD account (v2)
         self.units_wrapped = False  # v2 units list as `{"units": [...]}` (the FiveM code copes with both)
         self.records: list[dict[str, Any]] = sample_records()  # what lookups search (bot/sandbox/records.py)
+        self.unit_statuses = set(UNIT_STATUSES)  # a community may configure more
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
@@ -203,6 +267,7 @@ class FakeCad:
             },
         }
         self.servers[server].units[ident] = unit
+        self.servers[server].offline.pop(ident, None)
         if discord is not None and discord in self.accounts:
             self.accounts[discord]["units"] = [*self.accounts[discord]["units"], ident]
         return unit
@@ -212,7 +277,8 @@ class FakeCad:
         self.servers[server].units[ident]["isPanic"] = panic
 
     def log_off(self, ident: int, *, server: int = 1) -> None:
-        del self.servers[server].units[ident]
+        unit = self.servers[server].units.pop(ident)
+        self.servers[server].offline[ident] = {**unit, "status": Assumed.OFFLINE_STATUS, "isPanic": False}
 
     def add_dispatch(self, title: str = "Armed robbery", *, server: int = 1, **fields: Any) -> int:
         call_id = self._new_id()
@@ -246,7 +312,7 @@ class FakeCad:
         self.servers[server].closed.insert(0, call)
 
     def reset_window(self) -> None:
-        self._window_counts.clear()
+        self._window.clear()
 
     def operations(self) -> list[str]:
         return [r.operation for r in self.requests]
@@ -279,18 +345,31 @@ class FakeCad:
                 return web.Response(
                     status=fault.status, text=fault.body, content_type=fault.content_type, headers=fault.headers
                 )
-        limit = self.limits.get(operation)
-        if limit is not None:
-            self._window_counts[operation] += 1
-            if self._window_counts[operation] > limit:
-                return web.json_response(
-                    {"message": "API rate limit exceeded", "request_id": "abc123"},
-                    status=429,
-                    headers={"Retry-After": "0"},
-                )
+        wait = self._rate_limited(operation)
+        if wait is not None:  # the documented gateway body, not problem+json
+            return web.json_response(
+                {"message": "API rate limit exceeded", "request_id": "abc123"},
+                status=429,
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         if v2:
             return await self._v2(request, path, body, operation)
         return self._v1(path, body, operation)
+
+    def _rate_limited(self, operation: str) -> float | None:
+        """None when the request fits its operation's minute (and is counted), else the wait."""
+        limit = self.limits.get(operation)
+        if limit is None:
+            return None
+        if limit <= 0:
+            return 60.0
+        now, stamps = self.clock(), self._window[operation]
+        while stamps and now - stamps[0] >= 60.0:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            return stamps[0] + 60.0 - now
+        stamps.append(now)
+        return None
 
     def _take_fault(self, operation: str) -> Fault | None:
         for fault in list(self.faults):
@@ -339,7 +418,8 @@ class FakeCad:
             # JSON in the body, but labelled text/plain, as the real v1 does
             return text(json.dumps(self._call_list(server, item, wrapper_case="camel")))
         if operation == "get_active_units":
-            return text(json.dumps(_unit_page(server, item)))
+            page = _unit_page(server, item, v2=False)
+            return text(Assumed.V1_BAD_VALUE, 400) if isinstance(page, str) else text(json.dumps(page))
         call_id = int(item.get("callId", -1))
         if operation == "remove_911":
             if server.emergency.pop(call_id, None) is None:
@@ -375,11 +455,11 @@ class FakeCad:
 
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:].upper() != self.api_key.upper():
-            return problem(401, "Unauthorized", "Invalid or missing API key.")
+            return problem(401, "Unauthorized", Assumed.NO_KEY)
         if operation == "unknown":
-            return problem(404, "Not Found", "No such route.")
+            return problem(404, "Not Found", Assumed.NO_ROUTE)
         if self.plan < 2 or self.plan < V1_PLAN_NEEDED.get(operation, 0):
-            return problem(402, "Payment Required", "Your plan does not include this endpoint.", "err-plan-101")
+            return problem(402, "Payment Required", Assumed.PLAN)
         if operation == "get_version":
             return web.json_response({"version": self.plan, "name": PLAN_NAMES.get(self.plan, "UNKNOWN")})
         if operation == "get_servers":
@@ -397,29 +477,37 @@ class FakeCad:
         match = re.match(r"/v2/emergency/servers/(\d+)/", path)
         server = self.servers.get(int(match.group(1))) if match else None
         if server is None:
-            return problem(404, "Not Found", "Server not found.")
+            return problem(404, "Not Found", Assumed.SERVER_NOT_FOUND)
         if operation == "get_active_units":
-            page = _unit_page(server, dict(request.query))
+            page = _unit_page(server, dict(request.query), v2=True)
+            if isinstance(page, str):
+                return problem(400, "Bad Request", page)
             return web.json_response({"units": page} if self.units_wrapped else page)
         if operation in ("unit_status", "unit_panic"):
-            discord_id = str((body or {}).get("discord", ""))
+            body = body if isinstance(body, dict) else {}
+            if sum(1 for key in TARGETS if key in body) != 1:
+                return problem(400, "Bad Request", Assumed.ONE_TARGET)
+            if "discord" in body and not isinstance(body["discord"], str):
+                return problem(400, "Bad Request", Assumed.DISCORD_TEXT)
+            if operation == "unit_status":
+                status = body.get("status")
+                if not isinstance(status, int) or isinstance(status, bool) or status not in self.unit_statuses:
+                    return problem(400, "Bad Request", Assumed.BAD_STATUS)
+            elif not isinstance(body.get("isPanic"), bool):
+                return problem(400, "Bad Request", Assumed.BAD_FLAG_PANIC)
+            discord_id = str(body.get("discord", ""))
             account = self.accounts.get(discord_id)
             if account is None:
                 return problem(404, "Not Found", not_linked(discord_id))
             mine = [server.units[i] for i in account["units"] if i in server.units]
             if not mine:
-                return problem(400, "Bad Request", "No active units found for the target.")
+                return problem(400, "Bad Request", Assumed.NO_UNITS)
             if operation == "unit_status":
-                status = (body or {}).get("status")
-                if not isinstance(status, int) or isinstance(status, bool):
-                    return problem(400, "Bad Request", "status must be an integer.")
                 for unit in mine:
                     unit["status"] = status
                 names = ["UNAVAILABLE", "BUSY", "AVAILABLE", "ENROUTE", "ON_SCENE"]
                 return web.json_response({"updated": len(mine), "status": names[status] if status < 5 else status})
-            panic = (body or {}).get("isPanic")
-            if not isinstance(panic, bool):
-                return problem(400, "Bad Request", "isPanic must be a boolean.")
+            panic = body["isPanic"]
             for unit in mine:
                 unit["isPanic"] = panic
             return web.json_response({"updated": len(mine), "isPanic": panic})
@@ -435,12 +523,12 @@ class FakeCad:
         if operation == "remove_911":
             call_id = int(path.rsplit("/", 1)[-1])
             if server.emergency.pop(call_id, None) is None:
-                return problem(404, "Not Found", f"Emergency call {call_id} not found.")
+                return problem(404, "Not Found", Assumed.NO_EMERGENCY_CALL.format(call_id=call_id))
             return web.json_response({"callId": call_id, "serverId": int(match.group(1))})  # type: ignore[union-attr]
         if operation == "add_call_note":
             call_id = int(path.split("/")[-2])
             if call_id not in server.active:
-                return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=call_id))
             note = _note(body or {})
             server.active[call_id]["notes"].append(note)
             return web.json_response({"callId": call_id, "note": note})
@@ -450,12 +538,12 @@ class FakeCad:
             if account is None:  # the texts below are assumptions too (README)
                 return problem(404, "Not Found", not_linked(discord_id))
             if not account["units"]:
-                return problem(400, "Bad Request", "No active units found for the target.")
+                return problem(400, "Bad Request", Assumed.NO_UNITS)
             idents = list(account["units"])
             if operation == "attach_unit":
                 call_id = int(path.split("/")[-2])
                 if call_id not in server.active:
-                    return problem(404, "Not Found", f"Dispatch call {call_id} not found.")
+                    return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=call_id))
                 call = server.active[call_id]
                 call["idents"] = [*call.get("idents", []), *(i for i in idents if i not in call.get("idents", []))]
                 return web.json_response({"callId": call_id, "identIds": idents})
@@ -466,11 +554,11 @@ class FakeCad:
             ids = [int(i) for i in (body or {}).get("callIds", [])]
             missing = [i for i in ids if i not in server.active]
             if missing:
-                return problem(404, "Not Found", f"Dispatch call {missing[0]} not found.")
+                return problem(404, "Not Found", Assumed.NO_DISPATCH_CALL.format(call_id=missing[0]))
             for call_id in ids:
                 self._close(server, call_id)
             return web.json_response({"callIds": ids})
-        return problem(404, "Not Found", "No such route.")
+        return problem(404, "Not Found", Assumed.NO_ROUTE)
 
     # --- shared ----------------------------------------------------------------------------------
     def _server_list(self) -> list[dict[str, Any]]:
@@ -507,12 +595,32 @@ class FakeCad:
         return out
 
 
-def _unit_page(server: ServerCalls, query: dict[str, Any]) -> list[dict[str, Any]]:
-    """A page of the units list, as `limit` (at most 100) and `offset` ask; dispatchers left out."""
-    limit = min(int(query.get("limit", UNITS_LIMIT)), UNITS_LIMIT)
-    offset = int(query.get("offset", 0))
-    units = [u for _, u in sorted(server.units.items()) if not u["isDispatch"]]
-    return units[offset : offset + limit]
+def _unit_page(server: ServerCalls, query: dict[str, Any], *, v2: bool) -> list[dict[str, Any]] | str:
+    """A page of the units list as `limit` (1 to 100) and `offset` ask; dispatchers left out with
+    `onlyUnits` (the default), units logged off put in with `includeOffline`. A value Sonoran
+    refuses: why, as a string. v2 takes query strings ("true", "25"), v1 JSON values."""
+    flags: dict[str, bool] = {}
+    for name, default in (("onlyUnits", True), ("includeOffline", False)):
+        flag: Any = query.get(name, default)
+        if v2 and flag in ("true", "false"):
+            flag = flag == "true"
+        if not isinstance(flag, bool):
+            return Assumed.BAD_FLAG.format(name=name)
+        flags[name] = flag
+    numbers: dict[str, int] = {}
+    for name, fallback, low, high, why in (
+        ("limit", UNITS_LIMIT, 1, UNITS_LIMIT, Assumed.BAD_LIMIT),
+        ("offset", 0, 0, 2**31 - 1, Assumed.BAD_OFFSET),
+    ):
+        number: Any = query.get(name, fallback)
+        if v2 and isinstance(number, str) and number.isascii() and number.isdigit():
+            number = int(number)
+        if not isinstance(number, int) or isinstance(number, bool) or not low <= number <= high:
+            return why
+        numbers[name] = number
+    everyone = {**(server.offline if flags["includeOffline"] else {}), **server.units}
+    units = [u for _, u in sorted(everyone.items()) if not (flags["onlyUnits"] and u["isDispatch"])]
+    return units[numbers["offset"] : numbers["offset"] + numbers["limit"]]
 
 
 def _note(item: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadReply, NeedsApiV2, SonoranError
-from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, Unit
+from .models import Account, CallList, CallMemo, CallType, PlanInfo, Server, UnitPage
 from .numbers import read_id
 from .records import LookupQuery, LookupRecord, records_from_payload
 from .transport import ANY_SPEND, HttpCore, Reply, Request, Spend
@@ -90,15 +90,15 @@ class SonoranApi(abc.ABC):
         raise NeedsApiV2("detaching by Discord user needs API v2", operation="detach_unit")
 
     @abc.abstractmethod
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         """One page (UNITS_PAGE) of the units on duty, dispatchers left out, from `offset`."""
 
-    async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> None:
-        """Sets the status of the member's units on duty (v2)."""
+    async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> int | None:
+        """Sets the status of the member's units on duty (v2); how many units changed, when said."""
         raise NeedsApiV2("setting a unit status by Discord user needs API v2", operation="unit_status")
 
-    async def set_unit_panic(self, server_id: int, panic: bool, *, discord_id: int) -> None:
-        """Turns the panic of the member's units on duty on or off (v2)."""
+    async def set_unit_panic(self, server_id: int, panic: bool, *, discord_id: int) -> int | None:
+        """Turns the panic of the member's units on duty on or off (v2); how many units changed, when said."""
         raise NeedsApiV2("setting a panic by Discord user needs API v2", operation="unit_panic")
 
     async def get_account(self, *, discord_id: int, spend: Spend = ANY_SPEND) -> Account:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import aiohttp
 
 from .api import NewCall, SonoranApi
-from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, Unit
+from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, UnitPage
 from .records import LookupQuery, LookupRecord
 from .redaction import Redactor
 from .singleflight import SingleFlight
@@ -103,17 +103,18 @@ class SonoranClient:
     async def detach_units(self, *, discord_id: int, server_id: ServerId | None = None) -> list[int]:
         return await self.api.detach_units(server_id or self.default_server_id, discord_id=discord_id)
 
-    async def get_units(self, server_id: ServerId, *, offset: int = 0, wait: float = 0.0) -> list[Unit]:
+    async def get_units(self, server_id: ServerId, *, offset: int = 0, wait: float = 0.0) -> UnitPage:
         """One page of the units on duty. Like the feed's call-list polls: one request at most, not
         retried (the next poll is the retry); RateLimited when no slot of the minute's budget comes
         within `wait` seconds."""
         return await self.api.get_units(server_id, offset=offset, spend=Spend(retry=False, max_wait=wait))
 
-    async def set_unit_status(self, status: int, *, discord_id: int, server_id: ServerId | None = None) -> None:
-        await self.api.set_unit_status(server_id or self.default_server_id, status, discord_id=discord_id)
+    async def set_unit_status(self, status: int, *, discord_id: int, server_id: ServerId | None = None) -> int | None:
+        """How many units changed (Sonoran's `updated`), when the CAD says."""
+        return await self.api.set_unit_status(server_id or self.default_server_id, status, discord_id=discord_id)
 
-    async def set_unit_panic(self, panic: bool, *, discord_id: int, server_id: ServerId | None = None) -> None:
-        await self.api.set_unit_panic(server_id or self.default_server_id, panic, discord_id=discord_id)
+    async def set_unit_panic(self, panic: bool, *, discord_id: int, server_id: ServerId | None = None) -> int | None:
+        return await self.api.set_unit_panic(server_id or self.default_server_id, panic, discord_id=discord_id)
 
     async def get_account(self, *, discord_id: int, wait: bool = True) -> Account:
         """The member's linked CAD account. `wait=False`: one request at most, now or never (a

@@ -185,7 +185,7 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
                 return NoteAdded(call_id, Note.model_validate(data["note"]))
         if kind in ("EVENT_DISPATCH_UNIT_ATTACH", "EVENT_DISPATCH_UNIT_DETACH"):
             (call_id,) = _ids(data.get("callId")) or (None,)
-            idents = _ids(_either(data, "idents", "ident"))
+            idents = _ids(_either(data, "idents", "ident"), MAX_IDS_PER_EVENT)
             if call_id is not None and idents:
                 return UnitsMoved(call_id, idents, attached=kind.endswith("ATTACH"))
         if kind.startswith("EVENT_UNIT_"):
@@ -196,14 +196,23 @@ def _event(kind: str, data: dict[str, Any]) -> Event:
     return Ignored(kind)
 
 
+MAX_UNITS_PER_EVENT = 100  # units one unit event may carry (a page of the list); more are the list's to bring
+MAX_IDS_PER_EVENT = 100  # identifier ids one unit event may name
+
+
 def _unit_event(kind: str, data: dict[str, Any]) -> Event:
     if kind == "EVENT_UNIT_LOGIN" and isinstance(data.get("unit"), dict):
-        return UnitsOnDuty((Unit.model_validate(data["unit"]),))
+        unit = Unit.model_validate(data["unit"])
+        if _flag(data.get("isDispatch")):  # beside `unit`, not inside it (the docs; FiveM copies it in)
+            unit = unit.model_copy(update={"is_dispatch": True})
+        return UnitsOnDuty((unit,))
     if kind in ("EVENT_UNIT_UPDATE", "EVENT_UNIT_STATUS") and isinstance(data.get("units"), list):
-        units = tuple(_units(data["units"]))
+        units = tuple(_units(data["units"][:MAX_UNITS_PER_EVENT]))
         if units:
             return UnitsOnDuty(units)
-    idents = _ids(_either(data, "identIds", "identId"))
+    # both the list and the legacy scalar, as the FiveM resource reads them
+    idents = _ids(data.get("identIds"), MAX_IDS_PER_EVENT) + _ids(data.get("identId"), 1)
+    idents = tuple(dict.fromkeys(idents))[:MAX_IDS_PER_EVENT]
     if kind == "EVENT_UNIT_LOGOUT" and idents:
         return UnitsOffDuty(idents)
     # a status that cannot be read leaves the event nothing to say: ignored (the next units read
@@ -242,5 +251,7 @@ def _either(data: dict[str, Any], plural: str, singular: str) -> Any:
     return value if value is not None else data.get(singular)
 
 
-def _ids(value: Any) -> tuple[int, ...]:
-    return tuple(ids(value))  # one that is no id (negative, 1e400, past 64 bits) is left out
+def _ids(value: Any, most: int | None = None) -> tuple[int, ...]:
+    """The ids that can be stored (one that is no id, negative, 1e400, past 64 bits, is left out),
+    up to `most` of them: a list of 95,000 is read no further."""
+    return tuple(ids(value, most))

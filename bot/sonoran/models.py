@@ -283,7 +283,17 @@ class Unit(_Lenient):
 UNITS_PAGE = 100  # units per request: Sonoran's default and maximum `limit`
 
 
-def units_from_payload(server_id: int, payload: Any) -> list[Unit]:
+class UnitPage(list[Unit]):
+    """A page of the units list: the units that could be read, and `rows`, how many the CAD sent.
+    Whether it was the last page is decided by the rows: a row that cannot be read is one unit
+    left out, not the end of the list."""
+
+    def __init__(self, units: list[Unit] | None = None, *, rows: int = 0) -> None:
+        super().__init__(units or [])
+        self.rows = max(rows, len(self))
+
+
+def units_from_payload(server_id: int, payload: Any) -> UnitPage:
     """A units reply: a plain array (the docs) or a `{units: [...]}` wrapper in any case (seen in
     the FiveM code). A unit that cannot be read is left out by itself (logged once)."""
     if isinstance(payload, dict):
@@ -297,7 +307,7 @@ def units_from_payload(server_id: int, payload: Any) -> list[Unit]:
         except UNREADABLE as error:
             ident = item.get("id") if isinstance(item, dict) else None
             left_out(f"CAD server {server_id}", "units", ident, error)
-    return units
+    return UnitPage(units, rows=len(payload))
 
 
 class PlanInfo(BaseModel):

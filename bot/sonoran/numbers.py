@@ -31,6 +31,7 @@ cannot read:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Annotated, Any
@@ -85,11 +86,12 @@ def require_id(value: Any) -> int:
     return number
 
 
-def ids(values: Any) -> list[int]:
-    """The readable ids of a list (a single value is a list of one; null or "" is none)."""
+def ids(values: Any, most: int | None = None) -> list[int]:
+    """The readable ids of a list (a single value is a list of one; null or "" is none), the first
+    `most` of them at the most: a list of 95,000 is read no further."""
     if not isinstance(values, list):
         values = [] if values is None or values == "" else [values]
-    return [number for number in map(read_id, values) if number is not None]
+    return list(itertools.islice((number for number in map(read_id, values) if number is not None), most))
 
 
 def _shown(value: Any) -> str:

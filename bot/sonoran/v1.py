@@ -24,7 +24,7 @@ from .errors import (
     WrongApiUrl,
     mentions_plan,
 )
-from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, Unit, units_from_payload
+from .models import UNITS_PAGE, CallList, CallType, Plan, PlanInfo, Server, UnitPage, units_from_payload
 from .records import LookupQuery, LookupRecord
 from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend
 
@@ -144,7 +144,7 @@ class V1Api(SonoranApi):
             "CLOSE_CALL", [{"serverId": server_id, "callId": call_id}], server_id=server_id, call_id=call_id
         )
 
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         # `onlyUnits` as documented (the old FiveM code sent `unitsOnly`, which did nothing)
         data = {
             "serverId": server_id,

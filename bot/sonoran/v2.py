@@ -33,13 +33,14 @@ from .models import (
     Plan,
     PlanInfo,
     Server,
-    Unit,
+    UnitPage,
     units_from_payload,
 )
 from .records import LookupQuery, LookupRecord
 from .transport import ANY_SPEND, DETAIL_LIMIT, HttpCore, Reply, Request, Spend, trace_id_of
 
 MEMBER_OPERATIONS = frozenset({"attach_unit", "detach_unit", "get_account", "unit_status", "unit_panic"})
+UNIT_WRITES = frozenset({"unit_status", "unit_panic"})
 SERVER_LIST_TTL = 600.0  # how long a fetched server list answers "is this 404 the server?"
 
 
@@ -102,6 +103,11 @@ class V2Api(SonoranApi):
         member_error = _member_error(request, reply, detail, kwargs)
         if member_error is not None:
             return member_error
+        if reply.status == 404 and request.operation in UNIT_WRITES and request.server_id is not None:
+            # "Template or unit target not found": a 404 that is not about the server says so
+            if not await self._server_exists(request.server_id):
+                return UnknownServer(request.server_id, **kwargs)
+            return RequestRejected(detail, **kwargs)
         if reply.status == 404 and request.server_id is not None:
             # The same 404 means "no such server" and "no such call": ask the server list.
             if request.call_id is None or not await self._server_exists(request.server_id):
@@ -203,7 +209,7 @@ class V2Api(SonoranApi):
         reply = await self._call(operation, method, path, body=body, server_id=server_id, call_id=call_id)
         return _ident_ids(reply.json())
 
-    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> list[Unit]:
+    async def get_units(self, server_id: int, *, offset: int, spend: Spend = ANY_SPEND) -> UnitPage:
         params = {"includeOffline": "false", "onlyUnits": "true", "limit": str(UNITS_PAGE), "offset": str(offset)}
         path = f"/v2/emergency/servers/{server_id}/units"
         reply = await self._call("get_active_units", "GET", path, params=params, server_id=server_id, spend=spend)
@@ -212,15 +218,15 @@ class V2Api(SonoranApi):
         except ValueError as exc:
             raise BadReply(f"unit list: {exc}", operation="get_active_units", status=reply.status) from None
 
-    async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> None:
+    async def set_unit_status(self, server_id: int, status: int, *, discord_id: int) -> int | None:
         path = f"/v2/emergency/servers/{server_id}/units/status"
         body = {"discord": str(discord_id), "status": status}
-        await self._call("unit_status", "PATCH", path, body=body, server_id=server_id)
+        return _updated(await self._call("unit_status", "PATCH", path, body=body, server_id=server_id))
 
-    async def set_unit_panic(self, server_id: int, panic: bool, *, discord_id: int) -> None:
+    async def set_unit_panic(self, server_id: int, panic: bool, *, discord_id: int) -> int | None:
         path = f"/v2/emergency/servers/{server_id}/units/panic"
         body = {"discord": str(discord_id), "isPanic": panic}
-        await self._call("unit_panic", "PATCH", path, body=body, server_id=server_id)
+        return _updated(await self._call("unit_panic", "PATCH", path, body=body, server_id=server_id))
 
     async def get_account(self, *, discord_id: int, spend: Spend = ANY_SPEND) -> Account:
         reply = await self._call(
@@ -280,6 +286,14 @@ def _member_error(request: Request, reply: Reply, detail: str, kwargs: dict[str,
     if _ACCOUNT.search(detail):
         return NotLinked(detail, **kwargs)
     return None
+
+
+def _updated(reply: Reply) -> int | None:
+    """`updated` of a status or panic reply (`{"updated": 1, ...}`): how many units changed; None
+    when the CAD did not say."""
+    payload = reply.json()
+    value = payload.get("updated") if isinstance(payload, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _ident_ids(payload: Any) -> list[int]:

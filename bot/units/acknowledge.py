@@ -56,6 +56,16 @@ class AcknowledgeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template
             await report_error(interaction, error, "alert acknowledge")
 
 
+def _whose(alert: Alert) -> str:
+    if alert.members is not None:
+        return (
+            "units "
+            + ", ".join(f"#{unit.id}" for unit in alert.members[:20])
+            + (" …" if len(alert.members) > 20 else "")
+        )
+    return f"unit #{alert.ident}"
+
+
 async def acknowledge(interaction: Interaction, alert_id: int) -> None:
     feed = interaction.client.feed
     units = feed.units if feed is not None else None
@@ -71,5 +81,5 @@ async def acknowledge(interaction: Interaction, alert_id: int) -> None:
     assert units is not None
     now, took = await units.acknowledge(alert_id, interaction.user.display_name)
     if took:
-        audit(interaction, ACTION, alert.server_id, None, DONE, f"unit #{alert.ident}")
+        audit(interaction, ACTION, alert.server_id, None, DONE, _whose(alert))
     await reply_ephemeral(interaction, acknowledged(now, took=took))

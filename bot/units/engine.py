@@ -17,11 +17,12 @@ on Discord.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -45,6 +46,7 @@ log = logging.getLogger("bot.units")
 
 KEEP_CLEARED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
+MAX_SUMMARY = 1_000  # units one summary alert lists; a storm past that is on the board only
 SLOT_WAIT = 5.0  # a poll a moment early waits this long for the minute's slot instead of failing
 
 AlertKey = tuple[int, ServerId]  # (channel, CAD server)
@@ -68,6 +70,7 @@ class UnitsEngine:
         self._state = StateChanges()
         self._last_prune = 0.0
         self._records: AlertRecords | None = None
+        self._opened: dict[AlertKey, collections.deque[float]] = {}  # alerts of their own opened, the last minute
 
     def __repr__(self) -> str:
         return f"UnitsEngine(servers={sorted(self.rosters)}, alerts={len(self.settings.alerts)})"
@@ -159,7 +162,7 @@ class UnitsEngine:
                 continue
             self._changed(server_id, "ok", "")
             async with self._lock:
-                roster.take_page(units, asked_at=asked_at)
+                roster.take_page(units, asked_at=asked_at, rows=units.rows)
                 await self._plan(server_id)
         await self._prune()
         await self.settled()
@@ -188,9 +191,29 @@ class UnitsEngine:
                         moved = True
                 if moved:
                     await self._plan(server_id)
+        if any(roster.waiting for roster in self.rosters.values()):
+            self.poll_soon()  # an event named a unit not seen yet: the list brings it in
+
+    async def calls_read(self, server_ids: Iterable[ServerId]) -> None:
+        """A call list was read (the feed's poll): an open alert shows the call its unit is on as
+        soon as the bot knows it, and the board which unit is on which call."""
+        for server_id in server_ids:
+            roster, latest = self.rosters.get(server_id), self.bot.board.latest(server_id)
+            if roster is None or latest is None:
+                continue
+            async with self._lock:
+                moved = roster.take_calls(latest.calls)
+                alerting = any(
+                    alert.cleared_at is None
+                    for (_, alert_server), alerts in self.alerts.items()
+                    if alert_server == server_id
+                    for alert in alerts.values()
+                )
+                if moved or alerting:
+                    await self._plan(server_id, boards=moved)
 
     # --- planning ----------------------------------------------------------------------------------
-    async def _plan(self, server_id: ServerId) -> None:
+    async def _plan(self, server_id: ServerId, *, boards: bool = True) -> None:
         """After the roster changed: alerts opened, followed or cleared (stored at once), boards due."""
         roster = self.rosters[server_id]
         latest = self.bot.board.latest(server_id)
@@ -206,15 +229,29 @@ class UnitsEngine:
                         touched.add(setting.channel_id)
         for channel_id in touched:
             self._writer_of(channel_id).wake()
-        for lane in self._boards.get(server_id, []):
+        for lane in self._boards.get(server_id, []) if boards else []:
             lane.changed()
             self._writer_of(lane.channel_id).wake()
 
     async def _plan_alerts(self, setting: AlertSettings, roster: Roster, panicking: set[Ident]) -> bool:
-        alerts = self.alerts.setdefault((setting.channel_id, setting.server_id), {})
-        active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None}
+        """Opens an alert of its own for each new panic while the channel's cap allows (at most
+        `units.max_alerts_per_minute` in a minute, whatever one event holds); the rest are listed
+        in the channel's one summary alert, which pinged once when it was posted. Then follows
+        the open alerts: their units, their calls, their clearing."""
+        key = (setting.channel_id, setting.server_id)
+        alerts = self.alerts.setdefault(key, {})
+        active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None and not alert.is_summary}
+        summary = next((a for a in alerts.values() if a.is_summary and a.cleared_at is None), None)
+        # a unit the summary lists as cleared that presses again is a new panic
+        listed = {unit.id for unit in summary.members or () if unit.is_panic} if summary is not None else set()
         changed = False
-        for ident in sorted(panicking - active.keys()):
+        fresh = sorted(panicking - active.keys() - listed)
+        opened = self._opened.setdefault(key, collections.deque())
+        now = self.bot.services.clock()  # the clock the budgets go by (a simulation moves it)
+        while opened and now - opened[0] >= 60.0:
+            opened.popleft()
+        room = max(0, self.settings.units.max_alerts_per_minute - len(opened))
+        for ident in fresh[:room]:
             unit = roster.units[ident]
             alert = await self.records.add(
                 setting.channel_id,
@@ -224,20 +261,63 @@ class UnitsEngine:
                 time.time(),
             )
             alerts[alert.id] = alert
+            opened.append(now)
             log.warning("units: unit #%s of CAD server %s pressed panic", ident, setting.server_id)
+            changed = True
+        rest = [roster.units[ident] for ident in fresh[room:MAX_SUMMARY]]
+        if rest:
+            log.warning(
+                "units: %d more units of CAD server %s pressed panic (past the cap of %d alerts a minute): one summary",
+                len(rest),
+                setting.server_id,
+                self.settings.units.max_alerts_per_minute,
+            )
+            if summary is None:
+                summary = await self.records.add_summary(setting.channel_id, setting.server_id, rest, time.time())
+                alerts[summary.id] = summary
+            else:
+                merged = {unit.id: unit for unit in (*(summary.members or ()), *rest)}
+                summary = await self._update(alerts, summary, members=tuple(merged.values())[:MAX_SUMMARY])
             changed = True
         for ident, alert in active.items():
             if ident in panicking:
-                now = alert.changed(unit=roster.units[ident], call=self._call_of(setting.server_id, roster, ident))
+                call = self._call_of(setting.server_id, roster, ident)
+                now_alert = alert.changed(unit=roster.units[ident], call=call)
             elif ident in roster.units or roster.knows_off_duty(ident):
-                now = alert.changed(cleared_at=time.time())
+                now_alert = alert.changed(cleared_at=time.time())
             else:
                 continue  # not known yet (the first sweep after a start is under way)
-            if now.version != alert.version:
-                await self.records.update(now)
-                alerts[alert.id] = now
+            if now_alert.version != alert.version:
+                await self._update(alerts, now_alert)
                 changed = True
+        if summary is not None:
+            changed |= await self._follow_summary(alerts, summary, roster, panicking)
         return changed
+
+    async def _follow_summary(
+        self, alerts: dict[int, Alert], summary: Alert, roster: Roster, panicking: set[Ident]
+    ) -> bool:
+        """The summary's units as now seen; it clears when none of them is in panic any more."""
+        members = []
+        for unit in summary.members or ():
+            if unit.is_panic and unit.id in panicking:
+                unit = roster.units[unit.id]
+            elif unit.is_panic and (unit.id in roster.units or roster.knows_off_duty(unit.id)):
+                unit = unit.model_copy(update={"is_panic": False})  # stays listed, as cleared
+            members.append(unit)
+        still = any(unit.is_panic for unit in members)
+        now = summary.changed(members=tuple(members), cleared_at=None if still else time.time())
+        if now.version == summary.version:
+            return False
+        await self._update(alerts, now)
+        return True
+
+    async def _update(self, alerts: dict[int, Alert], alert: Alert, **changes: Any) -> Alert:
+        if changes:
+            alert = alert.changed(**changes)
+        await self.records.update(alert)
+        alerts[alert.id] = alert
+        return alert
 
     def _call_of(self, server_id: ServerId, roster: Roster, ident: Ident) -> str | None:
         call_id = roster.calls.get(ident)
@@ -251,12 +331,14 @@ class UnitsEngine:
         roster = self.rosters[server_id]
 
         def render() -> list[discord.Embed] | None:
-            if not roster.complete:
-                return None  # an empty board after a start would be a lie: wait for the first whole read
+            if not roster.complete and not roster.units:
+                return None  # an empty board after a start would be a lie: wait for a read or an event
             latest = self.bot.board.latest(server_id)
             if latest is not None:
                 roster.take_calls(latest.calls)
-            return board_pages(server_id, roster.units, roster.calls, self.settings.units.label)
+            # before a whole read of the list, what the events said, marked as not yet confirmed
+            label = self.settings.units.label
+            return board_pages(server_id, roster.units, roster.calls, label, confirmed=roster.complete)
 
         return render
 

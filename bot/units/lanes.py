@@ -38,7 +38,8 @@ def _alert_embed(alert: Alert) -> discord.Embed:
         return alert_embed(alert)
     except Exception:
         log.exception("units: panic alert %s cannot be drawn in full; posting it short", alert.id)
-        return discord.Embed(title=f"PANIC: unit #{alert.ident}", colour=discord.Colour.red())
+        who = f"unit #{alert.ident}" if alert.members is None else f"{len(alert.members)} more units"
+        return discord.Embed(title=f"PANIC: {who}", colour=discord.Colour.red())
 
 
 def _fingerprint(embed: discord.Embed) -> str:

@@ -17,8 +17,9 @@ from ..store import Store
 
 _ALERT_COLUMNS = (
     "id, channel_id, server_id, ident_id, unit, call, started_at, cleared_at, acked_by, acked_at, nonce, "
-    "message_id, version, shown"
+    "message_id, version, shown, members"
 )
+SUMMARY_IDENT = -1  # the ident_id of a summary alert's row: one open summary per channel and server
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,17 @@ class Alert:
     message_id: int | None
     version: str  # what the message should show
     shown: str | None  # what it does show
+    # a panic storm's summary alert (one for the panics past the cap): the units it lists, each as
+    # last seen (`is_panic` False once theirs cleared); None on a unit's own alert
+    members: tuple[Unit, ...] | None = None
 
     @property
     def ident(self) -> int:
-        return self.unit.id
+        return SUMMARY_IDENT if self.members is not None else self.unit.id
+
+    @property
+    def is_summary(self) -> bool:
+        return self.members is not None
 
     @property
     def is_open(self) -> bool:
@@ -55,7 +63,15 @@ class Alert:
 
 
 def alert_version(alert: Alert) -> str:
-    shown = [alert.unit.model_dump(mode="json"), alert.call, alert.cleared_at, alert.acked_by, alert.acked_at]
+    shown: list[Any] = [
+        alert.unit.model_dump(mode="json"),
+        alert.call,
+        alert.cleared_at,
+        alert.acked_by,
+        alert.acked_at,
+    ]
+    if alert.members is not None:  # a unit's alert hashes as before: no edit storm on upgrade
+        shown.append([unit.model_dump(mode="json") for unit in alert.members])
     return hashlib.sha1(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -63,7 +79,13 @@ def _alert(row: sqlite3.Row) -> Alert:
     try:
         unit = Unit.model_validate_json(row["unit"])
     except ValidationError:  # written by a version that read units differently
-        unit = Unit(id=row["ident_id"])
+        unit = Unit(id=max(0, row["ident_id"]))
+    members = None
+    if row["members"] is not None:
+        try:
+            members = tuple(Unit.model_validate(item) for item in json.loads(row["members"]))
+        except (ValidationError, ValueError, TypeError):
+            members = ()
     return Alert(
         id=row["id"],
         channel_id=row["channel_id"],
@@ -78,6 +100,7 @@ def _alert(row: sqlite3.Row) -> Alert:
         message_id=row["message_id"],
         version=row["version"],
         shown=row["shown"],
+        members=members,
     )
 
 
@@ -108,11 +131,34 @@ class AlertRecords:
             )
         return replace(draft, id=int(cursor.lastrowid or 0))
 
+    async def add_summary(self, channel_id: int, server_id: ServerId, units: list[Unit], started_at: float) -> Alert:
+        """The one summary alert of a panic storm in a channel, listing `units`."""
+        nonce = hashlib.sha1(f"alert|{channel_id}|{server_id}|summary|{started_at!r}".encode()).hexdigest()[:25]
+        members = tuple(units)
+        draft = Alert(0, channel_id, server_id, units[0], None, started_at, None, None, None, nonce, None, "", None)
+        draft = replace(draft, members=members).changed()
+        async with self.store.writing() as db:
+            cursor = await db.execute(
+                "INSERT INTO alerts (channel_id, server_id, ident_id, unit, call, started_at, nonce, version, members) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                (
+                    channel_id,
+                    server_id,
+                    SUMMARY_IDENT,
+                    units[0].model_dump_json(),
+                    started_at,
+                    nonce,
+                    draft.version,
+                    _members_json(members),
+                ),
+            )
+        return replace(draft, id=int(cursor.lastrowid or 0))
+
     async def update(self, alert: Alert) -> None:
         async with self.store.writing() as db:
             await db.execute(
-                "UPDATE alerts SET unit = ?, call = ?, cleared_at = ?, acked_by = ?, acked_at = ?, version = ? "
-                "WHERE id = ?",
+                "UPDATE alerts SET unit = ?, call = ?, cleared_at = ?, acked_by = ?, acked_at = ?, version = ?, "
+                "members = ? WHERE id = ?",
                 (
                     alert.unit.model_dump_json(),
                     alert.call,
@@ -120,6 +166,7 @@ class AlertRecords:
                     alert.acked_by,
                     alert.acked_at,
                     alert.version,
+                    _members_json(alert.members),
                     alert.id,
                 ),
             )
@@ -138,6 +185,12 @@ class AlertRecords:
                 "DELETE FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ? AND shown IS version",
                 (older_than,),
             )
+
+
+def _members_json(members: tuple[Unit, ...] | None) -> str | None:
+    if members is None:
+        return None
+    return json.dumps([unit.model_dump(mode="json", by_alias=True, exclude_defaults=True) for unit in members])
 
 
 @dataclass(frozen=True)
