@@ -23,13 +23,17 @@ from .messages import user_message
 from .services import sonoran_client
 from .sonoran import (
     BadCredentials,
+    BadReply,
     CadUnavailable,
     ConfigurationProblem,
+    NotFound,
     NotLinked,
     PlanInfo,
     RateLimited,
+    RequestRejected,
     SonoranClient,
     SonoranError,
+    WrongApiUrl,
 )
 from .store import SCHEMA_VERSION, StateFileError, Store
 
@@ -97,6 +101,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
     version = settings.sonoran.api_version
     try:
         plan = await client.get_version()
+    except WrongApiUrl as error:
+        return [not_the_cad(settings, error)], None
     except ConfigurationProblem as error:
         fix = (
             "check sonoran.api_key and sonoran.community_id (CAD: Admin > In-Game Integration > API)"
@@ -117,6 +123,9 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
                 "check sonoran.api_url (and that this machine reaches it), or try again in a minute",
             )
         ], None
+    except (BadReply, NotFound, RequestRejected) as error:
+        # something answered, but not as the CAD's version request does: polling it would never work
+        return [not_the_cad(settings, error)], None
     except SonoranError as error:
         return [
             Check(
@@ -161,6 +170,20 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         names = ", ".join(f"{s} ({servers[s].name or 'unnamed'})" for s in wanted)
         checks.append(Check("sonoran servers", True, f"configured servers exist: {names}"))
     return checks, plan
+
+
+def not_the_cad(settings: Settings, error: SonoranError) -> Check:
+    """The address answers, but not as Sonoran's API does (a path such as /api/v2 added to it, a
+    web page, another service): `check` and `run` refuse it alike."""
+    url = settings.sonoran.base_url
+    return Check(
+        "sonoran key",
+        False,
+        f"sonoran.api_url {url} answers, but not as the Sonoran CAD API does ({error})",
+        "set sonoran.api_url to the API's base address, without any path (https://api.sonorancad.com, "
+        "the default), and check sonoran.api_version",
+        fatal=True,
+    )
 
 
 async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:

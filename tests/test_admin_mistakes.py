@@ -28,7 +28,7 @@ from .doubles.fake_cad import FakeCad
 from .doubles.loopback import free_port
 from .helpers import make_settings
 from .test_config import MINIMAL, write
-from .test_operations import ROOT, write_config
+from .test_operations import ROOT, start_bot, write_config
 
 FEED = "\n[[feeds]]\nchannel_id = 4242\n"
 
@@ -173,3 +173,22 @@ async def test_run_says_once_that_a_ping_role_would_notify_nobody(
         await bot.on_ready()  # READY again after a reconnect: not said again
     said = [r.getMessage() for r in caplog.records if "ping role 77" in r.getMessage()]
     assert len(said) == 1 and "feed channel 4242" in said[0], said
+
+
+@pytest.mark.parametrize("api_version", [1, 2])
+async def test_run_refuses_an_api_url_that_answers_but_is_not_the_cad_while_discord_is_down(
+    cad: FakeCad, tmp_path: Path, api_version: int
+) -> None:
+    config = write_config(tmp_path, cad.url + "/api/v2")
+    config.write_text(config.read_text().replace("poll_seconds = 5", f"poll_seconds = 5\napi_version = {api_version}"))
+    settings = load_settings(config, {})
+    async with aiohttp.ClientSession() as session:
+        (check,), _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
+    assert check.fatal and check.detail.startswith(f"sonoran.api_url {cad.url}/api/v2 answers, but not as the Sonoran")
+    process = await start_bot(config, discord_down=True)  # Discord's login would be retried for ever
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    log = stderr.decode()
+    assert process.returncode == EXIT_PROBLEM, log
+    assert f"not starting: {check.detail} -> {check.fix}" in log  # check's line, at once
+    assert "without any path (https://api.sonorancad.com" in check.fix
+    assert "cannot reach Discord" not in log and "Traceback" not in log
