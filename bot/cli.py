@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(sync(settings, args.guild))
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
-    return asyncio.run(run(settings))
+    return asyncio.run(run(settings, config=path))
 
 
 def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
@@ -190,7 +190,34 @@ def _report(checks: list[Check], secrets: Sequence[str]) -> int:
     return EXIT_PROBLEM if any(not c.ok for c in checks) else EXIT_OK
 
 
-async def run(settings: Settings) -> int:
+def startup_line(settings: Settings, config: Path | None) -> str:
+    """Who is starting: the version, the configuration file, the CAD API and what the bot serves."""
+
+    def count(items: Sequence[object], one: str) -> str:
+        return f"{len(items)} {one}{'' if len(items) == 1 else 's'}"
+
+    served = [
+        count(settings.feeds, "feed")
+        + (f" (channel {', '.join(str(f.channel_id) for f in settings.feeds)})" if settings.feeds else ""),
+        count(settings.boards, "unit board"),
+        count(settings.alerts, "panic alert channel"),
+    ]
+    if settings.push.enabled:
+        push = settings.push
+        served.append(
+            f"push listener on {push.host}:{push.port}{push.path}" + (" + websocket" if push.websocket else "")
+        )
+    if settings.audit.channel_id:
+        served.append(f"audit channel {settings.audit.channel_id}")
+    served.append("slash commands")
+    where = str(config.resolve()) if config is not None else "(built in code)"
+    return (
+        f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.sonoran.api_version} "
+        f"at {settings.sonoran.base_url}; serves {', '.join(served)}"
+    )
+
+
+async def run(settings: Settings, *, config: Path | None = None) -> int:
     """Checks the CAD credentials, then runs until SIGTERM/SIGINT; 0 on a clean stop.
 
     The signal handlers go in first: a stop asked for at any moment, even while the CAD or
@@ -200,6 +227,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("%s", startup_line(settings, config))
     try:
         with instance_lock(settings.state.path):
             return await _run(settings, stop)

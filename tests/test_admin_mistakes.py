@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,14 @@ from bot.feed import listener as listener_module
 from bot.preflight import push_checks, sonoran_preflight, start_checks
 from bot.services import sonoran_client
 from bot.store import StateFileError, Store
+from bot.version import version
 
 from .conftest import BotFactory
 from .doubles.fake_cad import FakeCad
 from .doubles.loopback import free_port
-from .helpers import make_settings
+from .helpers import DISCORD_TOKEN, make_settings
 from .test_config import MINIMAL, write
-from .test_operations import ROOT, start_bot, write_config
+from .test_operations import ROOT, signal_once_ours, start_bot, write_config
 
 FEED = "\n[[feeds]]\nchannel_id = 4242\n"
 
@@ -150,18 +150,13 @@ async def test_run_with_the_examples_placeholders_stops_with_checks_line(
     assert cad.operations() == []
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.3])
-async def test_ctrl_c_while_starting_is_a_clean_exit(tmp_path: Path, cad: FakeCad, delay: float) -> None:
+@pytest.mark.parametrize(("marker", "delay"), [("import", 0), ("start", 0), ("start", 0.05), ("start", 0.3)])
+async def test_ctrl_c_while_starting_is_a_clean_exit(tmp_path: Path, cad: FakeCad, marker: str, delay: float) -> None:
     config = write_config(tmp_path, cad.url)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "--config", str(config), "run",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT),
-    )  # fmt: skip
-    await asyncio.sleep(delay)
-    process.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, err.decode()
-    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    code, _, err = await signal_once_ours(config, signal.SIGINT, marker, delay)
+    log = "\n".join(line for line in err.splitlines() if not line.startswith("import time:"))
+    assert code == 0, log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
 
 
 async def test_run_says_once_that_a_ping_role_would_notify_nobody(
@@ -192,3 +187,22 @@ async def test_run_refuses_an_api_url_that_answers_but_is_not_the_cad_while_disc
     assert f"not starting: {check.detail} -> {check.fix}" in log  # check's line, at once
     assert "without any path (https://api.sonorancad.com" in check.fix
     assert "cannot reach Discord" not in log and "Traceback" not in log
+
+
+async def test_start_up_says_who_it_is_in_one_info_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cad: FakeCad
+) -> None:
+    config = write_config(
+        tmp_path,
+        cad.url,
+        extra='[[alerts]]\nchannel_id = 77\n\n[push]\nenabled = true\nhost = "127.0.0.1"\nport = 0\n',
+    )
+    config.write_text(config.read_text().replace(DISCORD_TOKEN, "put-the-bot-token-here"))  # stops right after
+    with caplog.at_level(logging.INFO, logger="bot"):
+        assert await run(load_settings(config, {}), config=config) == EXIT_PROBLEM
+    said = [r for r in caplog.records if r.name == "bot" and r.levelno == logging.INFO and "starting" in r.message]
+    (line,) = [r.getMessage() for r in said]
+    assert line.startswith(f"sonoran-dispatch-bot {version()} starting: config {config.resolve()}; ")
+    assert f"Sonoran API v2 at {cad.url}" in line
+    assert "serves 1 feed (channel 4242), 0 unit boards, 1 panic alert channel, push listener on 127.0.0.1:0" in line
+    assert "\n" not in line and "put-the-bot-token-here" not in line

@@ -451,12 +451,44 @@ async def _stop_after(delay: float, config: Path, *, ready: Any = None) -> tuple
     return process.returncode, time.monotonic() - signalled, stderr.decode() + stdout.decode()
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.4, 1.0])
-async def test_sigterm_while_starting_is_a_clean_exit(cad: FakeCad, tmp_path: Path, delay: float) -> None:
+async def signal_once_ours(
+    config: Path, sig: signal.Signals, marker: str, delay: float, *, cwd: Path = ROOT
+) -> tuple[int, float, str]:
+    """`python -m bot run`, signalled `delay` s after `marker` shows in its stderr: "import" is
+    the moment discord.py has been imported (by our code, after bot/__main__ took the signals;
+    `-X importtime` says when), "start" the bot's start-up line. A signal while Python itself is
+    still starting is Python's, not ours: never sent. Returns the exit code, the seconds from the
+    signal to the exit, and the whole stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "importtime", "-m", "bot", "--config", str(config), "run",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(cwd),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = ""
+    async with asyncio.timeout(30):
+        while True:
+            line = (await process.stderr.readline()).decode()
+            assert line, f"the bot exited before {marker!r}:\n{seen}"
+            seen += line
+            if marker == "import" and line.startswith("import time:") and line.rstrip().endswith(" discord"):
+                break
+            if marker == "start" and "sonoran-dispatch-bot " in line and " starting: config " in line:
+                break
+    await asyncio.sleep(delay)
+    process.send_signal(sig)
+    signalled = time.monotonic()
+    _, rest = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, time.monotonic() - signalled, seen + rest.decode()
+
+
+@pytest.mark.parametrize(("marker", "delay"), [("import", 0), ("start", 0.05), ("start", 0.4), ("start", 1.0)])
+async def test_sigterm_while_starting_is_a_clean_exit(cad: FakeCad, tmp_path: Path, marker: str, delay: float) -> None:
     cad.fail_next("get_version", delay=60)  # a CAD that never answers the preflight
     config = write_config(tmp_path, cad.url)
     config.write_text(config.read_text().replace("timeout_seconds = 2", "timeout_seconds = 30"))
-    code, seconds, log = await _stop_after(delay, config)
+    code, seconds, log = await signal_once_ours(config, signal.SIGTERM, marker, delay)
     assert code == 0 and seconds < 2, log
     assert "Traceback" not in log
 
