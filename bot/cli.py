@@ -31,7 +31,7 @@ from .preflight import (
     sonoran_preflight,
     start_checks,
 )
-from .sandbox.demo import run_demo
+from .sandbox.demo import DiscordUnreachable, run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
@@ -170,6 +170,12 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
     except BrokenPipeError:  # `demo | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
+    except discord.LoginFailure:
+        print("demo: Discord rejected the token (discord.token or SONORAN_BOT_DISCORD__TOKEN)", file=sys.stderr)
+        return EXIT_PROBLEM
+    except DiscordUnreachable as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
 
 
 def _secrets(settings: Settings) -> list[str]:

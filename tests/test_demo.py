@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from aioresponses import aioresponses
+
+from bot.__main__ import main
 from bot.sandbox.demo import Demo
 
 from .doubles.discord_fakes import CHANNEL_ID, FakeDiscord, dispatch_interaction, slash
@@ -53,3 +57,17 @@ async def test_the_demo_with_a_token_runs_in_the_channel_with_its_slash_commands
     assert any("911 call #1001" in title for title in titles)
     assert "Units on duty · CAD server 1" in titles
     assert discord_api.refused == []  # the strict double took every message
+
+
+def test_the_demo_in_a_channel_with_discord_unreachable_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SONORAN_BOT_DISCORD__TOKEN", "a-real-looking-token")
+    monkeypatch.chdir(tmp_path)
+    with aioresponses(passthrough=["http://127.0.0.1"]):  # nothing else answers: Discord cannot be reached
+        assert main(["demo", "--channel", "4242", "--for", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.strip().splitlines() if "] [INFO   ] " not in line]  # one line
+    assert line.startswith("demo: cannot reach Discord (ClientConnectionError): the network, not the token")
+    assert "a-real-looking-token" not in err

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+import aiohttp
 import discord
 import discord.http
 
@@ -44,6 +45,10 @@ def demo_settings(cad_url: str, state: Path, *, token: str, channel_id: int) -> 
         alerts=[{"server_id": 1, "channel_id": channel_id}],
         push={"enabled": True, "host": "127.0.0.1", "port": 0, "path": PUSH_PATH},
     )
+
+
+class DiscordUnreachable(Exception):
+    """With a token: Discord did not answer the log-in (the network, not the token)."""
 
 
 class Demo:
@@ -94,7 +99,13 @@ class Demo:
         services = await self._stack.enter_async_context(open_services(settings))
         self.bot = DispatchBot(settings, services)
         self._stack.push_async_callback(self.bot.close)
-        await self.bot.login(settings.discord.token.get_secret_value())
+        try:
+            await self.bot.login(settings.discord.token.get_secret_value())
+        except (aiohttp.ClientError, OSError, TimeoutError, discord.DiscordServerError) as error:
+            raise DiscordUnreachable(
+                f"cannot reach Discord ({type(error).__name__}): the network, not the token; check this machine's "
+                "connection and try again (without a token and --channel, the demo needs no Discord)"
+            ) from None
         if self.token:
             self._tasks.append(asyncio.create_task(self._in_discord(self.bot), name="demo-gateway"))
         listener = self.bot.feed.push_listener if self.bot.feed else None
