@@ -134,8 +134,22 @@ class FeedEngine:
     @property
     def sender(self) -> Sender:
         if self._sender is None:  # on first use: a bot that only syncs commands has no store
-            self._sender = Sender(self.bot, self.bot.store, attach_buttons=self.settings.sonoran.api_version == 2)
+            self._sender = Sender(
+                self.bot,
+                self.bot.store,
+                attach_buttons=self.settings.sonoran.api_version == 2,
+                unit_names=self.unit_name,
+            )
         return self._sender
+
+    def unit_name(self, server_id: int, ident: int) -> str | None:
+        """What the cards call an attached unit: its number and name from the units roster (read
+        only where a board or an alert reads the server's units), else None."""
+        roster = self.units.rosters.get(server_id)
+        unit = roster.units.get(ident) if roster is not None else None
+        if unit is None:
+            return None
+        return " ".join(part for part in (unit.data.unit_num, unit.data.name) if part) or None
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
