@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -162,7 +163,21 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
     if token and not channel_id:
         print("demo: with a Discord token, say which channel to post in: --channel ID", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging("INFO" if token else "WARNING", [token] if token else [])
+    with contextlib.ExitStack() as stack:
+        if token:
+            setup_logging("INFO", [token])
+        else:  # the terminal shows the feed: the log goes to a file, never between the lines of a card
+            log_path = Path(tempfile.gettempdir()) / DEMO_LOG
+            handler = setup_logging("INFO", stream=stack.enter_context(log_path.open("w", encoding="utf-8")))
+            stack.callback(logging.getLogger().removeHandler, handler)  # before the file closes
+            print(f"demo: the bot's log goes to {log_path}", flush=True)
+        return _play_demo(seconds, token, channel_id)
+
+
+DEMO_LOG = "sonoran-dispatch-demo.log"
+
+
+def _play_demo(seconds: float | None, token: str | None, channel_id: int | None) -> int:
     try:
         return asyncio.run(run_demo(sys.stdout, seconds=seconds, token=token, channel_id=channel_id))
     except KeyboardInterrupt:
