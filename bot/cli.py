@@ -380,7 +380,11 @@ async def sync(settings: Settings, guild_id: int | None) -> int:
 def health(settings: Settings, max_age: float | None) -> int:
     path = settings.state.health_file
     if path is None:
-        print("no state.health_file configured", file=sys.stderr)
+        print(
+            "health: state.health_file is not set, so the running bot leaves nothing to read; set it in [state] "
+            '(health_file = "data/last-poll", on the same volume as state.path) and restart the bot',
+            file=sys.stderr,
+        )
         return EXIT_PROBLEM
     limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
     with contextlib.suppress(OSError, ValueError, IndexError):

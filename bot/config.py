@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -63,6 +64,21 @@ class _Section(BaseModel):
 def _not_blank(value: SecretStr) -> SecretStr:
     if not value.get_secret_value().strip():
         raise ValueError("must not be empty")
+    return value
+
+
+_CHANNEL_LINK = re.compile(
+    r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/(?P<channel>\d+)(?:/\d+)?/?"
+)
+
+
+def _channel_id(value: Any) -> Any:
+    """A channel's id, or the channel's link as Discord copies it (Copy Link, or a message's link:
+    https://discord.com/channels/<server>/<channel>[/<message>]): what admins paste."""
+    if isinstance(value, str):
+        link = _CHANNEL_LINK.fullmatch(value.strip().strip("<>"))
+        if link is not None:
+            return int(link.group("channel"))
     return value
 
 
@@ -133,6 +149,8 @@ class CommandSettings(_Section):
 class AuditSettings(_Section):
     channel_id: int = Field(0, ge=0)  # 0 = off; one embed per write made through the bot, and per refusal
 
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
+
 
 class StateSettings(_Section):
     path: Path = Path("data/state.sqlite3")
@@ -151,6 +169,8 @@ class FeedSettings(_Section):
     calls: list[CallKind] = Field(default_factory=lambda: list(ALL_CALL_KINDS))
     ping_role_id: int = Field(0, ge=0)
     dispatch: bool = False  # also post dispatch calls, edited through their life
+
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
 
 
 DEFAULT_STATUS_LABELS = ("UNAVAILABLE", "BUSY", "AVAILABLE", "ENROUTE", "ON_SCENE")  # Sonoran's 0-4
@@ -184,6 +204,8 @@ class BoardSettings(_Section):
     server_id: int = Field(1, ge=1)
     channel_id: int = Field(gt=0)
 
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
+
 
 class AlertSettings(_Section):
     """Panic alerts of one CAD server, posted in a channel with a ping of one role."""
@@ -191,6 +213,8 @@ class AlertSettings(_Section):
     server_id: int = Field(1, ge=1)
     channel_id: int = Field(gt=0)
     ping_role_id: int = Field(0, ge=0)
+
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
 
 
 class PushSettings(_Section):
@@ -574,12 +598,36 @@ def _describe(problem: Any) -> str:
         return "missing required key"
     if kind == "extra_forbidden":
         return "unknown key (a typo? see config.example.toml for every key)"
+    loc = problem["loc"]
+    value = problem.get("input")
+    hint = _the_fix(kind, loc, value)
+    if hint is not None:
+        return hint
     # our own validators' ValueError: its words, without pydantic's "Value error, " in front
     cause = problem.get("ctx", {}).get("error") if kind == "value_error" else None
     message = str(cause) if isinstance(cause, ValueError) else str(problem["msg"])
-    loc = problem["loc"]
     secret = bool(loc) and loc[-1] in SECRET_KEYS
-    value = problem.get("input")
     if not secret and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60:
         message += f" (got {value!r})"
     return message
+
+
+LIST_TABLES = ("feeds", "boards", "alerts")
+
+
+def _the_fix(kind: str, loc: tuple[int | str, ...], value: Any) -> str | None:
+    """The first hour's usual slips, each said with its fix (None: pydantic's words will do)."""
+    key = str(loc[-1]) if loc else ""
+    if kind == "list_type" and len(loc) == 1 and key in LIST_TABLES and isinstance(value, dict):
+        return f"written [{key}], one table; each entry is a [[{key}]] table, with two brackets on each side"
+    if key == "api_url" and kind.startswith("url") and isinstance(value, str) and "://" not in value:
+        return f'the URL needs its https:// in front: api_url = "https://{value.strip().lstrip("/")}"'
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f'TOML read it as a number: put the value in quotes ({key} = "...")'
+    if key.endswith("channel_id") and kind == "int_parsing" and isinstance(value, str):
+        return (
+            "a channel's id, a number: in Discord (Developer Mode on) right-click the channel > Copy Channel ID, "
+            "or paste its link (https://discord.com/channels/<server>/<channel>)"
+            + ("" if len(value) > 60 else f" (got {value!r})")
+        )
+    return None

@@ -225,6 +225,20 @@ def placeholder_check(settings: Settings) -> Check | None:
     )
 
 
+def served_check(settings: Settings) -> Check | None:
+    """Nothing to post in: the bot would only answer slash commands. Said, not counted (a bot for
+    the commands alone is a choice)."""
+    if settings.feeds or settings.boards or settings.alerts:
+        return None
+    return Check(
+        "configuration",
+        True,
+        "no [[feeds]], [[boards]] or [[alerts]]: the bot posts nothing, it only answers slash commands",
+        "add a [[feeds]] table with channel_id = the id of the channel for the calls (see config.example.toml)",
+        warning=True,
+    )
+
+
 def start_checks(settings: Settings) -> list[Check]:
     """What `run` refuses to start on before it asks the CAD or Discord anything: the example's
     placeholders, and a websocket without its extra."""
@@ -335,8 +349,19 @@ async def discord_checks(settings: Settings) -> list[Check]:
                     "copy the token again from the Developer Portal (Bot > Reset Token)",
                 )
             ]
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
-            return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
+        except discord.HTTPException as error:  # Discord answered, with an error of its own (5xx)
+            return [
+                Check("discord token", False, f"Discord answered HTTP {error.status}: not the token", "try again later")
+            ]
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            return [
+                Check(
+                    "discord token",
+                    False,
+                    f"cannot reach Discord ({type(error).__name__}): the network, not the token (it was not checked)",
+                    "check this machine's connection to discord.com (DNS, firewall, proxy) and run check again",
+                )
+            ]
         checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
         if not (settings.feeds or settings.boards or settings.alerts or settings.discord.guild_ids) and not (
             settings.audit.channel_id
@@ -431,6 +456,7 @@ def ping_role_check(client: discord.Client, channel_id: int, role_id: int, key: 
 
 async def run_checks(settings: Settings) -> list[Check]:
     placeholders = placeholder_check(settings)
+    served = served_check(settings)
     async with aiohttp.ClientSession() as session:
         sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
     return [
@@ -439,4 +465,5 @@ async def run_checks(settings: Settings) -> list[Check]:
         await state_check(settings),
         *push_checks(settings),
         *await discord_checks(settings),
+        *([served] if served else []),
     ]

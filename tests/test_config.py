@@ -101,7 +101,7 @@ server_id = 2
     assert "sonoran.api_key: missing required key" in report
     assert "sonoran.api_version: Input should be 1 or 2" in report
     assert "sonoran.poll_seconds: Input should be greater than or equal to 5" in report
-    assert "feeds[0].channel_id: Input should be a valid integer" in report
+    assert "feeds[0].channel_id: a channel's id, a number" in report
     assert "feeds[0].calls[1]: Input should be 'emergency' or 'civil'" in report
     assert "feeds[1].channel_id: missing required key" in report
     assert "tok-SECRET" not in report
