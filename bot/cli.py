@@ -19,7 +19,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from .config import ConfigError, Settings, load_settings, resolve_config_path
+from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
@@ -126,11 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
-    path = resolve_config_path(getattr(args, "config", None), dict(os.environ))
-    if command == "demo":
-        return demo(path, args.seconds, args.channel)
     try:
-        settings = load_settings(path, os.environ)
+        environ, from_dotenv = with_dotenv(os.environ)  # ./.env under the process environment
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    path = resolve_config_path(getattr(args, "config", None), environ)
+    if command == "demo":
+        return demo(path, args.seconds, args.channel, environ)
+    try:
+        settings = load_settings(path, environ, dotenv_names=from_dotenv)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -147,12 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(run(settings, config=path))
 
 
-def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
+def demo(path: Path, seconds: float | None, channel_id: int | None, environ: dict[str, str]) -> int:
     """The demo needs no configuration; a token, if there is one, comes from the file or the variable."""
-    token = os.environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
+    token = environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
     if token is None and path.is_file():
         try:
-            settings = load_settings(path, os.environ)
+            settings = load_settings(path, environ)
         except ConfigError as error:
             print(f"configuration error: {error}", file=sys.stderr)
             return EXIT_CONFIG

@@ -7,7 +7,10 @@ something (named below). Every problem is reported at once, in one
 `ConfigError` that names the file and each wrong key (or, for a value that came from the
 environment, the variable), never as a pydantic traceback, and never with a secret's value in it.
 
-Environment variables: `SONORAN_BOT_<SECTION>__<KEY>`, `__` for each level. An empty variable is
+Environment variables: `SONORAN_BOT_<SECTION>__<KEY>`, `__` for each level. The same variables may
+also sit in a `.env` file in the working directory (read by `read_dotenv`, as pydantic-settings'
+`DotEnvSettingsSource` reads one). Highest first: the process environment, then `.env`, then the
+TOML file. An empty variable is
 ignored (a compose file passes `VAR=` for an unset host variable). Lists take JSON or plain
 commas (`SONORAN_BOT_DISCORD__GUILD_IDS=123,456`); `[[feeds]]` takes a JSON list of tables
 (`SONORAN_BOT_FEEDS='[{"channel_id": 123}]'`) or one key of one entry by its index
@@ -41,6 +44,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -50,6 +54,7 @@ from pydantic_settings import (
 ENV_PREFIX = "SONORAN_BOT_"
 CONFIG_ENV_VAR = "SONORAN_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = "config.toml"
+DOTENV = ".env"  # in the working directory, as compose and 12-factor tools write it
 SECRET_KEYS = frozenset({"token", "api_key"})
 
 
@@ -415,9 +420,42 @@ class EnvOverrides(EnvSettingsSource):
         return {key: merged[key] for key in {keys[0] for keys in self.origins} if key in merged}
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+class DotEnvFile(DotEnvSettingsSource):
+    """A `.env` file, read as pydantic-settings reads one (python-dotenv's syntax: `KEY=value`,
+    quotes, `export`, comments), the names kept as written so that they are applied, and named in
+    errors, exactly as the process environment's are."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(Settings, env_file=path, case_sensitive=True)
+
+
+def read_dotenv(path: str | Path = DOTENV) -> dict[str, str]:
+    """The `SONORAN_BOT_*` variables of a `.env` file (none if there is no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        found = DotEnvFile(path).env_vars
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.resolve()}: cannot be read ({exc}); fix or remove the .env file") from None
+    return {name: value for name, value in found.items() if name.startswith(ENV_PREFIX) and value is not None}
+
+
+def with_dotenv(environ: Mapping[str, str], path: str | Path = DOTENV) -> tuple[dict[str, str], frozenset[str]]:
+    """The environment as the bot reads it: `.env`'s variables under the process environment's
+    (a variable set in both is the process's), and the names that came from the file."""
+    dotenv = read_dotenv(path)
+    # an empty variable is ignored, as it is over the TOML file: the file's value stands
+    merged = {**environ, **dotenv, **{name: value for name, value in environ.items() if value.strip()}}
+    return merged, frozenset(name for name in dotenv if merged[name] == dotenv[name])
+
+
+def load_settings(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, dotenv_names: frozenset[str] = frozenset()
+) -> Settings:
     """Read `path` (TOML), apply `SONORAN_BOT_*` environment overrides (from `environ`, by
-    default the process environment) and validate."""
+    default the process environment; `with_dotenv` adds a `.env` file's, whose names are
+    `dotenv_names`) and validate."""
     path = Path(path)
     environ = os.environ if environ is None else environ
     if path.is_dir():
@@ -437,7 +475,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, env.origins)) from None
+        raise ConfigError(format_validation_error(path, exc, env.origins, dotenv_names)) from None
     finally:
         _SOURCES.reset(sources)
 
@@ -559,14 +597,18 @@ def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: Any, name: str
 
 
 def format_validation_error(
-    path: Path, exc: ValidationError, origins: Mapping[tuple[str, ...], str] | None = None
+    path: Path,
+    exc: ValidationError,
+    origins: Mapping[tuple[str, ...], str] | None = None,
+    dotenv_names: frozenset[str] = frozenset(),
 ) -> str:
     problems = exc.errors(include_url=False, include_input=True)
     lines = [f"{path}: {len(problems)} problem(s) in the configuration:"]
     for problem in problems:
         key = _dotted(problem["loc"])
         variable = _variable_for(problem["loc"], origins or {})
-        where = f"{variable} (environment variable, {key})" if variable else key or "(file)"
+        source = f"{DOTENV} file" if variable in dotenv_names else "environment variable"
+        where = f"{variable} ({source}, {key})" if variable else key or "(file)"
         lines.append(f"  - {where}: {_describe(problem)}")
     return "\n".join(lines)
 
