@@ -23,10 +23,13 @@ from .config import ConfigError, Settings, load_settings, resolve_config_path, w
 from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, instance_lock
-from .logs import setup_logging
+from .logs import setup_logging, silence_voice_warnings
 from .preflight import (
     Check,
+    application_id_from_token,
     describe_sync_error,
+    invite_permissions,
+    invite_url,
     placeholder_check,
     run_checks,
     sonoran_preflight,
@@ -64,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=prog,
         parents=[common],
         description="Sonoran CAD dispatch bot for Discord: slash commands and a live call feed.",
-        epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} check`, "
-        f"`{prog} sync`, `{prog} run`.",
+        epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} invite`, "
+        f"`{prog} check`, `{prog} sync`, `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo,invite}")
     commands.add_parser(
         "run",
         parents=[common],
@@ -109,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_test.add_argument("--url", metavar="URL", help="the listener's URL (default: from push.host, port and path)")
     push_test.add_argument("--post", action="store_true", help="send a 911 call the feed posts")
+    commands.add_parser(
+        "invite",
+        parents=[common],
+        help="print the link that invites the bot to a server",
+        description="Prints the invite link with the application's id (asked of Discord with the token, or read "
+        "from the token) and the permissions this configuration needs.",
+    )
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -147,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(asyncio.run(run_checks(settings)), _secrets(settings))
     if command == "sync":
         return asyncio.run(sync(settings, args.guild))
+    if command == "invite":
+        return asyncio.run(invite(settings))
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings, config=path))
@@ -357,6 +369,37 @@ async def _login(bot: DispatchBot, settings: Settings, stop: asyncio.Event) -> b
 async def _logged_in(bot: DispatchBot, token: str) -> bool:
     await bot.login(token)
     return True
+
+
+async def invite(settings: Settings) -> int:
+    """Prints the invite link for this bot and this configuration; 0, or 1 when the id is unknown."""
+    token = settings.discord.token.get_secret_value()
+    silence_voice_warnings()
+    client = discord.Client(intents=discord.Intents.none())
+    unreachable = ""
+    try:
+        await client.login(token)  # reads /oauth2/applications/@me
+        application_id = client.application_id
+    except discord.LoginFailure:
+        print("Discord rejected the token (discord.token): copy it again from the Developer Portal", file=sys.stderr)
+        return EXIT_PROBLEM
+    except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        application_id = application_id_from_token(token)
+        unreachable = f"cannot reach Discord ({type(error).__name__})"
+        if application_id is None:
+            print(f"{unreachable}, and the token holds no application id; try again", file=sys.stderr)
+            return EXIT_PROBLEM
+    finally:
+        await client.close()
+    permissions, labels = invite_permissions(settings)
+    print(invite_url(application_id, permissions))
+    granted = ", ".join(labels) + " (where it posts: feeds, boards, alerts, audit)" if labels else "none"
+    print(f"application {application_id}; scopes bot and applications.commands; permissions: {granted}")
+    if unreachable:
+        print(f"{unreachable}: the application id was read from the token")
+    if any(f.ping_role_id for f in settings.feeds) or any(a.ping_role_id for a in settings.alerts):
+        print("a ping role that is not mentionable also needs Mention Everyone in its channel (check says which)")
+    return EXIT_OK
 
 
 async def sync(settings: Settings, guild_id: int | None) -> int:

@@ -6,6 +6,7 @@ The Sonoran part of it is also what `run` checks before it starts (`sonoran_pref
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import logging
 import socket
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from .channelfaults import FEED_PERMISSION_BITS, missing_feed_permissions
+from .channelfaults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .config import Settings
 from .feed.listener import listener_url, privileged_port
 from .instance import in_use
@@ -53,13 +54,31 @@ INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
 MISSING_ACCESS = 50001
 
 
-def invite_url(application_id: int | None) -> str:
+def invite_url(application_id: int | None, permissions: int = INVITE_PERMISSIONS) -> str:
     """The invite link with both scopes the bot needs and the feed's permissions."""
     client = application_id or "YOUR_APPLICATION_ID"
     return (
         f"https://discord.com/oauth2/authorize?client_id={client}"
-        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+        f"&scope=bot+applications.commands&permissions={permissions}"
     )
+
+
+def invite_permissions(settings: Settings) -> tuple[int, list[str]]:
+    """What the configuration needs granted: the channel permissions wherever it posts (feeds,
+    boards, alerts, the audit); none for the slash commands alone."""
+    if not (settings.feeds or settings.boards or settings.alerts or settings.audit.channel_id):
+        return 0, []
+    return INVITE_PERMISSIONS, [label for _, label in FEED_PERMISSIONS]
+
+
+def application_id_from_token(token: str) -> int | None:
+    """A bot token's first segment is its user id, base64: a bot's user id is its application's."""
+    first = token.split(".", 1)[0]
+    try:
+        text = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and len(text) >= 15 else None
 
 
 def describe_sync_error(error: discord.HTTPException, application_id: int | None) -> str:

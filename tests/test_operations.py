@@ -4,6 +4,7 @@ subprocess (signals, exit codes), with Discord and Sonoran faked on loopback."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import os
@@ -586,3 +587,48 @@ async def test_check_verifies_the_audit_channel(cad: FakeCad, gateway: FakeGatew
     assert f"ok      audit channel {FEED_CHANNEL}: #dispatch-feed in Test RP" in report
     report = lines(await run_checks(settings_for(cad, audit={"channel_id": 999})))
     assert "PROBLEM audit channel 999: the bot cannot see this channel" in report and "audit.channel_id" in report
+
+
+# --- invite -----------------------------------------------------------------------------------------
+
+
+def test_invite_prints_the_link_with_the_application_id_and_the_permissions_needed(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["invite", "--config", str(config)]) == 0
+    link, said = capsys.readouterr().out.splitlines()
+    assert link == (
+        "https://discord.com/oauth2/authorize?client_id=111111111111111111"
+        "&scope=bot+applications.commands&permissions=84992"
+    )  # the id Discord's /oauth2/applications/@me gave; View Channel, Send Messages, Embed Links, History
+    assert said.startswith("application 111111111111111111; scopes bot and applications.commands; permissions: ")
+    assert "View Channel, Send Messages, Embed Links, Read Message History" in said
+    assert discord_api.sent("GET", r"/oauth2/applications/@me$")
+    # the commands alone need no channel permission
+    commands_only = config.read_text().split("[[feeds]]")[0]
+    config.write_text(commands_only)
+    assert main(["invite", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("&permissions=0")
+
+
+def test_invite_with_discord_unreachable_reads_the_id_from_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = base64.urlsafe_b64encode(b"222222222222222222").decode().rstrip("=") + ".abc.def"
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    config.write_text(config.read_text().replace(DISCORD_TOKEN, token))
+    with aioresponses():  # nothing answers
+        assert main(["invite", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "client_id=222222222222222222&" in out and "the application id was read from the token" in out
+    assert token not in out
+
+
+def test_invite_with_a_rejected_token_is_one_line(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord_api.valid_token = "another-token"
+    assert main(["invite", "--config", str(write_config(tmp_path, "http://127.0.0.1:1"))]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("Discord rejected the token (discord.token)")
