@@ -319,7 +319,7 @@ def websocket_check(settings: Settings) -> Check:
             name,
             False,
             "push.websocket = true, but pysignalr is not installed",
-            'pip install "sonoran-dispatch-bot[websocket]", or set push.websocket = false',
+            'pip install ".[websocket]" in the checkout, or set push.websocket = false',
             fatal=True,
         )
     shared = ", ".join(str(server) for server in settings.event_server_ids)
