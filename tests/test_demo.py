@@ -55,6 +55,8 @@ async def test_the_demo_with_nothing_set_up_shows_posts_created_and_then_edited(
     assert "Units on duty · CAD server 1" in out and "• 1-A-12 · Officer Reyes · LSPD" in out
     assert "Call: #1005 · Armed robbery, suspects fled" in out, out  # the panic alert names its call
     assert "Traceback" not in err.decode()
+    shown = {_as_shown(line) for line in out.splitlines()}
+    assert [line for line in readme_sample() if _as_shown(line) not in shown] == []  # the README shows what it prints
     # the log is in a file, never between the lines of a card (the panic's WARNING included)
     log = tmp_path / "sonoran-dispatch-demo.log"
     assert f"demo: the bot's log goes to {log}" in out and "[WARNING]" not in out and "[INFO" not in out
@@ -65,6 +67,22 @@ async def test_the_demo_with_nothing_set_up_shows_posts_created_and_then_edited(
     config = out.split("run `python -m bot --config sandbox.toml check`:\n", 1)[1].split("\n\n[", 1)[0]
     settings = tomllib.loads(config)
     assert settings["sonoran"]["api_key"] == key.group(1) and settings["sonoran"]["api_url"].startswith("http://127.")
+
+
+def _as_shown(line: str) -> str:
+    """A line of the demo's output without what changes from run to run (times, port, key, ids, paths)."""
+    line = re.sub(r"\d\d:\d\d:\d\d", "HH:MM:SS", line)
+    line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+    line = re.sub(r"(this run's key |api_key = \")[\w-]+", r"\1KEY", line)
+    line = re.sub(r"message 9\d{17}", "message ID", line)
+    return re.sub(r"goes to \S+sonoran-dispatch-demo\.log", "goes to LOG", line)
+
+
+def readme_sample() -> list[str]:
+    """The README's sample of what the demo prints, without its `[…]` marks."""
+    readme = (ROOT / "README.md").read_text()
+    sample = readme.split("What it prints", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    return [line for line in sample.splitlines() if line != "[…]"]
 
 
 def test_each_demo_run_has_its_own_key() -> None:

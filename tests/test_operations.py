@@ -632,3 +632,15 @@ def test_invite_with_a_rejected_token_is_one_line(
     assert main(["invite", "--config", str(write_config(tmp_path, "http://127.0.0.1:1"))]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
     assert line.startswith("Discord rejected the token (discord.token)")
+
+
+def test_the_readme_names_python_first_and_runs_the_tests_as_ci_does() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("Python 3.11") < readme.index("```sh")  # before the first command
+    (command,) = [line for line in readme.splitlines() if line.endswith("-m pytest")]
+    assert command == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\n.venv/bin/python -m pytest\n" in ci and '-e ".[test,lint]"' in ci  # the same suite, the same way
+    for page in ("configuration", "usage", "operations", "performance", "architecture"):
+        assert f"(docs/{page}.md)" in readme and (ROOT / "docs" / f"{page}.md").is_file()
+    assert 'pip install ".[websocket]"' in readme and "sonoran-dispatch-bot[websocket]" not in readme
