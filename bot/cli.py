@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -17,20 +18,23 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 
-from .config import ConfigError, Settings, load_settings, resolve_config_path
+from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
 from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, LockUnavailable, instance_lock
-from .logs import setup_logging
+from .logs import setup_logging, silence_voice_warnings
 from .preflight import (
     Check,
+    application_id_from_token,
     describe_sync_error,
+    invite_permissions,
+    invite_url,
     placeholder_check,
     run_checks,
     sonoran_preflight,
     start_checks,
 )
-from .sandbox.demo import run_demo
+from .sandbox.demo import DiscordUnreachable, run_demo
 from .services import open_services
 from .sonoran.redaction import Redactor
 from .store import StateFileError
@@ -62,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog=prog,
         parents=[common],
         description="Sonoran CAD dispatch bot for Discord: slash commands and a live call feed.",
-        epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} check`, "
-        f"`{prog} sync`, `{prog} run`.",
+        epilog=f"New here? `{prog} demo` shows the bot at work with nothing set up. Then: `{prog} invite`, "
+        f"`{prog} check`, `{prog} sync`, `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo,invite}")
     commands.add_parser(
         "run",
         parents=[common],
@@ -107,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push_test.add_argument("--url", metavar="URL", help="the listener's URL (default: from push.host, port and path)")
     push_test.add_argument("--post", action="store_true", help="send a 911 call the feed posts")
+    commands.add_parser(
+        "invite",
+        parents=[common],
+        help="print the link that invites the bot to a server",
+        description="Prints the invite link with the application's id (asked of Discord with the token, or read "
+        "from the token) and the permissions this configuration needs.",
+    )
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -124,11 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "run"
-    path = resolve_config_path(getattr(args, "config", None), dict(os.environ))
-    if command == "demo":
-        return demo(path, args.seconds, args.channel)
     try:
-        settings = load_settings(path, os.environ)
+        environ, from_dotenv = with_dotenv(os.environ)  # ./.env under the process environment
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    path = resolve_config_path(getattr(args, "config", None), environ)
+    if command == "demo":
+        return demo(path, args.seconds, args.channel, environ)
+    try:
+        settings = load_settings(path, environ, dotenv_names=from_dotenv)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -140,17 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(asyncio.run(run_checks(settings)), _secrets(settings))
     if command == "sync":
         return asyncio.run(sync(settings, args.guild))
+    if command == "invite":
+        return asyncio.run(invite(settings))
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
-    return asyncio.run(run(settings))
+    return asyncio.run(run(settings, config=path))
 
 
-def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
+def demo(path: Path, seconds: float | None, channel_id: int | None, environ: dict[str, str]) -> int:
     """The demo needs no configuration; a token, if there is one, comes from the file or the variable."""
-    token = os.environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
+    token = environ.get("SONORAN_BOT_DISCORD__TOKEN", "").strip() or None
     if token is None and path.is_file():
         try:
-            settings = load_settings(path, os.environ)
+            settings = load_settings(path, environ)
         except ConfigError as error:
             print(f"configuration error: {error}", file=sys.stderr)
             return EXIT_CONFIG
@@ -161,7 +179,21 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
     if token and not channel_id:
         print("demo: with a Discord token, say which channel to post in: --channel ID", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging("INFO" if token else "WARNING", [token] if token else [])
+    with contextlib.ExitStack() as stack:
+        if token:
+            setup_logging("INFO", [token])
+        else:  # the terminal shows the feed: the log goes to a file, never between the lines of a card
+            log_path = Path(tempfile.gettempdir()) / DEMO_LOG
+            handler = setup_logging("INFO", stream=stack.enter_context(log_path.open("w", encoding="utf-8")))
+            stack.callback(logging.getLogger().removeHandler, handler)  # before the file closes
+            print(f"demo: the bot's log goes to {log_path}", flush=True)
+        return _play_demo(seconds, token, channel_id)
+
+
+DEMO_LOG = "sonoran-dispatch-demo.log"
+
+
+def _play_demo(seconds: float | None, token: str | None, channel_id: int | None) -> int:
     try:
         return asyncio.run(run_demo(sys.stdout, seconds=seconds, token=token, channel_id=channel_id))
     except KeyboardInterrupt:
@@ -169,6 +201,12 @@ def demo(path: Path, seconds: float | None, channel_id: int | None) -> int:
     except BrokenPipeError:  # `demo | head`: the reader has seen enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
+    except discord.LoginFailure:
+        print("demo: Discord rejected the token (discord.token or SONORAN_BOT_DISCORD__TOKEN)", file=sys.stderr)
+        return EXIT_PROBLEM
+    except DiscordUnreachable as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -189,7 +227,34 @@ def _report(checks: list[Check], secrets: Sequence[str]) -> int:
     return EXIT_PROBLEM if any(not c.ok for c in checks) else EXIT_OK
 
 
-async def run(settings: Settings) -> int:
+def startup_line(settings: Settings, config: Path | None) -> str:
+    """Who is starting: the version, the configuration file, the CAD API and what the bot serves."""
+
+    def count(items: Sequence[object], one: str) -> str:
+        return f"{len(items)} {one}{'' if len(items) == 1 else 's'}"
+
+    served = [
+        count(settings.feeds, "feed")
+        + (f" (channel {', '.join(str(f.channel_id) for f in settings.feeds)})" if settings.feeds else ""),
+        count(settings.boards, "unit board"),
+        count(settings.alerts, "panic alert channel"),
+    ]
+    if settings.push.enabled:
+        push = settings.push
+        served.append(
+            f"push listener on {push.host}:{push.port}{push.path}" + (" + websocket" if push.websocket else "")
+        )
+    if settings.audit.channel_id:
+        served.append(f"audit channel {settings.audit.channel_id}")
+    served.append("slash commands")
+    where = str(config.resolve()) if config is not None else "(built in code)"
+    return (
+        f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.sonoran.api_version} "
+        f"at {settings.sonoran.base_url}; serves {', '.join(served)}"
+    )
+
+
+async def run(settings: Settings, *, config: Path | None = None) -> int:
     """Checks the CAD credentials, then runs until SIGTERM/SIGINT; 0 on a clean stop.
 
     The signal handlers go in first: a stop asked for at any moment, even while the CAD or
@@ -199,19 +264,12 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("%s", startup_line(settings, config))
     try:
         with instance_lock(settings.state.path):
             return await _run(settings, stop)
-    except (AlreadyRunning, LockUnavailable) as error:
-        log.error("not starting: %s", error)
-        return EXIT_PROBLEM
-    except PushListenerError as error:
-        log.error("not starting: %s", error)
-        return EXIT_PROBLEM
-    except StateFileError as error:
-        log.error("not starting: %s", error)
-        return EXIT_PROBLEM
-    except OSError as error:  # the disk is full, ...
+    # another bot on the state file, its lock file, a taken push port, the state file, a full disk
+    except (AlreadyRunning, LockUnavailable, PushListenerError, StateFileError, OSError) as error:
         log.error("not starting: %s", error)
         return EXIT_PROBLEM
     finally:
@@ -302,6 +360,37 @@ async def _logged_in(bot: DispatchBot, token: str) -> bool:
     return True
 
 
+async def invite(settings: Settings) -> int:
+    """Prints the invite link for this bot and this configuration; 0, or 1 when the id is unknown."""
+    token = settings.discord.token.get_secret_value()
+    silence_voice_warnings()
+    client = discord.Client(intents=discord.Intents.none())
+    unreachable = ""
+    try:
+        await client.login(token)  # reads /oauth2/applications/@me
+        application_id = client.application_id
+    except discord.LoginFailure:
+        print("Discord rejected the token (discord.token): copy it again from the Developer Portal", file=sys.stderr)
+        return EXIT_PROBLEM
+    except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
+        application_id = application_id_from_token(token)
+        unreachable = f"cannot reach Discord ({type(error).__name__})"
+        if application_id is None:
+            print(f"{unreachable}, and the token holds no application id; try again", file=sys.stderr)
+            return EXIT_PROBLEM
+    finally:
+        await client.close()
+    permissions, labels = invite_permissions(settings)
+    print(invite_url(application_id, permissions))
+    granted = ", ".join(labels) + " (where it posts: feeds, boards, alerts, audit)" if labels else "none"
+    print(f"application {application_id}; scopes bot and applications.commands; permissions: {granted}")
+    if unreachable:
+        print(f"{unreachable}: the application id was read from the token")
+    if any(f.ping_role_id for f in settings.feeds) or any(a.ping_role_id for a in settings.alerts):
+        print("a ping role that is not mentionable also needs Mention Everyone in its channel (check says which)")
+    return EXIT_OK
+
+
 async def sync(settings: Settings, guild_id: int | None) -> int:
     where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
     # declares the commands only: builds no feed engine, binds no port, opens no state file
@@ -328,7 +417,11 @@ async def sync(settings: Settings, guild_id: int | None) -> int:
 def health(settings: Settings, max_age: float | None) -> int:
     path = settings.state.health_file
     if path is None:
-        print("no state.health_file configured", file=sys.stderr)
+        print(
+            "health: state.health_file is not set, so the running bot leaves nothing to read; set it in [state] "
+            '(health_file = "data/last-poll", on the same volume as state.path) and restart the bot',
+            file=sys.stderr,
+        )
         return EXIT_PROBLEM
     limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
     with contextlib.suppress(OSError, ValueError, IndexError):

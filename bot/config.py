@@ -7,7 +7,10 @@ something (named below). Every problem is reported at once, in one
 `ConfigError` that names the file and each wrong key (or, for a value that came from the
 environment, the variable), never as a pydantic traceback, and never with a secret's value in it.
 
-Environment variables: `SONORAN_BOT_<SECTION>__<KEY>`, `__` for each level. An empty variable is
+Environment variables: `SONORAN_BOT_<SECTION>__<KEY>`, `__` for each level. The same variables may
+also sit in a `.env` file in the working directory (read by `read_dotenv`, as pydantic-settings'
+`DotEnvSettingsSource` reads one). Highest first: the process environment, then `.env`, then the
+TOML file. An empty variable is
 ignored (a compose file passes `VAR=` for an unset host variable). Lists take JSON or plain
 commas (`SONORAN_BOT_DISCORD__GUILD_IDS=123,456`); `[[feeds]]` takes a JSON list of tables
 (`SONORAN_BOT_FEEDS='[{"channel_id": 123}]'`) or one key of one entry by its index
@@ -22,6 +25,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -41,6 +45,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -50,6 +55,7 @@ from pydantic_settings import (
 ENV_PREFIX = "SONORAN_BOT_"
 CONFIG_ENV_VAR = "SONORAN_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = "config.toml"
+DOTENV = ".env"  # in the working directory, as compose and 12-factor tools write it
 SECRET_KEYS = frozenset({"token", "api_key"})
 
 
@@ -64,6 +70,21 @@ class _Section(BaseModel):
 def _not_blank(value: SecretStr) -> SecretStr:
     if not value.get_secret_value().strip():
         raise ValueError("must not be empty")
+    return value
+
+
+_CHANNEL_LINK = re.compile(
+    r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(?:\d+|@me)/(?P<channel>\d+)(?:/\d+)?/?"
+)
+
+
+def _channel_id(value: Any) -> Any:
+    """A channel's id, or the channel's link as Discord copies it (Copy Link, or a message's link:
+    https://discord.com/channels/<server>/<channel>[/<message>]): what admins paste."""
+    if isinstance(value, str):
+        link = _CHANNEL_LINK.fullmatch(value.strip().strip("<>"))
+        if link is not None:
+            return int(link.group("channel"))
     return value
 
 
@@ -179,6 +200,8 @@ class CommandSettings(_Section):
 class AuditSettings(_Section):
     channel_id: int = Field(0, ge=0)  # 0 = off; one embed per write made through the bot, and per refusal
 
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
+
 
 class StateSettings(_Section):
     path: Path = Path("data/state.sqlite3")
@@ -197,6 +220,8 @@ class FeedSettings(_Section):
     calls: list[CallKind] = Field(default_factory=lambda: list(ALL_CALL_KINDS))
     ping_role_id: int = Field(0, ge=0)
     dispatch: bool = False  # also post dispatch calls, edited through their life
+
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
 
 
 DEFAULT_STATUS_LABELS = ("UNAVAILABLE", "BUSY", "AVAILABLE", "ENROUTE", "ON_SCENE")  # Sonoran's 0-4
@@ -241,6 +266,8 @@ class BoardSettings(_Section):
     server_id: int = Field(1, ge=1)
     channel_id: int = Field(gt=0)
 
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
+
 
 class AlertSettings(_Section):
     """Panic alerts of one CAD server, posted in a channel with a ping of one role."""
@@ -248,6 +275,8 @@ class AlertSettings(_Section):
     server_id: int = Field(1, ge=1)
     channel_id: int = Field(gt=0)
     ping_role_id: int = Field(0, ge=0)
+
+    _channel_link = field_validator("channel_id", mode="before")(_channel_id)
 
 
 class PushSettings(_Section):
@@ -467,9 +496,42 @@ class EnvOverrides(EnvSettingsSource):
         return {key: merged[key] for key in {keys[0] for keys in self.origins} if key in merged}
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+class DotEnvFile(DotEnvSettingsSource):
+    """A `.env` file, read as pydantic-settings reads one (python-dotenv's syntax: `KEY=value`,
+    quotes, `export`, comments), the names kept as written so that they are applied, and named in
+    errors, exactly as the process environment's are."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(Settings, env_file=path, case_sensitive=True)
+
+
+def read_dotenv(path: str | Path = DOTENV) -> dict[str, str]:
+    """The `SONORAN_BOT_*` variables of a `.env` file (none if there is no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        found = DotEnvFile(path).env_vars
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.resolve()}: cannot be read ({exc}); fix or remove the .env file") from None
+    return {name: value for name, value in found.items() if name.startswith(ENV_PREFIX) and value is not None}
+
+
+def with_dotenv(environ: Mapping[str, str], path: str | Path = DOTENV) -> tuple[dict[str, str], frozenset[str]]:
+    """The environment as the bot reads it: `.env`'s variables under the process environment's
+    (a variable set in both is the process's), and the names that came from the file."""
+    dotenv = read_dotenv(path)
+    # an empty variable is ignored, as it is over the TOML file: the file's value stands
+    merged = {**environ, **dotenv, **{name: value for name, value in environ.items() if value.strip()}}
+    return merged, frozenset(name for name in dotenv if merged[name] == dotenv[name])
+
+
+def load_settings(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, dotenv_names: frozenset[str] = frozenset()
+) -> Settings:
     """Read `path` (TOML), apply `SONORAN_BOT_*` environment overrides (from `environ`, by
-    default the process environment) and validate."""
+    default the process environment; `with_dotenv` adds a `.env` file's, whose names are
+    `dotenv_names`) and validate."""
     path = Path(path)
     environ = os.environ if environ is None else environ
     if path.is_dir():
@@ -489,7 +551,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, env.origins)) from None
+        raise ConfigError(format_validation_error(path, exc, env.origins, dotenv_names)) from None
     finally:
         _SOURCES.reset(sources)
 
@@ -611,14 +673,18 @@ def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: Any, name: str
 
 
 def format_validation_error(
-    path: Path, exc: ValidationError, origins: Mapping[tuple[str, ...], str] | None = None
+    path: Path,
+    exc: ValidationError,
+    origins: Mapping[tuple[str, ...], str] | None = None,
+    dotenv_names: frozenset[str] = frozenset(),
 ) -> str:
     problems = exc.errors(include_url=False, include_input=True)
     lines = [f"{path}: {len(problems)} problem(s) in the configuration:"]
     for problem in problems:
         key = _dotted(problem["loc"])
         variable = _variable_for(problem["loc"], origins or {})
-        where = f"{variable} (environment variable, {key})" if variable else key or "(file)"
+        source = f"{DOTENV} file" if variable in dotenv_names else "environment variable"
+        where = f"{variable} ({source}, {key})" if variable else key or "(file)"
         lines.append(f"  - {where}: {_describe(problem)}")
     return "\n".join(lines)
 
@@ -650,12 +716,36 @@ def _describe(problem: Any) -> str:
         return "missing required key"
     if kind == "extra_forbidden":
         return "unknown key (a typo? see config.example.toml for every key)"
+    loc = problem["loc"]
+    value = problem.get("input")
+    hint = _the_fix(kind, loc, value)
+    if hint is not None:
+        return hint
     # our own validators' ValueError: its words, without pydantic's "Value error, " in front
     cause = problem.get("ctx", {}).get("error") if kind == "value_error" else None
     message = str(cause) if isinstance(cause, ValueError) else str(problem["msg"])
-    loc = problem["loc"]
     secret = bool(loc) and loc[-1] in SECRET_KEYS
-    value = problem.get("input")
     if not secret and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 60:
         message += f" (got {value!r})"
     return message
+
+
+LIST_TABLES = ("feeds", "boards", "alerts")
+
+
+def _the_fix(kind: str, loc: tuple[int | str, ...], value: Any) -> str | None:
+    """The first hour's usual slips, each said with its fix (None: pydantic's words will do)."""
+    key = str(loc[-1]) if loc else ""
+    if kind == "list_type" and len(loc) == 1 and key in LIST_TABLES and isinstance(value, dict):
+        return f"written [{key}], one table; each entry is a [[{key}]] table, with two brackets on each side"
+    if key == "api_url" and kind.startswith("url") and isinstance(value, str) and "://" not in value:
+        return f'the URL needs its https:// in front: api_url = "https://{value.strip().lstrip("/")}"'
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f'TOML read it as a number: put the value in quotes ({key} = "...")'
+    if key.endswith("channel_id") and kind == "int_parsing" and isinstance(value, str):
+        return (
+            "a channel's id, a number: in Discord (Developer Mode on) right-click the channel > Copy Channel ID, "
+            "or paste its link (https://discord.com/channels/<server>/<channel>)"
+            + ("" if len(value) > 60 else f" (got {value!r})")
+        )
+    return None

@@ -11,6 +11,7 @@ Discord does (code points of title, description, field names and values, footer,
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,10 +165,10 @@ def emergency_embed(
         embed.add_field(name="Details", value=truncate("\n".join(details), FIELD_VALUE_LIMIT), inline=False)
     status = f"Received {timestamp(first_seen)}"
     if state == "answered" and ended_at:
-        status += f"\nAnswered by dispatch {timestamp(ended_at)}"
+        status += f" · Answered by dispatch {timestamp(ended_at)}"
     elif state == "removed" and ended_at:
         who = f" by {clean(removed_by, 100)}" if removed_by else ""
-        status += f"\nRemoved{who} {timestamp(ended_at)}"
+        status += f" · Removed{who} {timestamp(ended_at)}"
     embed.add_field(name="Status", value=status, inline=False)
     embed.set_footer(text=truncate(f"CAD server {server_id} · {kind.title()} call", FOOTER_LIMIT))
     return embed
@@ -181,7 +182,10 @@ def dispatch_embed(
     closed: bool = False,
     ended_at: dt.datetime | None = None,
     closed_by: str | None = None,
+    unit_names: Sequence[str | None] = (),
 ) -> discord.Embed:
+    """`unit_names`: what the units roster calls each of `call.idents` (None where it does not
+    know the unit yet: shown by its identifier)."""
     closed = closed or call.status == CallStatus.CLOSED
     heading = f"Dispatch call #{call.call_id}: {clean(call.title or call.code, 200, empty='untitled')}"
     embed = discord.Embed(
@@ -203,12 +207,22 @@ def dispatch_embed(
     embed.add_field(name="Status", value=status, inline=True)
     if call.code:
         embed.add_field(name="Code", value=clean(call.code, 100), inline=True)
-    embed.add_field(name="Units", value=str(len(call.idents)) if call.idents else "none attached", inline=True)
+    embed.add_field(name="Units", value=units_value(call.idents, unit_names), inline=True)
     if call.notes:
         name, value = notes_field(call.notes)
         embed.add_field(name=name, value=value, inline=False)
     embed.set_footer(text=f"CAD server {server_id} · Origin: {Origin.label(call.origin)}")
     return embed
+
+
+def units_value(idents: Sequence[int], names: Sequence[str | None] = ()) -> str:
+    """The attached units by name (`1-A-12 Officer Reyes`), else by identifier (`#12`)."""
+    if not idents:
+        return "none attached"
+    named = [
+        clean(name, 80) if name else f"#{ident}" for ident, name in itertools.zip_longest(idents, names[: len(idents)])
+    ]
+    return truncate(", ".join(named), FIELD_VALUE_LIMIT)
 
 
 NOTES_SHOWN = 5

@@ -112,7 +112,7 @@ def acknowledged(alert: Alert, *, took: bool) -> str:
 def units_not_read(server_id: int) -> str:
     return (
         f"The bot does not read the units of CAD server {server_id}: no unit board or panic alert is set up "
-        "for it. Ask an admin (see [[boards]] and [[alerts]] in the README)."
+        "for it. Ask an admin (see [[boards]] and [[alerts]] in docs/usage.md)."
     )
 
 

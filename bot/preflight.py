@@ -6,6 +6,7 @@ The Sonoran part of it is also what `run` checks before it starts (`sonoran_pref
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import logging
 import socket
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from .channelfaults import FEED_PERMISSION_BITS, missing_feed_permissions
+from .channelfaults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .config import Settings
 from .feed.listener import listener_url, privileged_port
 from .instance import LockUnavailable, in_use
@@ -23,13 +24,17 @@ from .messages import user_message
 from .services import sonoran_client
 from .sonoran import (
     BadCredentials,
+    BadReply,
     CadUnavailable,
     ConfigurationProblem,
+    NotFound,
     NotLinked,
     PlanInfo,
     RateLimited,
+    RequestRejected,
     SonoranClient,
     SonoranError,
+    WrongApiUrl,
 )
 from .store import SCHEMA_VERSION, StateFileError, Store
 
@@ -49,13 +54,31 @@ INVITE_PERMISSIONS = FEED_PERMISSION_BITS.value
 MISSING_ACCESS = 50001
 
 
-def invite_url(application_id: int | None) -> str:
+def invite_url(application_id: int | None, permissions: int = INVITE_PERMISSIONS) -> str:
     """The invite link with both scopes the bot needs and the feed's permissions."""
     client = application_id or "YOUR_APPLICATION_ID"
     return (
         f"https://discord.com/oauth2/authorize?client_id={client}"
-        f"&scope=bot+applications.commands&permissions={INVITE_PERMISSIONS}"
+        f"&scope=bot+applications.commands&permissions={permissions}"
     )
+
+
+def invite_permissions(settings: Settings) -> tuple[int, list[str]]:
+    """What the configuration needs granted: the channel permissions wherever it posts (feeds,
+    boards, alerts, the audit); none for the slash commands alone."""
+    if not (settings.feeds or settings.boards or settings.alerts or settings.audit.channel_id):
+        return 0, []
+    return INVITE_PERMISSIONS, [label for _, label in FEED_PERMISSIONS]
+
+
+def application_id_from_token(token: str) -> int | None:
+    """A bot token's first segment is its user id, base64: a bot's user id is its application's."""
+    first = token.split(".", 1)[0]
+    try:
+        text = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and len(text) >= 15 else None
 
 
 def describe_sync_error(error: discord.HTTPException, application_id: int | None) -> str:
@@ -117,6 +140,8 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
     version = settings.sonoran.api_version
     try:
         plan = await client.get_version()
+    except WrongApiUrl as error:
+        return [not_the_cad(settings, error)], None
     except ConfigurationProblem as error:
         fix = (
             "check sonoran.api_key and sonoran.community_id (CAD: Admin > In-Game Integration > API)"
@@ -137,6 +162,9 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
                 "check sonoran.api_url (and that this machine reaches it), or try again in a minute",
             )
         ], None
+    except (BadReply, NotFound, RequestRejected) as error:
+        # something answered, but not as the CAD's version request does: polling it would never work
+        return [not_the_cad(settings, error)], None
     except SonoranError as error:
         return [
             Check(
@@ -203,6 +231,20 @@ def lookups_check(settings: Settings, plan_level: int) -> Check:
     return Check(name, True, f"on for {who}; at most {budget} lookups a minute (Sonoran allows 30 per key)")
 
 
+def not_the_cad(settings: Settings, error: SonoranError) -> Check:
+    """The address answers, but not as Sonoran's API does (a path such as /api/v2 added to it, a
+    web page, another service): `check` and `run` refuse it alike."""
+    url = settings.sonoran.base_url
+    return Check(
+        "sonoran key",
+        False,
+        f"sonoran.api_url {url} answers, but not as the Sonoran CAD API does ({error})",
+        "set sonoran.api_url to the API's base address, without any path (https://api.sonorancad.com, "
+        "the default), and check sonoran.api_version",
+        fatal=True,
+    )
+
+
 async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:
     """commands.dispatchers_from_cad: may this key read accounts by Discord id? (A lookup for an id
     nobody has: "not linked" is the answer of a key that may.)"""
@@ -239,6 +281,20 @@ def placeholder_check(settings: Settings) -> Check | None:
         "replace them with your own (secrets are best set as SONORAN_BOT_DISCORD__TOKEN and "
         "SONORAN_BOT_SONORAN__API_KEY)",
         fatal=True,
+    )
+
+
+def served_check(settings: Settings) -> Check | None:
+    """Nothing to post in: the bot would only answer slash commands. Said, not counted (a bot for
+    the commands alone is a choice)."""
+    if settings.feeds or settings.boards or settings.alerts:
+        return None
+    return Check(
+        "configuration",
+        True,
+        "no [[feeds]], [[boards]] or [[alerts]]: the bot posts nothing, it only answers slash commands",
+        "add a [[feeds]] table with channel_id = the id of the channel for the calls (see config.example.toml)",
+        warning=True,
     )
 
 
@@ -308,7 +364,7 @@ def websocket_check(settings: Settings) -> Check:
             name,
             False,
             "push.websocket = true, but pysignalr is not installed",
-            'pip install "sonoran-dispatch-bot[websocket]", or set push.websocket = false',
+            'pip install ".[websocket]" in the checkout, or set push.websocket = false',
             fatal=True,
         )
     shared = ", ".join(str(server) for server in settings.event_server_ids)
@@ -360,8 +416,19 @@ async def discord_checks(settings: Settings) -> list[Check]:
                     "copy the token again from the Developer Portal (Bot > Reset Token)",
                 )
             ]
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
-            return [Check("discord token", False, f"Discord did not answer: {type(error).__name__}", "try again")]
+        except discord.HTTPException as error:  # Discord answered, with an error of its own (5xx)
+            return [
+                Check("discord token", False, f"Discord answered HTTP {error.status}: not the token", "try again later")
+            ]
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            return [
+                Check(
+                    "discord token",
+                    False,
+                    f"cannot reach Discord ({type(error).__name__}): the network, not the token (it was not checked)",
+                    "check this machine's connection to discord.com (DNS, firewall, proxy) and run check again",
+                )
+            ]
         checks.append(Check("discord token", True, f"accepted: logged in as {client.user}"))
         if not (settings.feeds or settings.boards or settings.alerts or settings.discord.guild_ids) and not (
             settings.audit.channel_id
@@ -456,6 +523,7 @@ def ping_role_check(client: discord.Client, channel_id: int, role_id: int, key: 
 
 async def run_checks(settings: Settings) -> list[Check]:
     placeholders = placeholder_check(settings)
+    served = served_check(settings)
     async with aiohttp.ClientSession() as session:
         sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
     return [
@@ -464,4 +532,5 @@ async def run_checks(settings: Settings) -> list[Check]:
         await state_check(settings),
         *push_checks(settings),
         *await discord_checks(settings),
+        *([served] if served else []),
     ]

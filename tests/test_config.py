@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from bot import ConfigError, load_settings
+from bot.__main__ import main
+from bot.config import with_dotenv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +104,7 @@ server_id = 2
     assert "sonoran.api_key: missing required key" in report
     assert "sonoran.api_version: Input should be 1 or 2" in report
     assert "sonoran.poll_seconds: Input should be greater than or equal to 5" in report
-    assert "feeds[0].channel_id: Input should be a valid integer" in report
+    assert "feeds[0].channel_id: a channel's id, a number" in report
     assert "feeds[0].calls[1]: Input should be 'emergency' or 'civil'" in report
     assert "feeds[1].channel_id: missing required key" in report
     assert "tok-SECRET" not in report
@@ -186,3 +189,49 @@ def test_a_blank_token_is_refused_like_a_blank_key(tmp_path: Path) -> None:
 def test_the_process_environment_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SONORAN_BOT_DISCORD__GUILD_IDS", "1,2")
     assert load_settings(write(tmp_path, MINIMAL)).discord.guild_ids == [1, 2]
+
+
+def test_a_dotenv_file_sits_between_the_environment_and_the_toml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, MINIMAL + "\n[sonoran.rate_limits]\nget_calls = 4\n")
+    (tmp_path / ".env").write_text(
+        "# written by compose users\n"
+        "SONORAN_BOT_DISCORD__TOKEN=dotenv-token-SECRET\n"
+        "export SONORAN_BOT_SONORAN__POLL_SECONDS=30\n"
+        'SONORAN_BOT_DISCORD__GUILD_IDS="123,456"\n'
+        "SONORAN_BOT_SONORAN__API_VERSION=1\n"
+        "OTHER_TOOL_SETTING=ignored\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    environ, from_dotenv = with_dotenv(
+        {"SONORAN_BOT_SONORAN__POLL_SECONDS": "40", "SONORAN_BOT_SONORAN__API_VERSION": ""}
+    )
+    settings = load_settings(path, environ, dotenv_names=from_dotenv)
+    assert settings.discord.token.get_secret_value() == "dotenv-token-SECRET"  # .env over the file
+    assert settings.sonoran.poll_seconds == 40  # the environment over .env
+    assert settings.sonoran.api_version == 1  # an empty variable is ignored: .env's value stands
+    assert settings.discord.guild_ids == [123, 456] and "OTHER_TOOL_SETTING" not in from_dotenv
+    assert settings.sonoran.api_key.get_secret_value() == "file-key-SECRET"  # the file, where neither says
+
+
+def test_a_bad_value_from_dotenv_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, MINIMAL)
+    (tmp_path / ".env").write_text("SONORAN_BOT_SONORAN__POLL_SECONDS=fast\n")
+    monkeypatch.chdir(tmp_path)
+    environ, from_dotenv = with_dotenv({})
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ, dotenv_names=from_dotenv)
+    assert "SONORAN_BOT_SONORAN__POLL_SECONDS (.env file, sonoran.poll_seconds)" in str(info.value)
+
+
+def test_the_command_line_reads_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, MINIMAL)
+    (tmp_path / ".env").write_text(f"SONORAN_BOT_STATE__HEALTH_FILE={tmp_path / 'beat'}\n")
+    (tmp_path / "beat").write_text(f"{time.time():.0f}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SONORAN_BOT_STATE__HEALTH_FILE", raising=False)
+    assert main(["health", "--config", str(path)]) == 0
+    assert "healthy" in capsys.readouterr().out

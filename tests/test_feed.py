@@ -187,7 +187,7 @@ async def test_dispatch_stream(make_bot: BotFactory, cad: FakeCad, discord_api: 
     cad.servers[1].active[call_id]["idents"] = [5, 6]
     await feed_of(bot).poll_once()
     fields = {f["name"]: f["value"] for f in edits(discord_api, DISPATCH_CHANNEL)[-1]["embeds"][0]["fields"]}
-    assert fields["Notes (1)"] == "**1-A-12:** Suspect on foot" and fields["Units"] == "2"
+    assert fields["Notes (1)"] == "**1-A-12:** Suspect on foot" and fields["Units"] == "#5, #6"
     cad.close_dispatch(call_id)
     await feed_of(bot).poll_once()
     closed = edits(discord_api, DISPATCH_CHANNEL)[-1]["embeds"][0]

@@ -251,10 +251,10 @@ async def test_a_call_that_cannot_be_rendered_is_a_stand_in_and_the_rest_is_post
     before, poisoned, after = cad.add_911(), cad.add_911("Poison"), cad.add_911()
     real = sender_module._render
 
-    def render(post: Post) -> Any:
+    def render(post: Post, *names: Any) -> Any:
         if post.call_id == poisoned:
             raise OverflowError("cannot convert float infinity to integer")
-        return real(post)
+        return real(post, *names)
 
     monkeypatch.setattr(sender_module, "_render", render)
     await feed_of(bot).poll_once()

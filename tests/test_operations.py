@@ -4,6 +4,7 @@ subprocess (signals, exit codes), with Discord and Sonoran faked on loopback."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import logging
 import os
@@ -412,7 +413,7 @@ def test_python_dash_m_bot_is_the_entry_point(tmp_path: Path) -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
     ).stdout
-    assert "{run,check,sync,health,push-test,demo}" in help_text
+    assert "{run,check,sync,health,push-test,demo,invite}" in help_text
 
 
 def test_dockerfile_runs_what_the_tests_run() -> None:
@@ -504,12 +505,44 @@ async def _stop_after(delay: float, config: Path, *, ready: Any = None) -> tuple
     return process.returncode, time.monotonic() - signalled, stderr.decode() + stdout.decode()
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.4, 1.0])
-async def test_sigterm_while_starting_is_a_clean_exit(cad: FakeCad, tmp_path: Path, delay: float) -> None:
+async def signal_once_ours(
+    config: Path, sig: signal.Signals, marker: str, delay: float, *, cwd: Path = ROOT
+) -> tuple[int, float, str]:
+    """`python -m bot run`, signalled `delay` s after `marker` shows in its stderr: "import" is
+    the moment discord.py has been imported (by our code, after bot/__main__ took the signals;
+    `-X importtime` says when), "start" the bot's start-up line. A signal while Python itself is
+    still starting is Python's, not ours: never sent. Returns the exit code, the seconds from the
+    signal to the exit, and the whole stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-X", "importtime", "-m", "bot", "--config", str(config), "run",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(cwd),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = ""
+    async with asyncio.timeout(30):
+        while True:
+            line = (await process.stderr.readline()).decode()
+            assert line, f"the bot exited before {marker!r}:\n{seen}"
+            seen += line
+            if marker == "import" and line.startswith("import time:") and line.rstrip().endswith(" discord"):
+                break
+            if marker == "start" and "sonoran-dispatch-bot " in line and " starting: config " in line:
+                break
+    await asyncio.sleep(delay)
+    process.send_signal(sig)
+    signalled = time.monotonic()
+    _, rest = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, time.monotonic() - signalled, seen + rest.decode()
+
+
+@pytest.mark.parametrize(("marker", "delay"), [("import", 0), ("start", 0.05), ("start", 0.4), ("start", 1.0)])
+async def test_sigterm_while_starting_is_a_clean_exit(cad: FakeCad, tmp_path: Path, marker: str, delay: float) -> None:
     cad.fail_next("get_version", delay=60)  # a CAD that never answers the preflight
     config = write_config(tmp_path, cad.url)
     config.write_text(config.read_text().replace("timeout_seconds = 2", "timeout_seconds = 30"))
-    code, seconds, log = await _stop_after(delay, config)
+    code, seconds, log = await signal_once_ours(config, signal.SIGTERM, marker, delay)
     assert code == 0 and seconds < 2, log
     assert "Traceback" not in log
 
@@ -607,3 +640,60 @@ async def test_check_verifies_the_audit_channel(cad: FakeCad, gateway: FakeGatew
     assert f"ok      audit channel {FEED_CHANNEL}: #dispatch-feed in Test RP" in report
     report = lines(await run_checks(settings_for(cad, audit={"channel_id": 999})))
     assert "PROBLEM audit channel 999: the bot cannot see this channel" in report and "audit.channel_id" in report
+
+
+# --- invite -----------------------------------------------------------------------------------------
+
+
+def test_invite_prints_the_link_with_the_application_id_and_the_permissions_needed(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["invite", "--config", str(config)]) == 0
+    link, said = capsys.readouterr().out.splitlines()
+    assert link == (
+        "https://discord.com/oauth2/authorize?client_id=111111111111111111"
+        "&scope=bot+applications.commands&permissions=84992"
+    )  # the id Discord's /oauth2/applications/@me gave; View Channel, Send Messages, Embed Links, History
+    assert said.startswith("application 111111111111111111; scopes bot and applications.commands; permissions: ")
+    assert "View Channel, Send Messages, Embed Links, Read Message History" in said
+    assert discord_api.sent("GET", r"/oauth2/applications/@me$")
+    # the commands alone need no channel permission
+    commands_only = config.read_text().split("[[feeds]]")[0]
+    config.write_text(commands_only)
+    assert main(["invite", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("&permissions=0")
+
+
+def test_invite_with_discord_unreachable_reads_the_id_from_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = base64.urlsafe_b64encode(b"222222222222222222").decode().rstrip("=") + ".abc.def"
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    config.write_text(config.read_text().replace(DISCORD_TOKEN, token))
+    with aioresponses():  # nothing answers
+        assert main(["invite", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "client_id=222222222222222222&" in out and "the application id was read from the token" in out
+    assert token not in out
+
+
+def test_invite_with_a_rejected_token_is_one_line(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    discord_api.valid_token = "another-token"
+    assert main(["invite", "--config", str(write_config(tmp_path, "http://127.0.0.1:1"))]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("Discord rejected the token (discord.token)")
+
+
+def test_the_readme_names_python_first_and_runs_the_tests_as_ci_does() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("Python 3.11") < readme.index("```sh")  # before the first command
+    (command,) = [line for line in readme.splitlines() if line.endswith("-m pytest")]
+    assert command == 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\n.venv/bin/python -m pytest\n" in ci and '-e ".[test,lint]"' in ci  # the same suite, the same way
+    for page in ("configuration", "usage", "operations", "performance", "architecture"):
+        assert f"(docs/{page}.md)" in readme and (ROOT / "docs" / f"{page}.md").is_file()
+    assert 'pip install ".[websocket]"' in readme and "sonoran-dispatch-bot[websocket]" not in readme

@@ -154,9 +154,9 @@ async def test_dispatch_events_post_edit_note_units_and_close(pusher: Pusher, di
 
     await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", {"eventOriginIdent": 3, "callId": 77, "idents": [11, 12]})
     units = _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units")
-    assert units == "2"
+    assert units == "#11, #12"  # no units roster here (no board, no alert): by identifier
     await pusher.send("EVENT_DISPATCH_UNIT_DETACH", {"eventOriginIdent": 3, "callId": 77, "ident": 11})
-    assert _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units") == "1"
+    assert _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units") == "#12"
 
     await pusher.send("EVENT_DISPATCH_CLOSED", {"eventOriginIdent": 3, "callIds": [77]})
     closed = json.dumps(edits(discord_api, DISPATCH_CHANNEL)[-1]["embeds"][0]).lower()
@@ -217,7 +217,7 @@ async def test_a_null_list_falls_back_to_the_single_field(pusher: Pusher, discor
     await pusher.send("EVENT_DISPATCH_NEW", {"dispatch": dispatch_call(78)})
     attach = {"eventOriginIdent": 3, "callId": 78, "idents": None, "ident": 7}
     assert await pusher.send("EVENT_DISPATCH_UNIT_ATTACH", attach) == (200, "ok")
-    assert _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units") == "1"
+    assert _field(edits(discord_api, DISPATCH_CHANNEL)[-1], "Units") == "#7"
     assert await pusher.send("EVENT_DISPATCH_CLOSED", {"callIds": None, "callId": 78}) == (200, "ok")
     assert "closed" in json.dumps(edits(discord_api, DISPATCH_CHANNEL)[-1]["embeds"][0]).lower()
 

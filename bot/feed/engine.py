@@ -37,7 +37,7 @@ from ..backoff import Backoff
 from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
 from ..posts import Post, PostKey, PostKind, PostState
-from ..sonoran import CallId, CallList, RateLimited, ServerId, SonoranError
+from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..tasks import cancel_and_wait
@@ -134,8 +134,31 @@ class FeedEngine:
     @property
     def sender(self) -> Sender:
         if self._sender is None:  # on first use: a bot that only syncs commands has no store
-            self._sender = Sender(self.bot, self.bot.store, attach_buttons=self.settings.sonoran.api_version == 2)
+            self._sender = Sender(
+                self.bot,
+                self.bot.store,
+                attach_buttons=self.settings.sonoran.api_version == 2,
+                unit_names=self.unit_name,
+            )
         return self._sender
+
+    def dispatch_call(self, server_id: ServerId, call_id: CallId) -> DispatchCall | None:
+        """A dispatch call as the feed last saw it, pushed or polled (a panic alert names its call
+        before the next poll brings it), or None where no feed shows it."""
+        for (_, feed_server), book in self._books.items():
+            post = book.open.get((PostKind.DISPATCH, call_id)) if feed_server == server_id else None
+            if post is not None and isinstance(post.call, DispatchCall):
+                return post.call
+        return None
+
+    def unit_name(self, server_id: int, ident: int) -> str | None:
+        """What the cards call an attached unit: its number and name from the units roster (read
+        only where a board or an alert reads the server's units), else None."""
+        roster = self.units.rosters.get(server_id)
+        unit = roster.units.get(ident) if roster is not None else None
+        if unit is None:
+            return None
+        return " ".join(part for part in (unit.data.unit_num, unit.data.name) if part) or None
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:

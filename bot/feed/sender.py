@@ -17,7 +17,7 @@ import asyncio
 import collections
 import hashlib
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -67,14 +67,27 @@ _rendered: collections.OrderedDict[tuple[object, ...], discord.Embed] = collecti
 RENDERED_KEPT = 1024  # embeds kept, so that a batch is sized from the very embeds it sends
 
 
-def render(post: Post) -> discord.Embed:
+UnitNames = Callable[[int, int], str | None]  # (server id, identifier) -> the unit's name, if known
+
+
+def render(post: Post, unit_names: UnitNames | None = None) -> discord.Embed:
     """The post's embed, rendered once per version (sizing a batch and sending it share it; callers
     do not change it: `fit_embeds` works on copies). A call that cannot be rendered (whatever the
     CAD put in it) is a stand-in, logged once."""
-    key = (post.channel_id, post.server_id, post.kind, post.call_id, post.version, post.first_seen, post.ended_at)
+    names = _names(post, unit_names)
+    key = (
+        post.channel_id,
+        post.server_id,
+        post.kind,
+        post.call_id,
+        post.version,
+        post.first_seen,
+        post.ended_at,
+        names,
+    )
     embed = _rendered.get(key)
     if embed is None:
-        embed = _rendered[key] = _render_or_stand_in(post)
+        embed = _rendered[key] = _render_or_stand_in(post, names)
         while len(_rendered) > RENDERED_KEPT:
             _rendered.popitem(last=False)
     else:
@@ -82,9 +95,19 @@ def render(post: Post) -> discord.Embed:
     return embed
 
 
-def _render_or_stand_in(post: Post) -> discord.Embed:
+def _names(post: Post, unit_names: UnitNames | None) -> tuple[str | None, ...]:
+    if unit_names is None or isinstance(post.call, EmergencyCall):
+        return ()
     try:
-        return _render(post)
+        return tuple(unit_names(post.server_id, ident) for ident in post.call.idents)
+    except Exception:  # a name is a nicety: the card shows identifiers instead
+        log.debug("feed: unit names of call #%s unavailable", post.call_id, exc_info=True)
+        return ()
+
+
+def _render_or_stand_in(post: Post, names: tuple[str | None, ...] = ()) -> discord.Embed:
+    try:
+        return _render(post, names)
     except Exception as error:
         if _render_failures.first((post.server_id, post.kind, post.call_id)):
             log.warning(
@@ -97,7 +120,7 @@ def _render_or_stand_in(post: Post) -> discord.Embed:
         return stand_in(post)
 
 
-def _render(post: Post) -> discord.Embed:
+def _render(post: Post, names: tuple[str | None, ...] = ()) -> discord.Embed:
     first_seen = from_unix(post.first_seen)
     ended = from_unix(post.ended_at) if post.ended_at else None
     if isinstance(post.call, EmergencyCall):
@@ -116,6 +139,7 @@ def _render(post: Post) -> discord.Embed:
         closed=post.state is PostState.CLOSED,
         ended_at=ended,
         closed_by=post.ended_by,
+        unit_names=names,
     )
 
 
@@ -162,8 +186,17 @@ def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) 
 
 
 class Sender:
-    def __init__(self, client: discord.Client, store: Store, *, attach_buttons: bool = False) -> None:
-        """`attach_buttons`: dispatch cards offer Attach me / Detach me (API v2)."""
+    def __init__(
+        self,
+        client: discord.Client,
+        store: Store,
+        *,
+        attach_buttons: bool = False,
+        unit_names: UnitNames | None = None,
+    ) -> None:
+        """`attach_buttons`: dispatch cards offer Attach me / Detach me (API v2); `unit_names`: the
+        names the cards show for attached units."""
+        self.unit_names = unit_names
         self.client = client
         self.store = store
         self.attach_buttons = attach_buttons
@@ -171,7 +204,7 @@ class Sender:
 
     async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | Fault:
         """Posts one batch; returns its posts as now recorded, or why it could not."""
-        embeds = fit_embeds([render(p) for p in posts])
+        embeds = fit_embeds([render(p, self.unit_names) for p in posts])
         try:
             message = await bounded(self._post_message(feed, posts, embeds))
         except DISCORD_FAULTS as error:
@@ -196,7 +229,7 @@ class Sender:
             try:
                 await bounded(
                     message.edit(
-                        embeds=fit_embeds([render(p) for p in posts]),
+                        embeds=fit_embeds([render(p, self.unit_names) for p in posts]),
                         view=card_view(posts, attach=self.attach_buttons),
                         allowed_mentions=NO_PINGS,
                     )

@@ -1,10 +1,12 @@
 """The demo's community: a scripted, realistic stretch of a roleplay evening, played on the sandbox
 CAD and pushed to the bot as Sonoran pushes it (`{key, type, data}` events to the listener).
 
-Emergency and civil 911 calls come in; some are answered into dispatch calls, which gather notes
-and units and are then closed; others are removed. Units change status, and one presses panic and
-clears it. The CAD's own lists change with every step, so
-the bot's poll sees what the events said. After the script, it starts over with new calls.
+Emergency and civil 911 calls come in (`INCIDENTS`); some are answered into dispatch calls, which
+gather their own notes and units and are then closed; others are removed. Units go en route when
+sent and are available again when their call closes; one presses panic on its call and clears it.
+Every step belongs to one incident, so each call's answer, title, notes, units and end are its own.
+The CAD's own lists change with every step, so the bot's poll sees what the events said. After the
+script, it starts over with new calls (the same incidents, new call numbers).
 """
 
 from __future__ import annotations
@@ -24,15 +26,65 @@ from .cad import FakeCad
 log = logging.getLogger(__name__)
 
 SERVER = 1
-# (caller, location, what they say, emergency)
-CALLERS = (
-    ("Maria Lopez", "Grove St & Forum Dr", "My neighbour's house is on fire, there are kids inside!", True),
-    ("Tom Becker", "Vinewood Blvd 1120", "Loud party next door, it has been going on for hours.", False),
-    ("Anonymous", "24/7, Innocence Blvd", "Two men with guns just robbed the store, they left in a blue Sultan.", True),
-    ("Jenny Wu", "Del Perro Pier", "Someone is stuck at the top of the Ferris wheel and it stopped.", False),
-    ("Frank Miller", "Route 68 near Harmony", "Car rolled over into the ditch, the driver isn't moving.", True),
-    ("Li Chen", "Mirror Park Blvd", "A dog has been locked in a car in the sun for an hour.", False),
-)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One 911 call and everything that follows from it: whoever answers it answers this call, with
+    its own title, notes and units, and it ends as its story says (closed, or removed unanswered)."""
+
+    name: str
+    caller: str
+    location: str
+    words: str  # what the caller says
+    emergency: bool
+    title: str = ""  # the dispatch call it becomes; "" = removed without one
+    code: str = ""
+    priority: int = 2
+    notes: tuple[tuple[str, str], ...] = ()  # (unit number, note)
+    units: tuple[int, ...] = ()  # identifiers attached
+    panic: int | None = None  # a unit of this call presses panic, and clears it
+
+
+INCIDENTS = {
+    incident.name: incident
+    for incident in (
+        Incident(
+            "fire", "Maria Lopez", "Grove St & Forum Dr", "My neighbour's house is on fire, there are kids inside!",
+            True, "Structure fire, persons trapped", "10-70", 1,
+            notes=(("1-A-12", "On scene, fire visible on the second floor, requesting FD."),
+                   ("M-40", "Two children out and with EMS, smoke inhalation.")),
+            units=(12, 40),
+        ),
+        Incident(
+            "party", "Tom Becker", "Vinewood Blvd 1120", "Loud party next door, it has been going on for hours.",
+            False,  # removed: the party ended before anyone was sent
+        ),
+        Incident(
+            "robbery", "Anonymous", "24/7, Innocence Blvd",
+            "Two men with guns just robbed the store, they left in a blue Sultan.",
+            True, "Armed robbery, suspects fled", "10-31", 1,
+            notes=(("2-L-04", "Suspects last seen heading north on Elgin Ave."),),
+            units=(31,), panic=31,
+        ),
+        Incident(
+            "ferris", "Jenny Wu", "Del Perro Pier", "Someone is stuck at the top of the Ferris wheel and it stopped.",
+            False, "Person stuck on the Ferris wheel", "10-52", 3,
+            notes=(("1-A-12", "Operator is lowering the cart by hand, nobody hurt."),),
+            units=(12,),
+        ),
+        Incident(
+            "crash", "Frank Miller", "Route 68 near Harmony",
+            "Car rolled over into the ditch, the driver isn't moving.", True, "Vehicle rollover, injuries", "10-50", 1,
+            notes=(("1-A-07", "Driver conscious, EMS requested."),),
+            units=(7, 40),
+        ),
+        Incident(
+            "dog", "Li Chen", "Mirror Park Blvd", "A dog has been locked in a car in the sun for an hour.",
+            False,  # removed: the owner came back
+        ),
+    )
+}  # fmt: skip
 # (identifier, unit number, name, department, status): on duty when the evening starts
 UNITS = (
     (12, "1-A-12", "Officer Reyes", "LSPD", 2),
@@ -40,11 +92,7 @@ UNITS = (
     (7, "1-A-07", "Officer Kim", "LSPD", 1),
     (40, "M-40", "Medic Shaw", "EMS", 2),
 )
-NOTES = (
-    ("1-A-12", "On scene, fire visible on the second floor, requesting FD."),
-    ("2-L-04", "Suspects last seen heading north on Elgin Ave."),
-    ("1-A-07", "Driver conscious, EMS requested."),
-)
+AVAILABLE, ENROUTE = 2, 3
 
 
 def on_duty(cad: FakeCad) -> None:
@@ -67,8 +115,6 @@ class Timeline:
         self.push_url = push_url
         self.api_key = api_key
         self.pace = pace  # 1.0: the steps' own spacing (a few seconds); less is faster
-        self._callers = itertools.cycle(CALLERS)
-        self._notes = itertools.cycle(NOTES)
         self._session: aiohttp.ClientSession | None = None
 
     async def play(self, rounds: int | None = None) -> None:
@@ -80,59 +126,102 @@ class Timeline:
                     await step.action()
 
     def _script(self) -> list[Step]:
-        calls: dict[str, int] = {}
-        dispatch: dict[str, int] = {}
+        """One round: every incident once, each told by its own steps, interleaved as an evening is."""
+        calls: dict[str, int] = {}  # incident -> its 911 call
+        dispatch: dict[str, int] = {}  # incident -> its dispatch call
 
-        def new_call(name: str) -> Callable[[], Awaitable[None]]:
+        def ring(name: str) -> Callable[[], Awaitable[None]]:
             async def act() -> None:
-                calls[name] = await self.new_911()
+                calls[name] = await self.new_911(INCIDENTS[name])
 
             return act
 
-        def answer(name: str, title: str) -> Callable[[], Awaitable[None]]:
+        def answer(name: str) -> Callable[[], Awaitable[None]]:
             async def act() -> None:
-                dispatch[name] = await self.answer(calls[name], title)
+                dispatch[name] = await self.answer(calls[name], INCIDENTS[name])
 
             return act
+
+        def note(name: str, index: int) -> Callable[[], Awaitable[None]]:
+            return lambda: self.note(dispatch[name], *INCIDENTS[name].notes[index])
+
+        def send(name: str) -> Callable[[], Awaitable[None]]:
+            async def act() -> None:
+                units = list(INCIDENTS[name].units)
+                for ident in units:  # where the call is: a panic alert says so
+                    self.cad.servers[SERVER].units[ident]["location"] = INCIDENTS[name].location
+                await self.attach(dispatch[name], units)
+                await self.status(units, ENROUTE)
+
+            return act
+
+        def close(name: str) -> Callable[[], Awaitable[None]]:
+            async def act() -> None:
+                await self.close(dispatch[name])
+                await self.status(list(INCIDENTS[name].units), AVAILABLE)
+
+            return act
+
+        def panic(name: str, on: bool) -> Callable[[], Awaitable[None]]:
+            ident = INCIDENTS[name].panic
+            assert ident is not None and ident in INCIDENTS[name].units
+            return lambda: self.panic(ident, on)
 
         return [
-            Step(1.0, new_call("fire")),
-            Step(2.5, new_call("party")),
-            Step(2.5, answer("fire", "Structure fire, persons trapped")),
-            Step(2.5, new_call("robbery")),
-            Step(2.0, lambda: self.note(dispatch["fire"])),
-            Step(2.0, lambda: self.attach(dispatch["fire"], [12, 31])),
-            Step(1.5, lambda: self.status([12, 31], 3)),
-            Step(2.5, lambda: self.remove(calls["party"])),
-            Step(2.5, answer("robbery", "Armed robbery, suspects fled")),
-            Step(2.5, lambda: self.note(dispatch["robbery"])),
-            Step(2.0, lambda: self.panic(31, True)),
-            Step(3.0, lambda: self.panic(31, False)),
-            Step(3.0, lambda: self.close(dispatch["fire"])),
-            Step(0.5, lambda: self.status([12, 31], 2)),
-            Step(3.0, new_call("crash")),
-            Step(3.0, new_call("dog")),
+            Step(1.0, ring("fire")),
+            Step(2.5, ring("party")),
+            Step(2.5, answer("fire")),
+            Step(2.0, send("fire")),
+            Step(2.0, ring("robbery")),
+            Step(2.0, note("fire", 0)),
+            Step(2.0, answer("robbery")),
+            Step(2.0, send("robbery")),
+            Step(2.0, panic("robbery", True)),
+            Step(2.0, lambda: self.remove(calls["party"])),
+            Step(1.0, panic("robbery", False)),
+            Step(2.0, note("robbery", 0)),
+            Step(2.0, note("fire", 1)),
+            Step(3.0, close("fire")),
+            Step(3.0, ring("crash")),
+            Step(2.0, ring("ferris")),
+            Step(2.5, answer("crash")),
+            Step(2.0, send("crash")),
+            Step(2.5, ring("dog")),
+            Step(2.0, note("crash", 0)),
             Step(3.0, lambda: self.remove(calls["dog"])),
-            Step(3.0, answer("crash", "Vehicle rollover, injuries")),
-            Step(3.0, lambda: self.close(dispatch["robbery"])),
-            Step(3.0, lambda: self.close(dispatch["crash"])),
+            Step(2.5, answer("ferris")),
+            Step(2.0, send("ferris")),
+            Step(2.5, note("ferris", 0)),
+            Step(3.0, close("robbery")),
+            Step(3.0, close("crash")),
+            Step(3.0, close("ferris")),
         ]
 
     # --- one change, in the CAD and pushed -----------------------------------------------------------
-    async def new_911(self) -> int:
-        caller, location, description, emergency = next(self._callers)
-        call_id = self.cad.add_911(caller, location, description, emergency=emergency, server=SERVER)
+    async def new_911(self, incident: Incident) -> int:
+        call_id = self.cad.add_911(
+            incident.caller, incident.location, incident.words, emergency=incident.emergency, server=SERVER
+        )
         await self.push("EVENT_911", {"call": self.cad.servers[SERVER].emergency[call_id]})
         return call_id
 
-    async def answer(self, call_id: int, title: str) -> int:
-        dispatch_id = self.cad.answer_911(call_id, server=SERVER, title=title)
+    async def answer(self, call_id: int, incident: Incident) -> int:
+        """A dispatcher answers the 911 call: it leaves the emergency list as the incident's dispatch call."""
+        call = self.cad.servers[SERVER].emergency.pop(call_id)
+        dispatch_id = self.cad.add_dispatch(
+            incident.title,
+            server=SERVER,
+            address=call["location"],
+            code=incident.code,
+            priority=incident.priority,
+            description=call["description"],
+            metaData={"origin911": str(call_id)},
+        )
         await self.push("EVENT_DISPATCH_NEW", {"dispatch": self.cad.servers[SERVER].active[dispatch_id]})
         await self.push("EVENT_REMOVE_911", {"callIds": [call_id]})
         return dispatch_id
 
-    async def note(self, dispatch_id: int) -> None:
-        label, content = next(self._notes)
+    async def note(self, dispatch_id: int, label: str, content: str) -> None:
         note = {"time": "", "label": label, "type": "text", "content": content}
         self.cad.servers[SERVER].active[dispatch_id]["notes"].append(note)
         await self.push("EVENT_DISPATCH_NOTE", {"callId": dispatch_id, "note": note})

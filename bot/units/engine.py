@@ -325,6 +325,8 @@ class UnitsEngine:
             return None
         latest = self.bot.board.latest(server_id)
         known = next((c for c in latest.calls.active if c.call_id == call_id), None) if latest else None
+        if known is None and self.bot.feed is not None:  # pushed since the last list: the feed has it
+            known = self.bot.feed.dispatch_call(server_id, call_id)
         return call_label(known) if known else f"#{call_id}"
 
     def _board_renderer(self, server_id: ServerId) -> Callable[[], list[discord.Embed] | None]:
