@@ -522,7 +522,7 @@ async def test_websocket_without_its_extra_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "pysignalr.client", None)  # as if `[websocket]` was not installed
     with pytest.raises(PushListenerError) as info:
         await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
-    assert "sonoran-dispatch-bot[websocket]" in str(info.value)
+    assert 'pip install ".[websocket]"' in str(info.value)
 
 
 async def test_a_burst_keeps_emergency_calls_in_messages_of_their_own(pusher: Pusher, discord_api: FakeDiscord) -> None:

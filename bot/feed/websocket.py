@@ -1,7 +1,7 @@
 """Opt-in (`push.websocket = true`): the bot's own session on Sonoran's SignalR hub, one per feed
 server, so that push events arrive without opening a port.
 
-The protocol is pysignalr's (an optional extra: `pip install "sonoran-dispatch-bot[websocket]"`),
+The protocol is pysignalr's (an optional extra: `pip install ".[websocket]"` in the checkout),
 not a hand-written one. After every (re)connect the session calls
 `authenticatev2(communityId, apiKey, serverId)`, as Sonoran's FiveM resource does; the hub then
 calls the client method `pushEvent` with the same `{key, type, data}` envelope as the HTTP push,
@@ -46,8 +46,8 @@ class PushSessions:
             from pysignalr.client import SignalRClient
         except ImportError:
             raise WebsocketUnavailable(
-                'push.websocket = true needs pysignalr: pip install "sonoran-dispatch-bot[websocket]" '
-                "(or set push.websocket = false)"
+                'push.websocket = true needs pysignalr: pip install ".[websocket]" in the bot\'s checkout '
+                "(or pip install pysignalr; or set push.websocket = false)"
             ) from None
         self._client_class = SignalRClient
         self.listener = listener
