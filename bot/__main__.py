@@ -22,10 +22,16 @@ from .cli import main  # noqa: E402
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C is KeyboardInterrupt
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
-if __name__ == "__main__":
+
+def console() -> None:
+    """`python -m bot` and the `sonoran-dispatch-bot` console script alike."""
     try:
         sys.exit(main())
     except KeyboardInterrupt:  # Ctrl-C before `run` took over the signals, or in check and sync
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    console()

@@ -697,3 +697,22 @@ def test_the_readme_names_python_first_and_runs_the_tests_as_ci_does() -> None:
     for page in ("configuration", "usage", "operations", "performance", "architecture"):
         assert f"(docs/{page}.md)" in readme and (ROOT / "docs" / f"{page}.md").is_file()
     assert 'pip install ".[websocket]"' in readme and "sonoran-dispatch-bot[websocket]" not in readme
+
+
+def test_the_console_script_is_python_m_bot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed `sonoran-dispatch-bot` runs what `python -m bot` runs: Ctrl-C during check or
+    sync is a clean exit there too, not a KeyboardInterrupt traceback."""
+    import tomllib
+
+    import bot.__main__ as entry
+
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["sonoran-dispatch-bot"]
+    assert script.split(" ")[0] == "bot.__main__:console"
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(entry, "main", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        entry.console()
+    assert exit_.value.code == 0
