@@ -263,6 +263,8 @@ for choice in default runc chroot; do
 done
 [ -n "$found" ] || skip "buildah cannot start a container on this machine (tried crun/default, runc, chroot)"
 say "buildah runs containers with: ${runtime[*]:-its default runtime}"
+offline=(--network none)  # the demo needs none; chroot isolation can only share the host's
+if [ "$found" = chroot ]; then offline=(); fi
 
 # --- the build: the Dockerfile unchanged, from the files git knows --------------------------------
 mkdir "$work/context"
@@ -282,6 +284,13 @@ if [ -n "$previous" ] && [ "$previous" != "$(buildah images --quiet --noheading 
     buildah rmi "$previous" >/dev/null 2>&1 || true
 fi
 took "built $image ($(buildah images --format '{{.Size}}' "$image" | head -n 1))"
+# the Docker format keeps the HEALTHCHECK (OCI drops it)
+buildah inspect --type image "$image" | python3 -c '
+import json, sys
+check = json.load(sys.stdin)["Docker"]["config"].get("Healthcheck")
+if not check:
+    sys.exit("image check: FAILED: the image has no HEALTHCHECK")
+print("image check: healthcheck:", " ".join(check["Test"][1:]))'
 
 # --- how the image is started: podman run as docker run would, or buildah run with its entry point --
 starter=""
@@ -314,8 +323,9 @@ if [ -z "$starter" ]; then
     starter=buildah
     bot=$(buildah from --quiet --pull=never "$image")
     containers+=("$bot")
-    mapfile -t entry < <(buildah inspect --type image --format '{{json .OCIv1.Config.Entrypoint}}' "$image" \
-        | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)))')
+    mapfile -t entry < <(buildah inspect --type image "$image" \
+        | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Entrypoint"]))')
+    [ ${#entry[@]} -gt 0 ] || fail "the image has no entry point"
     say "started with: buildah run ${runtime[*]} CONTAINER -- ${entry[*]} (the image's user, WORKDIR and env)"
 fi
 
@@ -323,14 +333,14 @@ start() {  # the image's entry point with these arguments
     if [ "$starter" = podman ]; then
         timeout 120 "${podman[@]}" "${run[@]}" "$image" "$@"
     else
-        timeout 120 buildah run "${runtime[@]}" --network none "$bot" -- "${entry[@]}" "$@"
+        timeout 120 buildah run "${runtime[@]}" "${offline[@]}" "$bot" -- "${entry[@]}" "$@"
     fi
 }
 start_python() {  # the image's python, in the image's WORKDIR as its user
     if [ "$starter" = podman ]; then
         timeout 120 "${podman[@]}" "${run[@]}" --entrypoint python "$image" "$@"
     else
-        timeout 120 buildah run "${runtime[@]}" --network none "$bot" -- python "$@"
+        timeout 120 buildah run "${runtime[@]}" "${offline[@]}" "$bot" -- python "$@"
     fi
 }
 
