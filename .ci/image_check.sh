@@ -31,6 +31,7 @@ if [ -z "${IMAGE_CHECK_INNER:-}" ]; then
 fi
 
 say() { echo "image check: $*"; }
+why() { grep -v '^[[:space:]]*$' "$1" | tr '\n' ' ' | cut -c1-240; }  # a refusal, on one line
 skip() { say "skipped: $*"; exit 0; }
 fail() { say "FAILED: $*"; exit 1; }
 began=$(date +%s)
@@ -72,7 +73,6 @@ fi
 if ! command -v buildah >/dev/null || ! command -v debootstrap >/dev/null; then
     skip "buildah or debootstrap is missing after apt-get install"
 fi
-say "$(buildah --version); $(command -v podman >/dev/null && podman --version || echo 'no podman')"
 
 # one check at a time on this machine: they share the image names
 exec 9>/var/tmp/sonoran-image-check.lock
@@ -236,11 +236,12 @@ PY
 }
 
 case $have_base in
-    real) say "base: $base, found in local storage (not a stand-in)" ;;
-    stand-in) say "base: the stand-in already stored as $base ($(label "$base" stand-in))" ;;
+    real) based="base: $base, found in local storage (not a stand-in)" ;;
+    stand-in) based="base: the stand-in already stored as $base ($(label "$base" stand-in))" ;;
     *)
         make_standin
-        took "base: stand-in stored as $base ($(label "$base" stand-in))"
+        based="base: stand-in made and stored as $base ($(label "$base" stand-in), $(($(date +%s) - lap)) s)"
+        lap=$(date +%s)
         ;;
 esac
 
@@ -249,6 +250,7 @@ probe=$(buildah from --quiet --pull=never "$base")
 containers+=("$probe")
 runtime=()
 found=""
+refused=""
 for choice in default runc chroot; do
     case $choice in
         default) runtime=() ;;
@@ -259,10 +261,11 @@ for choice in default runc chroot; do
         found=$choice
         break
     fi
-    say "buildah run ($choice) cannot start a container here: $(grep -v '^$' "$work/probe.log" | tail -n 1)"
+    refused+="; $choice: $(why "$work/probe.log")"
 done
-[ -n "$found" ] || skip "buildah cannot start a container on this machine (tried crun/default, runc, chroot)"
-say "buildah runs containers with: ${runtime[*]:-its default runtime}"
+[ -n "$found" ] || skip "buildah cannot start a container on this machine${refused}"
+say "$based"
+say "$(buildah --version) runs containers with ${runtime[*]:-its default runtime}${refused:+ (refused${refused#;})}"
 offline=(--network none)  # the demo needs none; chroot isolation can only share the host's
 if [ "$found" = chroot ]; then offline=(); fi
 
@@ -300,6 +303,7 @@ if command -v podman >/dev/null; then
     nproc=$(ulimit -Su)
     if [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ]; then nproc=4096; fi
     # without systemd, no healthcheck timers; without CAP_SYS_RESOURCE, no rlimits above the host's
+    refused=""
     for choice in default runc; do
         case $choice in
             default)
@@ -313,10 +317,10 @@ if command -v podman >/dev/null; then
         esac
         if timeout 120 "${podman[@]}" "${run[@]}" "$base" python3 -c pass >"$work/probe.log" 2>&1; then
             starter=podman
-            say "started with: ${podman[*]} ${run[*]} IMAGE"
+            say "$(podman --version) starts it: ${podman[*]} ${run[*]} IMAGE${refused:+ (refused${refused#;})}"
             break
         fi
-        say "podman ($choice) cannot start a container here: $(grep -v '^$' "$work/probe.log" | tail -n 1)"
+        refused+="; $choice: $(why "$work/probe.log")"
     done
 fi
 if [ -z "$starter" ]; then
@@ -326,7 +330,7 @@ if [ -z "$starter" ]; then
     mapfile -t entry < <(buildah inspect --type image "$image" \
         | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Entrypoint"]))')
     [ ${#entry[@]} -gt 0 ] || fail "the image has no entry point"
-    say "started with: buildah run ${runtime[*]} CONTAINER -- ${entry[*]} (the image's user, WORKDIR and env)"
+    say "buildah run starts it${refused:+ (podman refused${refused#;})}: buildah run ${runtime[*]} CONTAINER -- ${entry[*]} (the image's user, WORKDIR and env)"
 fi
 
 start() {  # the image's entry point with these arguments
