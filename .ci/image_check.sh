@@ -325,27 +325,36 @@ if command -v podman >/dev/null; then
 fi
 if [ -z "$starter" ]; then
     starter=buildah
-    bot=$(buildah from --quiet --pull=never "$image")
-    containers+=("$bot")
     mapfile -t entry < <(buildah inspect --type image "$image" \
         | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Entrypoint"]))')
     [ ${#entry[@]} -gt 0 ] || fail "the image has no entry point"
     say "buildah run starts it${refused:+ (podman refused${refused#;})}: buildah run ${runtime[*]} CONTAINER -- ${entry[*]} (the image's user, WORKDIR and env)"
 fi
 
+with=()    # options for the next start: -v and -e, as docker run and buildah run both take them
 start() {  # the image's entry point with these arguments
     if [ "$starter" = podman ]; then
-        timeout 120 "${podman[@]}" "${run[@]}" "$image" "$@"
+        timeout 120 "${podman[@]}" "${run[@]}" "${with[@]}" "$image" "$@"
     else
-        timeout 120 buildah run "${runtime[@]}" "${offline[@]}" "$bot" -- "${entry[@]}" "$@"
+        fresh buildah run "${runtime[@]}" "${offline[@]}" "${with[@]}" CONTAINER -- "${entry[@]}" "$@"
     fi
 }
 start_python() {  # the image's python, in the image's WORKDIR as its user
     if [ "$starter" = podman ]; then
         timeout 120 "${podman[@]}" "${run[@]}" --entrypoint python "$image" "$@"
     else
-        timeout 120 buildah run "${runtime[@]}" "${offline[@]}" "$bot" -- python "$@"
+        fresh buildah run "${runtime[@]}" "${offline[@]}" CONTAINER -- python "$@"
     fi
+}
+fresh() {  # this buildah command in a new container from the image, removed after it, as run --rm does
+    local ctr code=0 arg args=()
+    ctr=$(buildah from --quiet --pull=never "$image")
+    for arg in "$@"; do
+        if [ "$arg" = CONTAINER ]; then args+=("$ctr"); else args+=("$arg"); fi
+    done
+    timeout 120 "${args[@]}" || code=$?
+    buildah rm "$ctr" >/dev/null
+    return "$code"
 }
 
 echo "\$ IMAGE --version"
@@ -381,6 +390,20 @@ start_python -c "$(cat "$work/identity.py")" >"$work/out" 2>&1 \
     || { cat "$work/out"; fail "the image's python cannot import the bot, or runs as the wrong user"; }
 cat "$work/out"
 
+# as the Dockerfile says to use it: a config.toml at /config/config.toml, secrets in the environment,
+# the state on /data. Offline (or with fake secrets) the CAD and Discord checks fail; the config and
+# the state file must not.
+echo "\$ IMAGE check  (config.example.toml at /config/config.toml, fake secrets)"
+with=(-v "$work/context/config.example.toml:/config/config.toml:ro"
+    -e SONORAN_BOT_DISCORD__TOKEN=image-check-fake-token -e SONORAN_BOT_SONORAN__API_KEY=image-check-fake-key)
+code=0
+start check >"$work/out" 2>&1 || code=$?
+with=()
+grep -vF "discord.client:" "$work/out" | head -n 12
+if [ "$code" -gt 1 ] || grep -q Traceback "$work/out"; then fail "check ended with $code"; fi
+grep -qE '^ok +configuration' "$work/out" || fail "check did not read /config/config.toml"
+grep -qE '^ok +state file' "$work/out" || fail "check could not write its state file on /data as uid 10001"
+
 echo "\$ IMAGE demo --for 10"
 start demo --for 10 >"$work/demo.out" 2>"$work/demo.err" || { cat "$work/demo.err"; fail "the demo did not run"; }
 head -n 16 "$work/demo.out"
@@ -388,7 +411,7 @@ posts=$(grep -cE "911 call #[0-9]+" "$work/demo.out" || true)
 [ "$posts" -gt 0 ] || { cat "$work/demo.err"; fail "the image's demo showed no post"; }
 if grep -q Traceback "$work/demo.err"; then cat "$work/demo.err"; fail "the demo printed a traceback"; fi
 say "the image's demo posted $posts call cards in 10 s"
-took "started the image: --version, check --help, imports, demo"
+took "started the image: --version, check --help, imports, check with a config, demo"
 
 # `docker stop` sends SIGTERM: tini passes it on and the bot ends, instead of a kill after the grace
 if [ "$starter" = podman ]; then
