@@ -365,16 +365,22 @@ start check --help >"$work/out" 2>&1 || { cat "$work/out"; fail "check --help di
 head -n 3 "$work/out"
 grep -q '^usage: ' "$work/out" || fail "check --help printed no usage"
 
-# the installed packages, not a source tree; the user and folder the Dockerfile sets; nothing to
-# install anything with at run time
+# every module of the source tree is installed and imports (the installed package, not a source
+# tree); the user and folder the Dockerfile sets; nothing to install anything with at run time
+modules=$(cd "$work/context" && find bot cogs -name '*.py' ! -name __main__.py | sed 's|/__init__\.py$||; s|\.py$||; s|/|.|g' | sort)
 cat >"$work/identity.py" <<'PY'
 import importlib, importlib.util, os, pathlib, sys
-for name in ("bot", "bot.desk", "bot.units", "bot.sandbox", "cogs"):
-    importlib.import_module(name)
+problems = []
+expected = sys.argv[1].split()
+for name in expected:
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001 - each missing module is one line of the report
+        problems.append(f"{name}: {error!r}")
 import bot
 where = pathlib.Path(bot.__file__).resolve()
-print(f"uid {os.getuid()}, in {os.getcwd()}, Python {sys.version.split()[0]}, bot from {where.parent}")
-problems = []
+print(f"uid {os.getuid()}, in {os.getcwd()}, Python {sys.version.split()[0]}, bot from {where.parent}; "
+      f"{len(expected) - len(problems)} of the source tree's {len(expected)} modules import")
 if os.getuid() != 10001:
     problems.append(f"runs as uid {os.getuid()}, not 10001")
 if os.getcwd() != "/data":
@@ -384,10 +390,10 @@ if "site-packages" not in where.parts:
 if importlib.util.find_spec("pip") is not None:
     problems.append("pip is in the image")
 if problems:
-    sys.exit("; ".join(problems))
+    sys.exit("\n".join(problems))
 PY
-start_python -c "$(cat "$work/identity.py")" >"$work/out" 2>&1 \
-    || { cat "$work/out"; fail "the image's python cannot import the bot, or runs as the wrong user"; }
+start_python -c "$(cat "$work/identity.py")" "$modules" >"$work/out" 2>&1 \
+    || { cat "$work/out"; fail "the image lacks modules of the source tree, or runs as the wrong user"; }
 cat "$work/out"
 
 # as the Dockerfile says to use it: a config.toml at /config/config.toml, secrets in the environment,
