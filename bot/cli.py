@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import discord
-from discord.ext import commands
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path
 from .core import DispatchBot
@@ -206,10 +205,8 @@ async def run(settings: Settings) -> int:
     except AlreadyRunning as error:
         log.error("not starting: %s", error)
         return EXIT_PROBLEM
-    except commands.ExtensionFailed as error:
-        if not isinstance(error.original, PushListenerError):
-            raise
-        log.error("not starting: %s", error.original)
+    except PushListenerError as error:  # from setup_hook, where the engine binds its port
+        log.error("not starting: %s", error)
         return EXIT_PROBLEM
     except StateFileError as error:
         log.error("not starting: %s", error)

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from discord.ext import commands
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
@@ -320,11 +319,9 @@ async def test_a_taken_port_is_a_clear_error_at_start(make_bot: BotFactory) -> N
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        with pytest.raises(commands.ExtensionFailed) as info:
+        with pytest.raises(PushListenerError) as info:
             await make_bot(feeds=FEEDS, push=push_settings(port=port))
-    error = info.value.original
-    assert isinstance(error, PushListenerError)
-    assert f"push.port {port}" in str(error) and "push.enabled = false" in str(error)
+    assert f"push.port {port}" in str(info.value) and "push.enabled = false" in str(info.value)
 
 
 async def test_the_listener_is_bound_at_login_and_closed_by_close(make_bot: BotFactory) -> None:
@@ -522,10 +519,9 @@ async def test_websocket_without_its_extra_is_a_clear_error(
     make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "pysignalr.client", None)  # as if `[websocket]` was not installed
-    with pytest.raises(commands.ExtensionFailed) as info:
+    with pytest.raises(PushListenerError) as info:
         await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
-    assert isinstance(info.value.original, PushListenerError)
-    assert "sonoran-dispatch-bot[websocket]" in str(info.value.original)
+    assert "sonoran-dispatch-bot[websocket]" in str(info.value)
 
 
 async def test_a_burst_keeps_emergency_calls_in_messages_of_their_own(pusher: Pusher, discord_api: FakeDiscord) -> None:
