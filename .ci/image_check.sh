@@ -7,9 +7,10 @@
 # name the FROM lines use: Debian <suite> from debootstrap (minbase) with Debian's python3 of the same
 # minor version, pip and setuptools in /usr/local, and python at /usr/local/bin/python, as in the
 # official image. It is marked with a `stand-in` label (which the bot image inherits); a real base
-# already in local storage is used as it is. The stand-in also carries this machine's pip settings
-# (/etc/pip.conf, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST, the CA bundle pip trusts), so
-# that the build's pip reaches the package index as the host's does; the Dockerfile is built unchanged.
+# already in local storage is used as it is. The stand-in also carries how this machine's pip reaches
+# its package index (index-url, extra-index-url, trusted-host, proxy from /etc/pip.conf or PIP_*, and
+# the CA bundle pip trusts), so that the build's pip does as the host's; nothing of it is in the repo,
+# and the Dockerfile is built unchanged.
 #
 # Needs root, buildah and debootstrap (installed with apt-get when missing), podman optionally. Prints
 # one "image check: skipped: ..." line and exits 0 where these cannot be installed or cannot start a
@@ -375,7 +376,7 @@ expected = sys.argv[1].split()
 for name in expected:
     try:
         importlib.import_module(name)
-    except Exception as error:  # noqa: BLE001 - each missing module is one line of the report
+    except Exception as error:  # each module that does not import is one line of the report
         problems.append(f"{name}: {error!r}")
 import bot
 where = pathlib.Path(bot.__file__).resolve()
@@ -432,7 +433,7 @@ if [ "$starter" = podman ]; then
         sleep 0.5
     done
     t0=$(date +%s%N)
-    timeout 60 "${podman[@]}" stop --time 20 "$detached" >/dev/null
+    timeout 60 "${podman[@]}" stop --time 20 "$detached" >/dev/null || fail "podman stop failed"
     ms=$((($(date +%s%N) - t0) / 1000000))
     code=$("${podman[@]}" inspect --format '{{.State.ExitCode}}' "$detached")
     "${podman[@]}" rm -v "$detached" >/dev/null
