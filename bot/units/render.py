@@ -64,15 +64,18 @@ def summary_embed(alert: Alert) -> discord.Embed:
             lines.append(f"… and {len(order) - index} more")
             break
         lines.append(line)
-    if alert.acked_by:
-        when = f" {timestamp(from_unix(alert.acked_at), 'R')}" if alert.acked_at else ""
-        lines.append(f"Acknowledged by {clean(alert.acked_by, 80)}{when}")
-    else:
-        lines.append("Not acknowledged yet" if not cleared else "Nobody acknowledged it")
+    lines.append(_acknowledgement(alert, cleared))
     embed.description = "\n".join(lines)
     embed.set_footer(text=f"CAD server {alert.server_id} · {len(members)} identifiers")
     embed.timestamp = from_unix(alert.started_at)
     return embed
+
+
+def _acknowledgement(alert: Alert, cleared: bool) -> str:
+    if alert.acked_by:
+        when = f" {timestamp(from_unix(alert.acked_at), 'R')}" if alert.acked_at else ""
+        return f"Acknowledged by {clean(alert.acked_by, 80)}{when}"
+    return "Nobody acknowledged it" if cleared else "Not acknowledged yet"
 
 
 def alert_embed(alert: Alert) -> discord.Embed:
@@ -89,11 +92,7 @@ def alert_embed(alert: Alert) -> discord.Embed:
     lines = [f"Pressed {timestamp(from_unix(alert.started_at), 'R')}"]
     if alert.cleared_at is not None:
         lines.append(f"Cleared {timestamp(from_unix(alert.cleared_at), 't')}")
-    if alert.acked_by:
-        when = f" {timestamp(from_unix(alert.acked_at), 'R')}" if alert.acked_at else ""
-        lines.append(f"Acknowledged by {clean(alert.acked_by, 80)}{when}")
-    else:
-        lines.append("Not acknowledged yet" if not cleared else "Nobody acknowledged it")
+    lines.append(_acknowledgement(alert, cleared))
     embed.description = "\n".join(lines)
     embed.set_footer(text=f"CAD server {alert.server_id} · identifier #{unit.id}")
     embed.timestamp = from_unix(alert.started_at)
