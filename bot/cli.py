@@ -183,14 +183,17 @@ def demo(path: Path, seconds: float | None, channel_id: int | None, environ: dic
         if token:
             setup_logging("INFO", [token])
         else:  # the terminal shows the feed: the log goes to a file, never between the lines of a card
-            log_path = Path(tempfile.gettempdir()) / DEMO_LOG
-            handler = setup_logging("INFO", stream=stack.enter_context(log_path.open("w", encoding="utf-8")))
+            # a file of this run's own (made anew, readable by its owner only): a fixed name in a
+            # shared /tmp could be another user's file, or a link planted there
+            fd, name = tempfile.mkstemp(prefix=DEMO_LOG_PREFIX, suffix=".log")
+            log_path = Path(name)
+            handler = setup_logging("INFO", stream=stack.enter_context(os.fdopen(fd, "w", encoding="utf-8")))
             stack.callback(logging.getLogger().removeHandler, handler)  # before the file closes
             print(f"demo: the bot's log goes to {log_path}", flush=True)
         return _play_demo(seconds, token, channel_id)
 
 
-DEMO_LOG = "sonoran-dispatch-demo.log"
+DEMO_LOG_PREFIX = "sonoran-dispatch-demo-"
 
 
 def _play_demo(seconds: float | None, token: str | None, channel_id: int | None) -> int:

@@ -162,9 +162,20 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
                 "check sonoran.api_url (and that this machine reaches it), or try again in a minute",
             )
         ], None
-    except (BadReply, NotFound, RequestRejected) as error:
+    except (BadReply, NotFound) as error:
         # something answered, but not as the CAD's version request does: polling it would never work
         return [not_the_cad(settings, error)], None
+    except RequestRejected as error:
+        # the CAD (or a firewall before it) refused the request in words of its own: a block, a
+        # maintenance, a WAF. Said as it is, and not fatal: the address is not what is wrong.
+        return [
+            Check(
+                "sonoran key",
+                False,
+                f"the CAD at sonoran.api_url {settings.sonoran.base_url} refused the version request: {error}",
+                "see what it said; if it persists, ask Sonoran support (with the trace id, if any)",
+            )
+        ], None
     except SonoranError as error:
         return [
             Check(
@@ -191,7 +202,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
     if settings.commands.dispatchers_from_cad:
         checks.append(await _accounts_check(settings, client))
     if settings.lookups.enabled:
-        checks.append(lookups_check(settings, plan.level))
+        checks.append(lookups_check(settings, plan))
     wanted = sorted({settings.sonoran.server_id, *settings.event_server_ids})
     try:
         servers = {server.id: server for server in await client.get_servers()}
@@ -215,10 +226,10 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
     return checks, plan
 
 
-def lookups_check(settings: Settings, plan_level: int) -> Check:
+def lookups_check(settings: Settings, plan: PlanInfo) -> Check:
     """[lookups]: the plan has them (Plus, as the v1 restrictions table says), and someone may use them."""
     name, rules = "lookups", settings.lookups
-    if plan_level < 3:
+    if not plan.has_call_reads:  # Plus or higher, by its level or by its name (v2 may send either)
         return Check(
             name, False, "lookups need the Plus plan or higher", "upgrade the plan, or set lookups.enabled = false"
         )

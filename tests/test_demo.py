@@ -58,9 +58,11 @@ async def test_the_demo_with_nothing_set_up_shows_posts_created_and_then_edited(
     shown = {_as_shown(line) for line in out.splitlines()}
     assert [line for line in readme_sample() if _as_shown(line) not in shown] == []  # the README shows what it prints
     # the log is in a file, never between the lines of a card (the panic's WARNING included)
-    log = tmp_path / "sonoran-dispatch-demo.log"
-    assert f"demo: the bot's log goes to {log}" in out and "[WARNING]" not in out and "[INFO" not in out
-    assert err == b"" and "unit #31 of CAD server 1 pressed panic" in log.read_text()
+    named = re.search(r"demo: the bot's log goes to (\S+)", out)
+    assert named is not None and "[WARNING]" not in out and "[INFO" not in out
+    log, mode, logged = _log_file(named.group(1))
+    assert log.parent == tmp_path and log.name.startswith("sonoran-dispatch-demo-") and mode & 0o077 == 0
+    assert err == b"" and "unit #31 of CAD server 1 pressed panic" in logged
     # this run's key and a ready configuration for a second terminal: `check` accepts the sandbox's key
     key = re.search(r"this run's key ([\w-]+)\)", out)
     assert key is not None and len(key.group(1)) >= 32 and key.group(1) != API_KEY
@@ -69,13 +71,19 @@ async def test_the_demo_with_nothing_set_up_shows_posts_created_and_then_edited(
     assert settings["sonoran"]["api_key"] == key.group(1) and settings["sonoran"]["api_url"].startswith("http://127.")
 
 
+def _log_file(name: str) -> tuple[Path, int, str]:
+    """The demo's log file: its path, its mode and what it holds."""
+    path = Path(name)
+    return path, path.stat().st_mode, path.read_text()
+
+
 def _as_shown(line: str) -> str:
     """A line of the demo's output without what changes from run to run (times, port, key, ids, paths)."""
     line = re.sub(r"\d\d:\d\d:\d\d", "HH:MM:SS", line)
     line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
     line = re.sub(r"(this run's key |api_key = \")[\w-]+", r"\1KEY", line)
     line = re.sub(r"message 9\d{17}", "message ID", line)
-    return re.sub(r"goes to \S+sonoran-dispatch-demo\.log", "goes to LOG", line)
+    return re.sub(r"goes to \S+sonoran-dispatch-demo-\w+\.log", "goes to LOG", line)
 
 
 def readme_sample() -> list[str]:

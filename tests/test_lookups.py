@@ -317,17 +317,21 @@ async def test_two_members_asking_the_same_at_once_share_one_request(
 
 def test_check_says_whether_lookups_can_work() -> None:
     from bot.preflight import lookups_check
+    from bot.sonoran import PlanInfo
 
     from .helpers import make_settings
 
+    plus, standard = PlanInfo(level=3, name="PLUS"), PlanInfo(level=2, name="STANDARD")
     settings = make_settings("http://127.0.0.1:9", 2, lookups={"enabled": True})
-    assert not lookups_check(settings, 3).ok and "nobody may look up" in lookups_check(settings, 3).detail
-    assert "Plus plan" in lookups_check(settings, 2).detail
+    assert not lookups_check(settings, plus).ok and "nobody may look up" in lookups_check(settings, plus).detail
+    assert "Plus plan" in lookups_check(settings, standard).detail
+    # Sonoran's own v2 example answers {"version": 2, "name": "PLUS"}: the name says Plus
+    assert "Plus plan" not in lookups_check(settings, PlanInfo(level=2, name="PLUS")).detail
     settings = make_settings("http://127.0.0.1:9", 2, lookups={"enabled": True, "allow_cad_rights": True})
-    check = lookups_check(settings, 3)
+    check = lookups_check(settings, plus)
     assert check.ok and "at most 20 lookups a minute" in check.detail
     settings = make_settings("http://127.0.0.1:9", 1, lookups={"enabled": True, "allow_cad_rights": True})
-    assert "v1 cannot read CAD rights" in lookups_check(settings, 3).detail
+    assert "v1 cannot read CAD rights" in lookups_check(settings, plus).detail
 
 
 # --- CAD errors -------------------------------------------------------------------------------------------

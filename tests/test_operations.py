@@ -716,3 +716,16 @@ def test_the_console_script_is_python_m_bot(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(SystemExit) as exit_:
         entry.console()
     assert exit_.value.code == 0
+
+
+async def test_a_refusal_of_the_version_request_is_said_not_taken_for_a_wrong_address(
+    cad: FakeCad, gateway: FakeGateway
+) -> None:
+    """A 403 from the CAD (or a firewall before it) is the CAD's words, not "this is not the CAD":
+    `run` is not stopped for good, and the admin is not sent to change sonoran.api_url."""
+    body = '{"title": "Forbidden", "status": 403, "detail": "Community temporarily blocked"}'
+    cad.fail_next("get_version", status=403, body=body, content_type="application/problem+json")
+    key = (await run_checks(settings_for(cad)))[0]
+    assert (key.name, key.ok, key.fatal) == ("sonoran key", False, False)
+    assert "refused the version request" in key.detail and "temporarily blocked" in key.detail
+    assert "sonoran.api_url to" not in key.fix

@@ -1067,7 +1067,6 @@ async def test_a_panic_storm_by_push_opens_five_alerts_and_one_summary_and_a_911
     assert "• S-10 Officer 10\n" in text and "**Still in panic (57)**" in text and len(panic_posts(discord_api)) == 6
     # a minute later the cap has room again
     clock.minute()
-    units_of(bot)._opened.clear()  # the engine's own minute goes by the monotonic clock: moved on here
     await pusher.send("EVENT_UNIT_PANIC", {"identIds": [362], "isPanic": True})
     assert panic_posts(discord_api)[-1]["content"].endswith("PANIC: S-62 Officer 62")
     # all clear: the summary says so
@@ -1093,3 +1092,31 @@ async def test_a_panic_storm_found_by_the_units_poll_is_capped_too_and_survives_
         cad.set_panic(500 + n, False)
     await poll(second, clock)
     assert edits(discord_api, ALERTS)[-1]["embeds"][0]["title"] == "Panics cleared: 27 more units"
+
+
+async def test_a_panic_after_the_summary_was_acknowledged_opens_a_new_summary_that_pings(
+    units_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, session: aiohttp.ClientSession, clock: Clock
+) -> None:
+    """An acknowledged summary takes no new names: they would join it in silence, under someone
+    else's acknowledgement. A panic past the cap after the acknowledgement is a new summary, pinged."""
+    bot = await units_bot(push=push_settings())
+    await poll(bot, clock)
+    pusher = Pusher(bot, session)
+    units = [{"id": 300 + n, "status": 2, "data": {"unitNum": f"S-{n:02}", "name": f"Officer {n}"}} for n in range(20)]
+    await pusher.send("EVENT_UNIT_UPDATE", {"units": units})
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [300 + n for n in range(8)], "isPanic": True})
+    await feed_of(bot).settled()
+    assert "3 more units" in panic_posts(discord_api)[-1]["content"] and pings(discord_api) == 6
+    summary = discord_api.channel_messages(ALERTS)[-1]
+    (acknowledge,) = [c["custom_id"] for c in components(summary)]
+    await dispatch_interaction(bot, button(acknowledge, summary["id"], message=summary))
+    await feed_of(bot).settled()
+    acknowledged = discord_api.messages[summary["id"]]["embeds"][0]["description"]
+    assert "Acknowledged by" in acknowledged
+    await pusher.send("EVENT_UNIT_PANIC", {"identIds": [315], "isPanic": True})  # the same minute: past the cap
+    await feed_of(bot).settled()
+    assert pings(discord_api) == 7  # a new summary, pinging the role
+    fresh = discord_api.channel_messages(ALERTS)[-1]
+    assert fresh["id"] != summary["id"] and "S-15" in fresh["embeds"][0]["description"]
+    assert "Acknowledged by" not in fresh["embeds"][0]["description"] and components(fresh)
+    assert discord_api.messages[summary["id"]]["embeds"][0]["description"] == acknowledged  # untouched

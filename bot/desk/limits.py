@@ -84,20 +84,24 @@ class MemberShare:
         stamps = self._spent.get(user_id)
         if not stamps:
             return
-        while stamps and now - stamps[0][0] >= 60.0:
+        while stamps and now - stamps[0][0] >= max(60.0, self.cooldown):  # a cooldown may be past a minute
             stamps.popleft()
         same = [at for at, done in stamps if done == what]
         wait = same[-1] + self.cooldown - now if same else 0.0
-        if len(stamps) >= self.per_minute:
-            wait = max(wait, stamps[0][0] + 60.0 - now)
+        minute = [at for at, _ in stamps if now - at < 60.0]
+        if len(minute) >= self.per_minute:
+            wait = max(wait, minute[0] + 60.0 - now)
         if wait > 0:
             raise WaitBeforeAgain(wait)
 
     def spent(self, user_id: int, what: object = None) -> None:
         now = self._clock()
+        window = max(60.0, self.cooldown)
         if len(self._spent) > 10_000:  # keep the map from growing on a big server
-            self._spent = {uid: s for uid, s in self._spent.items() if s and now - s[-1][0] < 60.0}
-        stamps = self._spent.setdefault(user_id, collections.deque(maxlen=self.per_minute))
+            self._spent = {uid: s for uid, s in self._spent.items() if s and now - s[-1][0] < window}
+        stamps = self._spent.setdefault(user_id, collections.deque())
+        while stamps and now - stamps[0][0] >= window:  # bounded: per_minute a minute, over the window
+            stamps.popleft()
         stamps.append((now, what))
 
 

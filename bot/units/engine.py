@@ -241,9 +241,12 @@ class UnitsEngine:
         key = (setting.channel_id, setting.server_id)
         alerts = self.alerts.setdefault(key, {})
         active = {alert.ident: alert for alert in alerts.values() if alert.cleared_at is None and not alert.is_summary}
-        summary = next((a for a in alerts.values() if a.is_summary and a.cleared_at is None), None)
-        # a unit the summary lists as cleared that presses again is a new panic
-        listed = {unit.id for unit in summary.members or () if unit.is_panic} if summary is not None else set()
+        summaries = [a for a in alerts.values() if a.is_summary and a.cleared_at is None]
+        # a unit a summary lists as cleared that presses again is a new panic
+        listed = {unit.id for held in summaries for unit in held.members or () if unit.is_panic}
+        # new names join only a summary nobody has acknowledged: one that was acknowledged would
+        # take them in silence (no ping, no button, "Acknowledged by ..."), so they open a new one
+        summary = next((a for a in summaries if not a.acked_by), None)
         changed = False
         fresh = sorted(panicking - active.keys() - listed)
         opened = self._opened.setdefault(key, collections.deque())
@@ -290,8 +293,8 @@ class UnitsEngine:
             if now_alert.version != alert.version:
                 await self._update(alerts, now_alert)
                 changed = True
-        if summary is not None:
-            changed |= await self._follow_summary(alerts, summary, roster, panicking)
+        for summary_id in {held.id for held in summaries} | ({summary.id} if summary is not None else set()):
+            changed |= await self._follow_summary(alerts, alerts[summary_id], roster, panicking)
         return changed
 
     async def _follow_summary(

@@ -19,7 +19,7 @@ _ALERT_COLUMNS = (
     "id, channel_id, server_id, ident_id, unit, call, started_at, cleared_at, acked_by, acked_at, nonce, "
     "message_id, version, shown, members"
 )
-SUMMARY_IDENT = -1  # the ident_id of a summary alert's row: one open summary per channel and server
+SUMMARY_IDENT = -1  # a summary alert's row has a negative ident_id: -1, or the next below an open summary's
 
 
 @dataclass(frozen=True)
@@ -138,13 +138,20 @@ class AlertRecords:
         draft = Alert(0, channel_id, server_id, units[0], None, started_at, None, None, None, nonce, None, "", None)
         draft = replace(draft, members=members).changed()
         async with self.store.writing() as db:
+            # an acknowledged summary stays open beside a new one: each takes an ident of its own
+            lowest = await db.execute(
+                "SELECT MIN(ident_id) FROM alerts WHERE channel_id = ? AND server_id = ? AND cleared_at IS NULL "
+                "AND ident_id < 0",
+                (channel_id, server_id),
+            )
+            (below,) = await lowest.fetchone() or (None,)
             cursor = await db.execute(
                 "INSERT INTO alerts (channel_id, server_id, ident_id, unit, call, started_at, nonce, version, members) "
                 "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
                 (
                     channel_id,
                     server_id,
-                    SUMMARY_IDENT,
+                    SUMMARY_IDENT if below is None else below - 1,
                     units[0].model_dump_json(),
                     started_at,
                     nonce,
