@@ -26,11 +26,18 @@ SUPERVISOR_PERMISSIONS = ("polSuper", "fireSuper", "medSuper", "dmvSuper", "lawS
 
 @dataclass(frozen=True)
 class Rights:
-    """What the CAD says a member's linked account may do (all False: not linked, barred, unknown)."""
+    """What the CAD says a member's linked account may do (all False: not linked, barred, unknown).
+    `supervises`: the account's supervisor permissions by name (`polSuper`, `dmvSuper`, ...): each
+    opens the supervisor fields of its own records only (bot/lookups/render.py)."""
 
     dispatch: bool = False
     police: bool = False
-    supervisor: bool = False
+    supervises: frozenset[str] = frozenset()
+
+    @property
+    def supervisor(self) -> bool:
+        """A supervisor of some kind (which may look up, when CAD rights may)."""
+        return bool(self.supervises)
 
 
 NO_RIGHTS = Rights()
@@ -43,7 +50,7 @@ def rights_of(account: Account) -> Rights:
     return Rights(
         dispatch=account.can_dispatch,
         police=permissions.get("police") is True,
-        supervisor=any(permissions.get(name) is True for name in SUPERVISOR_PERMISSIONS),
+        supervises=frozenset(name for name in SUPERVISOR_PERMISSIONS if permissions.get(name) is True),
     )
 
 

@@ -35,6 +35,7 @@ ROLE = "990000000000000001"
 AUDIT = 5003
 OTHER = "555555555555555556"
 THIRD = "555555555555555557"
+FOURTH = "555555555555555558"
 JANE_PLATE = {"plate": "ABC123"}
 JANE = {"first": "Jane", "last": "Doe"}
 ON = {"enabled": True, "role_ids": [int(ROLE)], "cooldown_seconds": 0}
@@ -153,6 +154,15 @@ async def test_hidden_fields_stay_hidden_and_supervisor_fields_need_supervisor_r
     shown = text(discord_api)
     assert ("Confidential Informant: Handler: Sgt. Reyes" in shown) is (api_version == 2)  # v1 reads no rights
     assert "Date of Death" not in shown
+
+    # a supervisor of another family (fire) may look up, but a police record's supervisor field is not theirs
+    fire = FOURTH
+    cad.add_account(fire)
+    cad.accounts[fire]["permissions"].update({"police": False, "fireSuper": True})
+    await dispatch_interaction(bot, lookup("name", JANE, user_id=fire))
+    shown = text(discord_api)
+    assert "Sex: F" in shown or api_version == 1
+    assert "Confidential Informant" not in shown and "Sgt. Reyes" not in shown
 
     (jane,) = [r for r in cad.records if r["sections"][0]["fields"][0]["value"] == "Jane" and r["type"] == 7]
     jane["sections"][1]["fields"][1]["value"] = "YES"  # deceased now: the date of death shows

@@ -1016,6 +1016,25 @@ def test_a_board_of_100000_units_sorts_and_formats_only_what_it_shows(monkeypatc
     assert pages[-1].footer.text == "100000 on duty · page 5 of 5"
 
 
+def test_a_board_of_units_with_thousands_of_statuses_has_a_dozen_headings() -> None:
+    """A status is any code below 2^31: 100,000 distinct ones would be 100,000 headings to draw."""
+    from bot.units import render
+
+    units = {n: Unit(id=n, status=n) for n in range(100_000)}
+    lines = render.board_lines(units, {}, lambda status: f"S{status}")
+    headings = [line for line in lines if line.startswith("**")]
+    assert len(headings) == render.MAX_STATUS_GROUPS + 1
+    assert headings[0] == "**S0** (1)" and headings[-1] == f"**Other statuses** ({100_000 - render.MAX_STATUS_GROUPS})"
+
+
+def test_a_dispatch_call_is_read_with_at_most_a_hundred_units() -> None:
+    from bot.sonoran import DispatchCall
+    from bot.sonoran.models import MAX_UNITS_ON_CALL
+
+    call = DispatchCall.model_validate({"callId": 7, "idents": list(range(150_000))})
+    assert call.idents == list(range(MAX_UNITS_ON_CALL))
+
+
 # --- a panic storm (issue 26) ------------------------------------------------------------------------------------
 def panic_posts(discord_api: FakeDiscord) -> list[dict[str, Any]]:
     return [p for p in alert_posts(discord_api) if "PANIC" in (p.get("content") or "")]

@@ -4,8 +4,9 @@
   license, a registration flagged stolen, expired, pending or suspended. The first page opens with
   them, and the records that carry them come before the others.
 - Fields are shown as Sonoran's own webhooks show them: a field or section that its `dependency`
-  hides is left out, and so is a field marked `isSupervisor` unless the member is a supervisor in
-  the CAD. Flags are read from what is shown only. Dates stay as the CAD wrote them.
+  hides is left out, and so is a field marked `isSupervisor` unless the member's CAD account holds
+  the supervisor permission of that record's family (`supervisor_of`). Flags are read from what is
+  shown only. Dates stay as the CAD wrote them.
 - Every text from the CAD goes through `clean()`: nothing in a record formats text or pings anyone.
 """
 
@@ -49,14 +50,30 @@ def depends_ok(dependency: Dependency | None, values: dict[str, str]) -> bool:
     return False
 
 
-def visible(record: LookupRecord, *, supervisor: bool) -> list[tuple[RecordSection, list[RecordField]]]:
-    """The sections and fields the member may see, in the record's order."""
+# Which supervisor permission opens a record's `isSupervisor` fields, by record type. Sonoran's
+# POLSUPER "modifies police record supervisor fields" and DMVSUPER the DMV's; the other types'
+# families are not documented: an assumption, kept to the strictest reading (police supervisors).
+SUPERVISOR_OF_TYPE = {4: "dmvSuper", 5: "dmvSuper"}
+DEFAULT_SUPERVISOR = "polSuper"
+
+
+def supervisor_of(record: LookupRecord) -> str:
+    """The permission whose holders see this record's supervisor fields."""
+    return SUPERVISOR_OF_TYPE.get(record.type or 0, DEFAULT_SUPERVISOR)
+
+
+def visible(record: LookupRecord, *, supervises: frozenset[str]) -> list[tuple[RecordSection, list[RecordField]]]:
+    """The sections and fields the member may see, in the record's order: a supervisor field only
+    to a supervisor of that record's family (a fire supervisor does not see a police record's)."""
     values = record.values()
+    may_see_supervised = supervisor_of(record) in supervises
     out = []
     for section in record.sections:
         if not depends_ok(section.dependency, values):
             continue
-        fields = [f for f in section.fields if depends_ok(f.dependency, values) and (supervisor or not f.supervisor)]
+        fields = [
+            f for f in section.fields if depends_ok(f.dependency, values) and (may_see_supervised or not f.supervisor)
+        ]
         if fields:
             out.append((section, fields))
     return out
@@ -81,8 +98,8 @@ def _subject(kind: int | None, values: dict[str, str]) -> str:
     return name or plate
 
 
-def show(record: LookupRecord, *, supervisor: bool) -> Shown:
-    parts = visible(record, supervisor=supervisor)
+def show(record: LookupRecord, *, supervises: frozenset[str]) -> Shown:
+    parts = visible(record, supervises=supervises)
     values = {f.uid: f.value for _, fields in parts for f in fields if f.uid}
     flag_words = [
         flag for section, fields in parts if section.category == FLAGS_SECTION for f in fields for flag in f.flags
@@ -132,17 +149,17 @@ def _block(shown: Shown) -> str:
     return "\n".join(lines)
 
 
-def arranged(records: Sequence[LookupRecord], *, supervisor: bool) -> list[Shown]:
+def arranged(records: Sequence[LookupRecord], *, supervises: frozenset[str]) -> list[Shown]:
     """The records as shown, those with something that matters on a stop first (warrants, BOLOs,
     registrations, licenses), then the others in the same order of kinds; the CAD's order within."""
-    shown = [show(record, supervisor=supervisor) for record in records]
+    shown = [show(record, supervises=supervises) for record in records]
     return sorted(shown, key=lambda s: (not s.alerts, ORDER.get(s.record.type or 0, 9)))
 
 
-def lookup_pages(title: str, records: Sequence[LookupRecord], *, supervisor: bool) -> list[discord.Embed]:
+def lookup_pages(title: str, records: Sequence[LookupRecord], *, supervises: frozenset[str]) -> list[discord.Embed]:
     """The answer as pages (one embed each, within Discord's limits): the first opens with what
     matters on a stop, then the records, flagged ones first. `title` is the query, already clean."""
-    shown = arranged(records, supervisor=supervisor)
+    shown = arranged(records, supervises=supervises)
     alerts = [f"🚨 {clean(a, 150)} · {clean(s.heading, 100)}" for s in shown for a in s.alerts]
     summary = "**On a stop:** nothing flagged."
     if alerts:

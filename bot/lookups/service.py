@@ -71,7 +71,7 @@ class Lookups:
             self._audit(interaction, FAILED, describe(query), reason=user_message(error))
             raise
         self._audit(interaction, DONE, f"{describe(query)} · {len(records)} found")
-        await self._answer(interaction, query, records, supervisor=rights.supervisor)
+        await self._answer(interaction, query, records, supervises=rights.supervises)
 
     def _check(self, interaction: Interaction) -> bool:
         """Refuses what needs no CAD to refuse; True when a role lets the member look up (else only
@@ -114,13 +114,13 @@ class Lookups:
         return records
 
     async def _answer(
-        self, interaction: Interaction, query: LookupQuery, records: list[LookupRecord], *, supervisor: bool
+        self, interaction: Interaction, query: LookupQuery, records: list[LookupRecord], *, supervises: frozenset[str]
     ) -> None:
         title = clean(describe(query), 120)
         if not records:
             await interaction.followup.send(no_records(title), ephemeral=True, allowed_mentions=NO_PINGS)
             return
-        source = StaticPages(lookup_pages(title, records, supervisor=supervisor))
+        source = StaticPages(lookup_pages(title, records, supervises=supervises))
         first = await source.page(0)
         if not source.has_page(1):
             await interaction.followup.send(embed=first, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -119,6 +119,9 @@ class EmergencyCall(_Lenient):
     updated: OptionalText = None
 
 
+MAX_UNITS_ON_CALL = 100  # unit ids a dispatch call is read with (its card shows what fits in 1,024 characters)
+
+
 class DispatchCall(_Lenient):
     call_id: Id = Field(alias="callId")
     origin: Code = 0
@@ -148,7 +151,9 @@ class DispatchCall(_Lenient):
     @field_validator("idents", mode="before")
     @classmethod
     def _idents(cls, value: Any) -> list[int]:
-        return ids(value)  # an entry that is no id is left out by itself
+        # an entry that is no id is left out by itself; a call names a few units, and a list of
+        # 150,000 would make every render of its card name each of them
+        return ids(value, MAX_UNITS_ON_CALL)
 
     @property
     def origin_911(self) -> int | None:

@@ -100,6 +100,7 @@ def alert_embed(alert: Alert) -> discord.Embed:
 
 
 MAX_LINES = MAX_PAGES * PAGE_BUDGET // 8  # more unit lines than MAX_PAGES pages can hold
+MAX_STATUS_GROUPS = 12  # statuses with a heading of their own; the rest share "Other statuses"
 UNCONFIRMED = "⚠️ Not yet confirmed by the CAD's units list: what the bot has heard so far."
 
 
@@ -119,8 +120,15 @@ def board_lines(
         else:
             by_status.setdefault(unit.status, []).append(unit)
     groups: dict[str, list[Unit]] = {"🚨 PANIC": panic} if panic else {}
-    for status in sorted(by_status, key=lambda s: (s == UNKNOWN, s)):
-        groups.setdefault("Unknown status" if status == UNKNOWN else label(status), []).extend(by_status[status])
+    statuses = sorted(by_status, key=lambda s: (s == UNKNOWN, s))
+    for rank, status in enumerate(statuses):
+        if status == UNKNOWN:
+            heading = "Unknown status"
+        elif rank < MAX_STATUS_GROUPS:
+            heading = label(status)
+        else:  # a CAD (or a key holder) with thousands of distinct statuses: one group, not thousands
+            heading = "Other statuses"
+        groups.setdefault(heading, []).extend(by_status[status])
     lines: list[str] = []
     left = most
     for heading, members in groups.items():
