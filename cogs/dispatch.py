@@ -30,18 +30,18 @@ class Dispatch(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.desk = Desk(bot)
 
     async def cog_load(self) -> None:
         # the feed cards' buttons and menus, routed by their custom_id: they work on posts from
         # before a restart, and no view is kept per message
         self.bot.add_dynamic_items(CardButton, CardPicker)
-        self.bot.desk = self.desk  # the cards reach the shared writes there, typed
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CardButton, CardPicker)
-        if self.bot.desk is self.desk:
-            self.bot.desk = None
+
+    @property
+    def desk(self) -> Desk:
+        return self.bot.desk
 
     def _server(self, server: int | None) -> ServerId:
         return server or self.bot.settings.sonoran.server_id
@@ -96,7 +96,7 @@ class Dispatch(commands.Cog):
         as_of = from_unix(snapshot.fetched_wall)
         source: StaticPages | ClosedCallPages
         if kind == "closed":
-            source = ClosedCallPages(self.bot, server_id, snapshot.calls, as_of)
+            source = ClosedCallPages(self.bot.community, server_id, snapshot.calls, as_of)
         else:
             entries = calls_for_kind(snapshot.calls, kind)
             source = StaticPages(call_list_pages(entries, title=KIND_TITLES[kind], server_id=server_id, as_of=as_of))

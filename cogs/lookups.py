@@ -29,7 +29,10 @@ class LookupCommands(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.lookups = Lookups(bot)
+
+    @property
+    def lookups(self) -> Lookups:
+        return self.bot.community.lookups
 
     @lookup.command(name="name", description="Look up a person's records by name")
     @app_commands.describe(

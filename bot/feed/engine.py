@@ -59,7 +59,7 @@ from .sender import Sender, batches
 from .websocket import PushSessions
 
 if TYPE_CHECKING:
-    from ..core import DispatchBot
+    from ..community import Community
 
 log = logging.getLogger("bot.feed")
 
@@ -101,10 +101,10 @@ def rules_of(feed: FeedSettings) -> FeedRules:
 class FeedEngine:
     """Posts new CAD calls to the configured channels and keeps those posts up to date."""
 
-    def __init__(self, bot: DispatchBot) -> None:
-        self.bot = bot
-        self.settings = bot.settings
-        self.poll_seconds = bot.settings.sonoran.poll_seconds
+    def __init__(self, community: Community) -> None:
+        self.community = community
+        self.settings = community.settings
+        self.poll_seconds = community.settings.sonoran.poll_seconds
         self._cycle = asyncio.Lock()  # one poll cycle at a time
         self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +126,7 @@ class FeedEngine:
         self.push_sessions: PushSessions | None = None
         self._sender: Sender | None = None
         # the boards and panic alerts: delivered by these channel writers, their events from this intake
-        self.units = UnitsEngine(bot, writer_of=self.writer, sender=lambda: self.sender)
+        self.units = UnitsEngine(community, writer_of=self.writer, sender=lambda: self.sender)
 
     def __repr__(self) -> str:
         return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
@@ -135,8 +135,8 @@ class FeedEngine:
     def sender(self) -> Sender:
         if self._sender is None:  # on first use: a bot that only syncs commands has no store
             self._sender = Sender(
-                self.bot,
-                self.bot.store,
+                self.community.client,
+                self.community.store,
                 attach_buttons=self.settings.sonoran.api_version == 2,
                 unit_names=self.unit_name,
             )
@@ -188,7 +188,7 @@ class FeedEngine:
             await self.push_listener.start()  # a taken port stops the start here, with one clear line
             if self.push_sessions is not None:
                 self.push_sessions.start()
-        if self.bot.services.store is not None:
+        if self.community.services.store is not None:
             for feed in self.settings.feeds:
                 self._writer(feed)  # started: what a crash left unsent goes out now
         await self.units.start(poll=poll)
@@ -231,7 +231,7 @@ class FeedEngine:
         writer = self.writer(feed.channel_id)
         key = (feed.channel_id, feed.server_id)
         if key not in self._lanes:
-            self._lanes[key] = CallsLane(feed, self._book, self.sender, self.bot.store)
+            self._lanes[key] = CallsLane(feed, self._book, self.sender, self.community.store)
             writer.add(self._lanes[key])
         return writer
 
@@ -290,14 +290,14 @@ class FeedEngine:
         async with self._cycle:
             delay = self.interval
             # the call-list slots the feed's polls need; members may use the rest (the budget rule)
-            self.bot.board.feed_reserve = polls_per_window(delay, len(self.settings.feed_server_ids))
+            self.community.board.feed_reserve = polls_per_window(delay, len(self.settings.feed_server_ids))
             failed = False
             snapshots: list[tuple[ServerId, Snapshot]] = []
             for server_id in self.settings.feed_server_ids:
                 try:
                     # one request a cycle: retrying at once would spend the minute's budget on a
                     # CAD that is failing and lock the next polls out; the next cycle is the retry
-                    snapshots.append((server_id, await self.bot.board.refresh(server_id, retry=False)))
+                    snapshots.append((server_id, await self.community.board.refresh(server_id, retry=False)))
                 except SonoranError as error:
                     failed = True
                     self._server_changed(server_id, type(error).__name__, str(error))
@@ -336,8 +336,8 @@ class FeedEngine:
         answered = self._answered.get(feed.server_id, {})
         wanted = [*revivals(book, calls, rules), *relabels(book, answered.keys())]
         if wanted:  # rare: ended posts that change again; their rows come back from disk
-            book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
-        store = self.bot.store
+            book.open.update(await self.community.store.posts(feed.channel_id, feed.server_id, wanted))
+        store = self.community.store
         plan = plan_snapshot(
             book,
             calls,
@@ -392,20 +392,20 @@ class FeedEngine:
             changed: dict[ChannelKey, dict[PostKey, Post]] = {}  # stored posts, as they now are
             fresh: dict[ChannelKey, dict[MessageGroup, list[PostKey]]] = {}  # new posts, in the order they came
             for server_id, events in taken:
-                snapshot = self.bot.board.latest(server_id)
+                snapshot = self.community.board.latest(server_id)
                 if snapshot is not None:  # a list fetched for a member since the last cycle counts too
                     self._remember_links(server_id, snapshot.calls)
                 origins = set(_origins(events))
                 self._remember_answered(server_id, origins)
                 answered = self._answered.get(server_id, {}).keys()
-                removed_by = self.bot.store.removals(server_id)
-                closed_by = self.bot.store.closures(server_id)
+                removed_by = self.community.store.removals(server_id)
+                closed_by = self.community.store.closures(server_id)
                 for feed in self._feeds_of(server_id):
                     key = (feed.channel_id, feed.server_id)
                     book = await self._book(feed)
                     wanted = relabels(book, origins)  # what this burst says was answered
                     if wanted:
-                        book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
+                        book.open.update(await self.community.store.posts(feed.channel_id, feed.server_id, wanted))
                     for event in events:
                         try:
                             plan = plan_event(
@@ -486,7 +486,7 @@ class FeedEngine:
         key = (feed.channel_id, feed.server_id)
         book = self._books.get(key)
         if book is None:  # once per channel after start (and after pruning)
-            store = self.bot.store
+            store = self.community.store
             book = Book(
                 open=await store.open_posts(feed.channel_id, feed.server_id),
                 known=await store.known_keys(feed.channel_id, feed.server_id),
@@ -506,12 +506,14 @@ class FeedEngine:
             return
         stored: list[tuple[_Work, Book, list[Post]]] = []
         try:
-            async with self.bot.store.atomic():
+            async with self.community.store.atomic():
                 for item in work:
                     book = self._books[(item.feed.channel_id, item.feed.server_id)]
                     new = [post for keys in item.fresh.values() for post in batches([book.open[k] for k in keys])]
-                    await self._write_each(item.feed, book, self.bot.store.update, item.changed)
-                    stored.append((item, book, await self._write_each(item.feed, book, self.bot.store.add_batch, new)))
+                    await self._write_each(item.feed, book, self.community.store.update, item.changed)
+                    stored.append(
+                        (item, book, await self._write_each(item.feed, book, self.community.store.add_batch, new))
+                    )
         except BaseException:
             for item in work:
                 self._books.pop((item.feed.channel_id, item.feed.server_id), None)
@@ -585,18 +587,19 @@ class FeedEngine:
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             async with self._lock:
-                if await self.bot.store.forget_ended(now - KEEP_ENDED_SECONDS):
+                if await self.community.store.forget_ended(now - KEEP_ENDED_SECONDS):
                     self._books.clear()  # reloaded from the store as needed
 
     async def _update_presence(self) -> None:
-        if not self.bot.is_ready() or self.bot.is_closed():
+        client = self.community.client
+        if not client.is_ready() or client.is_closed():
             return  # no gateway (yet): presence is a gateway message
-        count = self.bot.board.active_count()
+        count = self.community.board.active_count()
         if count == self._presence_count:
             return
         activity = discord.Activity(type=discord.ActivityType.watching, name=f"{count} active call(s)")
         try:
-            await self.bot.change_presence(activity=activity)
+            await client.change_presence(activity=activity)
         except (discord.ConnectionClosed, ConnectionError) as error:  # reconnecting: try next cycle
             log.debug("feed: presence not updated: %s", error)
             return
