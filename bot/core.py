@@ -23,7 +23,6 @@ from .tree import DispatchTree
 
 if TYPE_CHECKING:
     from .audit import AuditLog
-    from .desk import Desk
     from .feed import FeedEngine
 
 log = logging.getLogger(__name__)
@@ -113,13 +112,6 @@ class DispatchBot(commands.Bot):
     @property
     def audit(self) -> AuditLog | None:
         return self.community.audit if self.communities else None
-
-    @property
-    def desk(self) -> Desk:
-        return self.community.desk
-
-    def require_desk(self) -> Desk:
-        return self.community.desk
 
     async def setup_hook(self) -> None:
         if self._services is None:

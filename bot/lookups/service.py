@@ -38,7 +38,7 @@ ACTION = "/lookup"
 class Lookups:
     def __init__(self, community: Community) -> None:
         self.community = community
-        settings = community.settings.lookups
+        self.settings = settings = community.settings.lookups
         self.limits = MemberLimits(settings.cooldown_seconds, settings.hourly_cap)
         self.cache = AnswerCache()
         self.pause = Pause()
