@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import discord
 
 from .aliases import NO_PINGS, Interaction
-from .channelfaults import DISCORD_FAULTS, describe_channel_fault
 from .community import community_of
+from .delivery.faults import DISCORD_FAULTS, describe_channel_fault
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
 from .statechanges import StateChanges

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from .channelfaults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .config import Settings
+from .delivery.faults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .feed.listener import listener_url, privileged_port
 from .instance import LockUnavailable, in_use
 from .logs import silence_voice_warnings

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import bot.delivery.writes as writes_module
 import bot.feed.listener as listener_module
 import bot.feed.sender as sender_module
 from bot.core import DispatchBot
@@ -85,7 +86,7 @@ async def test_a_channel_answering_500_then_a_long_429_holds_only_itself(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(sender_module, "WRITE_TIMEOUT", 0.5)  # discord.py retries a 5xx for 25 s
+    monkeypatch.setattr(writes_module, "WRITE_TIMEOUT", 0.5)  # discord.py retries a 5xx for 25 s
     caplog.set_level(logging.INFO, logger="bot.feed")
     bot = await make_bot(feeds=TWO_CHANNELS, push=push_settings())
     engine = feed_of(bot)

@@ -10,7 +10,7 @@ Two ways in, one logic:
 Both go through the pure planner (`bot.feed.planner`) against each channel's `Book` (the open
 posts, kept in memory in step with the store), under one lock that covers planning and storing
 only: nothing under it waits on Discord. What was stored is then delivered by the channel's own
-writer (`bot.feed.outbox`). While events arrive, the poll slows to `push.poll_seconds_when_live`;
+writer (`bot.delivery.outbox`). While events arrive, the poll slows to `push.poll_seconds_when_live`;
 it never stops, because Sonoran sends no events for changes made through its API, and events can
 be lost.
 
@@ -36,14 +36,15 @@ import discord
 from ..backoff import Backoff
 from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
+from ..delivery.outbox import ChannelWriter
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..tasks import cancel_and_wait
 from ..units.engine import UnitsEngine
+from .lane import CallsLane
 from .listener import PushListener
-from .outbox import CallsLane, ChannelWriter
 from .planner import (
     Book,
     FeedRules,

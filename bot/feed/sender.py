@@ -3,7 +3,7 @@ their messages, and records in the store what each message really shows.
 
 Every write is bounded: a 429 longer than the bot's `max_ratelimit_timeout`, or a Discord that
 does not answer (discord.py retries a 5xx five times over 25 s) within `WRITE_TIMEOUT`, ends the
-attempt with a `Fault`, and the channel's writer (`bot.feed.outbox`) tries again later. A batch
+attempt with a `Fault`, and the channel's writer (`bot.delivery.outbox`) tries again later. A batch
 that failed for a passing reason (429, 5xx, network, a missing permission) stays unconfirmed and
 is sent again later; nothing is lost. A batch Discord refuses for good (400, 413) is split, and a
 single call it still refuses, or one that cannot be rendered, is posted as a short stand-in, so
@@ -13,21 +13,20 @@ that one poisoned call never holds up the channel. After every send, what the me
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 import aiohttp
 import discord
 
-from ..aliases import NO_PINGS, pinging
 from ..cards import card_view
-from ..channelfaults import DISCORD_FAULTS, describe_channel_fault
 from ..config import FeedSettings
+from ..delivery.faults import DISCORD_FAULTS, describe_channel_fault
+from ..delivery.pings import NO_PINGS, pinging
+from ..delivery.writes import REFUSED_FOR_GOOD, Fault, bounded
 from ..embeds import (
     EMBED_TOTAL_LIMIT,
     dispatch_embed,
@@ -46,21 +45,7 @@ from ..store import Store
 log = logging.getLogger("bot.feed")
 
 EMBEDS_PER_MESSAGE = 10
-REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
-WRITE_TIMEOUT = 10.0  # seconds one post or edit may take, Discord's own waits and retries included
-_T = TypeVar("_T")
 _render_failures = Once()
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Why a write did not happen. `wide`: the whole channel fails (no permission, no channel,
-    Discord rate-limits or cannot be reached), not only this message; `retry_after`: Discord said
-    when to come back."""
-
-    text: str
-    wide: bool
-    retry_after: float | None = None
 
 
 _rendered: collections.OrderedDict[tuple[object, ...], discord.Embed] = collections.OrderedDict()
@@ -340,8 +325,3 @@ class Sender:
 def _calls(posts: Sequence[Post]) -> str:
     """`911 #1001 active, 911 #1002 removed`: what a message shows, for its one log line."""
     return ", ".join(f"{p.kind} #{p.call_id} {p.state}" for p in posts)
-
-
-async def bounded(write: Awaitable[_T]) -> _T:
-    """A write to Discord that gives up after WRITE_TIMEOUT (raising TimeoutError)."""
-    return await asyncio.wait_for(write, WRITE_TIMEOUT)

@@ -39,7 +39,7 @@ from .roster import Ident, Roster
 
 if TYPE_CHECKING:
     from ..community import Community
-    from ..feed.outbox import ChannelWriter
+    from ..delivery.outbox import ChannelWriter
     from ..feed.sender import Sender
 
 log = logging.getLogger("bot.units")

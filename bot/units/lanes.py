@@ -1,4 +1,4 @@
-"""Panic alerts and unit boards as lanes of their channel's one writer (`bot.feed.outbox`): the
+"""Panic alerts and unit boards as lanes of their channel's one writer (`bot.delivery.outbox`): the
 same bounded writes, backoff and channel faults as the feed's posts.
 
 An alert is urgent (its post and its edits go before anything else in the channel). A board is
@@ -19,11 +19,12 @@ from typing import Any
 
 import discord
 
-from ..aliases import NO_PINGS, pinging
-from ..channelfaults import DISCORD_FAULTS
+from ..delivery.faults import DISCORD_FAULTS
+from ..delivery.outbox import Job
+from ..delivery.pings import NO_PINGS, pinging
+from ..delivery.writes import Fault, bounded
 from ..embeds import embed_fingerprint, shows_as_sent
-from ..feed.outbox import Job
-from ..feed.sender import Fault, Sender, bounded
+from ..feed.sender import Sender
 from ..sonoran.models import ServerId
 from .acknowledge import alert_view
 from .records import Alert, AlertRecords, BoardPage, BoardRecords
