@@ -14,11 +14,13 @@ import discord
 from .audit import AuditLog
 from .community import Community
 from .config import Settings
+from .delivery.channels import Channels
 from .desk import Desk
 from .desk.limits import Cooldown
 from .feed.engine import FeedEngine
 from .lookups.service import Lookups
 from .services import Services
+from .units.engine import UnitsEngine
 
 
 def build_community(client: discord.Client, settings: Settings, services: Services, *, serve: bool) -> Community:
@@ -28,5 +30,9 @@ def build_community(client: discord.Client, settings: Settings, services: Servic
     community.desk = Desk(community)
     community.lookups = Lookups(community)
     community.units_cooldown = Cooldown(settings.units.units_cooldown_seconds)
-    community.feed = FeedEngine(community) if serve else None
+    if serve:
+        channels = Channels(client)  # one writer per channel, for the feed and the units alike
+        community.feed = FeedEngine(community, channels, UnitsEngine(community, channels))
+    else:
+        community.feed = None
     return community

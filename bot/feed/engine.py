@@ -36,13 +36,13 @@ import discord
 from ..backoff import Backoff
 from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
+from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..tasks import cancel_and_wait
-from ..units.engine import UnitsEngine
 from .lane import CallsLane
 from .listener import PushListener
 from .planner import (
@@ -61,6 +61,7 @@ from .websocket import PushSessions
 
 if TYPE_CHECKING:
     from ..community import Community
+    from ..units.engine import UnitsEngine
 
 log = logging.getLogger("bot.feed")
 
@@ -102,15 +103,17 @@ def rules_of(feed: FeedSettings) -> FeedRules:
 class FeedEngine:
     """Posts new CAD calls to the configured channels and keeps those posts up to date."""
 
-    def __init__(self, community: Community) -> None:
+    def __init__(self, community: Community, channels: Channels, units: UnitsEngine) -> None:
+        """`channels`: where the posts are delivered (the community's, shared with `units`, the
+        boards and panic alerts, which this engine drives: their events come with the calls')."""
         self.community = community
+        self.channels = channels
         self.settings = community.settings
         self.poll_seconds = community.settings.sonoran.poll_seconds
         self._cycle = asyncio.Lock()  # one poll cycle at a time
         self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
         self._task: asyncio.Task[None] | None = None
         self._books: dict[ChannelKey, Book] = {}
-        self._writers: dict[int, ChannelWriter] = {}  # one per channel, whatever it shows
         self._lanes: dict[ChannelKey, CallsLane] = {}
         self._answered: dict[ServerId, dict[CallId, None]] = {}
         self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
@@ -126,8 +129,7 @@ class FeedEngine:
         self.push_listener: PushListener | None = None
         self.push_sessions: PushSessions | None = None
         self._sender: Sender | None = None
-        # the boards and panic alerts: delivered by these channel writers, their events from this intake
-        self.units = UnitsEngine(community, writer_of=self.writer, sender=lambda: self.sender)
+        self.units = units
 
     def __repr__(self) -> str:
         return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
@@ -136,7 +138,7 @@ class FeedEngine:
     def sender(self) -> Sender:
         if self._sender is None:  # on first use: a bot that only syncs commands has no store
             self._sender = Sender(
-                self.community.client,
+                self.channels,
                 self.community.store,
                 attach_buttons=self.settings.sonoran.api_version == 2,
                 unit_names=self.unit_name,
@@ -216,20 +218,11 @@ class FeedEngine:
         # delivered at the next start (it is in the state file)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), DRAIN_SECONDS)
-        for writer in self._writers.values():
-            await writer.stop()
-
-    def writer(self, channel_id: int) -> ChannelWriter:
-        """The channel's one writer (started), for every kind of message it shows."""
-        writer = self._writers.get(channel_id)
-        if writer is None:
-            writer = self._writers[channel_id] = ChannelWriter(channel_id)
-            writer.start()
-        return writer
+        await self.channels.stop()
 
     def _writer(self, feed: FeedSettings) -> ChannelWriter:
         """The feed's channel's writer, with the feed's call posts among its lanes."""
-        writer = self.writer(feed.channel_id)
+        writer = self.channels.writer(feed.channel_id)
         key = (feed.channel_id, feed.server_id)
         if key not in self._lanes:
             self._lanes[key] = CallsLane(feed, self._book, self.sender, self.community.store)
@@ -240,8 +233,7 @@ class FeedEngine:
         """Returns once every channel has tried everything due (sent it, or failed and waits)."""
         while self._committer is not None and not self._committer.done():
             await asyncio.wait({self._committer})
-        for writer in list(self._writers.values()):
-            await writer.settled()
+        await self.channels.settled()
 
     # --- the poll ----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -316,8 +308,7 @@ class FeedEngine:
                             work.append(planned)
                 await self._store_all(work)
             await self.units.calls_read(server_id for server_id, _ in snapshots)  # alerts show their calls
-            for writer in self._writers.values():
-                writer.wake(retry=True)
+            self.channels.wake_all(retry=True)
             if failed:
                 delay = max(delay, self._poll_backoff.failed())
             else:

@@ -39,8 +39,7 @@ from .roster import Ident, Roster
 
 if TYPE_CHECKING:
     from ..community import Community
-    from ..delivery.outbox import ChannelWriter
-    from ..feed.sender import Sender
+    from ..delivery.channels import Channels
 
 log = logging.getLogger("bot.units")
 
@@ -53,15 +52,12 @@ AlertKey = tuple[int, ServerId]  # (channel, CAD server)
 
 
 class UnitsEngine:
-    def __init__(
-        self, community: Community, *, writer_of: Callable[[int], ChannelWriter], sender: Callable[[], Sender]
-    ) -> None:
+    def __init__(self, community: Community, channels: Channels) -> None:
         self.community = community
         self.settings = community.settings
         self.rosters: dict[ServerId, Roster] = {server: Roster() for server in self.settings.unit_server_ids}
         self.alerts: dict[AlertKey, dict[int, Alert]] = {}  # open alerts by id, per channel and server
-        self._writer_of = writer_of
-        self._sender = sender
+        self._channels = channels
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._poll_now = asyncio.Event()
@@ -89,13 +85,12 @@ class UnitsEngine:
             return
         for alert in await self.records.open_alerts():
             self.alerts.setdefault((alert.channel_id, alert.server_id), {})[alert.id] = alert
-        sender = self._sender()
         for setting in self.settings.alerts:
             key = (setting.channel_id, setting.server_id)
             if key not in self._alert_lanes:
                 alerts = self.alerts.setdefault(key, {})
-                self._alert_lanes[key] = AlertLane(*key, setting.ping_role_id, alerts, self.records, sender)
-                self._writer_of(setting.channel_id).add(self._alert_lanes[key], first=True)
+                self._alert_lanes[key] = AlertLane(*key, setting.ping_role_id, alerts, self.records, self._channels)
+                self._channels.writer(setting.channel_id).add(self._alert_lanes[key], first=True)
         boards = BoardRecords(self.community.store)
         for board in self.settings.boards:
             board_lane = BoardLane(
@@ -103,11 +98,11 @@ class UnitsEngine:
                 board.server_id,
                 self._board_renderer(board.server_id),
                 boards,
-                sender,
+                self._channels,
                 every=self.settings.units.board_edit_seconds,
             )
             self._boards.setdefault(board.server_id, []).append(board_lane)
-            self._writer_of(board.channel_id).add(board_lane)
+            self._channels.writer(board.channel_id).add(board_lane)
         if poll and self._task is None:
             self._task = asyncio.create_task(self._run(), name="units-loop")
 
@@ -120,7 +115,7 @@ class UnitsEngine:
         for lanes in self._boards.values():
             for lane in lanes:
                 lane.hurry()
-                self._writer_of(lane.channel_id).wake()
+                self._channels.writer(lane.channel_id).wake()
 
     def poll_soon(self) -> None:
         """Reads the units list now if the minute's budget allows (after /panic, /status)."""
@@ -172,7 +167,7 @@ class UnitsEngine:
         channels = {channel_id for channel_id, _ in self._alert_lanes}
         channels |= {lane.channel_id for lanes in self._boards.values() for lane in lanes}
         for channel_id in channels:
-            await self._writer_of(channel_id).settled()
+            await self._channels.writer(channel_id).settled()
 
     # --- push events -------------------------------------------------------------------------------
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
@@ -228,10 +223,10 @@ class UnitsEngine:
                     if await self._plan_alerts(setting, roster, panicking):
                         touched.add(setting.channel_id)
         for channel_id in touched:
-            self._writer_of(channel_id).wake()
+            self._channels.writer(channel_id).wake()
         for lane in self._boards.get(server_id, []) if boards else []:
             lane.changed()
-            self._writer_of(lane.channel_id).wake()
+            self._channels.writer(lane.channel_id).wake()
 
     async def _plan_alerts(self, setting: AlertSettings, roster: Roster, panicking: set[Ident]) -> bool:
         """Opens an alert of its own for each new panic while the channel's cap allows (at most
@@ -363,7 +358,7 @@ class UnitsEngine:
             await self.records.update(alert)
             open_alerts = self.alerts.setdefault((alert.channel_id, alert.server_id), {})
             open_alerts[alert.id] = alert
-        self._writer_of(alert.channel_id).wake()
+        self._channels.writer(alert.channel_id).wake()
         return alert, True
 
     # --- housekeeping --------------------------------------------------------------------------------
