@@ -17,8 +17,8 @@ import discord
 
 from .config import Settings
 from .delivery.faults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
-from .feed.listener import listener_url, privileged_port
 from .instance import LockUnavailable, in_use
+from .intake.listener import listener_url, privileged_port
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .services import sonoran_client

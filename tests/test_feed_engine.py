@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 import bot.delivery.writes as writes_module
-import bot.feed.listener as listener_module
 import bot.feed.sender as sender_module
+import bot.intake.listener as listener_module
 from bot.core import DispatchBot
 from bot.posts import Post
 
@@ -378,7 +378,7 @@ async def test_overload_is_said_with_retry_after_instead_of_queued(
     assert (await pusher.raw(event("EVENT_911", [{"call": call_911(709)}, {"call": call_911(710)}])))[0] == 200
     async with session.post(pusher.url, data=event("EVENT_911", {"call": call_911(711)})) as response:
         assert response.status == 429 and 0 < int(response.headers["Retry-After"]) <= 60
-    busy = [r for r in caplog.records if r.name == "bot.feed.listener" and r.levelno == logging.WARNING]
+    busy = [r for r in caplog.records if r.name == "bot.intake.listener" and r.levelno == logging.WARNING]
     assert len(busy) == 2  # one line per change of state: busy, ok again, busy
 
 

@@ -4,7 +4,7 @@ as the calls are answered, removed or closed.
 Two ways in, one logic:
 - the poll (`cycle`, every `sonoran.poll_seconds`): one GET_CALLS per CAD server that a `[[feeds]]`
   entry names, through the call board (which `/calls` and autocomplete then reuse);
-- push events (`push.enabled`): the listener (`bot.feed.listener`) hands them to `take_events`,
+- push events (`push.enabled`): the listener (`bot.intake.listener`) hands them to `take_events`,
   and answers 200 only once they are planned and stored.
 
 Both go through the pure planner (`bot.feed.planner`) against each channel's `Book` (the open
@@ -38,13 +38,14 @@ from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
 from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
+from ..intake.listener import PushListener
+from ..intake.websocket import PushSessions
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..tasks import cancel_and_wait
 from .lane import CallsLane
-from .listener import PushListener
 from .planner import (
     Book,
     FeedRules,
@@ -57,7 +58,6 @@ from .planner import (
     revivals,
 )
 from .sender import Sender, batches
-from .websocket import PushSessions
 
 if TYPE_CHECKING:
     from ..community import Community
