@@ -14,6 +14,7 @@ from .aliases import NO_PINGS
 from .callboard import CallBoard
 from .community import Communities, Community
 from .config import Settings
+from .intake.router import Intake
 from .logs import silence_voice_warnings
 from .preflight import describe_sync_error, ping_role_check
 from .services import Services, open_services
@@ -77,6 +78,7 @@ class DispatchBot(commands.Bot):
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
         self.communities = Communities()  # filled in setup_hook: the TOML file's one community
+        self.intake: Intake | None = None  # the push listener, when serving with push.enabled
         self._roles_checked = False
 
     def __repr__(self) -> str:
@@ -120,7 +122,19 @@ class DispatchBot(commands.Bot):
 
         community = build_community(self, self.settings, self._services, serve=self.serve)
         self.communities.everywhere(community)
-        await community.start(poll=self.autostart_feed)  # PushListenerError: a taken port, ...
+        if self.serve and self.settings.push.enabled:
+            intake = Intake(self.settings.push, self.communities)
+            try:
+                await intake.start()  # PushListenerError: a taken port, ...
+            except BaseException:
+                await intake.stop()  # whatever it had started before the failure
+                raise
+            self.intake = intake
+        try:
+            await community.start(poll=self.autostart_feed)
+        except BaseException:
+            await self._stop_intake()
+            raise
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:
@@ -156,8 +170,14 @@ class DispatchBot(commands.Bot):
         log.info("synced %d commands to %s", len(synced), f"guild {guild_id}" if guild_id else "all guilds")
         return len(synced)
 
+    async def _stop_intake(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()
+            self.intake = None
+
     async def close(self) -> None:
         try:
+            await self._stop_intake()  # no new events first
             for community in self.communities:
                 # first, while Discord can still be reached: the engines deliver what is stored
                 await community.stop()

@@ -299,7 +299,7 @@ async def listening(make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch) -> Di
 
 
 def port_of(bot: DispatchBot) -> int:
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     return listener.bound_port
 

@@ -446,7 +446,7 @@ async def test_every_event_is_acknowledged_and_posted_while_an_attacker_holds_co
     monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 32)
     monkeypatch.setattr(listener_module, "MAX_HELD_BYTES", 256 * 1024)
     bot = await make_bot(feeds=FEEDS, push=push_settings())
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     port = listener.bound_port
     stop = asyncio.Event()

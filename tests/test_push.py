@@ -49,10 +49,9 @@ class Pusher:
     every request and answer for the record."""
 
     def __init__(self, bot: DispatchBot, session: aiohttp.ClientSession) -> None:
-        feed = feed_of(bot)
-        assert feed.push_listener is not None
-        self.feed = feed
-        self.url = f"http://127.0.0.1:{feed.push_listener.bound_port}{PATH}"
+        assert bot.intake is not None and bot.intake.listener is not None
+        self.feed = feed_of(bot)
+        self.url = f"http://127.0.0.1:{bot.intake.listener.bound_port}{PATH}"
         self.session = session
         self.log: list[tuple[str, str, int, str]] = []
 

@@ -4,8 +4,8 @@ as the calls are answered, removed or closed.
 Two ways in, one logic:
 - the poll (`cycle`, every `sonoran.poll_seconds`): one GET_CALLS per CAD server that a `[[feeds]]`
   entry names, through the call board (which `/calls` and autocomplete then reuse);
-- push events (`push.enabled`): the listener (`bot.intake.listener`) hands them to `take_events`,
-  and answers 200 only once they are planned and stored.
+- push events (`push.enabled`): intake (`bot.intake`) hands them to `take_events`, and its
+  listener answers 200 only once they are planned and stored. The engine opens no port.
 
 Both go through the pure planner (`bot.feed.planner`) against each channel's `Book` (the open
 posts, kept in memory in step with the store), under one lock that covers planning and storing
@@ -38,8 +38,6 @@ from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
 from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
-from ..intake.listener import PushListener
-from ..intake.websocket import PushSessions
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
@@ -126,13 +124,11 @@ class FeedEngine:
         self._poll_backoff = Backoff(first=2 * self.poll_seconds, cap=self._backoff_cap)
         self._presence_count: int | None = None
         self._last_prune = 0.0
-        self.push_listener: PushListener | None = None
-        self.push_sessions: PushSessions | None = None
         self._sender: Sender | None = None
         self.units = units
 
     def __repr__(self) -> str:
-        return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
+        return f"FeedEngine(feeds={len(self.settings.feeds)}, live={self.live})"
 
     @property
     def sender(self) -> Sender:
@@ -165,32 +161,8 @@ class FeedEngine:
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
-        """Opens the listener (and SignalR sessions), starts every channel's writer, and with
-        `poll` the poll loop."""
-        push = self.settings.push
-        if push.enabled:
-            self.push_listener = PushListener(
-                host=push.host,
-                port=push.port,
-                path=push.path,
-                default_server_id=self.settings.push_server_id,
-                api_key=self.settings.sonoran.api_key.get_secret_value(),
-                routes=lambda server_id: server_id in self.settings.event_server_ids,
-                takes=self.takes,
-                deliver=self.take_events,
-                allow_from=push.allow_from,
-            )
-            if push.websocket:  # checked before binding: a missing extra is one clear line too
-                self.push_sessions = PushSessions(
-                    self.push_listener,
-                    api_url=self.settings.sonoran.base_url,
-                    community_id=self.settings.sonoran.community_id,
-                    api_key=self.settings.sonoran.api_key.get_secret_value(),
-                    server_ids=self.settings.event_server_ids,
-                )
-            await self.push_listener.start()  # a taken port stops the start here, with one clear line
-            if self.push_sessions is not None:
-                self.push_sessions.start()
+        """Starts every feed channel's writer, the units engine, and with `poll` the poll loop.
+        Push events come from intake (`bot.intake`), which the bot starts."""
         if self.community.services.store is not None:
             for feed in self.settings.feeds:
                 self._writer(feed)  # started: what a crash left unsent goes out now
@@ -205,10 +177,6 @@ class FeedEngine:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def stop(self) -> None:
-        if self.push_sessions is not None:
-            await self.push_sessions.stop()
-        if self.push_listener is not None:
-            await self.push_listener.stop()  # no new events first
         await self.units.stop()
         self.units.hurry_boards()  # delivered in the drain below, with what else is stored
         for task in (self._committer, self._task):
