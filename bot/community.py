@@ -15,7 +15,7 @@ This module imports nothing of the rooms it holds (only for typing), so every ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -24,8 +24,6 @@ from discord import app_commands
 from .aliases import Interaction
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from .audit import AuditLog
     from .cadrights import CadRights
     from .callboard import CallBoard
@@ -81,20 +79,8 @@ class Community:
         return self.services.board
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        return self.services.session
-
-    @property
     def rights(self) -> CadRights | None:
         return self.services.rights
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self.services.clock
-
-    @property
-    def has_store(self) -> bool:
-        return self.services.store is not None
 
     @property
     def store(self) -> Store:

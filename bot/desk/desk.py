@@ -1,7 +1,8 @@
 """The desk: every write a member can make (file a 911 call, note, close, remove, attach, detach,
 set their unit's status or panic),
 with its checks, its cooldown and abuse limits, and its one audit record. The slash commands
-(`cogs/dispatch.py`) and the feed cards (`bot/cards.py`, through `bot.desk`) call it with types;
+(`cogs/dispatch.py`) and the feed cards (`bot/cards.py`) call the desk of the interaction's community
+(`bot.communities.for_interaction(interaction).desk`) with types;
 they only declare and reply."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The units engine: each configured CAD server's roster (`Roster`), its unit boards and its panic
-alerts, delivered by the feed engine's channel writers (one per channel, alerts first).
+alerts, delivered by the community's channel writers (`bot.delivery`: one per channel, alerts first).
 
 Two ways in, as for calls:
 - push events (`EVENT_UNIT_*`, attach and detach), handed over by the feed engine with the calls'
