@@ -97,3 +97,42 @@ async def test_sync_builds_communities_that_serve_nothing(make_bot: BotFactory) 
     assert idle.feed is None and idle.units is None
     await idle.start(poll=True)  # nothing to start: no engine, no writer, no port
     await idle.stop()
+
+
+def test_the_units_and_delivery_import_nothing_of_the_feed_and_the_feed_nothing_of_intake() -> None:
+    """Delivery is a floor of its own, used by the feed and the units alike; the feed engine takes
+    events from intake, not the other way round."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, bot.units.engine, bot.units.lanes, bot.units.acknowledge, bot.delivery.channels\n"
+        "assert not [m for m in sys.modules if m.startswith(('bot.feed', 'bot.intake'))], sorted(sys.modules)\n"
+        "import bot.feed.engine\n"
+        "assert not [m for m in sys.modules if m.startswith('bot.intake')], sorted(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+async def test_a_bot_that_does_not_serve_has_communities_but_no_engine_and_no_intake(
+    cad: FakeCad, discord_api: FakeDiscord
+) -> None:
+    from bot.services import open_services
+
+    from .helpers import DISCORD_TOKEN, make_settings
+
+    settings = make_settings(
+        cad.url,
+        feeds=[{"server_id": 1, "channel_id": FEED}],
+        push={"enabled": True, "host": "127.0.0.1", "port": 0},
+    )
+    async with open_services(settings, with_store=False) as services:
+        bot = DispatchBot(settings, services, sync_on_start=False, serve=False)
+        try:
+            await bot.login(DISCORD_TOKEN)
+            (community,) = bot.communities
+            assert community.feed is None and community.units is None and bot.intake is None
+            assert bot.get_cog("Dispatch") is not None and bot.get_cog("Feed") is not None
+        finally:
+            await bot.close()
