@@ -169,7 +169,7 @@ def open_fds() -> int:
 
 
 async def one_attack(kind: str, bot: Any, posted: set[int], first_id: int, logs: LogCount) -> dict[str, Any]:
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     url = f"http://127.0.0.1:{listener.bound_port}{PATH}"
     before_stats = _stats(listener)

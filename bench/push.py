@@ -99,7 +99,7 @@ class Clock:
 
 
 def listener_url(bot: DispatchBot) -> str:
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     return f"http://127.0.0.1:{listener.bound_port}{PATH}"
 

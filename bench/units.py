@@ -89,7 +89,7 @@ async def one_size(count: int) -> dict[str, Any]:
             push={"enabled": True, "host": "127.0.0.1", "port": 0, "path": PATH},
         ) as (bot, fake):
             feed = feed_of(bot)
-            listener = feed.push_listener
+            listener = bot.intake.listener if bot.intake else None
             assert listener is not None
             listener._budget = SlidingWindowLimiter(PER_MINUTE, 60.0, clock=lambda: minute[0])
             url = f"http://127.0.0.1:{listener.bound_port}{PATH}"

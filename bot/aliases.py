@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import discord
 
+from .delivery.pings import NO_PINGS
 from .sonoran.models import CallId, ServerId
 
 if TYPE_CHECKING:
@@ -15,16 +16,4 @@ if TYPE_CHECKING:
 else:  # at run time the parameter is only a hint; this keeps the import cycle away
     Interaction = discord.Interaction
 
-# Every message the bot sends pings nobody, unless it names the one role it may ping (a feed's
-# EMERGENCY posts): player text can never reach anyone.
-NO_PINGS = discord.AllowedMentions.none()
-
-
-def pinging(role_id: int) -> discord.AllowedMentions:
-    """Mentions that ping this one role and nobody else (none at all for 0)."""
-    if not role_id:
-        return NO_PINGS
-    return discord.AllowedMentions(everyone=False, users=False, roles=[discord.Object(role_id)])
-
-
-__all__ = ["NO_PINGS", "CallId", "Interaction", "ServerId", "pinging"]
+__all__ = ["NO_PINGS", "CallId", "Interaction", "ServerId"]

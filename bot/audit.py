@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import discord
 
 from .aliases import NO_PINGS, Interaction
-from .channelfaults import DISCORD_FAULTS, describe_channel_fault
+from .community import community_of
+from .delivery.faults import DISCORD_FAULTS, describe_channel_fault
 from .embeds import EMBED_TOTAL_LIMIT, clean, embed_size, timestamp
 from .sonoran.models import CallId, ServerId
 from .statechanges import StateChanges
@@ -87,7 +88,8 @@ def audit(
 ) -> None:
     """The one way a write (done, failed, unknown), a lookup or a refusal reaches the audit channel,
     if there is one: who, what, which call (or query), and the sentence the member was told."""
-    log: AuditLog | None = getattr(interaction.client, "audit", None)
+    community = community_of(interaction)
+    log = community.audit if community is not None else None
     if log is not None:
         log.record(
             AuditRecord(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -37,9 +37,6 @@ from .permissions import NotDispatcher, may_dispatch
 from .posts import Post, PostKind, PostState
 from .sonoran.models import CallId, ServerId
 from .tree import reply_ephemeral, report_error
-
-if TYPE_CHECKING:
-    from .core import DispatchBot
 
 LABELS = {"remove": "Remove", "note": "Note", "close": "Close", "attach": "Attach me", "detach": "Detach me"}
 ATTACH_ACTIONS = ("attach", "detach")  # API v2 only: the CAD targets the member by Discord id
@@ -196,7 +193,7 @@ class NoteModal(discord.ui.Modal):
         if not await _may_act(interaction, "card Note", PostKind.DISPATCH, self.server_id, self.call_id):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        answer = await interaction.client.require_desk().add_note(
+        answer = await interaction.client.communities.for_interaction(interaction).desk.add_note(
             interaction, "card Note", self.server_id, self.call_id, text
         )
         await interaction.followup.send(answer, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -213,7 +210,7 @@ async def act(interaction: Interaction, action: str, server_id: ServerId, call_i
     needs_dispatcher = action not in ATTACH_ACTIONS  # the CAD decides who may attach: it is the authority
     if not await _may_act(interaction, label, KIND_OF_ACTION[action], server_id, call_id, needs_dispatcher):
         return
-    desk = interaction.client.require_desk()
+    desk = interaction.client.communities.for_interaction(interaction).desk
     if action in ATTACH_ACTIONS:
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "attach":
@@ -252,10 +249,10 @@ async def refusal(
 ) -> str | None:
     """Why the member may not do this to this call here (refusals of rights and crafted clicks
     audited), or None when they may."""
-    bot: DispatchBot = interaction.client
+    community = interaction.client.communities.for_interaction(interaction)
     if needs_dispatcher and (reason := await dispatcher_refusal(interaction, action, server_id, call_id)):
         return reason
-    feed = bot.feed
+    feed = community.feed
     state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
     if state is None:  # never shown in this channel: a crafted interaction
         reason = not_shown_here(call_id)
@@ -283,4 +280,5 @@ async def _may_act(
 
 
 def _attach_on(interaction: Interaction) -> bool:
-    return bool(interaction.client.settings.sonoran.api_version == 2)
+    community = interaction.client.communities.for_interaction(interaction)
+    return community.settings.sonoran.api_version == 2

@@ -20,8 +20,8 @@ import discord
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
-from .feed.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .instance import AlreadyRunning, LockUnavailable, instance_lock
+from .intake.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .logs import setup_logging, silence_voice_warnings
 from .preflight import (
     Check,

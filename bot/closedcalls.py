@@ -13,7 +13,7 @@ from .embeds import KIND_TITLES, call_list_pages
 from .sonoran import CallList, DispatchCall
 
 if TYPE_CHECKING:
-    from .core import DispatchBot
+    from .community import Community
 
 CLOSED_PAGE_SIZE = 10
 
@@ -22,8 +22,8 @@ class ClosedCallPages:
     """Closed calls, one CAD page per embed page: the first from the shared snapshot, later ones
     fetched with closedLimit/closedOffset when a member presses Next."""
 
-    def __init__(self, bot: DispatchBot, server_id: ServerId, first: CallList, as_of: dt.datetime) -> None:
-        self.bot = bot
+    def __init__(self, community: Community, server_id: ServerId, first: CallList, as_of: dt.datetime) -> None:
+        self.community = community
         self.server_id = server_id
         self.total = first.closed_total
         self.pages: dict[int, list[DispatchCall]] = {0: first.closed[:CLOSED_PAGE_SIZE]}
@@ -47,7 +47,7 @@ class ClosedCallPages:
 
     async def page(self, index: int) -> discord.Embed:
         if index not in self.pages:
-            self.pages[index] = await self.bot.board.closed_page(
+            self.pages[index] = await self.community.board.closed_page(
                 self.server_id, offset=index * CLOSED_PAGE_SIZE, limit=CLOSED_PAGE_SIZE
             )
             self.as_of = discord.utils.utcnow()

@@ -1,4 +1,5 @@
-"""The bot subclass: takes its services (session, CAD client, call board, state), loads the cogs."""
+"""The bot subclass: takes its services (session, CAD client, call board, state), builds the
+community they serve (`bot.app`) into its registry (`bot.communities`), loads the cogs."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import discord
 from discord.ext import commands
 
 from .aliases import NO_PINGS
-from .audit import AuditLog
 from .callboard import CallBoard
+from .community import Communities, Community
 from .config import Settings
+from .intake.router import Intake
 from .logs import silence_voice_warnings
 from .preflight import describe_sync_error, ping_role_check
 from .services import Services, open_services
@@ -21,7 +23,7 @@ from .store import Store
 from .tree import DispatchTree
 
 if TYPE_CHECKING:
-    from .desk import Desk
+    from .audit import AuditLog
     from .feed import FeedEngine
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class DispatchBot(commands.Bot):
     `sync_on_start=False` skips registering the commands in `discord.guild_ids` at start;
     `serve=False` builds no feed engine at all (no loop, no writers, no push listener bound, no
     websocket): a bot that only declares its commands, as `sync` needs. The cogs start nothing
-    either way; what runs is built here, in `setup_hook`, and stopped in `close()`.
+    either way; what runs is the communities', built (`bot.app`) and started in `setup_hook`,
+    and stopped in `close()`. Every interaction finds its community in `communities`.
     """
 
     def __init__(
@@ -74,20 +77,17 @@ class DispatchBot(commands.Bot):
         self.serve = serve
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
-        self.audit: AuditLog | None = None  # [audit] channel_id: set in setup_hook
-        self.feed: FeedEngine | None = None  # the engine, built in setup_hook when serving
-        self.desk: Desk | None = None  # the member's writes: set while the Dispatch cog is loaded
+        self.communities = Communities()  # filled in setup_hook: the TOML file's one community
+        self.intake: Intake | None = None  # the push listener, when serving with push.enabled
         self._roles_checked = False
 
     def __repr__(self) -> str:
         return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
 
-    def require_desk(self) -> Desk:
-        """The member's writes (the cards and every command cog use them); a bug if the Dispatch
-        cog, which sets it, is not loaded."""
-        if self.desk is None:
-            raise RuntimeError("the Dispatch cog is not loaded")
-        return self.desk
+    # --- the TOML file's community, for scripts and tests (the bot's own code asks the registry) ---
+    @property
+    def community(self) -> Community:
+        return self.communities.home
 
     @property
     def services(self) -> Services:
@@ -105,27 +105,36 @@ class DispatchBot(commands.Bot):
 
     @property
     def store(self) -> Store:
-        store = self.services.store
-        if store is None:
-            raise RuntimeError("this bot was built without a state file (it only registers commands)")
-        return store
+        return self.community.store
+
+    @property
+    def feed(self) -> FeedEngine | None:
+        return self.community.feed if self.communities else None
+
+    @property
+    def audit(self) -> AuditLog | None:
+        return self.community.audit if self.communities else None
 
     async def setup_hook(self) -> None:
         if self._services is None:
             self._services = await self._own_services.enter_async_context(open_services(self.settings))
-        if self.settings.audit.channel_id:
-            self.audit = AuditLog(self, self.settings.audit.channel_id)
-            self.audit.start()
-        if self.serve:
-            from .feed import FeedEngine  # lazily: the feed package imports this module
+        from .app import build_community  # lazily: the rooms it builds import this module's users
 
-            engine = FeedEngine(self)
+        community = build_community(self, self.settings, self._services, serve=self.serve)
+        self.communities.everywhere(community)
+        if self.serve and self.settings.push.enabled:
+            intake = Intake(self.settings.push, self.communities)
             try:
-                await engine.start(poll=self.autostart_feed)  # PushListenerError: a taken port, ...
+                await intake.start()  # PushListenerError: a taken port, ...
             except BaseException:
-                await engine.stop()  # whatever it had started before the failure
+                await intake.stop()  # whatever it had started before the failure
                 raise
-            self.feed = engine
+            self.intake = intake
+        try:
+            await community.start(poll=self.autostart_feed)
+        except BaseException:
+            await self._stop_intake()
+            raise
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_on_start:
@@ -161,14 +170,19 @@ class DispatchBot(commands.Bot):
         log.info("synced %d commands to %s", len(synced), f"guild {guild_id}" if guild_id else "all guilds")
         return len(synced)
 
+    async def _stop_intake(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()
+            self.intake = None
+
     async def close(self) -> None:
         try:
-            if self.feed is not None:
-                # first, while Discord can still be reached: the engine delivers what is stored
-                await self.feed.stop()
-                self.feed = None
+            await self._stop_intake()  # no new events first
+            for community in self.communities:
+                # first, while Discord can still be reached: the engines deliver what is stored
+                await community.stop()
             await super().close()
         finally:
-            if self.audit is not None:
-                await self.audit.stop()
+            for community in self.communities:
+                await community.stop_audit()
             await self._own_services.aclose()  # only what setup_hook opened itself

@@ -10,6 +10,7 @@ from __future__ import annotations
 from discord import app_commands
 
 from . import sonoran as cad
+from .community import NoCommunity
 from .embeds import clean
 from .lookups.errors import BadLookup, ChannelNotAllowed, LookupLimited, LookupsOff, NotAllowedToLookUp
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
@@ -212,6 +213,7 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     ),
     (ChannelNotAllowed, "Lookups are not allowed in this channel. Use one of the channels the admins chose."),
     (NotAStatus, "Choose a status from the list."),
+    (NoCommunity, "This server is not set up with a Sonoran CAD community. Ask an admin."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
 

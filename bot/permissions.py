@@ -61,13 +61,13 @@ def may_call_911(interaction: Interaction, caller_role_ids: list[int]) -> bool:
 async def may_dispatch(interaction: Interaction) -> bool:
     """The Discord rules (Manage Server, dispatcher roles), then, when they say no and
     `commands.dispatchers_from_cad` is on, the CAD's word on the member's linked account."""
-    bot = interaction.client
-    if is_dispatcher(interaction, bot.settings.commands.dispatcher_role_ids):
+    community = interaction.client.communities.for_interaction(interaction)
+    if is_dispatcher(interaction, community.settings.commands.dispatcher_role_ids):
         return True
-    rights = bot.services.rights
+    rights = community.rights
     return (
         rights is not None
-        and bot.settings.commands.dispatchers_from_cad  # the rights may be read for lookups only
+        and community.settings.commands.dispatchers_from_cad  # the rights may be read for lookups only
         and isinstance(interaction.user, discord.Member)
         and await rights.may_dispatch(interaction.user.id)
     )
@@ -80,7 +80,7 @@ async def _dispatcher_check(interaction: Interaction) -> bool:
 
 
 def _caller_check(interaction: Interaction) -> bool:
-    rules = interaction.client.settings.commands
+    rules = interaction.client.communities.for_interaction(interaction).settings.commands
     member = interaction.user
     if isinstance(member, discord.Member) and member_role_ids(member) & set(rules.blocked_role_ids):
         raise BlockedFromCalling()  # before anything else: a block beats every grant

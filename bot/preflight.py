@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from .channelfaults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .config import Settings
-from .feed.listener import listener_url, privileged_port
+from .delivery.faults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .instance import LockUnavailable, in_use
+from .intake.listener import listener_url, privileged_port
 from .logs import silence_voice_warnings
 from .messages import user_message
 from .services import sonoran_client

@@ -12,6 +12,7 @@ from discord import app_commands
 
 from .aliases import NO_PINGS, Interaction
 from .audit import audit_refusal
+from .community import community_of
 from .messages import user_message
 from .sonoran import ConfigurationProblem, SonoranError
 
@@ -68,13 +69,18 @@ class DispatchTree(app_commands.CommandTree[Any]):
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError, /) -> None:
         name = interaction.command.qualified_name if interaction.command else "interaction"
-        if name in AUDITED_COMMANDS and isinstance(error, (app_commands.CheckFailure, app_commands.CommandOnCooldown)):
+        community = community_of(interaction)
+        if (
+            community is not None
+            and name in AUDITED_COMMANDS
+            and isinstance(error, (app_commands.CheckFailure, app_commands.CommandOnCooldown))
+        ):
             server = getattr(interaction.namespace, "server", None)
             call_id = getattr(interaction.namespace, "call_id", None)
             audit_refusal(
                 interaction,
                 f"/{name}",
-                server if isinstance(server, int) else interaction.client.settings.sonoran.server_id,
+                server if isinstance(server, int) else community.main_server,
                 call_id if isinstance(call_id, int) else None,
                 user_message(error),
             )

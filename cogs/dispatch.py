@@ -10,6 +10,7 @@ from discord.ext import commands
 from bot.aliases import NO_PINGS, CallId, Interaction, ServerId
 from bot.cards import CardButton, CardPicker
 from bot.closedcalls import ClosedCallPages
+from bot.community import Community
 from bot.core import DispatchBot
 from bot.desk import Desk
 from bot.desk.desk import CALLER_LIMIT, DESCRIPTION_LIMIT, LOCATION_LIMIT
@@ -30,21 +31,23 @@ class Dispatch(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.desk = Desk(bot)
 
     async def cog_load(self) -> None:
         # the feed cards' buttons and menus, routed by their custom_id: they work on posts from
         # before a restart, and no view is kept per message
         self.bot.add_dynamic_items(CardButton, CardPicker)
-        self.bot.desk = self.desk  # the cards reach the shared writes there, typed
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CardButton, CardPicker)
-        if self.bot.desk is self.desk:
-            self.bot.desk = None
 
-    def _server(self, server: int | None) -> ServerId:
-        return server or self.bot.settings.sonoran.server_id
+    def _at(self, interaction: Interaction) -> Community:
+        return self.bot.communities.for_interaction(interaction)
+
+    def _desk(self, interaction: Interaction) -> Desk:
+        return self._at(interaction).desk
+
+    def _server(self, interaction: Interaction, server: int | None) -> ServerId:
+        return self._at(interaction).server_or_main(server)
 
     # --- /911 ------------------------------------------------------------------------------------
     @app_commands.command(name="911", description="File an emergency (or civil) 911 call into the CAD")
@@ -65,13 +68,13 @@ class Dispatch(commands.Cog):
         caller: app_commands.Range[str, 1, CALLER_LIMIT] | None = None,
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        call_id = await self.desk.file_911(
+        call_id = await self._desk(interaction).file_911(
             interaction,
             location=location,
             description=description,
             emergency=emergency,
             caller=caller,
-            server_id=self._server(server),
+            server_id=self._server(interaction, server),
         )
         kind = "Emergency" if emergency else "Civil"
         await interaction.followup.send(
@@ -90,13 +93,14 @@ class Dispatch(commands.Cog):
         kind: CallKindChoice = "all",
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        server_id = self._server(server)
+        community = self._at(interaction)
+        server_id = community.server_or_main(server)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        snapshot = await self.bot.board.get(server_id)
+        snapshot = await community.board.get(server_id)
         as_of = from_unix(snapshot.fetched_wall)
         source: StaticPages | ClosedCallPages
         if kind == "closed":
-            source = ClosedCallPages(self.bot, server_id, snapshot.calls, as_of)
+            source = ClosedCallPages(community, server_id, snapshot.calls, as_of)
         else:
             entries = calls_for_kind(snapshot.calls, kind)
             source = StaticPages(call_list_pages(entries, title=KIND_TITLES[kind], server_id=server_id, as_of=as_of))
@@ -123,7 +127,8 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await answer_after_defer(
-            interaction, self.desk.add_note(interaction, "/note", self._server(server), call_id, note)
+            interaction,
+            self._desk(interaction).add_note(interaction, "/note", self._server(interaction, server), call_id, note),
         )
 
     # --- /close ----------------------------------------------------------------------------------
@@ -136,7 +141,9 @@ class Dispatch(commands.Cog):
         call_id: app_commands.Range[CallId, 1],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        await self.desk.confirm_end(interaction, "/close", self._server(server), call_id, is_911=False)
+        await self._desk(interaction).confirm_end(
+            interaction, "/close", self._server(interaction, server), call_id, is_911=False
+        )
 
     # --- /remove911 ------------------------------------------------------------------------------
     @app_commands.command(name="remove911", description="Remove a 911 call from the CAD")
@@ -149,7 +156,8 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await answer_after_defer(
-            interaction, self.desk.remove_911(interaction, "/remove911", self._server(server), call_id)
+            interaction,
+            self._desk(interaction).remove_911(interaction, "/remove911", self._server(interaction, server), call_id),
         )
 
     # --- /attach, /detach (API v2) ----------------------------------------------------------------
@@ -163,21 +171,25 @@ class Dispatch(commands.Cog):
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
         await answer_after_defer(
-            interaction, self.desk.attach_me(interaction, "/attach", self._server(server), call_id)
+            interaction,
+            self._desk(interaction).attach_me(interaction, "/attach", self._server(interaction, server), call_id),
         )
 
     @app_commands.command(name="detach", description="Detach your units from the call they are on (CAD API v2)")
     @app_commands.describe(server="CAD server ID")
     @app_commands.guild_only()
     async def detach(self, interaction: Interaction, server: app_commands.Range[int, 1, 10_000] | None = None) -> None:
-        await answer_after_defer(interaction, self.desk.detach_me(interaction, "/detach", self._server(server)))
+        await answer_after_defer(
+            interaction, self._desk(interaction).detach_me(interaction, "/detach", self._server(interaction, server))
+        )
 
     # --- autocomplete ----------------------------------------------------------------------------
     def _choices(
         self, interaction: Interaction, current: str, pick: type[EmergencyCall] | type[DispatchCall]
     ) -> list[app_commands.Choice[int]]:
         server = getattr(interaction.namespace, "server", None)
-        snapshot = self.bot.board.peek(self._server(server if isinstance(server, int) else None))
+        community = self._at(interaction)
+        snapshot = community.board.peek(community.server_or_main(server if isinstance(server, int) else None))
         if snapshot is None:
             return []
         calls: list[EmergencyCall] | list[DispatchCall] = (

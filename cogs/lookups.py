@@ -29,7 +29,9 @@ class LookupCommands(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.lookups = Lookups(bot)
+
+    def _lookups(self, interaction: Interaction) -> Lookups:
+        return self.bot.communities.for_interaction(interaction).lookups
 
     @lookup.command(name="name", description="Look up a person's records by name")
     @app_commands.describe(
@@ -46,8 +48,9 @@ class LookupCommands(commands.Cog):
         middle_initial: app_commands.Range[str, 1, 1] | None = None,
         partial: bool = False,
     ) -> None:
-        types = self.bot.settings.lookups.types
-        await self.lookups.look_up(
+        lookups = self._lookups(interaction)
+        types = lookups.settings.types
+        await lookups.look_up(
             interaction,
             _asked("name", first, middle_initial, last),
             lambda: name_query(first, last, middle_initial, types=types, partial=partial),
@@ -58,8 +61,9 @@ class LookupCommands(commands.Cog):
     async def by_plate(
         self, interaction: Interaction, plate: app_commands.Range[str, 1, PLATE_LIMIT], partial: bool = False
     ) -> None:
-        types = self.bot.settings.lookups.types
-        await self.lookups.look_up(
+        lookups = self._lookups(interaction)
+        types = lookups.settings.types
+        await lookups.look_up(
             interaction, _asked("plate", plate), lambda: plate_query(plate, types=types, partial=partial)
         )
 

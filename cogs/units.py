@@ -12,8 +12,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.aliases import NO_PINGS, Interaction, ServerId
+from bot.community import Community
 from bot.core import DispatchBot
-from bot.desk.limits import Cooldown
 from bot.embeds import CHOICE_NAME_LIMIT
 from bot.messages import NotAStatus, ServerNotConfigured, units_not_read, units_not_yet_known
 from bot.permissions import NotDispatcher, caller_command, may_dispatch
@@ -29,7 +29,6 @@ class Units(commands.Cog):
 
     def __init__(self, bot: DispatchBot) -> None:
         self.bot = bot
-        self.cooldown = Cooldown(bot.settings.units.units_cooldown_seconds)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AcknowledgeButton)
@@ -37,14 +36,14 @@ class Units(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(AcknowledgeButton)
 
-    def _server(self, server: int | None) -> ServerId:
-        return server or self.bot.settings.sonoran.server_id
+    def _at(self, interaction: Interaction) -> Community:
+        return self.bot.communities.for_interaction(interaction)
 
-    def _configured(self, server: int | None) -> ServerId:
+    def _configured(self, community: Community, server: int | None) -> ServerId:
         """The server of a write: the main one, or one a feed, a board or an alert names; any other
         is refused before it reaches the CAD."""
-        server_id = self._server(server)
-        settings = self.bot.settings
+        server_id = community.server_or_main(server)
+        settings = community.settings
         if server_id != settings.sonoran.server_id and server_id not in settings.event_server_ids:
             raise ServerNotConfigured(server_id)
         return server_id
@@ -53,23 +52,24 @@ class Units(commands.Cog):
     @app_commands.describe(server="CAD server ID (default: the community's main server)")
     @app_commands.guild_only()
     async def units(self, interaction: Interaction, server: app_commands.Range[int, 1, 10_000] | None = None) -> None:
-        server_id = self._server(server)
-        roster = self.bot.feed.units.rosters.get(server_id) if self.bot.feed else None
+        community = self._at(interaction)
+        server_id = community.server_or_main(server)
+        units = community.units
+        roster = units.rosters.get(server_id) if units is not None else None
         if roster is None:
             await interaction.response.send_message(
                 units_not_read(server_id), ephemeral=True, allowed_mentions=NO_PINGS
             )
             return
-        boarded = any(board.server_id == server_id for board in self.bot.settings.boards)
+        settings = community.settings
+        boarded = any(board.server_id == server_id for board in settings.boards)
         if not boarded and not await may_dispatch(interaction):  # an alert-only server's units: dispatchers'
             raise NotDispatcher()
         if not roster.complete and not roster.units:
             await interaction.response.send_message(units_not_yet_known(), ephemeral=True, allowed_mentions=NO_PINGS)
             return
-        self.cooldown.use(interaction.user.id)  # only a board drawn costs a wait
-        pages = board_pages(
-            server_id, roster.units, roster.calls, self.bot.settings.units.label, confirmed=roster.complete
-        )
+        community.units_cooldown.use(interaction.user.id)  # only a board drawn costs a wait
+        pages = board_pages(server_id, roster.units, roster.calls, settings.units.label, confirmed=roster.complete)
         await interaction.response.send_message(embed=pages[0], ephemeral=True, allowed_mentions=NO_PINGS)
         for page in pages[1:]:
             await interaction.followup.send(embed=page, ephemeral=True, allowed_mentions=NO_PINGS)
@@ -83,10 +83,11 @@ class Units(commands.Cog):
         status: app_commands.Range[str, 1, CHOICE_NAME_LIMIT],
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        labels = self.bot.settings.units.status_labels
+        community = self._at(interaction)
+        labels = community.settings.units.status_labels
         if status not in labels:  # a value the bot never offered (a crafted interaction)
             raise NotAStatus()
-        server_id, desk = self._configured(server), self.bot.require_desk()
+        server_id, desk = self._configured(community, server), community.desk
         desk.check_unit_write(interaction, "status", labels.index(status))
         await answer_after_defer(
             interaction, desk.set_status(interaction, "/status", server_id, labels.index(status), status)
@@ -95,7 +96,7 @@ class Units(commands.Cog):
     @status.autocomplete("status")
     async def status_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
         needle = current.strip().casefold()
-        labels = self.bot.settings.units.status_labels
+        labels = self._at(interaction).settings.units.status_labels
         return [app_commands.Choice(name=label, value=label) for label in labels if needle in label.casefold()][:25]
 
     @app_commands.command(name="panic", description="Turn the panic of your units on duty on (asks first) or off")
@@ -107,7 +108,8 @@ class Units(commands.Cog):
         state: Literal["on", "off"] = "on",
         server: app_commands.Range[int, 1, 10_000] | None = None,
     ) -> None:
-        desk, server_id = self.bot.require_desk(), self._configured(server)
+        community = self._at(interaction)
+        desk, server_id = community.desk, self._configured(community, server)
         desk.check_unit_write(interaction, "panic", state == "on")
         if state == "on":
             await desk.confirm_panic(interaction, "/panic on", server_id)

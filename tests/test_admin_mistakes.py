@@ -19,7 +19,7 @@ from aioresponses import aioresponses
 from bot import ConfigError, load_settings
 from bot.__main__ import main
 from bot.cli import EXIT_PROBLEM, run
-from bot.feed import listener as listener_module
+from bot.intake import listener as listener_module
 from bot.preflight import push_checks, run_checks, served_check, sonoran_preflight, start_checks
 from bot.services import sonoran_client
 from bot.store import StateFileError, Store

@@ -226,7 +226,7 @@ async def test_cad_faults_then_recovery(
         sent = len(cad.requests)
         await feed.poll_once()
         assert len(cad.requests) == sent  # the client held it back instead of provoking another 429
-        feed.bot.sonoran.http.limiter("get_calls")._blocked_until = 0  # as if the 30 s had passed
+        feed.community.sonoran.http.limiter("get_calls")._blocked_until = 0  # as if the 30 s had passed
     else:
         for _ in range(3):
             cad.fail_next("get_calls", **fault)

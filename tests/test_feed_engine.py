@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-import bot.feed.listener as listener_module
+import bot.delivery.writes as writes_module
 import bot.feed.sender as sender_module
+import bot.intake.listener as listener_module
 from bot.core import DispatchBot
 from bot.posts import Post
 
@@ -85,7 +86,7 @@ async def test_a_channel_answering_500_then_a_long_429_holds_only_itself(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(sender_module, "WRITE_TIMEOUT", 0.5)  # discord.py retries a 5xx for 25 s
+    monkeypatch.setattr(writes_module, "WRITE_TIMEOUT", 0.5)  # discord.py retries a 5xx for 25 s
     caplog.set_level(logging.INFO, logger="bot.feed")
     bot = await make_bot(feeds=TWO_CHANNELS, push=push_settings())
     engine = feed_of(bot)
@@ -298,7 +299,7 @@ async def listening(make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch) -> Di
 
 
 def port_of(bot: DispatchBot) -> int:
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     return listener.bound_port
 
@@ -377,7 +378,7 @@ async def test_overload_is_said_with_retry_after_instead_of_queued(
     assert (await pusher.raw(event("EVENT_911", [{"call": call_911(709)}, {"call": call_911(710)}])))[0] == 200
     async with session.post(pusher.url, data=event("EVENT_911", {"call": call_911(711)})) as response:
         assert response.status == 429 and 0 < int(response.headers["Retry-After"]) <= 60
-    busy = [r for r in caplog.records if r.name == "bot.feed.listener" and r.levelno == logging.WARNING]
+    busy = [r for r in caplog.records if r.name == "bot.intake.listener" and r.levelno == logging.WARNING]
     assert len(busy) == 2  # one line per change of state: busy, ok again, busy
 
 

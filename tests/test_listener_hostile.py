@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-import bot.feed.listener as listener_module
+import bot.intake.listener as listener_module
 import bot.sonoran.events as events_module
 from bot import ConfigError, load_settings
-from bot.feed.keyscan import leading_key
-from bot.feed.listener import MAX_BODY, READ_CHUNK, PushListener
+from bot.intake.keyscan import leading_key
+from bot.intake.listener import MAX_BODY, READ_CHUNK, PushListener
 from bot.preflight import push_checks
 from bot.sonoran.events import Envelope, Event
 
@@ -423,7 +423,7 @@ async def test_an_episode_of_malformed_http_is_one_line_when_it_starts_and_one_w
 ) -> None:
     now = [1000.0]
     side = await bare(clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="bot.feed.listener"):
+    with caplog.at_level(logging.INFO, logger="bot.intake.listener"):
         for data in MALFORMED:
             await side.exchange(data)
         now[0] += 30
@@ -446,7 +446,7 @@ async def test_every_event_is_acknowledged_and_posted_while_an_attacker_holds_co
     monkeypatch.setattr(listener_module, "MAX_CONNECTIONS", 32)
     monkeypatch.setattr(listener_module, "MAX_HELD_BYTES", 256 * 1024)
     bot = await make_bot(feeds=FEEDS, push=push_settings())
-    listener = feed_of(bot).push_listener
+    listener = bot.intake.listener if bot.intake else None
     assert listener is not None
     port = listener.bound_port
     stop = asyncio.Event()

@@ -22,8 +22,8 @@ from pydantic import SecretStr, ValidationError
 from bot.cli import push_test
 from bot.config import load_settings
 from bot.core import DispatchBot
-from bot.feed.listener import MAX_BODY, PushListenerError
-from bot.feed.websocket import PushSessions
+from bot.intake.listener import MAX_BODY, PushListenerError
+from bot.intake.websocket import PushSessions
 from bot.preflight import push_checks
 
 from .conftest import BotFactory
@@ -49,10 +49,9 @@ class Pusher:
     every request and answer for the record."""
 
     def __init__(self, bot: DispatchBot, session: aiohttp.ClientSession) -> None:
-        feed = feed_of(bot)
-        assert feed.push_listener is not None
-        self.feed = feed
-        self.url = f"http://127.0.0.1:{feed.push_listener.bound_port}{PATH}"
+        assert bot.intake is not None and bot.intake.listener is not None
+        self.feed = feed_of(bot)
+        self.url = f"http://127.0.0.1:{bot.intake.listener.bound_port}{PATH}"
         self.session = session
         self.log: list[tuple[str, str, int, str]] = []
 
@@ -182,7 +181,7 @@ async def test_list_shaped_data_is_one_event_per_item(pusher: Pusher, discord_ap
 async def test_a_wrong_or_missing_key_is_401_and_nothing_else(
     pusher: Pusher, discord_api: FakeDiscord, key: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="bot.feed.listener"):
+    with caplog.at_level(logging.WARNING, logger="bot.intake.listener"):
         for _ in range(3):
             assert await pusher.send("EVENT_911", {"call": call_911(701)}, key=key) == (401, "error")
     assert posts(discord_api, CHANNEL) == []
@@ -477,7 +476,7 @@ async def test_a_refused_authentication_is_retried_and_logged_once(
     make_bot: BotFactory, hub: FakeHub, caplog: pytest.LogCaptureFixture, quick_retries: None
 ) -> None:
     hub.api_key = "the-hub-wants-another-key"
-    with caplog.at_level(logging.DEBUG, logger="bot.feed.websocket"):
+    with caplog.at_level(logging.DEBUG, logger="bot.intake.websocket"):
         await make_bot(feeds=FEEDS, push=push_settings(websocket=True))
         await wait_for(lambda: len(hub.authentications) >= 3)  # tried again, after a wait
         await wait_for(lambda: hub.open_sessions() == 0)  # ... and never left open unauthenticated

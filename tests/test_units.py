@@ -861,7 +861,7 @@ async def test_one_member_cannot_spend_everyones_panic_budget(
     cad.add_account("700000000000000009", units=(41,))
     cad.add_unit(41, "5E-01", "Real Officer")
     bot = await units_bot(units={"member_cooldown_seconds": 0})  # the share alone: one write after another
-    share = bot.require_desk().unit_writes["panic"].per_minute
+    share = bot.community.desk.unit_writes["panic"].per_minute
     assert share == 20 // 4  # a quarter of the bot's panic budget (20 here)
     for _ in range(20):  # a member with no linked account, twenty times
         await dispatch_interaction(bot, slash("panic", {"state": "off"}))
@@ -889,7 +889,7 @@ async def test_the_same_write_twice_waits_and_refusals_of_the_bots_own_spend_not
     assert "rate-limiting" in said(discord_api)
     await dispatch_interaction(bot, slash("status", {"status": "ASLEEP"}, user_id=members[2]))  # never offered
     assert cad.operations().count("unit_status") == 2
-    spent = bot.require_desk().unit_writes["status"]._spent
+    spent = bot.community.desk.unit_writes["status"]._spent
     assert int(members[2]) not in spent  # refused by the bot twice: nothing of the member's share spent
 
 

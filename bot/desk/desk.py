@@ -1,7 +1,8 @@
 """The desk: every write a member can make (file a 911 call, note, close, remove, attach, detach,
 set their unit's status or panic),
 with its checks, its cooldown and abuse limits, and its one audit record. The slash commands
-(`cogs/dispatch.py`) and the feed cards (`bot/cards.py`, through `bot.desk`) call it with types;
+(`cogs/dispatch.py`) and the feed cards (`bot/cards.py`) call the desk of the interaction's community
+(`bot.communities.for_interaction(interaction).desk`) with types;
 they only declare and reply."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..views import ConfirmView, Recheck
 from .limits import Cooldowns, MemberShare, OpenCalls
 
 if TYPE_CHECKING:
-    from ..core import DispatchBot
+    from ..community import Community
 
 LOCATION_LIMIT = 200  # characters, as the /911 options declare them
 DESCRIPTION_LIMIT = 1000
@@ -54,18 +55,18 @@ def _display_name(interaction: Interaction) -> str:
 
 
 class Desk:
-    def __init__(self, bot: DispatchBot) -> None:
-        self.bot = bot
-        self.cooldowns = Cooldowns(bot.settings.commands.cooldown_911_seconds)
-        self.open_calls = OpenCalls(bot.board)
-        units, budget = bot.settings.units, bot.settings.sonoran.rate_limits
+    def __init__(self, community: Community) -> None:
+        self.community = community
+        self.cooldowns = Cooldowns(community.settings.commands.cooldown_911_seconds)
+        self.open_calls = OpenCalls(community.board)
+        units, budget = community.settings.units, community.settings.sonoran.rate_limits
         self.unit_writes = {  # each member's part of the /status and /panic budgets
             "status": MemberShare.of(budget.unit_status, units.member_share, units.member_cooldown_seconds),
             "panic": MemberShare.of(budget.unit_panic, units.member_share, units.member_cooldown_seconds),
         }
 
     def __repr__(self) -> str:
-        return f"Desk(cad=v{self.bot.settings.sonoran.api_version})"
+        return f"Desk(cad=v{self.community.settings.sonoran.api_version})"
 
     async def file_911(
         self,
@@ -88,7 +89,7 @@ class Desk:
             if text is not None and (problem := text_problem(what, text, limit)):
                 raise problem
         self.cooldowns.check(interaction.user.id)
-        limit = self.bot.settings.commands.max_open_911_per_user
+        limit = self.community.settings.commands.max_open_911_per_user
         if limit and (open_calls := self.open_calls.count(interaction.user.id, server_id)) >= limit:
             raise TooManyOpenCalls(open_calls)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -100,7 +101,7 @@ class Desk:
         self.cooldowns.start(interaction.user.id)  # before the request: a timeout may still have filed it
         try:
             async with self._audited(interaction, "/911", server_id) as audited:
-                call_id = await self.bot.sonoran.file_911(
+                call_id = await self.community.sonoran.file_911(
                     caller=caller or _display_name(interaction),
                     location=location,
                     description=description,
@@ -146,7 +147,7 @@ class Desk:
             raise problem
         async with self._audited(interaction, action, server_id, call_id):
             label = plain(_display_name(interaction), 64)
-            await self.bot.sonoran.add_note(call_id, note, label=label, server_id=server_id)
+            await self.community.sonoran.add_note(call_id, note, label=label, server_id=server_id)
         return f"Note added to call #{call_id}."
 
     async def remove_911(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
@@ -163,25 +164,27 @@ class Desk:
         """Removes a 911 call or closes a dispatch call; remembers who, for the feed card; and drops
         it from the cached list, so that menus stop offering it before the next poll."""
         async with self._audited(interaction, action, server_id, call_id):
-            end = self.bot.sonoran.remove_911 if is_911 else self.bot.sonoran.close_call
+            end = self.community.sonoran.remove_911 if is_911 else self.community.sonoran.close_call
             await end(call_id, server_id=server_id)
-        remember = self.bot.store.record_removal if is_911 else self.bot.store.record_closure
+        remember = self.community.store.record_removal if is_911 else self.community.store.record_closure
         await remember(server_id, call_id, _display_name(interaction))
         if is_911:
-            self.bot.board.forget(server_id, emergency_call_id=call_id)
+            self.community.board.forget(server_id, emergency_call_id=call_id)
         else:
-            self.bot.board.forget(server_id, dispatch_call_id=call_id)
+            self.community.board.forget(server_id, dispatch_call_id=call_id)
 
     async def attach_me(self, interaction: Interaction, action: str, server_id: ServerId, call_id: CallId) -> str:
         """Attaches the member's units on duty (by their linked CAD account) to the call."""
         async with self._audited(interaction, action, server_id, call_id):
-            units = await self.bot.sonoran.attach_units(call_id, discord_id=interaction.user.id, server_id=server_id)
+            units = await self.community.sonoran.attach_units(
+                call_id, discord_id=interaction.user.id, server_id=server_id
+            )
         return f"Attached to call #{call_id}: {_units(units)}."
 
     async def detach_me(self, interaction: Interaction, action: str, server_id: ServerId) -> str:
         """Detaches the member's units from whatever call they are on."""
         async with self._audited(interaction, action, server_id):
-            units = await self.bot.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
+            units = await self.community.sonoran.detach_units(discord_id=interaction.user.id, server_id=server_id)
         return f"Detached {_units(units)}."
 
     def check_unit_write(self, interaction: Interaction, kind: str, value: object) -> None:
@@ -210,10 +213,10 @@ class Desk:
     ) -> str:
         """Sets the status of the member's units on duty (the CAD finds them by Discord id, v2).
         Only a value Sonoran accepts is sent (0-4, or one the community labelled)."""
-        if status not in self.bot.settings.units.status_values:
+        if status not in self.community.settings.units.status_values:
             raise NotAStatus()
         async with self._unit_write(interaction, "status", status), self._audited(interaction, action, server_id):
-            updated = await self.bot.sonoran.set_unit_status(
+            updated = await self.community.sonoran.set_unit_status(
                 status, discord_id=interaction.user.id, server_id=server_id
             )
         if updated == 0:  # Sonoran's `updated`: nothing changed
@@ -225,15 +228,17 @@ class Desk:
         """Turns the panic of the member's units on duty on or off (v2). Sonoran sends no event for
         it: the units list is read again as soon as its budget allows, for the alert."""
         async with self._unit_write(interaction, "panic", panic), self._audited(interaction, action, server_id):
-            updated = await self.bot.sonoran.set_unit_panic(panic, discord_id=interaction.user.id, server_id=server_id)
+            updated = await self.community.sonoran.set_unit_panic(
+                panic, discord_id=interaction.user.id, server_id=server_id
+            )
         if updated == 0:
             return panic_unchanged(panic)
         self._units_changed()
         return panic_set(panic)
 
     def _units_changed(self) -> None:
-        if self.bot.feed is not None:
-            self.bot.feed.units.poll_soon()
+        if (units := self.community.units) is not None:
+            units.poll_soon()
 
     async def confirm_panic(self, interaction: Interaction, action: str, server_id: ServerId) -> None:
         """Asks (ephemerally) before turning a panic on: a mistaken one pings dispatch."""
@@ -261,7 +266,7 @@ class Desk:
         if is_911:
             question, label = f"Remove 911 call #{call_id} from the CAD?", f"Remove call #{call_id}"
         else:
-            snapshot = self.bot.board.peek(server_id)
+            snapshot = self.community.board.peek(server_id)
             known = next((c for c in snapshot.calls.active if c.call_id == call_id), None) if snapshot else None
             what = clean(call_label(known), 150) if known else f"#{call_id}"
             question, label = f"Close dispatch call {what}?", f"Close call #{call_id}"

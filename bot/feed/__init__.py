@@ -2,18 +2,20 @@
 
 - `planner`: pure functions from what a channel shows (its `Book`) and what the CAD says (a poll's
   call list, a push event) to what to store, post and edit;
-- `engine`: the poll loop and the push intake; plans and stores under one lock that never covers a
-  write to Discord, remembers which 911 calls were answered, and wakes the writers;
-- `outbox`: one writer per channel, delivering what was stored, new posts first;
-- `sender`: renders, batches, posts and edits, each write bounded in time;
-- `listener` and `websocket`: the push listener (HTTP, facing the internet) and SignalR sessions.
+- `engine`: the poll loop, and the events intake (`bot.intake`) hands it; plans and stores under
+  one lock that never covers a write to Discord, remembers which 911 calls were answered, and
+  wakes the writers. It opens no port;
+- `lane`: a feed's call posts as a lane of their channel's writer (`bot.delivery.outbox`), new
+  posts first;
+- `sender`: renders, batches, posts and edits a feed's posts through the community's channels
+  (`bot.delivery`), and records what each message shows.
 
-The bot builds and starts the engine in `setup_hook` (`bot.core`) and stops it in `close()`;
-`cogs/feed.py` only offers `poll_once()` over it. The desk asks it for a call's state through
-`bot.feed.call_state`.
+Contract: one engine per community (`bot.community`), built by the composition root (`bot.app`)
+with the community's `Channels` and units engine, started and stopped with the community. The
+cards ask it for a call's state (`call_state`); `cogs/feed.py` only offers `poll_once()` over
+every community's engine.
 
-The package imports nothing itself: the units room (`bot.units`) delivers through the writers in
-`outbox`, and the engine drives the units room, so an eager import here would be a circle.
+The package imports nothing itself, so that each module may be imported alone.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ as the calls are answered, removed or closed.
 Two ways in, one logic:
 - the poll (`cycle`, every `sonoran.poll_seconds`): one GET_CALLS per CAD server that a `[[feeds]]`
   entry names, through the call board (which `/calls` and autocomplete then reuse);
-- push events (`push.enabled`): the listener (`bot.feed.listener`) hands them to `take_events`,
-  and answers 200 only once they are planned and stored.
+- push events (`push.enabled`): intake (`bot.intake`) hands them to `take_events`, and its
+  listener answers 200 only once they are planned and stored. The engine opens no port.
 
 Both go through the pure planner (`bot.feed.planner`) against each channel's `Book` (the open
 posts, kept in memory in step with the store), under one lock that covers planning and storing
 only: nothing under it waits on Discord. What was stored is then delivered by the channel's own
-writer (`bot.feed.outbox`). While events arrive, the poll slows to `push.poll_seconds_when_live`;
+writer (`bot.delivery.outbox`). While events arrive, the poll slows to `push.poll_seconds_when_live`;
 it never stops, because Sonoran sends no events for changes made through its API, and events can
 be lost.
 
@@ -36,14 +36,14 @@ import discord
 from ..backoff import Backoff
 from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
+from ..delivery.channels import Channels
+from ..delivery.outbox import ChannelWriter
 from ..posts import Post, PostKey, PostKind, PostState
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
 from ..tasks import cancel_and_wait
-from ..units.engine import UnitsEngine
-from .listener import PushListener
-from .outbox import CallsLane, ChannelWriter
+from .lane import CallsLane
 from .planner import (
     Book,
     FeedRules,
@@ -56,10 +56,10 @@ from .planner import (
     revivals,
 )
 from .sender import Sender, batches
-from .websocket import PushSessions
 
 if TYPE_CHECKING:
-    from ..core import DispatchBot
+    from ..community import Community
+    from ..units.engine import UnitsEngine
 
 log = logging.getLogger("bot.feed")
 
@@ -101,15 +101,17 @@ def rules_of(feed: FeedSettings) -> FeedRules:
 class FeedEngine:
     """Posts new CAD calls to the configured channels and keeps those posts up to date."""
 
-    def __init__(self, bot: DispatchBot) -> None:
-        self.bot = bot
-        self.settings = bot.settings
-        self.poll_seconds = bot.settings.sonoran.poll_seconds
+    def __init__(self, community: Community, channels: Channels, units: UnitsEngine) -> None:
+        """`channels`: where the posts are delivered (the community's, shared with `units`, the
+        boards and panic alerts, which this engine drives: their events come with the calls')."""
+        self.community = community
+        self.channels = channels
+        self.settings = community.settings
+        self.poll_seconds = community.settings.sonoran.poll_seconds
         self._cycle = asyncio.Lock()  # one poll cycle at a time
         self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
         self._task: asyncio.Task[None] | None = None
         self._books: dict[ChannelKey, Book] = {}
-        self._writers: dict[int, ChannelWriter] = {}  # one per channel, whatever it shows
         self._lanes: dict[ChannelKey, CallsLane] = {}
         self._answered: dict[ServerId, dict[CallId, None]] = {}
         self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
@@ -122,21 +124,18 @@ class FeedEngine:
         self._poll_backoff = Backoff(first=2 * self.poll_seconds, cap=self._backoff_cap)
         self._presence_count: int | None = None
         self._last_prune = 0.0
-        self.push_listener: PushListener | None = None
-        self.push_sessions: PushSessions | None = None
         self._sender: Sender | None = None
-        # the boards and panic alerts: delivered by these channel writers, their events from this intake
-        self.units = UnitsEngine(bot, writer_of=self.writer, sender=lambda: self.sender)
+        self.units = units
 
     def __repr__(self) -> str:
-        return f"FeedEngine(feeds={len(self.settings.feeds)}, push={self.push_listener is not None})"
+        return f"FeedEngine(feeds={len(self.settings.feeds)}, live={self.live})"
 
     @property
     def sender(self) -> Sender:
         if self._sender is None:  # on first use: a bot that only syncs commands has no store
             self._sender = Sender(
-                self.bot,
-                self.bot.store,
+                self.channels,
+                self.community.store,
                 attach_buttons=self.settings.sonoran.api_version == 2,
                 unit_names=self.unit_name,
             )
@@ -162,33 +161,9 @@ class FeedEngine:
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
-        """Opens the listener (and SignalR sessions), starts every channel's writer, and with
-        `poll` the poll loop."""
-        push = self.settings.push
-        if push.enabled:
-            self.push_listener = PushListener(
-                host=push.host,
-                port=push.port,
-                path=push.path,
-                default_server_id=self.settings.push_server_id,
-                api_key=self.settings.sonoran.api_key.get_secret_value(),
-                routes=lambda server_id: server_id in self.settings.event_server_ids,
-                takes=self.takes,
-                deliver=self.take_events,
-                allow_from=push.allow_from,
-            )
-            if push.websocket:  # checked before binding: a missing extra is one clear line too
-                self.push_sessions = PushSessions(
-                    self.push_listener,
-                    api_url=self.settings.sonoran.base_url,
-                    community_id=self.settings.sonoran.community_id,
-                    api_key=self.settings.sonoran.api_key.get_secret_value(),
-                    server_ids=self.settings.event_server_ids,
-                )
-            await self.push_listener.start()  # a taken port stops the start here, with one clear line
-            if self.push_sessions is not None:
-                self.push_sessions.start()
-        if self.bot.services.store is not None:
+        """Starts every feed channel's writer, the units engine, and with `poll` the poll loop.
+        Push events come from intake (`bot.intake`), which the bot starts."""
+        if self.community.services.store is not None:
             for feed in self.settings.feeds:
                 self._writer(feed)  # started: what a crash left unsent goes out now
         await self.units.start(poll=poll)
@@ -202,10 +177,6 @@ class FeedEngine:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def stop(self) -> None:
-        if self.push_sessions is not None:
-            await self.push_sessions.stop()
-        if self.push_listener is not None:
-            await self.push_listener.stop()  # no new events first
         await self.units.stop()
         self.units.hurry_boards()  # delivered in the drain below, with what else is stored
         for task in (self._committer, self._task):
@@ -215,23 +186,14 @@ class FeedEngine:
         # delivered at the next start (it is in the state file)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), DRAIN_SECONDS)
-        for writer in self._writers.values():
-            await writer.stop()
-
-    def writer(self, channel_id: int) -> ChannelWriter:
-        """The channel's one writer (started), for every kind of message it shows."""
-        writer = self._writers.get(channel_id)
-        if writer is None:
-            writer = self._writers[channel_id] = ChannelWriter(channel_id)
-            writer.start()
-        return writer
+        await self.channels.stop()
 
     def _writer(self, feed: FeedSettings) -> ChannelWriter:
         """The feed's channel's writer, with the feed's call posts among its lanes."""
-        writer = self.writer(feed.channel_id)
+        writer = self.channels.writer(feed.channel_id)
         key = (feed.channel_id, feed.server_id)
         if key not in self._lanes:
-            self._lanes[key] = CallsLane(feed, self._book, self.sender, self.bot.store)
+            self._lanes[key] = CallsLane(feed, self._book, self.sender, self.community.store)
             writer.add(self._lanes[key])
         return writer
 
@@ -239,8 +201,7 @@ class FeedEngine:
         """Returns once every channel has tried everything due (sent it, or failed and waits)."""
         while self._committer is not None and not self._committer.done():
             await asyncio.wait({self._committer})
-        for writer in list(self._writers.values()):
-            await writer.settled()
+        await self.channels.settled()
 
     # --- the poll ----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -290,14 +251,14 @@ class FeedEngine:
         async with self._cycle:
             delay = self.interval
             # the call-list slots the feed's polls need; members may use the rest (the budget rule)
-            self.bot.board.feed_reserve = polls_per_window(delay, len(self.settings.feed_server_ids))
+            self.community.board.feed_reserve = polls_per_window(delay, len(self.settings.feed_server_ids))
             failed = False
             snapshots: list[tuple[ServerId, Snapshot]] = []
             for server_id in self.settings.feed_server_ids:
                 try:
                     # one request a cycle: retrying at once would spend the minute's budget on a
                     # CAD that is failing and lock the next polls out; the next cycle is the retry
-                    snapshots.append((server_id, await self.bot.board.refresh(server_id, retry=False)))
+                    snapshots.append((server_id, await self.community.board.refresh(server_id, retry=False)))
                 except SonoranError as error:
                     failed = True
                     self._server_changed(server_id, type(error).__name__, str(error))
@@ -315,8 +276,7 @@ class FeedEngine:
                             work.append(planned)
                 await self._store_all(work)
             await self.units.calls_read(server_id for server_id, _ in snapshots)  # alerts show their calls
-            for writer in self._writers.values():
-                writer.wake(retry=True)
+            self.channels.wake_all(retry=True)
             if failed:
                 delay = max(delay, self._poll_backoff.failed())
             else:
@@ -336,8 +296,8 @@ class FeedEngine:
         answered = self._answered.get(feed.server_id, {})
         wanted = [*revivals(book, calls, rules), *relabels(book, answered.keys())]
         if wanted:  # rare: ended posts that change again; their rows come back from disk
-            book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
-        store = self.bot.store
+            book.open.update(await self.community.store.posts(feed.channel_id, feed.server_id, wanted))
+        store = self.community.store
         plan = plan_snapshot(
             book,
             calls,
@@ -392,20 +352,20 @@ class FeedEngine:
             changed: dict[ChannelKey, dict[PostKey, Post]] = {}  # stored posts, as they now are
             fresh: dict[ChannelKey, dict[MessageGroup, list[PostKey]]] = {}  # new posts, in the order they came
             for server_id, events in taken:
-                snapshot = self.bot.board.latest(server_id)
+                snapshot = self.community.board.latest(server_id)
                 if snapshot is not None:  # a list fetched for a member since the last cycle counts too
                     self._remember_links(server_id, snapshot.calls)
                 origins = set(_origins(events))
                 self._remember_answered(server_id, origins)
                 answered = self._answered.get(server_id, {}).keys()
-                removed_by = self.bot.store.removals(server_id)
-                closed_by = self.bot.store.closures(server_id)
+                removed_by = self.community.store.removals(server_id)
+                closed_by = self.community.store.closures(server_id)
                 for feed in self._feeds_of(server_id):
                     key = (feed.channel_id, feed.server_id)
                     book = await self._book(feed)
                     wanted = relabels(book, origins)  # what this burst says was answered
                     if wanted:
-                        book.open.update(await self.bot.store.posts(feed.channel_id, feed.server_id, wanted))
+                        book.open.update(await self.community.store.posts(feed.channel_id, feed.server_id, wanted))
                     for event in events:
                         try:
                             plan = plan_event(
@@ -486,7 +446,7 @@ class FeedEngine:
         key = (feed.channel_id, feed.server_id)
         book = self._books.get(key)
         if book is None:  # once per channel after start (and after pruning)
-            store = self.bot.store
+            store = self.community.store
             book = Book(
                 open=await store.open_posts(feed.channel_id, feed.server_id),
                 known=await store.known_keys(feed.channel_id, feed.server_id),
@@ -506,12 +466,14 @@ class FeedEngine:
             return
         stored: list[tuple[_Work, Book, list[Post]]] = []
         try:
-            async with self.bot.store.atomic():
+            async with self.community.store.atomic():
                 for item in work:
                     book = self._books[(item.feed.channel_id, item.feed.server_id)]
                     new = [post for keys in item.fresh.values() for post in batches([book.open[k] for k in keys])]
-                    await self._write_each(item.feed, book, self.bot.store.update, item.changed)
-                    stored.append((item, book, await self._write_each(item.feed, book, self.bot.store.add_batch, new)))
+                    await self._write_each(item.feed, book, self.community.store.update, item.changed)
+                    stored.append(
+                        (item, book, await self._write_each(item.feed, book, self.community.store.add_batch, new))
+                    )
         except BaseException:
             for item in work:
                 self._books.pop((item.feed.channel_id, item.feed.server_id), None)
@@ -585,18 +547,19 @@ class FeedEngine:
         if now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             async with self._lock:
-                if await self.bot.store.forget_ended(now - KEEP_ENDED_SECONDS):
+                if await self.community.store.forget_ended(now - KEEP_ENDED_SECONDS):
                     self._books.clear()  # reloaded from the store as needed
 
     async def _update_presence(self) -> None:
-        if not self.bot.is_ready() or self.bot.is_closed():
+        client = self.community.client
+        if not client.is_ready() or client.is_closed():
             return  # no gateway (yet): presence is a gateway message
-        count = self.bot.board.active_count()
+        count = self.community.board.active_count()
         if count == self._presence_count:
             return
         activity = discord.Activity(type=discord.ActivityType.watching, name=f"{count} active call(s)")
         try:
-            await self.bot.change_presence(activity=activity)
+            await client.change_presence(activity=activity)
         except (discord.ConnectionClosed, ConnectionError) as error:  # reconnecting: try next cycle
             log.debug("feed: presence not updated: %s", error)
             return

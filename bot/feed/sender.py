@@ -3,7 +3,7 @@ their messages, and records in the store what each message really shows.
 
 Every write is bounded: a 429 longer than the bot's `max_ratelimit_timeout`, or a Discord that
 does not answer (discord.py retries a 5xx five times over 25 s) within `WRITE_TIMEOUT`, ends the
-attempt with a `Fault`, and the channel's writer (`bot.feed.outbox`) tries again later. A batch
+attempt with a `Fault`, and the channel's writer (`bot.delivery.outbox`) tries again later. A batch
 that failed for a passing reason (429, 5xx, network, a missing permission) stays unconfirmed and
 is sent again later; nothing is lost. A batch Discord refuses for good (400, 413) is split, and a
 single call it still refuses, or one that cannot be rendered, is posted as a short stand-in, so
@@ -13,21 +13,20 @@ that one poisoned call never holds up the channel. After every send, what the me
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
-import aiohttp
 import discord
 
-from ..aliases import NO_PINGS, pinging
 from ..cards import card_view
-from ..channelfaults import DISCORD_FAULTS, describe_channel_fault
 from ..config import FeedSettings
+from ..delivery.channels import Channels
+from ..delivery.faults import DISCORD_FAULTS
+from ..delivery.pings import NO_PINGS, pinging
+from ..delivery.writes import REFUSED_FOR_GOOD, Fault, bounded
 from ..embeds import (
     EMBED_TOTAL_LIMIT,
     dispatch_embed,
@@ -40,27 +39,13 @@ from ..embeds import (
 )
 from ..posts import Post, PostKind, PostState
 from ..sonoran import EmergencyCall
-from ..statechanges import Once, StateChanges
+from ..statechanges import Once
 from ..store import Store
 
 log = logging.getLogger("bot.feed")
 
 EMBEDS_PER_MESSAGE = 10
-REFUSED_FOR_GOOD = frozenset({400, 413})  # retrying the same body cannot help
-WRITE_TIMEOUT = 10.0  # seconds one post or edit may take, Discord's own waits and retries included
-_T = TypeVar("_T")
 _render_failures = Once()
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Why a write did not happen. `wide`: the whole channel fails (no permission, no channel,
-    Discord rate-limits or cannot be reached), not only this message; `retry_after`: Discord said
-    when to come back."""
-
-    text: str
-    wide: bool
-    retry_after: float | None = None
 
 
 _rendered: collections.OrderedDict[tuple[object, ...], discord.Embed] = collections.OrderedDict()
@@ -188,7 +173,7 @@ def _nonce(channel_id: int, server_id: int, kind: str, call_ids: Sequence[int]) 
 class Sender:
     def __init__(
         self,
-        client: discord.Client,
+        channels: Channels,
         store: Store,
         *,
         attach_buttons: bool = False,
@@ -197,10 +182,9 @@ class Sender:
         """`attach_buttons`: dispatch cards offer Attach me / Detach me (API v2); `unit_names`: the
         names the cards show for attached units."""
         self.unit_names = unit_names
-        self.client = client
+        self.channels = channels
         self.store = store
         self.attach_buttons = attach_buttons
-        self._channel_state = StateChanges()
 
     async def send(self, feed: FeedSettings, posts: list[Post]) -> list[Post] | Fault:
         """Posts one batch; returns its posts as now recorded, or why it could not."""
@@ -210,13 +194,13 @@ class Sender:
         except DISCORD_FAULTS as error:
             if isinstance(error, discord.HTTPException) and error.status in REFUSED_FOR_GOOD:
                 return await self._send_refused(feed, posts, error)
-            return self.fault(feed.channel_id, error, "post")
+            return self.channels.fault(feed.channel_id, error, "post")
         # record what the message shows, not what we sent (a nonce Discord has seen: an older attempt)
         shown = {
             p.key: p.version if same else None for p, same in zip(posts, shows_as_sent(message, embeds), strict=True)
         }
         await self.store.mark_sent(posts[0].batch, message.id, shown)
-        self._channel_changed(feed.channel_id, "ok")
+        self.channels.changed(feed.channel_id, "ok")
         log.info("feed: channel %s: posted message %s: %s", feed.channel_id, message.id, _calls(posts))
         return [replace(p, message_id=message.id, shown=shown[p.key]) for p in posts]
 
@@ -224,7 +208,7 @@ class Sender:
         """Edits one batch's message to show `posts`; returns them as now recorded, or why it could not."""
         message_id = posts[0].message_id
         assert message_id is not None
-        message = self.client.get_partial_messageable(feed.channel_id).get_partial_message(message_id)
+        message = self.channels.message(feed.channel_id, message_id)
         try:
             try:
                 await bounded(
@@ -257,16 +241,16 @@ class Sender:
             await self.store.mark_deleted(posts[0].batch)
             return [replace(p, state=PostState.DELETED, shown=p.version) for p in posts]
         except DISCORD_FAULTS as error:
-            return self.fault(feed.channel_id, error, "edit")
+            return self.channels.fault(feed.channel_id, error, "edit")
         await self.store.mark_shown(posts[0].batch, {p.key: p.version for p in posts})
-        self._channel_changed(feed.channel_id, "ok")
+        self.channels.changed(feed.channel_id, "ok")
         log.info("feed: channel %s: edited message %s: %s", feed.channel_id, message_id, _calls(posts))
         return [replace(p, shown=p.version) for p in posts]
 
     async def _post_message(
         self, feed: FeedSettings, posts: list[Post], embeds: list[discord.Embed]
     ) -> discord.Message:
-        channel = self.client.get_partial_messageable(feed.channel_id)
+        channel = self.channels.channel(feed.channel_id)
         ping = feed.ping_role_id and any(p.ping for p in posts)
         return await channel.send(
             content=f"<@&{feed.ping_role_id}> new emergency call" if ping else None,
@@ -311,37 +295,11 @@ class Sender:
         try:
             message = await bounded(self._post_message(feed, posts, [stand_in(post)]))
         except DISCORD_FAULTS as again:
-            return self.fault(feed.channel_id, again, "post")
+            return self.channels.fault(feed.channel_id, again, "post")
         await self.store.mark_sent(post.batch, message.id, {post.key: post.version})
         return [replace(post, message_id=message.id, shown=post.version)]
-
-    def fault(self, channel_id: int, error: BaseException, action: str) -> Fault:
-        """What a failed write to this channel means for its writer (logged once per change)."""
-        text = describe_channel_fault(self.client, channel_id, error, action)
-        self._channel_changed(channel_id, text)
-        if isinstance(error, discord.RateLimited):
-            return Fault(text, wide=True, retry_after=error.retry_after)
-        if isinstance(error, TimeoutError) or (isinstance(error, discord.HTTPException) and error.status >= 500):
-            return Fault(text, wide=False)  # this message's write; the channel's others may go through
-        wide = isinstance(error, (discord.Forbidden, aiohttp.ClientError, OSError)) or (
-            isinstance(error, discord.NotFound) and action == "post"
-        )
-        return Fault(text, wide=wide)
-
-    def _channel_changed(self, channel_id: int, state: str) -> None:
-        if self._channel_state.change(channel_id, state) is None:
-            return
-        if state == "ok":
-            log.info("feed: channel %s works again; held calls are posted", channel_id)
-        else:
-            log.warning("feed: channel %s: %s; calls are kept and posted once it works", channel_id, state)
 
 
 def _calls(posts: Sequence[Post]) -> str:
     """`911 #1001 active, 911 #1002 removed`: what a message shows, for its one log line."""
     return ", ".join(f"{p.kind} #{p.call_id} {p.state}" for p in posts)
-
-
-async def bounded(write: Awaitable[_T]) -> _T:
-    """A write to Discord that gives up after WRITE_TIMEOUT (raising TimeoutError)."""
-    return await asyncio.wait_for(write, WRITE_TIMEOUT)

@@ -9,5 +9,8 @@
 - `errors.py`: the refusals (data only; their sentences are in `bot/messages.py`).
 - `service.py`: `Lookups`, the one road from a member's command to the CAD and back, audited.
 
+Contract: one `Lookups` per community (its limits, cache and pause are that community's), built by
+the composition root (`bot.app`) and found through the interaction's community.
+
 Nothing is imported here, so that `bot.messages` can import the refusals without a circle.
 """

@@ -30,22 +30,22 @@ from .query import describe
 from .render import lookup_pages
 
 if TYPE_CHECKING:
-    from ..core import DispatchBot
+    from ..community import Community
 
 ACTION = "/lookup"
 
 
 class Lookups:
-    def __init__(self, bot: DispatchBot) -> None:
-        self.bot = bot
-        settings = bot.settings.lookups
+    def __init__(self, community: Community) -> None:
+        self.community = community
+        self.settings = settings = community.settings.lookups
         self.limits = MemberLimits(settings.cooldown_seconds, settings.hourly_cap)
         self.cache = AnswerCache()
         self.pause = Pause()
         self._asking: SingleFlight[list[LookupRecord]] = SingleFlight()  # the same query at once: one request
 
     def __repr__(self) -> str:
-        return f"Lookups(enabled={self.bot.settings.lookups.enabled})"
+        return f"Lookups(enabled={self.community.settings.lookups.enabled})"
 
     async def look_up(self, interaction: Interaction, asked: str, build: Callable[[], LookupQuery]) -> None:
         """Answers the member's lookup: `asked` names it for the audit log should `build` (the
@@ -76,7 +76,7 @@ class Lookups:
     def _check(self, interaction: Interaction) -> bool:
         """Refuses what needs no CAD to refuse; True when a role lets the member look up (else only
         CAD rights can)."""
-        settings = self.bot.settings.lookups
+        settings = self.community.settings.lookups
         if not settings.enabled:
             raise LookupsOff()
         if settings.channel_ids and interaction.channel_id not in settings.channel_ids:
@@ -85,14 +85,14 @@ class Lookups:
         if not isinstance(member, discord.Member):
             raise NotAllowedToLookUp()
         by_role = bool(member_role_ids(member) & set(settings.role_ids))
-        if not by_role and not (settings.allow_cad_rights and self.bot.services.rights is not None):
+        if not by_role and not (settings.allow_cad_rights and self.community.services.rights is not None):
             raise NotAllowedToLookUp()
         return by_role
 
     async def _rights(self, user_id: int) -> Rights:
         """The member's rights in the CAD (v2, when the bot reads them): cached, and never waiting
         for the accounts budget; NO_RIGHTS when unknown, so a failure grants nothing."""
-        reader = self.bot.services.rights
+        reader = self.community.services.rights
         return await reader.rights(user_id) if reader is not None else NO_RIGHTS
 
     async def _records(self, query: LookupQuery, rights: Rights) -> list[LookupRecord]:
@@ -104,7 +104,7 @@ class Lookups:
 
     async def _ask(self, key: tuple[Rights, LookupQuery], query: LookupQuery) -> list[LookupRecord]:
         try:
-            records = await self.bot.sonoran.lookup(query)
+            records = await self.community.sonoran.lookup(query)
         except RequestRejected as error:
             if error.status == 400:
                 self.pause.refused(error.detail)
@@ -131,5 +131,5 @@ class Lookups:
         )
 
     def _audit(self, interaction: Interaction, outcome: Outcome, detail: str, *, reason: str = "") -> None:
-        server_id = self.bot.settings.sonoran.server_id
+        server_id = self.community.settings.sonoran.server_id
         audit(interaction, ACTION, server_id, None, outcome, reason, detail=detail)

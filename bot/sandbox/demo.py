@@ -116,7 +116,7 @@ class Demo:
             ) from None
         if self.token:
             self._tasks.append(asyncio.create_task(self._in_discord(self.bot), name="demo-gateway"))
-        listener = self.bot.feed.push_listener if self.bot.feed else None
+        listener = self.bot.intake.listener if self.bot.intake is not None else None
         assert listener is not None
         push_url = f"http://127.0.0.1:{listener.bound_port}{PUSH_PATH}"
         self._tasks.append(asyncio.create_task(Timeline(self.cad, push_url, self.api_key, pace=self.pace).play()))

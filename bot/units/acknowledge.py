@@ -67,11 +67,11 @@ def _whose(alert: Alert) -> str:
 
 
 async def acknowledge(interaction: Interaction, alert_id: int) -> None:
-    feed = interaction.client.feed
-    units = feed.units if feed is not None else None
+    community = interaction.client.communities.for_interaction(interaction)
+    units = community.units
     alert = await units.alert(alert_id) if units is not None else None
     if alert is None or alert.channel_id != interaction.channel_id:  # never shown here: a crafted click
-        server_id = alert.server_id if alert else interaction.client.settings.sonoran.server_id
+        server_id = alert.server_id if alert else community.main_server
         audit_refusal(interaction, ACTION, server_id, None, alert_not_here())
         await reply_ephemeral(interaction, alert_not_here())
         return

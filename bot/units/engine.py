@@ -1,5 +1,5 @@
 """The units engine: each configured CAD server's roster (`Roster`), its unit boards and its panic
-alerts, delivered by the feed engine's channel writers (one per channel, alerts first).
+alerts, delivered by the community's channel writers (`bot.delivery`: one per channel, alerts first).
 
 Two ways in, as for calls:
 - push events (`EVENT_UNIT_*`, attach and detach), handed over by the feed engine with the calls'
@@ -38,9 +38,8 @@ from .render import board_pages
 from .roster import Ident, Roster
 
 if TYPE_CHECKING:
-    from ..core import DispatchBot
-    from ..feed.outbox import ChannelWriter
-    from ..feed.sender import Sender
+    from ..community import Community
+    from ..delivery.channels import Channels
 
 log = logging.getLogger("bot.units")
 
@@ -53,15 +52,12 @@ AlertKey = tuple[int, ServerId]  # (channel, CAD server)
 
 
 class UnitsEngine:
-    def __init__(
-        self, bot: DispatchBot, *, writer_of: Callable[[int], ChannelWriter], sender: Callable[[], Sender]
-    ) -> None:
-        self.bot = bot
-        self.settings = bot.settings
+    def __init__(self, community: Community, channels: Channels) -> None:
+        self.community = community
+        self.settings = community.settings
         self.rosters: dict[ServerId, Roster] = {server: Roster() for server in self.settings.unit_server_ids}
         self.alerts: dict[AlertKey, dict[int, Alert]] = {}  # open alerts by id, per channel and server
-        self._writer_of = writer_of
-        self._sender = sender
+        self._channels = channels
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._poll_now = asyncio.Event()
@@ -78,36 +74,35 @@ class UnitsEngine:
     @property
     def records(self) -> AlertRecords:
         if self._records is None:
-            self._records = AlertRecords(self.bot.store)
+            self._records = AlertRecords(self.community.store)
         return self._records
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
         """Loads the open alerts, gives every alert and board channel's writer its lane (alerts
         first), and with `poll` starts reading the units list."""
-        if not self.rosters or self.bot.services.store is None:
+        if not self.rosters or self.community.services.store is None:
             return
         for alert in await self.records.open_alerts():
             self.alerts.setdefault((alert.channel_id, alert.server_id), {})[alert.id] = alert
-        sender = self._sender()
         for setting in self.settings.alerts:
             key = (setting.channel_id, setting.server_id)
             if key not in self._alert_lanes:
                 alerts = self.alerts.setdefault(key, {})
-                self._alert_lanes[key] = AlertLane(*key, setting.ping_role_id, alerts, self.records, sender)
-                self._writer_of(setting.channel_id).add(self._alert_lanes[key], first=True)
-        boards = BoardRecords(self.bot.store)
+                self._alert_lanes[key] = AlertLane(*key, setting.ping_role_id, alerts, self.records, self._channels)
+                self._channels.writer(setting.channel_id).add(self._alert_lanes[key], first=True)
+        boards = BoardRecords(self.community.store)
         for board in self.settings.boards:
             board_lane = BoardLane(
                 board.channel_id,
                 board.server_id,
                 self._board_renderer(board.server_id),
                 boards,
-                sender,
+                self._channels,
                 every=self.settings.units.board_edit_seconds,
             )
             self._boards.setdefault(board.server_id, []).append(board_lane)
-            self._writer_of(board.channel_id).add(board_lane)
+            self._channels.writer(board.channel_id).add(board_lane)
         if poll and self._task is None:
             self._task = asyncio.create_task(self._run(), name="units-loop")
 
@@ -120,7 +115,7 @@ class UnitsEngine:
         for lanes in self._boards.values():
             for lane in lanes:
                 lane.hurry()
-                self._writer_of(lane.channel_id).wake()
+                self._channels.writer(lane.channel_id).wake()
 
     def poll_soon(self) -> None:
         """Reads the units list now if the minute's budget allows (after /panic, /status)."""
@@ -150,7 +145,7 @@ class UnitsEngine:
         for server_id, roster in self.rosters.items():
             asked_at = time.monotonic()
             try:
-                units = await self.bot.sonoran.get_units(server_id, offset=roster.offset, wait=wait)
+                units = await self.community.sonoran.get_units(server_id, offset=roster.offset, wait=wait)
             except RateLimited as error:
                 if error.status is None:  # the bot's own budget: not yet (an early /panic read), nothing failed
                     log.debug("units: CAD server %s: the units list waits for its budget (%s)", server_id, error)
@@ -172,7 +167,7 @@ class UnitsEngine:
         channels = {channel_id for channel_id, _ in self._alert_lanes}
         channels |= {lane.channel_id for lanes in self._boards.values() for lane in lanes}
         for channel_id in channels:
-            await self._writer_of(channel_id).settled()
+            await self._channels.writer(channel_id).settled()
 
     # --- push events -------------------------------------------------------------------------------
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
@@ -198,7 +193,7 @@ class UnitsEngine:
         """A call list was read (the feed's poll): an open alert shows the call its unit is on as
         soon as the bot knows it, and the board which unit is on which call."""
         for server_id in server_ids:
-            roster, latest = self.rosters.get(server_id), self.bot.board.latest(server_id)
+            roster, latest = self.rosters.get(server_id), self.community.board.latest(server_id)
             if roster is None or latest is None:
                 continue
             async with self._lock:
@@ -216,22 +211,22 @@ class UnitsEngine:
     async def _plan(self, server_id: ServerId, *, boards: bool = True) -> None:
         """After the roster changed: alerts opened, followed or cleared (stored at once), boards due."""
         roster = self.rosters[server_id]
-        latest = self.bot.board.latest(server_id)
+        latest = self.community.board.latest(server_id)
         if latest is not None:
             roster.take_calls(latest.calls)
         panicking = roster.panicking()
         touched: set[int] = set()
         alerts = [setting for setting in self.settings.alerts if setting.server_id == server_id]
         if alerts:
-            async with self.bot.store.atomic():  # one commit for every alert channel of the server
+            async with self.community.store.atomic():  # one commit for every alert channel of the server
                 for setting in alerts:
                     if await self._plan_alerts(setting, roster, panicking):
                         touched.add(setting.channel_id)
         for channel_id in touched:
-            self._writer_of(channel_id).wake()
+            self._channels.writer(channel_id).wake()
         for lane in self._boards.get(server_id, []) if boards else []:
             lane.changed()
-            self._writer_of(lane.channel_id).wake()
+            self._channels.writer(lane.channel_id).wake()
 
     async def _plan_alerts(self, setting: AlertSettings, roster: Roster, panicking: set[Ident]) -> bool:
         """Opens an alert of its own for each new panic while the channel's cap allows (at most
@@ -250,7 +245,7 @@ class UnitsEngine:
         changed = False
         fresh = sorted(panicking - active.keys() - listed)
         opened = self._opened.setdefault(key, collections.deque())
-        now = self.bot.services.clock()  # the clock the budgets go by (a simulation moves it)
+        now = self.community.services.clock()  # the clock the budgets go by (a simulation moves it)
         while opened and now - opened[0] >= 60.0:
             opened.popleft()
         room = max(0, self.settings.units.max_alerts_per_minute - len(opened))
@@ -326,10 +321,10 @@ class UnitsEngine:
         call_id = roster.calls.get(ident)
         if call_id is None:
             return None
-        latest = self.bot.board.latest(server_id)
+        latest = self.community.board.latest(server_id)
         known = next((c for c in latest.calls.active if c.call_id == call_id), None) if latest else None
-        if known is None and self.bot.feed is not None:  # pushed since the last list: the feed has it
-            known = self.bot.feed.dispatch_call(server_id, call_id)
+        if known is None and self.community.feed is not None:  # pushed since the last list: the feed has it
+            known = self.community.feed.dispatch_call(server_id, call_id)
         return call_label(known) if known else f"#{call_id}"
 
     def _board_renderer(self, server_id: ServerId) -> Callable[[], list[discord.Embed] | None]:
@@ -338,7 +333,7 @@ class UnitsEngine:
         def render() -> list[discord.Embed] | None:
             if not roster.complete and not roster.units:
                 return None  # an empty board after a start would be a lie: wait for a read or an event
-            latest = self.bot.board.latest(server_id)
+            latest = self.community.board.latest(server_id)
             if latest is not None:
                 roster.take_calls(latest.calls)
             # before a whole read of the list, what the events said, marked as not yet confirmed
@@ -352,7 +347,7 @@ class UnitsEngine:
         for alerts in self.alerts.values():
             if alert_id in alerts:
                 return alerts[alert_id]
-        return await self.records.get(alert_id) if self.bot.services.store is not None else None
+        return await self.records.get(alert_id) if self.community.services.store is not None else None
 
     async def acknowledge(self, alert_id: int, who: str) -> tuple[Alert, bool]:
         """The alert as it now is, and whether this acknowledgement took (the first, on a panic that
@@ -366,7 +361,7 @@ class UnitsEngine:
             await self.records.update(alert)
             open_alerts = self.alerts.setdefault((alert.channel_id, alert.server_id), {})
             open_alerts[alert.id] = alert
-        self._writer_of(alert.channel_id).wake()
+        self._channels.writer(alert.channel_id).wake()
         return alert, True
 
     # --- housekeeping --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Panic alerts and unit boards as lanes of their channel's one writer (`bot.feed.outbox`): the
+"""Panic alerts and unit boards as lanes of their channel's one writer (`bot.delivery.outbox`): the
 same bounded writes, backoff and channel faults as the feed's posts.
 
 An alert is urgent (its post and its edits go before anything else in the channel). A board is
@@ -19,11 +19,12 @@ from typing import Any
 
 import discord
 
-from ..aliases import NO_PINGS, pinging
-from ..channelfaults import DISCORD_FAULTS
+from ..delivery.channels import Channels
+from ..delivery.faults import DISCORD_FAULTS
+from ..delivery.outbox import Job
+from ..delivery.pings import NO_PINGS, pinging
+from ..delivery.writes import Fault, bounded
 from ..embeds import embed_fingerprint, shows_as_sent
-from ..feed.outbox import Job
-from ..feed.sender import Fault, Sender, bounded
 from ..sonoran.models import ServerId
 from .acknowledge import alert_view
 from .records import Alert, AlertRecords, BoardPage, BoardRecords
@@ -57,14 +58,14 @@ class AlertLane:
         role_id: int,
         alerts: dict[int, Alert],
         records: AlertRecords,
-        sender: Sender,
+        channels: Channels,
     ) -> None:
         self.channel_id = channel_id
         self.server_id = server_id
         self.role_id = role_id
         self.alerts = alerts
         self._records = records
-        self._sender = sender
+        self._channels = channels
 
     def __repr__(self) -> str:
         return f"AlertLane(channel={self.channel_id}, server={self.server_id})"
@@ -89,7 +90,7 @@ class AlertLane:
         return None
 
     async def _post(self, alert: Alert) -> Fault | None:
-        channel = self._sender.client.get_partial_messageable(self.channel_id)
+        channel = self._channels.channel(self.channel_id)
         embed = _alert_embed(alert)
         try:
             message = await bounded(
@@ -102,7 +103,7 @@ class AlertLane:
                 )
             )
         except DISCORD_FAULTS as error:
-            return self._sender.fault(self.channel_id, error, "post")
+            return self._channels.fault(self.channel_id, error, "post")
         shown = alert.version if shows_as_sent(message, [embed]) == [True] else None
         await self._records.mark_sent(alert.id, message.id, shown)
         log.info("units: channel %s: panic alert %s posted for unit #%s", self.channel_id, alert.id, alert.ident)
@@ -111,7 +112,7 @@ class AlertLane:
 
     async def _edit(self, alert: Alert) -> Fault | None:
         assert alert.message_id is not None
-        message = self._sender.client.get_partial_messageable(self.channel_id).get_partial_message(alert.message_id)
+        message = self._channels.message(self.channel_id, alert.message_id)
         try:
             await bounded(
                 message.edit(
@@ -124,7 +125,7 @@ class AlertLane:
         except discord.NotFound:  # deleted in Discord on purpose: not posted again
             log.info("units: channel %s: panic alert %s was deleted; not editing it again", self.channel_id, alert.id)
         except DISCORD_FAULTS as error:
-            return self._sender.fault(self.channel_id, error, "edit")
+            return self._channels.fault(self.channel_id, error, "edit")
         await self._records.mark_shown(alert.id, alert.version)
         self._settle(alert, shown=alert.version)
         return None
@@ -150,7 +151,7 @@ class BoardLane:
         server_id: ServerId,
         render: Callable[[], list[discord.Embed] | None],
         records: BoardRecords,
-        sender: Sender,
+        channels: Channels,
         *,
         every: float,
         clock: Callable[[], float] = time.monotonic,
@@ -160,7 +161,7 @@ class BoardLane:
         self.server_id = server_id
         self._render = render
         self._records = records
-        self._sender = sender
+        self._channels = channels
         self._every = every
         self._clock = clock
         self._dirty = True
@@ -227,17 +228,17 @@ class BoardLane:
             page = self._pages[index] = await self._records.plan(
                 self.channel_id, self.server_id, index, secrets.token_hex(12)
             )
-        channel = self._sender.client.get_partial_messageable(self.channel_id)
+        channel = self._channels.channel(self.channel_id)
         try:
             message = await bounded(channel.send(embed=embed, nonce=page.nonce, allowed_mentions=NO_PINGS))
         except DISCORD_FAULTS as error:
-            return self._sender.fault(self.channel_id, error, "post")
+            return self._channels.fault(self.channel_id, error, "post")
         await self._record(page, embed, message)
         return None
 
     async def _edit(self, page: BoardPage, embed: discord.Embed) -> Fault | None:
         assert self._pages is not None and page.message_id is not None
-        message = self._sender.client.get_partial_messageable(self.channel_id).get_partial_message(page.message_id)
+        message = self._channels.message(self.channel_id, page.message_id)
         try:
             edited = await bounded(message.edit(embed=embed, allowed_mentions=NO_PINGS))
         except discord.NotFound:  # the board's message was deleted: the board posts it again
@@ -245,7 +246,7 @@ class BoardLane:
             del self._pages[page.page]
             return None
         except DISCORD_FAULTS as error:
-            return self._sender.fault(self.channel_id, error, "edit")
+            return self._channels.fault(self.channel_id, error, "edit")
         await self._record(page, embed, edited)
         return None
 
@@ -259,13 +260,13 @@ class BoardLane:
     async def _delete(self, page: BoardPage) -> Fault | None:
         assert self._pages is not None
         if page.message_id is not None:
-            message = self._sender.client.get_partial_messageable(self.channel_id).get_partial_message(page.message_id)
+            message = self._channels.message(self.channel_id, page.message_id)
             try:
                 await bounded(message.delete())
             except discord.NotFound:
                 pass
             except DISCORD_FAULTS as error:
-                return self._sender.fault(self.channel_id, error, "edit")
+                return self._channels.fault(self.channel_id, error, "edit")
         await self._records.drop(self.channel_id, self.server_id, page.page)
         del self._pages[page.page]
         return None

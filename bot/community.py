@@ -1,0 +1,186 @@
+"""The unit of the house: a community, and the registry that finds one from a Discord guild.
+
+A `Community` holds everything one Sonoran community works with: its settings (CAD credentials,
+feeds, alerts, boards, audit channel, roles), its CAD client and budget, its call board, its state,
+its CAD-rights reader, its feed and units engines, its desk, its lookups and its audit log. It is
+built in one place, `bot.app.build_community`, and started and stopped as one.
+
+`Communities` maps a Discord guild to its community. Every command, card, form and autocomplete
+finds its community through it (`bot.communities.for_interaction(interaction)`), and nothing else:
+the bot object is no service locator. In the TOML mode the registry holds one community, built
+from the file, which answers for every guild the bot is in (as the bot always has).
+
+This module imports nothing of the rooms it holds (only for typing), so every room may name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+
+from .aliases import Interaction
+
+if TYPE_CHECKING:
+    from .audit import AuditLog
+    from .cadrights import CadRights
+    from .callboard import CallBoard
+    from .config import Settings
+    from .desk import Desk
+    from .desk.limits import Cooldown
+    from .feed import FeedEngine
+    from .lookups.service import Lookups
+    from .services import Services
+    from .sonoran import SonoranClient
+    from .store import Store
+    from .units.engine import UnitsEngine
+
+
+class NoCommunity(app_commands.CheckFailure):
+    """An interaction from a guild that no community serves (or from outside any guild where the
+    bot serves guilds one by one)."""
+
+    def __init__(self, guild_id: int | None) -> None:
+        super().__init__()
+        self.guild_id = guild_id
+
+
+class Community:
+    """One community's rooms; built by `bot.app.build_community`, which furnishes every attribute
+    below before anyone reads it."""
+
+    audit: AuditLog | None  # [audit] channel_id
+    feed: FeedEngine | None  # None: a community that only answers commands (`sync`, `serve=False`)
+    desk: Desk
+    lookups: Lookups
+    units_cooldown: Cooldown  # /units: each member's wait between two boards drawn
+
+    def __init__(self, client: discord.Client, settings: Settings, services: Services) -> None:
+        self.client = client  # the Discord side its rooms deliver to
+        self.settings = settings
+        self.services = services
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Community({self.settings.sonoran.community_id!r}, cad=v{self.settings.sonoran.api_version}, "
+            f"feeds={len(self.settings.feeds)})"
+        )
+
+    # --- what the rooms read ---------------------------------------------------------------------
+    @property
+    def sonoran(self) -> SonoranClient:
+        return self.services.sonoran
+
+    @property
+    def board(self) -> CallBoard:
+        return self.services.board
+
+    @property
+    def rights(self) -> CadRights | None:
+        return self.services.rights
+
+    @property
+    def store(self) -> Store:
+        store = self.services.store
+        if store is None:
+            raise RuntimeError("this bot was built without a state file (it only registers commands)")
+        return store
+
+    @property
+    def units(self) -> UnitsEngine | None:
+        """The boards and panic alerts (driven by the feed engine), or None when nothing is served."""
+        return self.feed.units if self.feed is not None else None
+
+    @property
+    def main_server(self) -> int:
+        return self.settings.sonoran.server_id
+
+    def server_or_main(self, server: int | None) -> int:
+        """A command's `server` option, or the community's main CAD server."""
+        return server or self.settings.sonoran.server_id
+
+    # --- start and stop --------------------------------------------------------------------------
+    async def start(self, *, poll: bool) -> None:
+        """Starts the audit log, then the feed engine (its writers, the units engine, and with
+        `poll` the poll loop). A failure stops what had started, and is raised."""
+        if self.audit is not None:
+            self.audit.start()
+        if self.feed is not None:
+            try:
+                await self.feed.start(poll=poll)
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def stop(self) -> None:
+        """The feed first, while Discord can still be reached: it delivers what is stored. Once."""
+        if self.feed is not None and not self._stopped:
+            self._stopped = True
+            await self.feed.stop()
+
+    async def stop_audit(self) -> None:
+        """After the gateway closed: what the audit log still holds is tried once more."""
+        if self.audit is not None:
+            await self.audit.stop()
+
+
+class Communities:
+    """Discord guild -> community. `everywhere(community)` is the TOML mode: one community that
+    answers for every guild."""
+
+    def __init__(self) -> None:
+        self._by_guild: dict[int, Community] = {}
+        self._everywhere: Community | None = None
+
+    def __repr__(self) -> str:
+        return f"Communities({len(self)}, everywhere={self._everywhere is not None})"
+
+    def everywhere(self, community: Community) -> None:
+        self._everywhere = community
+
+    def link(self, guild_id: int, community: Community) -> None:
+        self._by_guild[guild_id] = community
+
+    def unlink(self, guild_id: int) -> Community | None:
+        return self._by_guild.pop(guild_id, None)
+
+    def __iter__(self) -> Iterator[Community]:
+        """Every community once."""
+        seen: dict[int, Community] = {}
+        for community in [*([self._everywhere] if self._everywhere else []), *self._by_guild.values()]:
+            seen.setdefault(id(community), community)
+        return iter(seen.values())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @property
+    def home(self) -> Community:
+        """The TOML file's community (scripts, tests and the compatibility attributes read it)."""
+        if self._everywhere is None:
+            raise RuntimeError("the bot has not been set up yet (login() runs setup_hook)")
+        return self._everywhere
+
+    def find(self, guild_id: int | None) -> Community | None:
+        if guild_id is not None and (community := self._by_guild.get(guild_id)) is not None:
+            return community
+        return self._everywhere
+
+    def for_guild(self, guild_id: int | None) -> Community:
+        community = self.find(guild_id)
+        if community is None:
+            raise NoCommunity(guild_id)
+        return community
+
+    def for_interaction(self, interaction: discord.Interaction[Any]) -> Community:
+        """The community this interaction belongs to, from its guild; `NoCommunity` if none."""
+        return self.for_guild(interaction.guild_id)
+
+
+def community_of(interaction: Interaction) -> Community | None:
+    """The interaction's community, or None (never raises): for the audit record and the error
+    handler, which must work whatever the bot knows."""
+    return interaction.client.communities.find(interaction.guild_id)
