@@ -105,15 +105,12 @@ class Community:
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
         """Starts the audit log, then the feed engine (its writers, the units engine, and with
-        `poll` the poll loop). A failure stops what had started, and is raised."""
+        `poll` the poll loop). A failure is raised; the caller stops intake first, then
+        `stop()` stops what had started."""
         if self.audit is not None:
             self.audit.start()
         if self.feed is not None:
-            try:
-                await self.feed.start(poll=poll)
-            except BaseException:
-                await self.stop()
-                raise
+            await self.feed.start(poll=poll)
 
     async def stop(self) -> None:
         """The feed first, while Discord can still be reached: it delivers what is stored. Once."""

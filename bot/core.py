@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -116,6 +117,21 @@ class DispatchBot(commands.Bot):
         return self.community.audit if self.communities else None
 
     async def setup_hook(self) -> None:
+        # login() runs this hook at every call, and `run` calls login() again after a network
+        # failure: what runs is built and started once, or a second community would replace a
+        # running one that nothing then stops
+        if not self.communities:
+            await self._build_and_start()
+        if self.sync_on_start:
+            for guild_id in self.settings.discord.guild_ids:
+                try:
+                    await self.sync_commands(guild_id)
+                except discord.HTTPException as error:
+                    log.error("guild %s: %s", guild_id, describe_sync_error(error, self.application_id))
+                except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                    log.error("guild %s: cannot reach Discord to register the commands (%s)", guild_id, error)
+
+    async def _build_and_start(self) -> None:
         if self._services is None:
             self._services = await self._own_services.enter_async_context(open_services(self.settings))
         from .app import build_community  # lazily: the rooms it builds import this module's users
@@ -133,16 +149,12 @@ class DispatchBot(commands.Bot):
         try:
             await community.start(poll=self.autostart_feed)
         except BaseException:
+            # no new events first, then what the community had started (as close() does)
             await self._stop_intake()
+            await community.stop()
             raise
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        if self.sync_on_start:
-            for guild_id in self.settings.discord.guild_ids:
-                try:
-                    await self.sync_commands(guild_id)
-                except discord.HTTPException as error:
-                    log.error("guild %s: %s", guild_id, describe_sync_error(error, self.application_id))
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))

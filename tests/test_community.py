@@ -136,3 +136,17 @@ async def test_a_bot_that_does_not_serve_has_communities_but_no_engine_and_no_in
             assert bot.get_cog("Dispatch") is not None and bot.get_cog("Feed") is not None
         finally:
             await bot.close()
+
+
+async def test_a_second_login_builds_nothing_twice_and_close_stops_what_runs(make_bot: BotFactory) -> None:
+    """`run` calls login() again after a network failure, and login() runs setup_hook each time:
+    the running community (its poll loop, writers, listener) stays the one, and close() stops it."""
+    from .test_push import push_settings
+
+    bot = await make_bot(feeds=[{"server_id": 1, "channel_id": 1001}], push=push_settings(), autostart_feed=True)
+    community, intake = bot.community, bot.intake
+    assert community.feed is not None and community.feed.polling and intake is not None
+    await bot.setup_hook()  # as a retried login() does: no second community, no second bind
+    assert list(bot.communities) == [community] and bot.intake is intake
+    await bot.close()
+    assert not community.feed.polling and bot.intake is None

@@ -1,6 +1,7 @@
-"""Delivery, a floor of its own: how anything the bot shows in a channel reaches Discord, for the
-feed (`bot.feed`), the units (`bot.units`) and the audit log alike. It knows Discord and the
-channel, not what a message is about.
+"""Delivery, a floor of its own: how what the bot shows in a channel reaches Discord, for the feed
+(`bot.feed`) and the units (`bot.units`) alike (the audit log keeps its own queue, and takes only
+the fault wording from here). It knows Discord and the channel, not what a message is
+about.
 
 - `outbox`: `ChannelWriter`, one per channel, whatever it shows: it asks its lanes (a feed's call
   posts, panic alerts, a unit board; each lane lives in its own room) for the next write, urgent

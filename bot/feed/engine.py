@@ -229,6 +229,11 @@ class FeedEngine:
         return max(self.poll_seconds, MIN_BACKOFF_CAP)
 
     @property
+    def polling(self) -> bool:
+        """The poll loop is running (started with `poll`, not yet stopped)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def live(self) -> bool:
         """Events arrived recently: the poll only reconciles, at `push.poll_seconds_when_live`."""
         window = LIVE_WINDOWS * self.settings.push.poll_seconds_when_live
