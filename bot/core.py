@@ -98,11 +98,11 @@ class DispatchBot(commands.Bot):
 
     @property
     def sonoran(self) -> SonoranClient:
-        return self.services.sonoran
+        return self.community.sonoran
 
     @property
     def board(self) -> CallBoard:
-        return self.services.board
+        return self.community.board
 
     @property
     def store(self) -> Store:
