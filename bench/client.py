@@ -46,7 +46,7 @@ async def ours(url: str) -> tuple[float, float]:
     limits = {op: 100_000 for op in ("get_calls", "call_911", "get_version", "get_servers")}
     settings = make_settings(url, 2, sonoran={"rate_limits": limits})
     async with aiohttp.ClientSession() as session:
-        client = sonoran_client(session, settings.sonoran)
+        client = sonoran_client(session, settings.cad)
 
         async def get() -> object:
             return await client.get_calls(1)

@@ -9,6 +9,8 @@ lookups and, when it serves, its feed and units engines. Nothing is started here
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import discord
 
 from .audit import AuditLog
@@ -23,10 +25,23 @@ from .services import Services
 from .units.engine import UnitsEngine
 
 
-def build_community(client: discord.Client, settings: Settings, services: Services, *, serve: bool) -> Community:
-    """`serve=False`: a community that only answers commands (no engine, no writer, no port)."""
+def build_community(
+    client: discord.Client,
+    settings: Settings,
+    services: Services,
+    *,
+    serve: bool,
+    guild_audit_channels: Mapping[int, int] | None = None,
+) -> Community:
+    """`serve=False`: a community that only answers commands (no engine, no writer, no port).
+    `guild_audit_channels` (hosted mode): each linked guild's own audit channel."""
     community = Community(client, settings, services)
     community.audit = AuditLog(client, settings.audit.channel_id) if settings.audit.channel_id else None
+    community.guild_audits = {
+        guild_id: AuditLog(client, channel_id)
+        for guild_id, channel_id in (guild_audit_channels or {}).items()
+        if channel_id
+    }
     community.desk = Desk(community)
     community.lookups = Lookups(community)
     community.units_cooldown = Cooldown(settings.units.units_cooldown_seconds)

@@ -89,7 +89,7 @@ def audit(
     """The one way a write (done, failed, unknown), a lookup or a refusal reaches the audit channel,
     if there is one: who, what, which call (or query), and the sentence the member was told."""
     community = community_of(interaction)
-    log = community.audit if community is not None else None
+    log = community.audit_log(interaction.guild_id) if community is not None else None
     if log is not None:
         log.record(
             AuditRecord(

@@ -281,4 +281,4 @@ async def _may_act(
 
 def _attach_on(interaction: Interaction) -> bool:
     community = interaction.client.communities.for_interaction(interaction)
-    return community.settings.sonoran.api_version == 2
+    return community.settings.cad.api_version == 2

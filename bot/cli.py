@@ -213,7 +213,7 @@ def _play_demo(seconds: float | None, token: str | None, channel_id: int | None)
 
 
 def _secrets(settings: Settings) -> list[str]:
-    return [settings.discord.token.get_secret_value(), settings.sonoran.api_key.get_secret_value()]
+    return [settings.discord.token.get_secret_value(), settings.cad.api_key.get_secret_value()]
 
 
 def report_lines(checks: list[Check], *, secrets: Sequence[str]) -> list[str]:
@@ -252,8 +252,8 @@ def startup_line(settings: Settings, config: Path | None) -> str:
     served.append("slash commands")
     where = str(config.resolve()) if config is not None else "(built in code)"
     return (
-        f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.sonoran.api_version} "
-        f"at {settings.sonoran.base_url}; serves {', '.join(served)}"
+        f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.cad.api_version} "
+        f"at {settings.cad.base_url}; serves {', '.join(served)}"
     )
 
 
@@ -426,7 +426,7 @@ def health(settings: Settings, max_age: float | None) -> int:
             file=sys.stderr,
         )
         return EXIT_PROBLEM
-    limit = max_age if max_age is not None else settings.sonoran.poll_seconds * 3 + 60
+    limit = max_age if max_age is not None else settings.cad.poll_seconds * 3 + 60
     with contextlib.suppress(OSError, ValueError, IndexError):
         stamp, _, cad = path.read_text().strip().partition(" ")
         age = time.time() - float(stamp)
@@ -442,7 +442,7 @@ def health(settings: Settings, max_age: float | None) -> int:
 
 async def push_test(settings: Settings, url: str | None, *, post: bool) -> int:
     target = url or listener_url(settings.push.host, settings.push.port, settings.push.path)
-    body = sample_event(settings.sonoran.api_key.get_secret_value(), post=post)
+    body = sample_event(settings.cad.api_key.get_secret_value(), post=post)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,

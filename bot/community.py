@@ -15,6 +15,7 @@ This module imports nothing of the rooms it holds (only for typing), so every ro
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,8 @@ class Community:
     """One community's rooms; built by `bot.app.build_community`, which furnishes every attribute
     below before anyone reads it."""
 
-    audit: AuditLog | None  # [audit] channel_id
+    audit: AuditLog | None  # [audit] channel_id: every guild's (the TOML mode)
+    guild_audits: dict[int, AuditLog]  # hosted mode: each linked guild's own audit channel
     feed: FeedEngine | None  # None: a community that only answers commands (`sync`, `serve=False`)
     desk: Desk
     lookups: Lookups
@@ -61,13 +63,21 @@ class Community:
         self.client = client  # the Discord side its rooms deliver to
         self.settings = settings
         self.services = services
+        self.name = settings.cad.community_id  # what its log lines say it is (never its key)
+        self.push_token: str | None = None  # hosted mode: the path token of its own push URL
         self._stopped = False
 
     def __repr__(self) -> str:
-        return (
-            f"Community({self.settings.sonoran.community_id!r}, cad=v{self.settings.sonoran.api_version}, "
-            f"feeds={len(self.settings.feeds)})"
-        )
+        return f"Community({self.name!r}, cad=v{self.settings.cad.api_version}, feeds={len(self.settings.feeds)})"
+
+    def audit_log(self, guild_id: int | None) -> AuditLog | None:
+        """Where a guild's audit records go: its own channel (hosted mode), else the community's."""
+        if guild_id is not None and (log := self.guild_audits.get(guild_id)) is not None:
+            return log
+        return self.audit
+
+    def _audit_logs(self) -> list[AuditLog]:
+        return [*([self.audit] if self.audit is not None else []), *self.guild_audits.values()]
 
     # --- what the rooms read ---------------------------------------------------------------------
     @property
@@ -96,19 +106,19 @@ class Community:
 
     @property
     def main_server(self) -> int:
-        return self.settings.sonoran.server_id
+        return self.settings.cad.server_id
 
     def server_or_main(self, server: int | None) -> int:
         """A command's `server` option, or the community's main CAD server."""
-        return server or self.settings.sonoran.server_id
+        return server or self.settings.cad.server_id
 
     # --- start and stop --------------------------------------------------------------------------
     async def start(self, *, poll: bool) -> None:
         """Starts the audit log, then the feed engine (its writers, the units engine, and with
         `poll` the poll loop). A failure is raised; the caller stops intake first, then
         `stop()` stops what had started."""
-        if self.audit is not None:
-            self.audit.start()
+        for log in self._audit_logs():
+            log.start()
         if self.feed is not None:
             await self.feed.start(poll=poll)
 
@@ -120,8 +130,8 @@ class Community:
 
     async def stop_audit(self) -> None:
         """After the gateway closed: what the audit log still holds is tried once more."""
-        if self.audit is not None:
-            await self.audit.stop()
+        for log in self._audit_logs():
+            await log.stop()
 
 
 class Communities:
@@ -131,6 +141,7 @@ class Communities:
     def __init__(self) -> None:
         self._by_guild: dict[int, Community] = {}
         self._everywhere: Community | None = None
+        self._by_token: dict[bytes, Community] = {}  # hosted mode: sha256(push token) -> community
 
     def __repr__(self) -> str:
         return f"Communities({len(self)}, everywhere={self._everywhere is not None})"
@@ -143,6 +154,30 @@ class Communities:
 
     def unlink(self, guild_id: int) -> Community | None:
         return self._by_guild.pop(guild_id, None)
+
+    def guilds_of(self, community: Community) -> list[int]:
+        return [guild_id for guild_id, linked in self._by_guild.items() if linked is community]
+
+    def replace(self, old: Community, new: Community) -> None:
+        """Every guild and push token of `old` now finds `new` (a community rebuilt after /setup)."""
+        for guild_id in self.guilds_of(old):
+            self._by_guild[guild_id] = new
+        for digest, linked in list(self._by_token.items()):
+            if linked is old:
+                self._by_token[digest] = new
+
+    def link_push_token(self, token: str, community: Community) -> None:
+        self._by_token[_digest(token)] = community
+
+    def unlink_push_tokens(self, community: Community) -> None:
+        for digest, linked in list(self._by_token.items()):
+            if linked is community:
+                del self._by_token[digest]
+
+    def by_push_token(self, token: str) -> Community | None:
+        """The community whose push URL ends in `token` (looked up by its hash, so the lookup's
+        time says nothing of how much of a guessed token was right)."""
+        return self._by_token.get(_digest(token))
 
     def __iter__(self) -> Iterator[Community]:
         """Every community once."""
@@ -175,6 +210,10 @@ class Communities:
     def for_interaction(self, interaction: discord.Interaction[Any]) -> Community:
         """The community this interaction belongs to, from its guild; `NoCommunity` if none."""
         return self.for_guild(interaction.guild_id)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def community_of(interaction: Interaction) -> Community | None:

@@ -56,7 +56,7 @@ ENV_PREFIX = "SONORAN_BOT_"
 CONFIG_ENV_VAR = "SONORAN_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = "config.toml"
 DOTENV = ".env"  # in the working directory, as compose and 12-factor tools write it
-SECRET_KEYS = frozenset({"token", "api_key"})
+SECRET_KEYS = frozenset({"token", "api_key", "secret_keys"})
 
 
 class ConfigError(Exception):
@@ -326,6 +326,21 @@ class PushSettings(_Section):
         return self
 
 
+class HostingSettings(_Section):
+    """Hosted mode: one deployment for many communities, each set up inside Discord with /setup.
+    The file then holds only what the deployment owns (Discord, state, push, logging)."""
+
+    enabled: bool = False
+    # Fernet keys, comma-separated, newest first; prefer SONORAN_BOT_HOSTING__SECRET_KEYS or the file
+    secret_keys: SecretStr | None = None
+    secret_keys_file: Path | None = None  # a mounted file with one key a line, newest first
+    max_communities: int = Field(1000, ge=1)  # /setup cad refuses a new community past this many
+
+
+# What each community sets up with /setup in hosted mode, and so may not be in the file there
+COMMUNITY_KEYS = ("sonoran", "feeds", "boards", "alerts", "audit", "commands", "lookups")
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -345,7 +360,7 @@ class Settings(BaseSettings):
     )
 
     discord: DiscordSettings
-    sonoran: SonoranSettings
+    sonoran: SonoranSettings | None = None  # required unless hosting.enabled; read it as `cad`
     commands: CommandSettings = Field(default_factory=CommandSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     feeds: list[FeedSettings] = Field(default_factory=list)
@@ -356,6 +371,7 @@ class Settings(BaseSettings):
     lookups: LookupSettings = Field(default_factory=LookupSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    hosting: HostingSettings = Field(default_factory=HostingSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -369,6 +385,34 @@ class Settings(BaseSettings):
         # highest priority first: the environment, then the file (set by `load_settings` for the
         # one construction it makes); otherwise only the values passed in
         return _SOURCES.get() or (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_community_needs_its_cad(cls, data: Any) -> Any:
+        # without hosting, [sonoran] is required: an empty table names each missing key
+        if isinstance(data, dict) and data.get("sonoran") is None and not _hosting_on(data.get("hosting")):
+            return {**data, "sonoran": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _hosted_file_holds_no_community(self) -> Settings:
+        if not self.hosting.enabled:
+            return self
+        present = [key for key in COMMUNITY_KEYS if key in self.model_fields_set]
+        if present:
+            tables = ", ".join(f"[{key}]" for key in present)
+            raise ValueError(
+                f"hosting.enabled = true, and the file also holds {tables}: in hosted mode each community sets "
+                "those up inside Discord with /setup; remove them from the file (or turn hosting off)"
+            )
+        return self
+
+    @property
+    def cad(self) -> SonoranSettings:
+        """The community's CAD settings ([sonoran]); a hosted deployment's own settings have none."""
+        if self.sonoran is None:
+            raise RuntimeError("a hosted deployment's settings hold no [sonoran]: each community has its own")
+        return self.sonoran
 
     @model_validator(mode="after")
     def _audit_is_not_a_feed(self) -> Settings:
@@ -388,6 +432,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _units_poll_fits_rate_budget(self) -> Settings:
         servers = len(self.unit_server_ids)
+        if self.sonoran is None:
+            return self
         budget = self.sonoran.rate_limits.get_active_units
         if servers and servers * 60 / self.units.poll_seconds > budget:
             minimum = math.ceil(servers * 60 / budget)
@@ -401,6 +447,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _poll_fits_rate_budget(self) -> Settings:
         servers = len(self.feed_server_ids) or 1
+        if self.sonoran is None:
+            return self
         budget = self.sonoran.rate_limits.get_calls
         per_minute = servers * 60 / self.sonoran.poll_seconds
         if per_minute > budget:
@@ -416,12 +464,12 @@ class Settings(BaseSettings):
     @property
     def feed_polls_per_window(self) -> int:
         """Call-list requests the feed makes in one minute (the rate-limit window), all servers."""
-        return polls_per_window(self.sonoran.poll_seconds, len(self.feed_server_ids))
+        return polls_per_window(self.cad.poll_seconds, len(self.feed_server_ids))
 
     @property
     def push_server_id(self) -> int:
         """The CAD server of events POSTed to `push.path` itself."""
-        return self.push.server_id or self.sonoran.server_id
+        return self.push.server_id or self.cad.server_id
 
     @property
     def unit_server_ids(self) -> list[int]:
@@ -437,6 +485,15 @@ class Settings(BaseSettings):
     def feed_server_ids(self) -> list[int]:
         """The CAD servers the feed polls, each once, in configuration order."""
         return list(dict.fromkeys(feed.server_id for feed in self.feeds))
+
+
+def _hosting_on(hosting: Any) -> bool:
+    if isinstance(hosting, HostingSettings):
+        return hosting.enabled
+    if isinstance(hosting, dict):
+        value = hosting.get("enabled")
+        return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
+    return False
 
 
 def polls_per_window(interval: float, servers: int) -> int:

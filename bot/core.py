@@ -83,7 +83,7 @@ class DispatchBot(commands.Bot):
         self._roles_checked = False
 
     def __repr__(self) -> str:
-        return f"<DispatchBot user={self.user!s} cad=v{self.settings.sonoran.api_version}>"
+        return f"<DispatchBot user={self.user!s} cad=v{self.settings.cad.api_version}>"
 
     # --- the TOML file's community, for scripts and tests (the bot's own code asks the registry) ---
     @property

@@ -119,7 +119,7 @@ def units_plan_check(settings: Settings, plan: PlanInfo) -> Check | None:
     puts at Plus; says so, with what the CAD answered about the plan."""
     if not (settings.boards or settings.alerts):
         return None
-    if settings.sonoran.api_version == 2:
+    if settings.cad.api_version == 2:
         answer = f"GET /v2/general/version answered version {plan.level}, name {plan.name}"
     else:
         answer = f"GET_VERSION answered {plan.level} ({plan.name})"
@@ -137,7 +137,7 @@ def units_plan_check(settings: Settings, plan: PlanInfo) -> Check | None:
 async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[list[Check], PlanInfo | None]:
     """The CAD key, plan and server ids. Raises nothing: every outcome is a Check."""
     checks: list[Check] = []
-    version = settings.sonoran.api_version
+    version = settings.cad.api_version
     try:
         plan = await client.get_version()
     except WrongApiUrl as error:
@@ -148,12 +148,12 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             if isinstance(error, BadCredentials)
             else "check sonoran.api_url, sonoran.api_version and the community's plan"
         )
-        where = f"the CAD at sonoran.api_url {settings.sonoran.base_url}"
+        where = f"the CAD at sonoran.api_url {settings.cad.base_url}"
         return [Check("sonoran key", False, f"{where}: {user_message(error)} ({error})", fix, fatal=True)], None
     except RateLimited as error:
         return [Check("sonoran key", False, f"the CAD did not answer: {error}", "try again in a minute")], None
     except CadUnavailable as error:
-        where = f"sonoran.api_url {settings.sonoran.base_url}"
+        where = f"sonoran.api_url {settings.cad.base_url}"
         return [
             Check(
                 "sonoran key",
@@ -172,7 +172,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             Check(
                 "sonoran key",
                 False,
-                f"the CAD at sonoran.api_url {settings.sonoran.base_url} refused the version request: {error}",
+                f"the CAD at sonoran.api_url {settings.cad.base_url} refused the version request: {error}",
                 "see what it said; if it persists, ask Sonoran support (with the trace id, if any)",
             )
         ], None
@@ -181,7 +181,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
             Check(
                 "sonoran key",
                 False,
-                f"{error} (sonoran.api_url {settings.sonoran.base_url})",
+                f"{error} (sonoran.api_url {settings.cad.base_url})",
                 "check sonoran.api_url and sonoran.api_version",
             )
         ], None
@@ -203,7 +203,7 @@ async def sonoran_preflight(settings: Settings, client: SonoranClient) -> tuple[
         checks.append(await _accounts_check(settings, client))
     if settings.lookups.enabled:
         checks.append(lookups_check(settings, plan))
-    wanted = sorted({settings.sonoran.server_id, *settings.event_server_ids})
+    wanted = sorted({settings.cad.server_id, *settings.event_server_ids})
     try:
         servers = {server.id: server for server in await client.get_servers()}
     except SonoranError as error:
@@ -233,19 +233,19 @@ def lookups_check(settings: Settings, plan: PlanInfo) -> Check:
         return Check(
             name, False, "lookups need the Plus plan or higher", "upgrade the plan, or set lookups.enabled = false"
         )
-    by_cad = rules.allow_cad_rights and settings.sonoran.api_version == 2
+    by_cad = rules.allow_cad_rights and settings.cad.api_version == 2
     if not rules.role_ids and not by_cad:
         why = "v1 cannot read CAD rights" if rules.allow_cad_rights else "lookups.allow_cad_rights is off"
         return Check(name, False, f"nobody may look up: lookups.role_ids is empty and {why}", "set lookups.role_ids")
     who = f"{len(rules.role_ids)} role(s)" + (" and CAD police, dispatch or supervisor rights" if by_cad else "")
-    budget = settings.sonoran.rate_limits.lookup
+    budget = settings.cad.rate_limits.lookup
     return Check(name, True, f"on for {who}; at most {budget} lookups a minute (Sonoran allows 30 per key)")
 
 
 def not_the_cad(settings: Settings, error: SonoranError) -> Check:
     """The address answers, but not as Sonoran's API does (a path such as /api/v2 added to it, a
     web page, another service): `check` and `run` refuse it alike."""
-    url = settings.sonoran.base_url
+    url = settings.cad.base_url
     return Check(
         "sonoran key",
         False,
@@ -260,7 +260,7 @@ async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:
     """commands.dispatchers_from_cad: may this key read accounts by Discord id? (A lookup for an id
     nobody has: "not linked" is the answer of a key that may.)"""
     name = "dispatchers from the CAD"
-    if settings.sonoran.api_version != 2:
+    if settings.cad.api_version != 2:
         return Check(name, False, "commands.dispatchers_from_cad needs API v2", "set sonoran.api_version = 2")
     try:
         await client.get_account(discord_id=0)
@@ -274,8 +274,8 @@ async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:
 def placeholder_check(settings: Settings) -> Check | None:
     values = {
         "discord.token": settings.discord.token.get_secret_value(),
-        "sonoran.api_key": settings.sonoran.api_key.get_secret_value(),
-        "sonoran.community_id": settings.sonoran.community_id,
+        "sonoran.api_key": settings.cad.api_key.get_secret_value(),
+        "sonoran.community_id": settings.cad.community_id,
         "feeds[].channel_id": [str(feed.channel_id) for feed in settings.feeds],
     }
     left = [
@@ -536,7 +536,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     placeholders = placeholder_check(settings)
     served = served_check(settings)
     async with aiohttp.ClientSession() as session:
-        sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
+        sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.cad))
     return [
         *([placeholders] if placeholders else []),
         *sonoran,

@@ -66,9 +66,9 @@ async def open_services(
     async with contextlib.AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
-        sonoran = sonoran_client(session, settings.sonoran, retry_backoff=retry_backoff, clock=clock)
+        sonoran = sonoran_client(session, settings.cad, retry_backoff=retry_backoff, clock=clock)
         board = CallBoard(
-            sonoran, max_age=settings.sonoran.poll_seconds, feed_reserve=settings.feed_polls_per_window, clock=clock
+            sonoran, max_age=settings.cad.poll_seconds, feed_reserve=settings.feed_polls_per_window, clock=clock
         )
         store = None
         if with_store:
@@ -77,6 +77,6 @@ async def open_services(
         rights = None
         if (
             settings.commands.dispatchers_from_cad or settings.lookups.allow_cad_rights
-        ) and settings.sonoran.api_version == 2:
+        ) and settings.cad.api_version == 2:
             rights = CadRights(sonoran, settings.commands.cad_rights_ttl_seconds, clock=clock)
         yield Services(session, sonoran, board, store, rights, clock)

@@ -44,7 +44,7 @@ class Units(commands.Cog):
         is refused before it reaches the CAD."""
         server_id = community.server_or_main(server)
         settings = community.settings
-        if server_id != settings.sonoran.server_id and server_id not in settings.event_server_ids:
+        if server_id != settings.cad.server_id and server_id not in settings.event_server_ids:
             raise ServerNotConfigured(server_id)
         return server_id
 
@@ -119,6 +119,6 @@ class Units(commands.Cog):
 
 async def setup(bot: DispatchBot) -> None:
     await bot.add_cog(Units(bot))
-    if bot.settings.sonoran.api_version != 2:
+    if bot.settings.cad.api_version != 2:
         for name in V2_ONLY:
             bot.tree.remove_command(name)

@@ -54,7 +54,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(cad: FakeCad, session: aiohttp.ClientSession, api_version: int) -> SonoranClient:
-    return sonoran_client(session, make_settings(cad.url, api_version).sonoran, retry_backoff=0.01)
+    return sonoran_client(session, make_settings(cad.url, api_version).cad, retry_backoff=0.01)
 
 
 # --- the bot, logged in against fake Discord, talking to the fake CAD ------------------------------

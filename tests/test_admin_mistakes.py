@@ -53,7 +53,7 @@ def test_an_unreadable_config_is_one_line(tmp_path: Path) -> None:
 def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_bytes("\ufeff".encode() + MINIMAL.encode())
-    assert load_settings(path, {}).sonoran.community_id == "mycad"
+    assert load_settings(path, {}).cad.community_id == "mycad"
 
 
 def test_one_underscore_for_two_is_pointed_out(tmp_path: Path) -> None:
@@ -83,10 +83,10 @@ async def test_a_cad_that_never_answers_names_sonoran_api_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     settings = make_settings(url, 2)
     async with aiohttp.ClientSession() as session:
-        checks, _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran, retry_backoff=0.01))
+        checks, _ = await sonoran_preflight(settings, sonoran_client(session, settings.cad, retry_backoff=0.01))
     (check,) = checks
     assert f"the CAD at sonoran.api_url {url} did not answer" in check.detail and "sonoran.api_url" in check.fix
-    assert settings.sonoran.api_key.get_secret_value() not in check.detail
+    assert settings.cad.api_key.get_secret_value() not in check.detail
 
 
 def test_a_port_below_1024_as_another_user_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,7 +180,7 @@ async def test_run_refuses_an_api_url_that_answers_but_is_not_the_cad_while_disc
     config.write_text(config.read_text().replace("poll_seconds = 5", f"poll_seconds = 5\napi_version = {api_version}"))
     settings = load_settings(config, {})
     async with aiohttp.ClientSession() as session:
-        (check,), _ = await sonoran_preflight(settings, sonoran_client(session, settings.sonoran))
+        (check,), _ = await sonoran_preflight(settings, sonoran_client(session, settings.cad))
     assert check.fatal and check.detail.startswith(f"sonoran.api_url {cad.url}/api/v2 answers, but not as the Sonoran")
     process = await start_bot(config, discord_down=True)  # Discord's login would be retried for ever
     _, stderr = await asyncio.wait_for(process.communicate(), 30)

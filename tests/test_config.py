@@ -32,16 +32,16 @@ def test_example_config_loads_with_every_default(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     shutil.copy(ROOT / "config.example.toml", path)
     settings = load_settings(str(path))
-    assert settings.sonoran.api_version == 2 and settings.sonoran.poll_seconds == 20
-    assert settings.sonoran.timeout_seconds == 10 and settings.sonoran.rate_limits.get_calls == 4
+    assert settings.cad.api_version == 2 and settings.cad.poll_seconds == 20
+    assert settings.cad.timeout_seconds == 10 and settings.cad.rate_limits.get_calls == 4
     assert settings.commands.cooldown_911_seconds == 60
     assert settings.feeds[0].calls == ["emergency", "civil"] and settings.feeds[0].ping_role_id == 0
 
 
 def test_minimal_config_and_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL))
-    assert settings.sonoran.base_url == "https://api.sonorancad.com"
-    assert settings.sonoran.server_id == 1 and settings.feeds == []
+    assert settings.cad.base_url == "https://api.sonorancad.com"
+    assert settings.cad.server_id == 1 and settings.feeds == []
     assert settings.state.path == Path("data/state.sqlite3")
 
 
@@ -51,20 +51,20 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SONORAN_BOT_SONORAN__API_VERSION", "1")
     settings = load_settings(write(tmp_path, MINIMAL))
     assert settings.discord.token.get_secret_value() == "env-token"
-    assert settings.sonoran.api_key.get_secret_value() == "env-key"
-    assert settings.sonoran.api_version == 1 and settings.sonoran.community_id == "mycad"
+    assert settings.cad.api_key.get_secret_value() == "env-key"
+    assert settings.cad.api_version == 1 and settings.cad.community_id == "mycad"
 
 
 def test_secrets_may_come_only_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SONORAN_BOT_DISCORD__TOKEN", "env-token")
     monkeypatch.setenv("SONORAN_BOT_SONORAN__API_KEY", "env-key")
     text = '[sonoran]\ncommunity_id = "c"\n'
-    assert load_settings(write(tmp_path, text)).sonoran.api_key.get_secret_value() == "env-key"
+    assert load_settings(write(tmp_path, text)).cad.api_key.get_secret_value() == "env-key"
 
 
 def test_local_http_url_accepted(tmp_path: Path) -> None:
     text = MINIMAL + 'api_url = "http://127.0.0.1:8080/"\n'
-    assert load_settings(write(tmp_path, text)).sonoran.base_url == "http://127.0.0.1:8080"
+    assert load_settings(write(tmp_path, text)).cad.base_url == "http://127.0.0.1:8080"
 
 
 def test_missing_file_says_where_it_looked(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_an_empty_variable_does_not_blank_the_file(tmp_path: Path) -> None:
     environ = {"SONORAN_BOT_DISCORD__TOKEN": "", "SONORAN_BOT_SONORAN__API_KEY": "  "}
     settings = load_settings(write(tmp_path, MINIMAL), environ)
     assert settings.discord.token.get_secret_value() == "file-token-SECRET"
-    assert settings.sonoran.api_key.get_secret_value() == "file-key-SECRET"
+    assert settings.cad.api_key.get_secret_value() == "file-key-SECRET"
 
 
 @pytest.mark.parametrize("value", ["123,456", " 123 , 456 ", "[123, 456]"])
@@ -209,10 +209,10 @@ def test_a_dotenv_file_sits_between_the_environment_and_the_toml_file(
     )
     settings = load_settings(path, environ, dotenv_names=from_dotenv)
     assert settings.discord.token.get_secret_value() == "dotenv-token-SECRET"  # .env over the file
-    assert settings.sonoran.poll_seconds == 40  # the environment over .env
-    assert settings.sonoran.api_version == 1  # an empty variable is ignored: .env's value stands
+    assert settings.cad.poll_seconds == 40  # the environment over .env
+    assert settings.cad.api_version == 1  # an empty variable is ignored: .env's value stands
     assert settings.discord.guild_ids == [123, 456] and "OTHER_TOOL_SETTING" not in from_dotenv
-    assert settings.sonoran.api_key.get_secret_value() == "file-key-SECRET"  # the file, where neither says
+    assert settings.cad.api_key.get_secret_value() == "file-key-SECRET"  # the file, where neither says
 
 
 def test_a_bad_value_from_dotenv_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

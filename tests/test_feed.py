@@ -89,7 +89,7 @@ async def test_the_feed_cog_runs_one_cycle_as_the_design_promises(
     cog = bot.get_cog("Feed")
     assert cog is not None and bot.get_cog("Dispatch") is not None
     delay = await cog.poll_once()  # type: ignore[attr-defined]
-    assert delay == bot.settings.sonoran.poll_seconds
+    assert delay == bot.settings.cad.poll_seconds
     (body,) = posts(discord_api, EMERGENCY_CHANNEL)
     assert embed_titles(body) == [f"🚨 EMERGENCY 911 call #{call_id}"]
 

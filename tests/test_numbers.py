@@ -216,7 +216,7 @@ async def test_a_code_of_1e400_on_the_poll_costs_nothing_but_that_code(
     body = call_list(active=[dispatch_call(501, **{field: Raw("1e400")}), dispatch_call(502)])
     cad.fail_next("get_calls", status=200, body=body, content_type="application/json")
     delay = await feed_of(numbers_bot).poll_once()
-    assert delay == numbers_bot.settings.sonoran.poll_seconds  # the cycle completed, nothing failed
+    assert delay == numbers_bot.settings.cad.poll_seconds  # the cycle completed, nothing failed
     assert posted_ids(discord_api, DISPATCH) == [501, 502]
     (embed, _) = posts(discord_api, DISPATCH)[0]["embeds"]
     shown = {f["name"]: f["value"] for f in embed["fields"]} | {"Origin": embed["footer"]["text"]}
@@ -408,7 +408,7 @@ async def test_any_number_polled_costs_at_most_its_own_record(
         ClosedCallCount=total,
     )
     cad.fail_next("get_calls", status=200, body=body, content_type="application/json")
-    assert await feed_of(numbers_bot).poll_once() == numbers_bot.settings.sonoran.poll_seconds
+    assert await feed_of(numbers_bot).poll_once() == numbers_bot.settings.cad.poll_seconds
     cad.fail_next("get_active_units", status=200, body=to_json([*units, panicking]), content_type="application/json")
     await poll(numbers_bot, clock)
 

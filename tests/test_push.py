@@ -401,7 +401,7 @@ async def test_push_test_reaches_the_running_bot(
         assert "HTTP 200 'ok - ignored'" in capsys.readouterr().out
         assert await push_test(settings, None, post=True) == 0
         assert "HTTP 200 'ok'" in capsys.readouterr().out
-        wrong = settings.model_copy(update={"sonoran": settings.sonoran.model_copy(update={"api_key": SecretStr("x")})})
+        wrong = settings.model_copy(update={"sonoran": settings.cad.model_copy(update={"api_key": SecretStr("x")})})
         assert await push_test(wrong, None, post=False) == 1
         assert "refused the key" in capsys.readouterr().out
     finally:

@@ -34,7 +34,7 @@ from .helpers import make_settings
 
 
 def _client(cad: FakeCad, session: aiohttp.ClientSession, version: int, **sonoran: object) -> SonoranClient:
-    return sonoran_client(session, make_settings(cad.url, version, sonoran=sonoran).sonoran, retry_backoff=0.01)
+    return sonoran_client(session, make_settings(cad.url, version, sonoran=sonoran).cad, retry_backoff=0.01)
 
 
 # --- every operation, on both versions ------------------------------------------------------------
@@ -302,13 +302,13 @@ async def test_connection_refused_is_unavailable(session: aiohttp.ClientSession)
     await dead.start()
     url = dead.url
     await dead.close()
-    client = sonoran_client(session, make_settings(url, 2).sonoran, retry_backoff=0.01)
+    client = sonoran_client(session, make_settings(url, 2).cad, retry_backoff=0.01)
     with pytest.raises(CadUnavailable, match="cannot connect"):
         await client.file_911(caller="a", location="b", description="c")
 
 
 async def test_connection_reset_on_write_is_outcome_unknown(session: aiohttp.ClientSession) -> None:
-    client = sonoran_client(session, make_settings("http://cad.test", 2).sonoran, retry_backoff=0.01)
+    client = sonoran_client(session, make_settings("http://cad.test", 2).cad, retry_backoff=0.01)
     with aioresponses() as mock:
         mock.post(re.compile(r".*/calls/911$"), exception=aiohttp.ServerDisconnectedError())
         with pytest.raises(OutcomeUnknown):

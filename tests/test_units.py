@@ -848,7 +848,7 @@ def test_status_and_panic_budgets_leave_the_game_server_a_third(tmp_path: Path) 
     path = tmp_path / "config.toml"
     base = '[discord]\ntoken = "x.y.z"\n[sonoran]\ncommunity_id = "c"\napi_key = "k"\n[sonoran.rate_limits]\n'
     path.write_text(base + "unit_status = 30\nunit_panic = 20\n")  # all of it, if the admin says so
-    assert load_settings(path, environ={}).sonoran.rate_limits.unit_panic == 20
+    assert load_settings(path, environ={}).cad.rate_limits.unit_panic == 20
     path.write_text(base + "unit_panic = 21\n")
     with pytest.raises(ConfigError, match="unit_panic"):
         load_settings(path, environ={})

@@ -59,14 +59,14 @@ class Desk:
         self.community = community
         self.cooldowns = Cooldowns(community.settings.commands.cooldown_911_seconds)
         self.open_calls = OpenCalls(community.board)
-        units, budget = community.settings.units, community.settings.sonoran.rate_limits
+        units, budget = community.settings.units, community.settings.cad.rate_limits
         self.unit_writes = {  # each member's part of the /status and /panic budgets
             "status": MemberShare.of(budget.unit_status, units.member_share, units.member_cooldown_seconds),
             "panic": MemberShare.of(budget.unit_panic, units.member_share, units.member_cooldown_seconds),
         }
 
     def __repr__(self) -> str:
-        return f"Desk(cad=v{self.community.settings.sonoran.api_version})"
+        return f"Desk(cad=v{self.community.settings.cad.api_version})"
 
     async def file_911(
         self,

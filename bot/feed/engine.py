@@ -107,7 +107,7 @@ class FeedEngine:
         self.community = community
         self.channels = channels
         self.settings = community.settings
-        self.poll_seconds = community.settings.sonoran.poll_seconds
+        self.poll_seconds = community.settings.cad.poll_seconds
         self._cycle = asyncio.Lock()  # one poll cycle at a time
         self._lock = asyncio.Lock()  # the books and the store: planning and storing, never Discord
         self._task: asyncio.Task[None] | None = None
@@ -136,7 +136,7 @@ class FeedEngine:
             self._sender = Sender(
                 self.channels,
                 self.community.store,
-                attach_buttons=self.settings.sonoran.api_version == 2,
+                attach_buttons=self.settings.cad.api_version == 2,
                 unit_names=self.unit_name,
             )
         return self._sender

@@ -49,7 +49,7 @@ class Intake:
         """Binds the listener (PushListenerError: a taken port, ...) and opens the SignalR sessions."""
         community, feed = self._community()
         settings = community.settings
-        api_key = settings.sonoran.api_key.get_secret_value()
+        api_key = settings.cad.api_key.get_secret_value()
         listener = PushListener(
             host=self.push.host,
             port=self.push.port,
@@ -65,8 +65,8 @@ class Intake:
         if self.push.websocket:  # checked before binding: a missing extra is one clear line too
             sessions = PushSessions(
                 listener,
-                api_url=settings.sonoran.base_url,
-                community_id=settings.sonoran.community_id,
+                api_url=settings.cad.base_url,
+                community_id=settings.cad.community_id,
                 api_key=api_key,
                 server_ids=settings.event_server_ids,
             )

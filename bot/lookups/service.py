@@ -131,5 +131,5 @@ class Lookups:
         )
 
     def _audit(self, interaction: Interaction, outcome: Outcome, detail: str, *, reason: str = "") -> None:
-        server_id = self.community.settings.sonoran.server_id
+        server_id = self.community.settings.cad.server_id
         audit(interaction, ACTION, server_id, None, outcome, reason, detail=detail)
