@@ -335,6 +335,11 @@ class HostingSettings(_Section):
     secret_keys: SecretStr | None = None
     secret_keys_file: Path | None = None  # a mounted file with one key a line, newest first
     max_communities: int = Field(1000, ge=1)  # /setup cad refuses a new community past this many
+    # the public address of the push listener, for /setup show (e.g. https://bot.example.net); by
+    # default http://<push.host>:<push.port>
+    push_base_url: str | None = None
+    # /setup cad takes only public https API URLs unless this is on (a test or a private CAD)
+    allow_private_api_urls: bool = False
 
 
 # What each community sets up with /setup in hosted mode, and so may not be in the file there

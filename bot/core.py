@@ -26,10 +26,15 @@ from .tree import DispatchTree
 if TYPE_CHECKING:
     from .audit import AuditLog
     from .feed import FeedEngine
+    from .hosting.host import Host
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.dispatch", "cogs.feed", "cogs.units", "cogs.lookups")
+HOSTED_EXTENSIONS = (*EXTENSIONS, "cogs.setup")
+# hosted mode: one HTTP session for every community's CAD requests; room for each of them to have a
+# request or two in flight (one community's slow CAD must not queue the others'), and a bound
+HOSTED_CONNECTIONS = 512
 # A 429 asking to wait longer than this ends the request (discord.RateLimited) instead of sleeping
 # through it: the feed's writer retries later, and nothing else waits behind it. 30 s is the
 # smallest value discord.py allows.
@@ -79,11 +84,25 @@ class DispatchBot(commands.Bot):
         self._services = services
         self._own_services = contextlib.AsyncExitStack()
         self.communities = Communities()  # filled in setup_hook: the TOML file's one community
+        self.host: Host | None = None  # hosted mode: the communities set up with /setup
         self.intake: Intake | None = None  # the push listener, when serving with push.enabled
         self._roles_checked = False
+        self._started = False
 
     def __repr__(self) -> str:
-        return f"<DispatchBot user={self.user!s} cad=v{self.settings.cad.api_version}>"
+        mode = "hosted" if self.hosted else f"cad=v{self.api_version}"
+        return f"<DispatchBot user={self.user!s} {mode}>"
+
+    @property
+    def hosted(self) -> bool:
+        return self.settings.hosting.enabled
+
+    @property
+    def api_version(self) -> int:
+        """The API the commands are declared for: the file's, or v2 for every hosted community."""
+        from .hosting.plan import HOSTED_API_VERSION
+
+        return HOSTED_API_VERSION if self.hosted else self.settings.cad.api_version
 
     # --- the TOML file's community, for scripts and tests (the bot's own code asks the registry) ---
     @property
@@ -120,8 +139,12 @@ class DispatchBot(commands.Bot):
         # login() runs this hook at every call, and `run` calls login() again after a network
         # failure: what runs is built and started once, or a second community would replace a
         # running one that nothing then stops
-        if not self.communities:
-            await self._build_and_start()
+        if not self._started:
+            self._started = True
+            if self.hosted:
+                await self._start_hosted()
+            else:
+                await self._build_and_start()
         if self.sync_on_start:
             for guild_id in self.settings.discord.guild_ids:
                 try:
@@ -155,6 +178,45 @@ class DispatchBot(commands.Bot):
             raise
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+
+    async def _start_hosted(self) -> None:
+        """Hosted mode: the master keys (a missing or wrong one stops the start in one line), the
+        registry, one HTTP session, then every community set up so far, then intake."""
+        from .hosting.host import Host
+        from .hosting.registry import Registry
+        from .hosting.secrets import SecretBox, master_keys
+
+        if self.serve:
+            box = SecretBox(master_keys(self.settings.hosting))
+            self.settings.state.path.parent.mkdir(parents=True, exist_ok=True)
+            registry = await Registry.open(self.settings.state.path, box)
+            self._own_services.push_async_callback(registry.close)
+            session = await self._own_services.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HOSTED_CONNECTIONS))
+            )
+            host = Host(self, self.settings, registry, session, self.communities, serve=True, poll=self.autostart_feed)
+            self._own_services.push_async_callback(host.close)
+            self.host = host
+            await host.start()
+            if self.settings.push.enabled:
+                intake = Intake(self.settings.push, self.communities, hosted=True)
+                try:
+                    await intake.start()
+                except BaseException:
+                    await intake.stop()
+                    await host.stop()
+                    raise
+                self.intake = intake
+        for extension in HOSTED_EXTENSIONS:
+            await self.load_extension(extension)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Removed from a server: its work stops now; its community's credentials and state go
+        with its last server."""
+        if self.host is None:
+            return
+        last = await self.host.remove_guild(guild.id)
+        log.info("removed from guild %s: its work stopped%s", guild.id, "; its community was deleted" if last else "")
 
     async def on_ready(self) -> None:
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
@@ -193,6 +255,8 @@ class DispatchBot(commands.Bot):
             for community in self.communities:
                 # first, while Discord can still be reached: the engines deliver what is stored
                 await community.stop()
+            if self.host is not None:
+                await self.host.stop()
             await super().close()
         finally:
             for community in self.communities:

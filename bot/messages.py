@@ -7,11 +7,13 @@ escaped before it is quoted.
 
 from __future__ import annotations
 
+import discord
 from discord import app_commands
 
 from . import sonoran as cad
 from .community import NoCommunity
 from .embeds import clean
+from .hosting.errors import NotSetUp, SetupProblem
 from .lookups.errors import BadLookup, ChannelNotAllowed, LookupLimited, LookupsOff, NotAllowedToLookUp
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 from .units.records import Alert
@@ -213,7 +215,8 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     ),
     (ChannelNotAllowed, "Lookups are not allowed in this channel. Use one of the channels the admins chose."),
     (NotAStatus, "Choose a status from the list."),
-    (NoCommunity, "This server is not set up with a Sonoran CAD community. Ask an admin."),
+    (NoCommunity, "This server is not set up with a Sonoran CAD community yet: an admin runs /setup cad."),
+    (NotSetUp, "This server has no Sonoran community yet: run /setup cad first."),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
 
@@ -237,6 +240,10 @@ def user_message(error: BaseException) -> str:
         return f"Slow down: you can do that again in {max(1, round(error.retry_after))} s."
     if isinstance(error, ServerNotConfigured):
         return f"The bot is not set up for CAD server {error.server_id}. Ask an admin, or leave the server option out."
+    if isinstance(error, SetupProblem):
+        return str(error)
+    if isinstance(error, app_commands.TransformerError) and error.type is discord.AppCommandOptionType.channel:
+        return "The bot cannot see that channel: give it View Channel there, then try again."
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not valid: {clean(error.value, 100)}"
     if isinstance(error, BadLookup):

@@ -223,6 +223,6 @@ class Dispatch(commands.Cog):
 
 async def setup(bot: DispatchBot) -> None:
     await bot.add_cog(Dispatch(bot))
-    if bot.settings.cad.api_version != 2:  # v1 cannot target a member by Discord id
+    if bot.api_version != 2:  # v1 cannot target a member by Discord id
         for name in ("attach", "detach"):
             bot.tree.remove_command(name)

@@ -119,6 +119,6 @@ class Units(commands.Cog):
 
 async def setup(bot: DispatchBot) -> None:
     await bot.add_cog(Units(bot))
-    if bot.settings.cad.api_version != 2:
+    if bot.api_version != 2:
         for name in V2_ONLY:
             bot.tree.remove_command(name)

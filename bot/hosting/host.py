@@ -1,0 +1,301 @@
+"""`Host`: hosted mode's communities, built from the registry at start, rebuilt when /setup changes
+them, and removed with their last guild.
+
+Each tenant (one Sonoran community) gets its own services (CAD client and budget, call board, state
+file) on the process's one HTTP session, and one `Community` built by `bot.app.build_community`
+from `plan.community_settings`, linked in the bot's `Communities` for each of its guilds and by its
+push token. A /setup change is stored first, then the community is rebuilt on the same services
+(the budget, the board and the state carry over): the old one is stopped (it delivers what is
+stored), the new one takes its guilds and token, then starts.
+
+Changes to one tenant are serialized (two admins at once store one after the other, neither lost);
+no lock is held across another tenant's work, and none is taken by the feed, the desk or intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import discord
+
+from ..app import build_community
+from ..community import Communities, Community
+from ..config import Settings
+from ..services import Services, open_services
+from .errors import NotSetUp
+from .models import CommunityOptions, GuildConfig, LinkedGuild, Tenant
+from .plan import community_settings, community_state_path, guild_audit_channels
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hosted:
+    """One tenant at work: what it is, its guilds' setups, its services and its community."""
+
+    tenant: Tenant
+    guilds: dict[int, GuildConfig]
+    services: Services
+    stack: contextlib.AsyncExitStack
+    community: Community
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Host:
+    def __init__(
+        self,
+        client: discord.Client,
+        deployment: Settings,
+        registry: Registry,
+        session: aiohttp.ClientSession,
+        communities: Communities,
+        *,
+        serve: bool,
+        poll: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.deployment = deployment
+        self.registry = registry
+        self.session = session
+        self.communities = communities
+        self.serve = serve
+        self.poll = poll
+        self.clock = clock
+        self._hosted: dict[str, Hosted] = {}  # tenant id -> its work
+        self._opening = asyncio.Lock()  # a tenant's first link: built once however many guilds ask
+
+    def __repr__(self) -> str:
+        return f"Host({len(self._hosted)} communities)"
+
+    def __len__(self) -> int:
+        return len(self._hosted)
+
+    # --- what /setup reads -------------------------------------------------------------------------
+    def hosted_for(self, guild_id: int) -> Hosted | None:
+        community = self.communities.find(guild_id)
+        for hosted in self._hosted.values():
+            if hosted.community is community:
+                return hosted
+        return None
+
+    def guild_config(self, guild_id: int) -> GuildConfig:
+        hosted = self._require(guild_id)
+        return hosted.guilds[guild_id]
+
+    def _require(self, guild_id: int) -> Hosted:
+        hosted = self.hosted_for(guild_id)
+        if hosted is None or guild_id not in hosted.guilds:
+            raise NotSetUp(guild_id)
+        return hosted
+
+    # --- start and stop ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Every tenant the registry holds with at least one guild; a tenant left with none (its last
+        guild removed while the bot was down) is deleted, credentials and state."""
+        links: dict[str, dict[int, GuildConfig]] = {}
+        for linked in await self.registry.guilds():
+            links.setdefault(linked.tenant_id, {})[linked.guild_id] = linked.config
+        for tenant in await self.registry.tenants():
+            guilds = links.get(tenant.id)
+            if not guilds:
+                await self._delete_tenant(tenant.id)
+                continue
+            try:
+                await self._open(tenant, guilds)
+            except Exception:
+                # one community that cannot start must not keep the others from starting
+                log.exception("community %s could not start", tenant.community_id)
+        log.info("hosted mode: %d communities at work", len(self._hosted))
+
+    async def _open(self, tenant: Tenant, guilds: dict[int, GuildConfig]) -> Hosted:
+        settings = community_settings(self.deployment, tenant, guilds)
+        settings.state.path.parent.mkdir(parents=True, exist_ok=True)
+        stack = contextlib.AsyncExitStack()
+        try:
+            services = await stack.enter_async_context(
+                open_services(settings, session=self.session, clock=self.clock, with_store=True)
+            )
+            community = self._build(settings, services, guilds, tenant)
+            hosted = Hosted(tenant, dict(guilds), services, stack, community)
+            self._hosted[tenant.id] = hosted
+            for guild_id in guilds:
+                self.communities.link(guild_id, community)
+            self.communities.link_push_token(tenant.push_token.get_secret_value(), community)
+            await community.start(poll=self.poll)
+        except BaseException:
+            self._hosted.pop(tenant.id, None)
+            for guild_id in guilds:
+                self.communities.unlink(guild_id)
+            await stack.aclose()
+            raise
+        return hosted
+
+    def _build(
+        self, settings: Settings, services: Services, guilds: dict[int, GuildConfig], tenant: Tenant
+    ) -> Community:
+        community = build_community(
+            self.client, settings, services, serve=self.serve, guild_audit_channels=guild_audit_channels(guilds)
+        )
+        community.push_token = tenant.push_token.get_secret_value()
+        return community
+
+    async def _rebuild(self, hosted: Hosted) -> None:
+        """Stores are done; the community now runs on what `hosted` holds (same services)."""
+        settings = community_settings(self.deployment, hosted.tenant, hosted.guilds)
+        board = hosted.services.board
+        board.max_age, board.feed_reserve = settings.cad.poll_seconds, settings.feed_polls_per_window
+        old = hosted.community
+        await old.stop()  # delivers what is stored, then no writer of it is left
+        await old.stop_audit()
+        new = self._build(settings, hosted.services, hosted.guilds, hosted.tenant)
+        self.communities.replace(old, new)
+        for guild_id in hosted.guilds:
+            self.communities.link(guild_id, new)
+        self.communities.unlink_push_tokens(new)
+        self.communities.link_push_token(hosted.tenant.push_token.get_secret_value(), new)
+        hosted.community = new
+        await new.start(poll=self.poll)
+
+    async def stop(self) -> None:
+        """The engines, while Discord can still be reached (they deliver what is stored)."""
+        for hosted in list(self._hosted.values()):
+            await hosted.community.stop()
+
+    async def close(self) -> None:
+        """After the gateway closed: the audit logs' last try, then every tenant's services."""
+        for hosted in list(self._hosted.values()):
+            await hosted.community.stop_audit()
+            await hosted.stack.aclose()
+        self._hosted.clear()
+
+    # --- /setup ------------------------------------------------------------------------------------
+    async def link(self, guild_id: int, *, community_id: str, api_key: str, api_url: str) -> tuple[Tenant, bool]:
+        """Links the guild to the community (created, or its key replaced), and puts it to work.
+        The caller has checked the key against the CAD. Returns the tenant and whether it is new.
+        Links are made one at a time (they are rare): a community is built once however many of
+        its guilds ask at once."""
+        async with self._opening:
+            before = self.hosted_for(guild_id) if guild_id in self._linked_guilds() else None
+            tenant, created = await self.registry.link(
+                guild_id, community_id=community_id, api_key=api_key, api_url=api_url
+            )
+            if before is not None and before.tenant.id != tenant.id:
+                await self._leave(before, guild_id)  # the guild moved to another community
+            linked = await self.registry.guild(guild_id)
+            config = linked.config if linked is not None else GuildConfig()
+            hosted = self._hosted.get(tenant.id)
+            if hosted is None:
+                guilds = {g.guild_id: g.config for g in await self.registry.guilds() if g.tenant_id == tenant.id}
+                await self._open(tenant, {**guilds, guild_id: config})
+                return tenant, created
+            async with hosted.lock:
+                new_key = hosted.tenant.fingerprint != tenant.fingerprint
+                hosted.tenant = tenant
+                hosted.guilds[guild_id] = config
+                if new_key:
+                    await self._reopen(hosted)
+                else:
+                    await self._rebuild(hosted)
+        return tenant, created
+
+    def _linked_guilds(self) -> set[int]:
+        return {guild_id for hosted in self._hosted.values() for guild_id in hosted.guilds}
+
+    async def _reopen(self, hosted: Hosted) -> None:
+        """A new API key: new services (a new CAD client and budget), the same state file."""
+        await hosted.community.stop()
+        await hosted.community.stop_audit()
+        self.communities.unlink_push_tokens(hosted.community)
+        for guild_id in hosted.guilds:
+            self.communities.unlink(guild_id)
+        await hosted.stack.aclose()
+        del self._hosted[hosted.tenant.id]
+        await self._open(hosted.tenant, hosted.guilds)
+
+    async def configure(self, guild_id: int, change: Callable[[GuildConfig], GuildConfig]) -> GuildConfig:
+        """Applies `change` to the guild's setup: checked as a whole (pydantic's ValidationError if
+        the community could not run on it), stored, then the community rebuilt on it."""
+        hosted = self._require(guild_id)
+        async with hosted.lock:
+            config = change(hosted.guilds[guild_id])
+            community_settings(self.deployment, hosted.tenant, {**hosted.guilds, guild_id: config})
+            await self.registry.save_config(guild_id, config)
+            hosted.guilds[guild_id] = config
+            await self._rebuild(hosted)
+        return config
+
+    async def set_options(
+        self, guild_id: int, change: Callable[[CommunityOptions], CommunityOptions]
+    ) -> CommunityOptions:
+        hosted = self._require(guild_id)
+        async with hosted.lock:
+            options = change(hosted.tenant.options)
+            await self.registry.save_options(hosted.tenant.id, options)
+            hosted.tenant = _with_options(hosted.tenant, options)
+            await self._rebuild(hosted)
+        return options
+
+    async def rotate_push_token(self, guild_id: int) -> Tenant:
+        hosted = self._require(guild_id)
+        async with hosted.lock:
+            tenant = await self.registry.rotate_push_token(hosted.tenant.id)
+            self.communities.unlink_push_tokens(hosted.community)  # the old URL stops at once
+            hosted.tenant = tenant
+            hosted.community.push_token = tenant.push_token.get_secret_value()
+            self.communities.link_push_token(hosted.community.push_token, hosted.community)
+        return tenant
+
+    async def remove_guild(self, guild_id: int) -> bool:
+        """The guild's work stops now (the bot was removed from it, or /setup remove). When it was
+        its community's last guild, the credentials and the state are deleted too: True."""
+        registry_tenant = await self.registry.unlink(guild_id)
+        hosted = self.hosted_for(guild_id)
+        if hosted is None or guild_id not in hosted.guilds:
+            self.communities.unlink(guild_id)
+            if registry_tenant is not None and not await self.registry.guild_ids_of(registry_tenant):
+                await self._delete_tenant(registry_tenant)
+                return True
+            return False
+        return await self._leave(hosted, guild_id)
+
+    async def _leave(self, hosted: Hosted, guild_id: int) -> bool:
+        async with hosted.lock:
+            self.communities.unlink(guild_id)
+            hosted.guilds.pop(guild_id, None)
+            if hosted.guilds:
+                await self._rebuild(hosted)
+                return False
+            self.communities.unlink_push_tokens(hosted.community)
+            await hosted.community.stop()
+            await hosted.community.stop_audit()
+            await hosted.stack.aclose()
+            self._hosted.pop(hosted.tenant.id, None)
+            await self._delete_tenant(hosted.tenant.id)
+        return True
+
+    async def _delete_tenant(self, tenant_id: str) -> None:
+        """The credentials first (nothing may use them after this), then the state file."""
+        await self.registry.delete_tenant(tenant_id)
+        path = community_state_path(self.deployment, tenant_id)
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        log.info("hosted mode: a community's credentials and state were deleted (its last server left)")
+
+    async def record(self, guild_id: int, member: discord.abc.User, what: str) -> None:
+        await self.registry.record_change(guild_id, member.id, str(member), what)
+
+
+def _with_options(tenant: Tenant, options: CommunityOptions) -> Tenant:
+    return dataclasses.replace(tenant, options=options)
+
+
+__all__ = ["Host", "Hosted", "LinkedGuild", "NotSetUp"]

@@ -1,0 +1,110 @@
+"""Pure planning for hosted mode: the `Settings` one hosted community runs on, made of what the
+deployment owns (Discord, state folder, push, logging, unit defaults) and what its guilds set up
+with /setup. The rooms of a community read `Settings` and nothing else, so a hosted community is
+built exactly as the TOML mode's one community is (`bot.app.build_community`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, SecretStr
+
+from ..config import CommandSettings, Settings, SonoranSettings, StateSettings
+from .models import CommunityOptions, GuildConfig, Tenant
+
+HOSTED_API_VERSION = 2  # Sonoran's current API, which the official plugins use; /setup asks no version
+FEED_POLL_SECONDS = 20.0  # the TOML mode's default; slower only when the feeds' servers need it
+
+
+def state_folder(deployment: Settings) -> Path:
+    """Where each hosted community keeps its own state file, beside the registry (`state.path`)."""
+    return deployment.state.path.parent / "communities"
+
+
+def community_state_path(deployment: Settings, tenant_id: str) -> Path:
+    return state_folder(deployment) / f"{tenant_id}.sqlite3"
+
+
+def poll_seconds_for(servers: int, per_minute: int, floor: float) -> float:
+    """The shortest interval, at least `floor`, that polls `servers` within `per_minute` requests."""
+    return max(floor, math.ceil(max(servers, 1) * 60 / per_minute))
+
+
+def sonoran_settings(community_id: str, api_key: str, api_url: str) -> SonoranSettings:
+    return SonoranSettings(
+        community_id=community_id,
+        api_key=SecretStr(api_key),
+        api_url=AnyHttpUrl(api_url),
+        api_version=HOSTED_API_VERSION,
+    )
+
+
+def community_settings(
+    deployment: Settings,
+    tenant: Tenant,
+    guilds: Mapping[int, GuildConfig],
+    *,
+    options: CommunityOptions | None = None,
+) -> Settings:
+    """The settings of `tenant` with every guild linked to it. Raises pydantic's ValidationError
+    where the combination cannot run (the caller, /setup, says so before storing anything)."""
+    configs = [guilds[guild_id] for guild_id in sorted(guilds)]
+    options = options or tenant.options
+    feeds = [feed for config in configs for feed in config.feeds]
+    boards = [board for config in configs for board in config.boards]
+    alerts = [alert for config in configs for alert in config.alerts]
+    cad = sonoran_settings(tenant.community_id, tenant.api_key.get_secret_value(), tenant.api_url)
+    feed_servers = len({feed.server_id for feed in feeds})
+    unit_servers = len({board.server_id for board in boards} | {alert.server_id for alert in alerts})
+    cad = cad.model_copy(
+        update={"poll_seconds": poll_seconds_for(feed_servers, cad.rate_limits.get_calls, FEED_POLL_SECONDS)}
+    )
+    units = deployment.units.model_copy(
+        update={
+            "poll_seconds": poll_seconds_for(
+                unit_servers, cad.rate_limits.get_active_units, deployment.units.poll_seconds
+            ),
+            "member_cooldown_seconds": options.member_cooldown_seconds,
+            "units_cooldown_seconds": options.units_cooldown_seconds,
+        }
+    )
+    commands = CommandSettings(
+        dispatcher_role_ids=_union(config.dispatcher_role_ids for config in configs),
+        caller_role_ids=_union(config.caller_role_ids for config in configs),
+        cooldown_911_seconds=options.cooldown_911_seconds,
+    )
+    return Settings(
+        discord=deployment.discord,
+        sonoran=cad,
+        commands=commands,
+        state=StateSettings(path=community_state_path(deployment, tenant.id)),
+        feeds=feeds,
+        push=deployment.push,
+        units=units,
+        boards=boards,
+        alerts=alerts,
+        logging=deployment.logging,
+    )
+
+
+def _union(lists: Iterable[list[int]]) -> list[int]:
+    return list(dict.fromkeys(item for items in lists for item in items))
+
+
+def guild_audit_channels(guilds: Mapping[int, GuildConfig]) -> dict[int, int]:
+    return {guild_id: config.audit_channel_id for guild_id, config in guilds.items() if config.audit_channel_id}
+
+
+def channels_in_use(config: GuildConfig) -> dict[int, str]:
+    """Each channel a guild's setup posts to, and what for (to refuse an audit channel that is public)."""
+    used: dict[int, str] = {}
+    for feed in config.feeds:
+        used[feed.channel_id] = "the feed"
+    for board in config.boards:
+        used.setdefault(board.channel_id, "a unit board")
+    for alert in config.alerts:
+        used.setdefault(alert.channel_id, "the panic alerts")
+    return used
