@@ -20,6 +20,8 @@ import discord
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
+from .hosting.plan import FEED_POLL_SECONDS
+from .hosting.secrets import MasterKeyError
 from .instance import AlreadyRunning, LockUnavailable, instance_lock
 from .intake.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .logs import setup_logging, silence_voice_warnings
@@ -213,7 +215,14 @@ def _play_demo(seconds: float | None, token: str | None, channel_id: int | None)
 
 
 def _secrets(settings: Settings) -> list[str]:
-    return [settings.discord.token.get_secret_value(), settings.cad.api_key.get_secret_value()]
+    """What no log line or report may show: the token, the CAD key, hosted mode's master keys (each
+    community's key is redacted by its own CAD client)."""
+    secrets = [settings.discord.token.get_secret_value()]
+    if settings.sonoran is not None:
+        secrets.append(settings.sonoran.api_key.get_secret_value())
+    if settings.hosting.secret_keys is not None:
+        secrets += [key.strip() for key in settings.hosting.secret_keys.get_secret_value().split(",") if key.strip()]
+    return secrets
 
 
 def report_lines(checks: list[Check], *, secrets: Sequence[str]) -> list[str]:
@@ -251,6 +260,11 @@ def startup_line(settings: Settings, config: Path | None) -> str:
         served.append(f"audit channel {settings.audit.channel_id}")
     served.append("slash commands")
     where = str(config.resolve()) if config is not None else "(built in code)"
+    if settings.hosting.enabled:
+        return (
+            f"sonoran-dispatch-bot {version()} starting in hosted mode: config {where}; registry {settings.state.path}; "
+            f"serves the communities set up with /setup, {', '.join(served[3:])}"
+        )
     return (
         f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.cad.api_version} "
         f"at {settings.cad.base_url}; serves {', '.join(served)}"
@@ -271,8 +285,9 @@ async def run(settings: Settings, *, config: Path | None = None) -> int:
     try:
         with instance_lock(settings.state.path):
             return await _run(settings, stop)
-    # another bot on the state file, its lock file, a taken push port, the state file, a full disk
-    except (AlreadyRunning, LockUnavailable, PushListenerError, StateFileError, OSError) as error:
+    # another bot on the state file, its lock file, a taken push port, the state file, a full disk,
+    # hosted mode's master keys
+    except (AlreadyRunning, LockUnavailable, PushListenerError, StateFileError, MasterKeyError, OSError) as error:
         log.error("not starting: %s", error)
         return EXIT_PROBLEM
     finally:
@@ -286,6 +301,8 @@ async def _run(settings: Settings, stop: asyncio.Event) -> int:
     for check in start_checks(settings):  # what no CAD or Discord answer can make work
         log.error("not starting: %s: %s -> %s", check.name, check.detail, check.fix)
         return EXIT_PROBLEM
+    if settings.hosting.enabled:  # the bot opens the registry and each community's services itself
+        return await _serve(DispatchBot(settings), settings, stop)
     # Built here and handed to the bot, as in discord.py's advanced_startup example.
     async with open_services(settings) as services:
         preflight = await _unless_stopped(stop, sonoran_preflight(settings, services.sonoran))
@@ -426,7 +443,8 @@ def health(settings: Settings, max_age: float | None) -> int:
             file=sys.stderr,
         )
         return EXIT_PROBLEM
-    limit = max_age if max_age is not None else settings.cad.poll_seconds * 3 + 60
+    poll_seconds = settings.sonoran.poll_seconds if settings.sonoran is not None else FEED_POLL_SECONDS
+    limit = max_age if max_age is not None else poll_seconds * 3 + 60
     with contextlib.suppress(OSError, ValueError, IndexError):
         stamp, _, cad = path.read_text().strip().partition(" ")
         age = time.time() - float(stamp)
@@ -441,6 +459,12 @@ def health(settings: Settings, max_age: float | None) -> int:
 
 
 async def push_test(settings: Settings, url: str | None, *, post: bool) -> int:
+    if settings.sonoran is None:
+        print(
+            "push-test: in hosted mode each community has its own push URL and key; /setup show gives the URL, "
+            "and the CAD's own push test (Admin > In-Game Integration) sends to it"
+        )
+        return EXIT_PROBLEM
     target = url or listener_url(settings.push.host, settings.push.port, settings.push.path)
     body = sample_event(settings.cad.api_key.get_secret_value(), post=post)
     try:

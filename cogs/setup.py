@@ -50,17 +50,17 @@ def _problem_text(error: ValidationError) -> str:
 
 class CadForm(discord.ui.Modal, title="Link a Sonoran CAD community"):
     community_id: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="Community ID", max_length=64, placeholder="Sonoran CAD > Admin > Advanced > Community ID"
+        label="Community ID", custom_id="setup:community_id", max_length=64, placeholder="Sonoran CAD > Admin > Advanced > Community ID"
     )
     api_key: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="API key", max_length=200, placeholder="Sonoran CAD > Admin > Advanced > API Key"
+        label="API key", custom_id="setup:api_key", max_length=200, placeholder="Sonoran CAD > Admin > Advanced > API Key"
     )
     api_url: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="API URL", required=False, max_length=200, placeholder=f"optional; {SONORAN_API_URL} by default"
+        label="API URL", custom_id="setup:api_url", required=False, max_length=200, placeholder=f"optional; {SONORAN_API_URL} by default"
     )
 
     def __init__(self, cog: Setup) -> None:
-        super().__init__(timeout=600)
+        super().__init__(timeout=600, custom_id="setup:cad")
         self.cog = cog
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]

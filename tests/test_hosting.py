@@ -1,0 +1,449 @@
+"""Hosted mode end to end: /setup through the real command tree (the modal, the checks against a
+CAD on loopback, the channels and roles from Discord's options), two communities side by side,
+removal from a guild, and what is kept at rest."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.config import Settings
+from bot.core import DispatchBot
+from bot.hosting.plan import community_state_path
+
+from .doubles.discord_fakes import (
+    BOT_ID,
+    MANAGE_GUILD,
+    USER_ID,
+    FakeDiscord,
+    button,
+    button_id,
+    dispatch_interaction,
+    modal_submit,
+    slash,
+    snowflake,
+)
+from .doubles.fake_cad import FakeCad
+from .helpers import DISCORD_TOKEN
+
+MASTER_KEY = Fernet.generate_key().decode()
+# the bot's own role: every permission but Administrator (which would hide a missing overwrite)
+BOT_PERMISSIONS = ((1 << 41) - 1) & ~(1 << 3)
+SEND_MESSAGES = 1 << 11
+
+
+def hosted_settings(tmp_path: Path, **hosting: Any) -> Settings:
+    return Settings(
+        discord={"token": DISCORD_TOKEN, "guild_ids": []},
+        state={"path": str(tmp_path / "hosting.sqlite3")},
+        hosting={"enabled": True, "secret_keys": MASTER_KEY, "allow_private_api_urls": True, **hosting},
+    )
+
+
+class Guild:
+    """A Discord server in the bot's cache: its channels (one that the bot may not post in) and roles."""
+
+    def __init__(self, bot: DispatchBot) -> None:
+        self.id = snowflake()
+        self.feed = snowflake()
+        self.audit = snowflake()
+        self.mute = snowflake()  # the bot may not send messages here
+        self.role = snowflake()
+        self.bot_role = snowflake()
+        channel_names = {self.feed: "calls", self.audit: "audit", self.mute: "read-only"}
+        self.channels = {
+            channel_id: {
+                "id": channel_id,
+                "type": 0,
+                "guild_id": self.id,
+                "name": name,
+                "position": 0,
+                "permission_overwrites": (
+                    [{"id": self.bot_role, "type": 0, "allow": "0", "deny": str(SEND_MESSAGES)}]
+                    if channel_id == self.mute
+                    else []
+                ),
+            }
+            for channel_id, name in channel_names.items()
+        }
+        roles = [
+            _role(self.id, "@everyone", 0),
+            _role(self.role, "dispatch", 0),
+            _role(self.bot_role, "bot", BOT_PERMISSIONS),
+        ]
+        bot._connection._add_guild_from_data(
+            {
+                "id": self.id,
+                "name": f"guild {self.id[-4:]}",
+                "owner_id": USER_ID,
+                "roles": roles,
+                "channels": list(self.channels.values()),
+                "members": [
+                    {
+                        "user": {"id": BOT_ID, "username": "dispatch-bot", "discriminator": "0", "avatar": None},
+                        "roles": [self.bot_role],
+                        "joined_at": "2024-01-01T00:00:00+00:00",
+                        "deaf": False,
+                        "mute": False,
+                        "flags": 0,
+                    }
+                ],
+                "member_count": 2,
+                "features": [],
+                "emojis": [],
+                "stickers": [],
+                "unavailable": False,
+            }
+        )
+        self.roles = {role["id"]: role for role in roles}
+
+    def setup(
+        self, sub: str, *, permissions: int = MANAGE_GUILD, user_id: str = USER_ID, **options: Any
+    ) -> dict[str, Any]:
+        """/setup <sub> as Discord sends it: channels and roles as ids with their resolved data."""
+        payload = slash("setup", permissions=permissions, user_id=user_id)
+        resolved: dict[str, dict[str, Any]] = {}
+        values = []
+        for name, value in options.items():
+            if isinstance(value, tuple):  # ("channel", id) or ("role", id)
+                kind, snowflake_id = value
+                values.append({"name": name, "type": 7 if kind == "channel" else 8, "value": snowflake_id})
+                data = self.channels[snowflake_id] if kind == "channel" else self.roles[snowflake_id]
+                resolved.setdefault(f"{kind}s", {})[snowflake_id] = (
+                    {**data, "permissions": "0"} if kind == "channel" else data
+                )
+            else:
+                option_type = {str: 3, int: 4, bool: 5, float: 10}[type(value)]
+                values.append({"name": name, "type": option_type, "value": value})
+        payload["data"]["options"] = [{"name": sub, "type": 1, "options": values}]
+        if resolved:
+            payload["data"]["resolved"] = resolved
+        return self.here(payload)
+
+    def here(self, payload: dict[str, Any]) -> dict[str, Any]:
+        payload["guild_id"] = self.id
+        payload["channel"]["guild_id"] = self.id
+        return payload
+
+    def form(self, cad: FakeCad, *, key: str | None = None, community: str | None = None) -> dict[str, Any]:
+        return self.here(
+            modal_submit(
+                "setup:cad",
+                {
+                    "setup:community_id": community or cad.community_id,
+                    "setup:api_key": key or cad.api_key,
+                    "setup:api_url": cad.url,
+                },
+            )
+        )
+
+
+def _role(role_id: str, name: str, permissions: int) -> dict[str, Any]:
+    return {
+        "id": role_id,
+        "name": name,
+        "color": 0,
+        "hoist": False,
+        "position": 0,
+        "permissions": str(permissions),
+        "managed": False,
+        "mentionable": True,
+        "flags": 0,
+    }
+
+
+HostedBot = Callable[..., Awaitable[DispatchBot]]
+
+
+@pytest.fixture
+async def hosted_bot(discord_api: FakeDiscord, tmp_path: Path) -> AsyncIterator[HostedBot]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory(**hosting: Any) -> DispatchBot:
+            bot = DispatchBot(hosted_settings(tmp_path, **hosting), autostart_feed=False)
+            stack.push_async_callback(bot.close)
+            await bot.login("fake-token")
+            return bot
+
+        yield factory
+
+
+@pytest.fixture
+async def cads() -> AsyncIterator[Callable[..., Awaitable[FakeCad]]]:
+    started: list[FakeCad] = []
+
+    async def factory(**kwargs: Any) -> FakeCad:
+        cad = FakeCad(**kwargs)
+        await cad.start()
+        started.append(cad)
+        return cad
+
+    yield factory
+    for cad in started:
+        await cad.close()
+
+
+def last_reply(discord_api: FakeDiscord) -> str:
+    replies = [reply for reply in discord_api.replies() if (reply.get("data") or reply).get("content")]
+    return str((replies[-1].get("data") or replies[-1])["content"])
+
+
+async def link(bot: DispatchBot, guild: Guild, cad: FakeCad, discord_api: FakeDiscord, **form: Any) -> str:
+    await dispatch_interaction(bot, guild.setup("cad"))
+    await dispatch_interaction(bot, guild.form(cad, **form))
+    return last_reply(discord_api)
+
+
+def files_bytes(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in folder.rglob("*") if path.is_file())
+
+
+async def test_setup_cad_opens_a_form_with_the_three_inputs(hosted_bot: HostedBot, discord_api: FakeDiscord) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await dispatch_interaction(bot, guild.setup("cad"))
+    (modal,) = [reply for reply in discord_api.replies() if reply.get("type") == 9]
+    labels = [row["components"][0]["label"] for row in modal["data"]["components"]]
+    assert labels == ["Community ID", "API key", "API URL"]
+    assert [row["components"][0]["required"] for row in modal["data"]["components"]] == [True, True, False]
+
+
+async def test_setup_end_to_end_links_sets_a_feed_and_posts_a_call(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, tmp_path: Path
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    cad = await cads(api_key="key-OF-COMMUNITY-A-0123456789")
+    reply = await link(bot, guild, cad, discord_api)
+    assert reply.startswith(f"Linked to community {cad.community_id}")
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed), calls="emergency"))
+    assert last_reply(discord_api).startswith("Done: feed #calls: server 1, emergency")
+    cad.add_911("Jane Roe", "Legion Square", "Robbery in progress")
+    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    (post,) = discord_api.channel_messages(guild.feed)
+    assert "Legion Square" in str(post["embeds"])
+    # never the key: not in a reply, not in the files the bot keeps
+    assert all(cad.api_key not in str(reply) for reply in discord_api.replies())
+    assert cad.api_key.encode() not in files_bytes(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("make", "form", "said"),
+    [
+        ({}, {"key": "not-the-key"}, "The CAD refused that API key"),
+        ({"plan": 0}, {}, "upgrade the Sonoran plan first"),
+    ],
+    ids=["wrong key", "plan too low"],
+)
+async def test_setup_cad_stores_nothing_the_cad_refuses(
+    hosted_bot: HostedBot,
+    discord_api: FakeDiscord,
+    cads: Any,
+    tmp_path: Path,
+    make: dict[str, Any],
+    form: dict[str, Any],
+    said: str,
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    cad = await cads(**make)
+    reply = await link(bot, guild, cad, discord_api, **form)
+    assert reply.startswith("Nothing was stored.") and said in reply
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 0
+    assert not (tmp_path / "communities").exists() or not list((tmp_path / "communities").iterdir())
+    await dispatch_interaction(bot, guild.setup("show"))
+    assert "run /setup cad first" in last_reply(discord_api)
+
+
+async def test_setup_cad_with_an_unreachable_url_stores_nothing(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    cad = await cads()
+    await cad.close()  # nothing listens there any more
+    reply = await link(bot, guild, cad, discord_api)
+    assert reply.startswith("Nothing was stored.") and "did not answer" in reply
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 0
+
+
+async def test_setup_needs_manage_server_and_a_linked_community(
+    hosted_bot: HostedBot, discord_api: FakeDiscord
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await dispatch_interaction(bot, guild.setup("show", permissions=0))
+    assert "Manage Server" in last_reply(discord_api)
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed)))
+    assert "run /setup cad first" in last_reply(discord_api)
+    await dispatch_interaction(bot, guild.here(slash("calls")))
+    assert "/setup cad" in last_reply(discord_api)
+
+
+async def test_a_channel_the_bot_cannot_post_in_is_refused(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.mute)))
+    reply = last_reply(discord_api)
+    assert "cannot post in #read-only" in reply and "Send Messages" in reply
+    assert bot.host is not None and bot.host.guild_config(int(guild.id)).feeds == []
+
+
+async def test_roles_toggle_and_every_change_is_audited_without_the_key(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    cad = await cads(api_key="key-OF-COMMUNITY-A-0123456789")
+    await link(bot, guild, cad, discord_api)
+    await dispatch_interaction(bot, guild.setup("audit", channel=("channel", guild.audit)))
+    await dispatch_interaction(bot, guild.setup("dispatcher-role", role=("role", guild.role)))
+    assert bot.host is not None
+    assert bot.host.guild_config(int(guild.id)).dispatcher_role_ids == [int(guild.role)]
+    await dispatch_interaction(bot, guild.setup("dispatcher-role", role=("role", guild.role)))
+    assert bot.host.guild_config(int(guild.id)).dispatcher_role_ids == []
+    changes = await bot.host.registry.changes(int(guild.id))
+    whats = [change.what for change in changes]
+    assert any("linked community" in what for what in whats) and "audit channel #audit" in whats
+    assert "added dispatcher role @dispatch" in whats and "removed dispatcher role @dispatch" in whats
+    community = bot.communities.for_guild(int(guild.id))
+    audit = community.audit_log(int(guild.id))
+    assert audit is not None
+    await audit.flush()
+    posted = str(discord_api.channel_messages(guild.audit))
+    assert "removed dispatcher role" in posted and cad.api_key not in posted
+    await dispatch_interaction(bot, guild.setup("show"))
+    shown = last_reply(discord_api)
+    assert bot.host.hosted_for(int(guild.id)) is not None
+    assert bot.host.hosted_for(int(guild.id)).tenant.fingerprint in shown  # type: ignore[union-attr]
+    assert cad.api_key not in shown
+
+
+async def test_two_communities_side_by_side_never_meet(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild_a, guild_b = Guild(bot), Guild(bot)
+    cad_a = await cads(api_key="key-A-0123456789")
+    cad_b = await cads(api_key="key-B-0123456789")
+    await link(bot, guild_a, cad_a, discord_api)
+    await link(bot, guild_b, cad_b, discord_api)
+    await dispatch_interaction(bot, guild_a.setup("feed", channel=("channel", guild_a.feed)))
+    await dispatch_interaction(bot, guild_b.setup("feed", channel=("channel", guild_b.feed)))
+    call_a = cad_a.add_911("Alice", "Paleto Bay", "A's call")
+    cad_b.add_911("Bob", "Sandy Shores", "B's call")
+    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    posted_a = str(discord_api.channel_messages(guild_a.feed))
+    posted_b = str(discord_api.channel_messages(guild_b.feed))
+    assert "Paleto Bay" in posted_a and "Sandy Shores" not in posted_a
+    assert "Sandy Shores" in posted_b and "Paleto Bay" not in posted_b
+    # a member of B clicks a crafted button naming A's call, in A's feed channel: refused, and A's CAD
+    # hears nothing of it
+    requests_before = len(cad_a.requests)
+    crafted = guild_b.here(button(f"card:remove:1:{call_a}", snowflake(), permissions=MANAGE_GUILD))
+    crafted["channel_id"] = guild_a.feed
+    await dispatch_interaction(bot, crafted)
+    assert "not shown here" in last_reply(discord_api) or "was not posted here" in last_reply(discord_api)
+    assert len(cad_a.requests) == requests_before and call_a in cad_a.servers[1].emergency
+    # A's CAD goes down: B's feed still posts its new call in the same cycle
+    await cad_a.close()
+    cad_b.add_911("Carol", "Grapeseed", "B's second call")
+    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    assert "Grapeseed" in str(discord_api.channel_messages(guild_b.feed))
+
+
+async def test_two_servers_share_one_community(hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any) -> None:
+    bot = await hosted_bot()
+    main, department = Guild(bot), Guild(bot)
+    cad = await cads()
+    await link(bot, main, cad, discord_api)
+    reply = await link(bot, department, cad, discord_api)
+    assert reply.startswith("Linked")
+    assert bot.communities.for_guild(int(main.id)) is bot.communities.for_guild(int(department.id))
+    assert bot.host is not None and len(bot.host) == 1
+    await dispatch_interaction(bot, main.setup("feed", channel=("channel", main.feed)))
+    await dispatch_interaction(bot, department.setup("feed", channel=("channel", department.feed)))
+    community = bot.communities.for_guild(int(main.id))
+    assert {feed.channel_id for feed in community.settings.feeds} == {int(main.feed), int(department.feed)}
+    cad.add_911("Dave", "Vinewood", "One call for both servers")
+    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    assert len(discord_api.channel_messages(main.feed)) == 1
+    assert len(discord_api.channel_messages(department.feed)) == 1
+
+
+async def test_removed_from_its_last_server_the_community_is_deleted(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, tmp_path: Path
+) -> None:
+    bot = await hosted_bot()
+    main, department = Guild(bot), Guild(bot)
+    cad = await cads()
+    await link(bot, main, cad, discord_api)
+    await link(bot, department, cad, discord_api)
+    assert bot.host is not None
+    hosted = bot.host.hosted_for(int(main.id))
+    assert hosted is not None
+    state = community_state_path(bot.settings, hosted.tenant.id)
+    assert state.exists()
+    await bot.on_guild_remove(bot.get_guild(int(department.id)))  # type: ignore[arg-type]
+    assert bot.communities.find(int(department.id)) is None
+    assert await bot.host.registry.count_tenants() == 1 and state.exists()
+    await bot.on_guild_remove(bot.get_guild(int(main.id)))  # type: ignore[arg-type]
+    assert bot.communities.find(int(main.id)) is None and len(bot.host) == 0
+    assert await bot.host.registry.count_tenants() == 0 and not state.exists()
+
+
+async def test_setup_remove_asks_first_then_deletes(hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    await dispatch_interaction(bot, guild.setup("remove"))
+    question = discord_api.last_interaction_message()
+    assert "last server" in question["content"]
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 1  # nothing yet
+    remove = guild.here(button(button_id(question, "Remove"), question["id"], message=question))
+    await dispatch_interaction(bot, remove)
+    assert await bot.host.registry.count_tenants() == 0
+    assert bot.communities.find(int(guild.id)) is None
+
+
+async def test_a_restart_finds_every_community_again(discord_api: FakeDiscord, cads: Any, tmp_path: Path) -> None:
+    cad = await cads()
+    first = DispatchBot(hosted_settings(tmp_path), autostart_feed=False)
+    await first.login("fake-token")
+    guild = Guild(first)
+    await link(first, guild, cad, discord_api)
+    await dispatch_interaction(first, guild.setup("feed", channel=("channel", guild.feed)))
+    await first.close()
+    again = DispatchBot(hosted_settings(tmp_path), autostart_feed=False)
+    try:
+        await again.login("fake-token")
+        community = again.communities.for_guild(int(guild.id))
+        assert [feed.channel_id for feed in community.settings.feeds] == [int(guild.feed)]
+    finally:
+        await again.close()
+
+
+async def test_a_wrong_master_key_stops_the_start_in_one_line(
+    discord_api: FakeDiscord, cads: Any, tmp_path: Path
+) -> None:
+    cad = await cads()
+    first = DispatchBot(hosted_settings(tmp_path), autostart_feed=False)
+    await first.login("fake-token")
+    await link(first, Guild(first), cad, discord_api)
+    await first.close()
+    other = Fernet.generate_key().decode()
+    bot = DispatchBot(hosted_settings(tmp_path, secret_keys=other), autostart_feed=False)
+    from bot.hosting.secrets import MasterKeyError
+
+    with pytest.raises(MasterKeyError) as caught:
+        await bot.login("fake-token")
+    await bot.close()
+    assert "\n" not in str(caught.value) and other not in str(caught.value) and MASTER_KEY not in str(caught.value)
