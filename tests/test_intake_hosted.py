@@ -21,7 +21,7 @@ from bot.app import build_community
 from bot.community import Communities, Community
 from bot.config import Settings
 from bot.intake.listener import KEY_WINDOW, PushListener, push_url
-from bot.intake.router import Intake
+from bot.intake.router import Intake, hosted_routes
 from bot.services import open_services
 
 from .conftest import BotFactory
@@ -255,3 +255,9 @@ def test_push_url_is_the_path_and_the_token_on_the_given_base() -> None:
     assert push_url(push.push, "TOKEN", "https://bot.example.com/") == "https://bot.example.com/sonorancad/event/TOKEN"
     root = Settings(discord={"token": DISCORD_TOKEN}, hosting={"enabled": True}, push={"path": "/", "port": 8080})
     assert push_url(root.push, "TOKEN") == "http://127.0.0.1:8080/TOKEN"
+
+
+async def test_a_route_names_its_community_and_never_shows_its_key(hosted: Hosted) -> None:
+    route = hosted_routes(hosted.registry)(f"{hosted.tokens['a']}/2")
+    assert route is not None and route.label == "community-a" and route.server_id == 2
+    assert KEY_A not in repr(route) and KEY_A not in repr(hosted.intake) and KEY_A not in repr(hosted.listener)
