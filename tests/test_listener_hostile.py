@@ -20,7 +20,7 @@ import bot.intake.listener as listener_module
 import bot.sonoran.events as events_module
 from bot import ConfigError, load_settings
 from bot.intake.keyscan import leading_key
-from bot.intake.listener import MAX_BODY, READ_CHUNK, PushListener
+from bot.intake.listener import MAX_BODY, READ_CHUNK, PushListener, PushRoute, one_route
 from bot.preflight import push_checks
 from bot.sonoran.events import Envelope, Event
 
@@ -106,11 +106,16 @@ async def bare() -> AsyncIterator[BareFactory]:
             host="127.0.0.1",
             port=0,
             path=PATH,
-            default_server_id=1,
-            api_key=KEY,
-            routes=lambda _server: True,
-            takes=lambda _server, _event: True,
-            deliver=deliver,
+            resolve=one_route(
+                PushRoute(
+                    label="bare",
+                    api_key=KEY,
+                    server_id=1,
+                    routes=lambda _server: True,
+                    takes=lambda _server, _event: True,
+                    deliver=deliver,
+                )
+            ),
             allow_from=allow_from,
             clock=clock,
         )
@@ -308,11 +313,16 @@ def test_allow_from_takes_ipv4_ipv6_and_mapped_addresses() -> None:
         host="::",
         port=0,
         path=PATH,
-        default_server_id=1,
-        api_key=KEY,
-        routes=lambda _server: True,
-        takes=lambda _server, _event: True,
-        deliver=lambda _server, _events: asyncio.sleep(0),
+        resolve=one_route(
+            PushRoute(
+                label="bare",
+                api_key=KEY,
+                server_id=1,
+                routes=lambda _server: True,
+                takes=lambda _server, _event: True,
+                deliver=lambda _server, _events: asyncio.sleep(0),
+            )
+        ),
         allow_from=("203.0.113.0/24", "2001:db8::/32"),
     )
     assert listener.allows("203.0.113.9") and listener.allows("::ffff:203.0.113.9")

@@ -1,7 +1,11 @@
 """The push listener: a small aiohttp server inside the bot that takes Sonoran push events.
 
 `POST {path}` takes events for the configured server; `POST {path}/{server_id}` names the server
-(one URL per game server, for FiveM forwarding). Answers, as the FiveM receiver does, in plain
+(one URL per game server, for FiveM forwarding). Which community a request is for (its key, its
+server, where its events go: a `PushRoute`) is resolved from what its path holds after `path`,
+before a byte of its body is read (`resolve`, given by `bot.intake.router`: one community in the
+TOML mode, a path token per community in hosted mode); a path that resolves to nothing is a wrong
+path, answered 404 like any other. Answers, as the FiveM receiver does, in plain
 text: 200 `ok` (or `ok - ignored` for an event that changes no feed), 400 for a body that is not a
 JSON object with `type` and `data` (too deep, or a key that is not text, included), 401 for a wrong
 or missing key, 413 over 1 MiB or over MAX_EVENTS_PER_REQUEST events, 404 for another path.
@@ -38,8 +42,8 @@ import os
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -50,6 +54,9 @@ from ..sonoran.models import ServerId
 from ..sonoran.ratelimit import SlidingWindowLimiter
 from ..statechanges import StateChanges
 from .keyscan import leading_key
+
+if TYPE_CHECKING:
+    from ..config import PushSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,19 @@ def listener_url(host: str, port: int, path: str, server_id: ServerId | None = N
     """The URL a sender on this machine reaches the listener at (0.0.0.0 is every address)."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return f"http://{shown}:{port}{path.rstrip('/')}" + (f"/{server_id}" if server_id is not None else "")
+
+
+def push_url(push: PushSettings, token: str, base: str | None = None) -> str:
+    """A hosted community's push URL, `{path}/{token}` (`/setup show`): on `base` (the public
+    address, e.g. `https://bot.example.com`, which the bot cannot know), else on this machine's."""
+    if base is None:
+        return f"{listener_url(push.host, push.port, push.path)}/{token}"
+    return f"{base.rstrip('/')}{push.path.rstrip('/')}/{token}"
+
+
+def server_of(segment: str) -> ServerId | None:
+    """The CAD server id a path segment names (digits only), or None."""
+    return int(segment) if segment.isascii() and segment.isdigit() and len(segment) < 19 else None
 
 
 def sample_event(api_key: str, *, post: bool) -> bytes:
@@ -133,6 +153,40 @@ BAD_KEY = PushAnswer(401, "error")
 TOO_MANY_EVENTS = PushAnswer(413, f"error: more than {MAX_EVENTS_PER_REQUEST} events in one request")
 BUSY = PushAnswer(503, "error: busy, send it again later")
 NOT_STORED = PushAnswer(503, "error: the event could not be stored, send it again later")
+
+
+@dataclass(frozen=True)
+class PushRoute:
+    """Where one request's events go: one community's key, the server its events are for, and its
+    feed's `routes`, `takes` and `deliver` (see `PushListener`)."""
+
+    label: str  # the community's name, for log lines (never its key)
+    api_key: str = field(repr=False)
+    server_id: ServerId
+    routes: Callable[[ServerId], bool]
+    takes: Callable[[ServerId, Event], bool]
+    deliver: Callable[[ServerId, list[Event]], Awaitable[None]]
+
+    def for_server(self, server_id: ServerId) -> PushRoute:
+        return self if server_id == self.server_id else replace(self, server_id=server_id)
+
+
+# what a request's path holds after the listener's `path`, without its slashes ("" for `path`
+# itself, "1" for `path/1`) -> its route, or None for a wrong path; called before the body is read
+Resolve = Callable[[str], PushRoute | None]
+
+
+def one_route(route: PushRoute) -> Resolve:
+    """One community's listener: `path` itself is `route`, `path/<server_id>` is `route` for that
+    server, anything else a wrong path."""
+
+    def resolve(tail: str) -> PushRoute | None:
+        if not tail:
+            return route
+        server_id = server_of(tail)
+        return route.for_server(server_id) if server_id is not None else None
+
+    return resolve
 
 
 @dataclass
@@ -185,29 +239,24 @@ class PushListener:
         host: str,
         port: int,
         path: str,
-        default_server_id: ServerId,
-        api_key: str,
-        routes: Callable[[ServerId], bool],
-        takes: Callable[[ServerId, Event], bool],
-        deliver: Callable[[ServerId, list[Event]], Awaitable[None]],
+        resolve: Resolve,
         allow_from: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`routes(server_id)`: does anything take this server's events (a feed, a board, an alert);
-        `takes(server_id, event)`: does anything take this one; `deliver(server, events)`:
-        plans and stores accepted events, returning once they are stored (raising if they cannot be).
-        `allow_from`: the networks (CIDR) connections are taken from; empty: any."""
+        """`resolve(tail)`: the route of a request whose path is `path/{tail}` (`tail` "" for `path`
+        itself), or None (404, a wrong path); called for every request before its body is read, so
+        it is cheap and decides on the path alone. A route's `routes(server_id)`: does anything take
+        this server's events (a feed, a board, an alert); `takes(server_id, event)`: does anything
+        take this one; `deliver(server, events)`: plans and stores accepted events, returning once
+        they are stored (raising if they cannot be). The caps below are the listener's, shared by
+        every route. `allow_from`: the networks (CIDR) connections are taken from; empty: any."""
         self.host = host
         self.port = port
         self.path = path.rstrip("/")
-        self.default_server_id = default_server_id
-        self._key = api_key
-        self._routes = routes
-        self._takes = takes
-        self._deliver = deliver
+        self._resolve = resolve
         self._clock = clock
         self._networks = [ipaddress.ip_network(network) for network in allow_from]
-        self._refusals_logged: dict[str, float] = {}
+        self._refusals_logged: dict[tuple[str, str], float] = {}
         self._runner: web.ServerRunner | None = None
         self._pending = 0
         self._held_bytes = 0
@@ -286,15 +335,13 @@ class PushListener:
             address = address.ipv4_mapped  # a dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d
         return any(address in network for network in self._networks)
 
-    def _route(self, request: web.BaseRequest) -> ServerId | None:
-        """The server a request's path names (the default one for `path` itself), or None."""
+    def _route(self, request: web.BaseRequest) -> PushRoute | None:
+        """The route a request's path names, or None (a wrong path)."""
         path = request.path.rstrip("/")
         if path == self.path:
-            return self.default_server_id
+            return self._resolve("")
         tail = path.removeprefix(self.path + "/")
-        if tail != path and tail.isascii() and tail.isdigit() and len(tail) < 19:
-            return int(tail)
-        return None
+        return self._resolve(tail) if tail != path else None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         connection = request.protocol if isinstance(request.protocol, _GuardedHandler) else None
@@ -311,8 +358,8 @@ class PushListener:
                 response.force_close()  # a connection that has not proved itself is not kept
 
     async def _answer_request(self, request: web.BaseRequest, connection: _GuardedHandler | None) -> web.StreamResponse:
-        server_id = self._route(request)
-        if server_id is None:
+        route = self._route(request)
+        if route is None:  # a path outside `path`, or one that names no community: the same answer
             return web.Response(status=404, text="error: not found")
         if request.method != "POST":
             return web.Response(status=405, text="error: POST only", headers={"Allow": "POST"})
@@ -322,7 +369,7 @@ class PushListener:
         source = request.remote or "?"
         try:
             try:
-                body = await asyncio.wait_for(self._read_body(request, held, source), BODY_TIMEOUT)
+                body = await asyncio.wait_for(self._read_body(request, held, source, route), BODY_TIMEOUT)
             except TimeoutError:
                 self.stats.body_timeouts += 1
                 return web.Response(status=408, text="error: the body did not arrive in time")
@@ -335,13 +382,15 @@ class PushListener:
                 return body
             if connection is not None:
                 connection.answering()
-            answer = await self.answer(body, server_id, source)
+            answer = await self.answer(body, route, source)
         finally:
             self._release(held)
         headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after else None
         return web.Response(status=answer.status, text=answer.text, headers=headers)
 
-    async def _read_body(self, request: web.BaseRequest, held: _Held, source: str) -> bytes | web.Response:
+    async def _read_body(
+        self, request: web.BaseRequest, held: _Held, source: str, route: PushRoute
+    ) -> bytes | web.Response:
         """The whole body, held and counted as it is read; or the answer that ends it early: 413
         past MAX_BODY, 503 past the memory cap, 401 for a wrong key in a long body's first bytes."""
         parts: list[bytes] = []
@@ -358,12 +407,12 @@ class PushListener:
                 checked = True
                 parts = [b"".join(parts)]
                 key = leading_key(parts[0][:KEY_WINDOW])
-                if key is not None and not key_matches(key, self._key):
+                if key is not None and not key_matches(key, route.api_key):
                     self._release(held)
                     parts.clear()
                     await _drain(request, MAX_BODY)  # read and dropped, so that the 401 is read, not reset
                     self.stats.wrong_key_early += 1
-                    self._refused_key(source)
+                    self._refused_key(source, route)
                     return web.Response(status=BAD_KEY.status, text=BAD_KEY.text)
         return b"".join(parts)
 
@@ -381,21 +430,23 @@ class PushListener:
         self._held_bytes -= held.size
         held.size = 0
 
-    async def answer(self, body: bytes, server_id: ServerId, source: str) -> PushAnswer:
-        """The whole decision for one request, without HTTP (the SignalR session uses it too)."""
+    async def answer(self, body: bytes, route: PushRoute, source: str) -> PushAnswer:
+        """The whole decision for one request to `route`, without HTTP (the SignalR session uses it
+        too): checked against the route's key, handed to the route's `deliver` only."""
+        server_id = route.server_id
         try:
             envelope = read_envelope(body)
         except BadEnvelope:
             return BAD_REQUEST
-        if not key_matches(envelope.key, self._key):
-            self._refused_key(source)
+        if not key_matches(envelope.key, route.api_key):
+            self._refused_key(source, route)
             return BAD_KEY
-        if not self._routes(server_id):
+        if not route.routes(server_id):
             return IGNORED
         if len(envelope.data) > MAX_EVENTS_PER_REQUEST:
             return TOO_MANY_EVENTS
         events: list[Event] = [
-            event for event in events_of(envelope) if not isinstance(event, Ignored) and self._takes(server_id, event)
+            event for event in events_of(envelope) if not isinstance(event, Ignored) and route.takes(server_id, event)
         ]
         if not events:
             return IGNORED
@@ -408,7 +459,7 @@ class PushListener:
             return PushAnswer(429, f"error: over {MAX_EVENTS_PER_MINUTE} events a minute", max(1, math.ceil(wait)))
         self._pending += 1
         try:
-            await self._deliver(server_id, events)
+            await route.deliver(server_id, events)
         except Exception:  # logged where it failed; the sender is told to send it again
             return PushAnswer(NOT_STORED.status, NOT_STORED.text, RETRY_AFTER)
         finally:
@@ -445,15 +496,21 @@ class PushListener:
         else:
             log.warning("push: %s", detail)
 
-    def _refused_key(self, source: str) -> None:
+    def _refused_key(self, source: str, route: PushRoute) -> None:
         self.stats.wrong_key += 1
         now = self._clock()
-        if now - self._refusals_logged.get(source, -REFUSAL_LOG_SECONDS) < REFUSAL_LOG_SECONDS:
+        # per community too: behind a shared reverse proxy every sender has the proxy's address
+        seen = (route.label, source)
+        if now - self._refusals_logged.get(seen, -REFUSAL_LOG_SECONDS) < REFUSAL_LOG_SECONDS:
             return
         if len(self._refusals_logged) > 10_000:  # a scan from many addresses must not grow this forever
             self._refusals_logged = {s: t for s, t in self._refusals_logged.items() if now - t < REFUSAL_LOG_SECONDS}
-        self._refusals_logged[source] = now
-        log.warning("push: refused an event from %s: wrong or missing key (logged once a minute per address)", source)
+        self._refusals_logged[seen] = now
+        log.warning(
+            "push: refused an event from %s for %s: wrong or missing key (logged once a minute per address)",
+            source,
+            route.label,
+        )
 
 
 @dataclass

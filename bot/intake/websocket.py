@@ -5,7 +5,8 @@ The protocol is pysignalr's (an optional extra: `pip install ".[websocket]"` in 
 not a hand-written one. After every (re)connect the session calls
 `authenticatev2(communityId, apiKey, serverId)`, as Sonoran's FiveM resource does; the hub then
 calls the client method `pushEvent` with the same `{key, type, data}` envelope as the HTTP push,
-as a JSON string or an object, which goes through the listener's own checks (`PushListener.answer`).
+as a JSON string or an object, which goes through the listener's own checks (`PushListener.answer`)
+on the community's route. TOML mode only: a hosted deployment opens no sessions (`bot.intake.router`).
 
 Sonoran does not document what happens when the game server holds a session for the same server
 id: the bot may take the game server's events. `check` and the README say so, and advise a
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..backoff import Backoff
 from ..sonoran.models import ServerId
-from .listener import PushListener, PushListenerError
+from .listener import PushListener, PushListenerError, PushRoute
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,16 @@ class PushSessions:
     retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0, 60.0)
 
     def __init__(
-        self, listener: PushListener, *, api_url: str, community_id: str, api_key: str, server_ids: list[ServerId]
+        self,
+        listener: PushListener,
+        route: PushRoute,
+        *,
+        api_url: str,
+        community_id: str,
+        api_key: str,
+        server_ids: list[ServerId],
     ) -> None:
+        """`route`: the community whose events the sessions take (each session's for its server)."""
         try:
             from pysignalr.client import SignalRClient
         except ImportError:
@@ -51,6 +60,7 @@ class PushSessions:
             ) from None
         self._client_class = SignalRClient
         self.listener = listener
+        self._routes = {server_id: route.for_server(server_id) for server_id in server_ids}
         self.url = api_url.rstrip("/") + HUB_PATH
         self._community = community_id
         self._key = api_key
@@ -95,7 +105,7 @@ class PushSessions:
             async def push_event(arguments: list[Any], server_id: ServerId = server_id) -> None:
                 for payload in arguments:
                     body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-                    answer = await self.listener.answer(body, server_id, "signalr")
+                    answer = await self.listener.answer(body, self._routes[server_id], "signalr")
                     if answer.status != 200:
                         log.warning("push websocket, server %s: an event was refused (%s)", server_id, answer.text)
 
