@@ -4,6 +4,7 @@ removal from a guild, and what is kept at rest."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -353,10 +354,19 @@ async def test_two_communities_side_by_side_never_meet(
     await dispatch_interaction(bot, crafted)
     assert "not shown here" in last_reply(discord_api) or "was not posted here" in last_reply(discord_api)
     assert len(cad_a.requests) == requests_before and call_a in cad_a.servers[1].emergency
-    # A's CAD goes down: B's feed still posts its new call in the same cycle
-    await cad_a.close()
+    # A's CAD hangs (then 429s): B's feed posts its new call while A's poll is still waiting
+    cad_a.fail_next("get_calls", delay=3.0, passthrough=True)
+    cad_a.fail_next("get_calls", status=429, body='{"message": "Too Many Requests"}', content_type="application/json")
     cad_b.add_911("Carol", "Grapeseed", "B's second call")
-    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    engine_a = bot.communities.for_guild(int(guild_a.id)).feed
+    engine_b = bot.communities.for_guild(int(guild_b.id)).feed
+    assert engine_a is not None and engine_b is not None
+    poll_a = asyncio.ensure_future(engine_a.poll_once())
+    poll_b = asyncio.ensure_future(engine_b.poll_once())
+    done, _ = await asyncio.wait({poll_a, poll_b}, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {poll_b} and "Grapeseed" in str(discord_api.channel_messages(guild_b.feed))
+    await poll_a
+    await engine_a.poll_once()  # the 429: A backs off, B is not asked to
     assert "Grapeseed" in str(discord_api.channel_messages(guild_b.feed))
 
 
@@ -447,3 +457,30 @@ async def test_a_wrong_master_key_stops_the_start_in_one_line(
         await bot.login("fake-token")
     await bot.close()
     assert "\n" not in str(caught.value) and other not in str(caught.value) and MASTER_KEY not in str(caught.value)
+
+
+def test_sync_in_hosted_mode_binds_nothing_and_needs_no_master_key(
+    tmp_path: Path, discord_api: FakeDiscord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sync` only declares the commands (with /setup): no registry opened, no port bound, even with
+    the port held by a running bot and no master key in sight."""
+    import socket
+
+    from bot.cli import main
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = tmp_path / "hosted.toml"
+        config.write_text(
+            f'[discord]\ntoken = "{DISCORD_TOKEN}"\n[hosting]\nenabled = true\n'
+            f'[state]\npath = "{tmp_path / "hosting.sqlite3"}"\n'
+            f'[push]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+        )
+        assert main(["sync", "--guild", "333333333333333333", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "registered" in out and "Traceback" not in err
+    assert not (tmp_path / "hosting.sqlite3").exists()
+    synced = discord_api.sent("PUT", r"/commands$")[-1]
+    assert "setup" in {command["name"] for command in synced}
