@@ -28,7 +28,6 @@ from typing import Any
 import aiohttp
 
 from bench._common import ROOT, feed_of, logged_in_bot, percentile, report, rss_mib
-from bot.sonoran.ratelimit import SlidingWindowLimiter
 from tests.doubles.fake_cad import API_KEY, FakeCad
 
 SIZES = (10_000, 100_000)
@@ -91,7 +90,7 @@ async def one_size(count: int) -> dict[str, Any]:
             feed = feed_of(bot)
             listener = bot.intake.listener if bot.intake else None
             assert listener is not None
-            listener._budget = SlidingWindowLimiter(PER_MINUTE, 60.0, clock=lambda: minute[0])
+            listener.events_per_minute, listener.budget_clock = PER_MINUTE, lambda: minute[0]
             url = f"http://127.0.0.1:{listener.bound_port}{PATH}"
             await feed.units.poll_once()  # the (empty) units list: the board may be drawn
             gc.collect()

@@ -262,8 +262,8 @@ def startup_line(settings: Settings, config: Path | None) -> str:
     where = str(config.resolve()) if config is not None else "(built in code)"
     if settings.hosting.enabled:
         return (
-            f"sonoran-dispatch-bot {version()} starting in hosted mode: config {where}; registry {settings.state.path}; "
-            f"serves the communities set up with /setup, {', '.join(served[3:])}"
+            f"sonoran-dispatch-bot {version()} starting in hosted mode: config {where}; "
+            f"registry {settings.state.path}; serves the communities set up with /setup, {', '.join(served[3:])}"
         )
     return (
         f"sonoran-dispatch-bot {version()} starting: config {where}; Sonoran API v{settings.cad.api_version} "

@@ -261,3 +261,12 @@ async def test_a_route_names_its_community_and_never_shows_its_key(hosted: Hoste
     route = hosted_routes(hosted.registry)(f"{hosted.tokens['a']}/2")
     assert route is not None and route.label == "community-a" and route.server_id == 2
     assert KEY_A not in repr(route) and KEY_A not in repr(hosted.intake) and KEY_A not in repr(hosted.listener)
+
+
+async def test_one_communitys_flood_is_its_own_429(hosted: Hosted) -> None:
+    """The events-a-minute cap counts per community: A past it is answered 429, B is still taken."""
+    hosted.listener.events_per_minute = 2
+    answers = [await hosted.post(f"{PATH}/{hosted.tokens['a']}", event(40 + n, KEY_A)) for n in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 429]
+    assert await hosted.post(f"{PATH}/{hosted.tokens['b']}", event(50, KEY_B)) == (200, "ok")
+    assert await stored(hosted.b) == [(B_CHANNEL, 1, 50)]

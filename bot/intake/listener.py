@@ -14,7 +14,7 @@ The 200 is a promise: it goes back only once `deliver` has planned and stored th
 SIGKILL right after it loses nothing. When the bot cannot keep up it says so instead of queueing
 without limit: 503 with `Retry-After` while MAX_PENDING requests wait to be stored, when the store
 fails, or for a body past SMALL_BODY while the bodies being read hold MAX_HELD_BYTES (counted as
-read, not as declared); 429 with `Retry-After` past MAX_EVENTS_PER_MINUTE.
+read, not as declared); 429 with `Retry-After` past MAX_EVENTS_PER_MINUTE from one community (each counts its own).
 
 It faces the internet, and its caps refuse the attacker, not the CAD (docs/push-listener.md):
 - `allow_from` (networks): a connection from elsewhere is closed at accept, before a byte is read;
@@ -64,6 +64,7 @@ MAX_BODY = 1024 * 1024
 REFUSAL_LOG_SECONDS = 60.0
 MAX_EVENTS_PER_REQUEST = 100  # Sonoran sends one event a request; a forwarder may batch a few
 MAX_EVENTS_PER_MINUTE = 3000  # a busy community sends a few a second at its peak
+MAX_BUDGETS = 10_000  # per-community event counts kept at once
 MAX_PENDING = 128  # requests waiting for their events to be stored
 MAX_HELD_BYTES = 32 * 1024 * 1024  # body bytes read and not yet answered, all requests together
 SMALL_BODY = 64 * 1024  # what one request holds before MAX_HELD_BYTES applies (an event is a few KiB)
@@ -260,7 +261,11 @@ class PushListener:
         self._runner: web.ServerRunner | None = None
         self._pending = 0
         self._held_bytes = 0
-        self._budget = SlidingWindowLimiter(MAX_EVENTS_PER_MINUTE, 60.0, clock=clock)
+        # events a minute, counted per community (per CAD key, as Sonoran counts): one community's
+        # flood is answered 429 without touching another's
+        self.events_per_minute = MAX_EVENTS_PER_MINUTE
+        self.budget_clock = clock
+        self._budgets: dict[str, SlidingWindowLimiter] = {}
         self._state = StateChanges()  # ok | busy: logged once per change
         self.stats = ListenerStats()
         self._episodes = {
@@ -453,10 +458,10 @@ class PushListener:
         if self._pending >= MAX_PENDING:
             self._changed("busy", f"{MAX_PENDING} requests wait to be stored; answering 503")
             return PushAnswer(BUSY.status, BUSY.text, RETRY_AFTER)
-        wait = self._budget.take(len(events))
+        wait = self._budget_of(route).take(len(events))
         if wait:
-            self._changed("busy", f"over {MAX_EVENTS_PER_MINUTE} events a minute; answering 429")
-            return PushAnswer(429, f"error: over {MAX_EVENTS_PER_MINUTE} events a minute", max(1, math.ceil(wait)))
+            self._changed("busy", f"{route.label}: over {self.events_per_minute} events a minute; answering 429")
+            return PushAnswer(429, f"error: over {self.events_per_minute} events a minute", max(1, math.ceil(wait)))
         self._pending += 1
         try:
             await route.deliver(server_id, events)
@@ -471,6 +476,16 @@ class PushListener:
         return OK
 
     # --- what the connections report ------------------------------------------------------------
+    def _budget_of(self, route: PushRoute) -> SlidingWindowLimiter:
+        budget = self._budgets.get(route.api_key)
+        if budget is None:
+            if len(self._budgets) >= MAX_BUDGETS:  # communities removed since: start the count afresh
+                self._budgets.clear()
+            budget = self._budgets[route.api_key] = SlidingWindowLimiter(
+                self.events_per_minute, 60.0, clock=self.budget_clock
+            )
+        return budget
+
     def evicted(self, peer: str) -> None:
         self.stats.evicted += 1
         self._episodes["full"].hit(f"closing the oldest connection that has not proved itself to make room, {peer}")
