@@ -338,6 +338,16 @@ async def test_check_in_hosted_mode_asks_no_cad(tmp_path: Path, discord_api: Fak
     assert all(c.ok for c in checks), "\n".join(c.line() for c in checks)
 
 
+def test_check_on_the_command_line_in_hosted_mode(
+    tmp_path: Path, discord_api: FakeDiscord, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SONORAN_BOT_HOSTING__SECRET_KEYS", f"{NEW},{OLD}")
+    assert main(["check", "--config", str(hosted_config(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "ok      community keys: 0 communities' keys decrypt" in out and "4 ok, 0 problem(s)" in out
+    assert NEW not in out and OLD not in out
+
+
 def test_keys_generate_prints_a_key_and_nothing_else(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "generate"]) == 0
     out = capsys.readouterr().out
