@@ -20,8 +20,9 @@ import discord
 
 from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
+from .hosting import keys_cli
 from .hosting.plan import FEED_POLL_SECONDS
-from .hosting.secrets import MasterKeyError
+from .hosting.secrets import MasterKeyError, master_keys
 from .instance import AlreadyRunning, LockUnavailable, instance_lock
 from .intake.listener import PushListenerError, listener_url, raise_open_file_limit, sample_event
 from .logs import setup_logging, silence_voice_warnings
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"`{prog} check`, `{prog} sync`, `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo,invite}")
+    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo,invite,keys}")
     commands.add_parser(
         "run",
         parents=[common],
@@ -131,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--for", dest="seconds", type=float, metavar="SECONDS", help="end after this long (exit 0)")
     demo.add_argument("--channel", type=int, metavar="ID", help="with a token: the channel to post in")
+    keys = commands.add_parser(
+        "keys",
+        parents=[common],
+        help="hosted mode: make a master key, or re-encrypt the stored keys under the newest",
+        description="The master keys of a hosted deployment (hosting.secret_keys, newest first). `generate` "
+        "prints a new one; `rotate` re-encrypts every community's key under the newest, safely beside the "
+        "running bot.",
+    )
+    keys.add_argument("action", choices=["generate", "rotate"])
     return parser
 
 
@@ -145,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = resolve_config_path(getattr(args, "config", None), environ)
     if command == "demo":
         return demo(path, args.seconds, args.channel, environ)
+    if command == "keys" and args.action == "generate":
+        return keys_cli.generate()  # needs no configuration
     try:
         settings = load_settings(path, environ, dotenv_names=from_dotenv)
     except ConfigError as error:
@@ -160,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(sync(settings, args.guild))
     if command == "invite":
         return asyncio.run(invite(settings))
+    if command == "keys":
+        return asyncio.run(keys_cli.rotate(settings))
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings, config=path))
@@ -217,12 +231,13 @@ def _play_demo(seconds: float | None, token: str | None, channel_id: int | None)
 def _secrets(settings: Settings) -> list[str]:
     """What no log line or report may show: the token, the CAD key, hosted mode's master keys (each
     community's key is redacted by its own CAD client)."""
-    secrets = [settings.discord.token.get_secret_value()]
-    if settings.sonoran is not None:
-        secrets.append(settings.sonoran.api_key.get_secret_value())
-    if settings.hosting.secret_keys is not None:
-        secrets += [key.strip() for key in settings.hosting.secret_keys.get_secret_value().split(",") if key.strip()]
-    return secrets
+    found = [settings.discord.token.get_secret_value()]
+    if settings.sonoran is not None:  # a hosted deployment's file has none
+        found.append(settings.sonoran.api_key.get_secret_value())
+    if settings.hosting.enabled:
+        with contextlib.suppress(MasterKeyError):  # `check` and `run` say what is wrong with them
+            found.extend(master_keys(settings.hosting))
+    return [secret for secret in found if secret]
 
 
 def report_lines(checks: list[Check], *, secrets: Sequence[str]) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from .config import Settings
+from .config import PushSettings, Settings
 from .delivery.faults import FEED_PERMISSION_BITS, FEED_PERMISSIONS, missing_feed_permissions
 from .instance import LockUnavailable, in_use
 from .intake.listener import listener_url, privileged_port
@@ -272,16 +272,17 @@ async def _accounts_check(settings: Settings, client: SonoranClient) -> Check:
 
 
 def placeholder_check(settings: Settings) -> Check | None:
-    values = {
+    values: dict[str, str | list[str]] = {
         "discord.token": settings.discord.token.get_secret_value(),
-        "sonoran.api_key": settings.cad.api_key.get_secret_value(),
-        "sonoran.community_id": settings.cad.community_id,
         "feeds[].channel_id": [str(feed.channel_id) for feed in settings.feeds],
     }
+    if settings.sonoran is not None:  # a hosted deployment's file has none
+        values["sonoran.api_key"] = settings.sonoran.api_key.get_secret_value()
+        values["sonoran.community_id"] = settings.sonoran.community_id
     left = [
         key
         for key, example in EXAMPLE_PLACEHOLDERS.items()
-        if values[key] == example or (isinstance(values[key], list) and example in values[key])
+        if key in values and (values[key] == example or (isinstance(values[key], list) and example in values[key]))
     ]
     if not left:
         return None
@@ -342,26 +343,34 @@ def push_checks(settings: Settings) -> list[Check]:
             )
         ]
     else:
-        url = listener_url(push.host, push.port, push.path)
-        servers = ", ".join(f"{url}/{server}" for server in settings.event_server_ids) or "(no feeds)"
-        checks = [
-            Check(
-                name,
-                True,
-                f"can bind {push.host}:{push.port}. With a game server, forward from the FiveM resource: "
-                f"enablePushEventForwarding = true and pushEventForwardUrl = one of {servers} (with this machine's "
-                f"address for 127.0.0.1); events sent to {url} count for server {settings.push_server_id}. Put TLS "
-                "in front of it, or keep it on a private network: the key travels in the body. "
-                + (
-                    f"Connections are taken from {', '.join(push.allow_from)} only (push.allow_from)."
-                    if push.allow_from
-                    else "Connections are taken from anywhere (push.allow_from is empty)."
-                ),
-            )
-        ]
+        checks = [Check(name, True, f"can bind {push.host}:{push.port}. {_push_where(settings)} {_push_from(push)}")]
     if push.websocket:
         checks.append(websocket_check(settings))
     return checks
+
+
+def _push_where(settings: Settings) -> str:
+    """Where events are sent: each community's own URL (hosted mode), else the FiveM resource's."""
+    push = settings.push
+    if settings.hosting.enabled:
+        return (
+            "Each community has its own push URL, shown by /setup show (a random token after push.path). Put TLS "
+            "in front of it, or keep it on a private network: the key travels in the body."
+        )
+    url = listener_url(push.host, push.port, push.path)
+    servers = ", ".join(f"{url}/{server}" for server in settings.event_server_ids) or "(no feeds)"
+    return (
+        "With a game server, forward from the FiveM resource: "
+        f"enablePushEventForwarding = true and pushEventForwardUrl = one of {servers} (with this machine's "
+        f"address for 127.0.0.1); events sent to {url} count for server {settings.push_server_id}. Put TLS "
+        "in front of it, or keep it on a private network: the key travels in the body."
+    )
+
+
+def _push_from(push: PushSettings) -> str:
+    if push.allow_from:
+        return f"Connections are taken from {', '.join(push.allow_from)} only (push.allow_from)."
+    return "Connections are taken from anywhere (push.allow_from is empty)."
 
 
 def websocket_check(settings: Settings) -> Check:
@@ -534,6 +543,16 @@ def ping_role_check(client: discord.Client, channel_id: int, role_id: int, key: 
 
 async def run_checks(settings: Settings) -> list[Check]:
     placeholders = placeholder_check(settings)
+    if settings.hosting.enabled:
+        # each community's CAD is checked by /setup cad; here: the deployment's own secrets and state
+        from .hosting.checks import hosting_checks  # (it imports Check from here)
+
+        return [
+            *([placeholders] if placeholders else []),
+            *await hosting_checks(settings),
+            *push_checks(settings),
+            *await discord_checks(settings),
+        ]
     served = served_check(settings)
     async with aiohttp.ClientSession() as session:
         sonoran, _ = await sonoran_preflight(settings, sonoran_client(session, settings.cad))

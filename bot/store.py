@@ -441,6 +441,13 @@ class Store:
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tenants'") as cursor:
+        hosted = await cursor.fetchone() is not None
+    if hosted:  # its user_version counts the hosted registry's migrations, not these
+        raise StateFileError(
+            f"state.path {path} is a hosted deployment's state file (its communities and their sealed keys), and "
+            "hosting.enabled is false: point state.path at a file of its own for this community, or turn hosting on"
+        )
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     version = int(row[0]) if row else 0

@@ -17,7 +17,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import discord
-from bot.hosting.registry import KeyInUse
 from discord import app_commands
 from discord.ext import commands
 from pydantic import ValidationError
@@ -30,6 +29,7 @@ from bot.delivery.faults import missing_feed_permissions
 from bot.hosting.errors import NotSetUp, SetupProblem
 from bot.hosting.host import Host
 from bot.hosting.models import CommunityOptions, GuildConfig
+from bot.hosting.registry import KeyInUse
 from bot.hosting.render import CALLS_CHOICES, calls_name, cooldowns_text, show_text
 from bot.hosting.verify import SONORAN_API_URL, verify_cad
 from bot.intake.listener import push_url
@@ -50,13 +50,23 @@ def _problem_text(error: ValidationError) -> str:
 
 class CadForm(discord.ui.Modal, title="Link a Sonoran CAD community"):
     community_id: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="Community ID", custom_id="setup:community_id", max_length=64, placeholder="Sonoran CAD > Admin > Advanced > Community ID"
+        label="Community ID",
+        custom_id="setup:community_id",
+        max_length=64,
+        placeholder="Sonoran CAD > Admin > Advanced > Community ID",
     )
     api_key: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="API key", custom_id="setup:api_key", max_length=200, placeholder="Sonoran CAD > Admin > Advanced > API Key"
+        label="API key",
+        custom_id="setup:api_key",
+        max_length=200,
+        placeholder="Sonoran CAD > Admin > Advanced > API Key",
     )
     api_url: discord.ui.TextInput[CadForm] = discord.ui.TextInput(
-        label="API URL", custom_id="setup:api_url", required=False, max_length=200, placeholder=f"optional; {SONORAN_API_URL} by default"
+        label="API URL",
+        custom_id="setup:api_url",
+        required=False,
+        max_length=200,
+        placeholder=f"optional; {SONORAN_API_URL} by default",
     )
 
     def __init__(self, cog: Setup) -> None:
@@ -135,7 +145,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         if not interaction.permissions.manage_guild:  # a modal is its own interaction
             raise SetupProblem("You need the Manage Server permission for that.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        url = api_url or SONORAN_API_URL
+        url = (api_url or SONORAN_API_URL).rstrip("/")
         problem = self._url_problem(url) or _field_problem(community_id, api_key)
         if problem is None and not await self._has_room(interaction.guild_id, url, community_id):
             problem = "This bot serves as many communities as its host allows: ask the bot's host."

@@ -77,30 +77,29 @@ class Guild:
             _role(self.role, "dispatch", 0),
             _role(self.bot_role, "bot", BOT_PERMISSIONS),
         ]
-        bot._connection._add_guild_from_data(
-            {
-                "id": self.id,
-                "name": f"guild {self.id[-4:]}",
-                "owner_id": USER_ID,
-                "roles": roles,
-                "channels": list(self.channels.values()),
-                "members": [
-                    {
-                        "user": {"id": BOT_ID, "username": "dispatch-bot", "discriminator": "0", "avatar": None},
-                        "roles": [self.bot_role],
-                        "joined_at": "2024-01-01T00:00:00+00:00",
-                        "deaf": False,
-                        "mute": False,
-                        "flags": 0,
-                    }
-                ],
-                "member_count": 2,
-                "features": [],
-                "emojis": [],
-                "stickers": [],
-                "unavailable": False,
-            }
-        )
+        guild: Any = {
+            "id": self.id,
+            "name": f"guild {self.id[-4:]}",
+            "owner_id": USER_ID,
+            "roles": roles,
+            "channels": list(self.channels.values()),
+            "members": [
+                {
+                    "user": {"id": BOT_ID, "username": "dispatch-bot", "discriminator": "0", "avatar": None},
+                    "roles": [self.bot_role],
+                    "joined_at": "2024-01-01T00:00:00+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                }
+            ],
+            "member_count": 2,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "unavailable": False,
+        }
+        bot._connection._add_guild_from_data(guild)
         self.roles = {role["id"]: role for role in roles}
 
     def setup(

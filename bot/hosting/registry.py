@@ -1,0 +1,438 @@
+"""The hosted deployment's own state: its communities (tenants), the guilds linked to them, and the
+/setup changes made in each guild. One SQLite file at `state.path` (WAL), migrated as `bot.store`
+migrates its own: numbered `MIGRATIONS`, `PRAGMA user_version` says how many the file has had.
+
+API keys and push tokens are stored sealed (`SecretBox`), each bound to its tenant's id; beside the
+key, its keyed fingerprint (to show it, and to find it set up twice); beside the push token, its
+sha256 (unique). Deleted rows are overwritten (`secure_delete`), and the write-ahead log is folded
+and emptied after a deletion or a rotation, so a removed community's sealed key survives nowhere
+in the file.
+
+Every write is one transaction (BEGIN IMMEDIATE: also against another process on the file, such
+as `keys rotate` beside the running bot), committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import SecretStr, ValidationError
+
+from ..store import StateFileError, _explain
+from .models import Change, CommunityOptions, GuildConfig, LinkedGuild, Tenant
+from .secrets import MasterKeyError, SecretBox
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "KeyInUse", "Registry", "push_digest"]
+
+# Append only; never edit one that was released. Each runs in one transaction with its version bump.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: communities, linked guilds, /setup changes
+    """
+    CREATE TABLE tenants (
+        id               TEXT    PRIMARY KEY,   -- the bot's own random id; the owner sealed in each secret
+        community_id     TEXT    NOT NULL,
+        api_url          TEXT    NOT NULL,
+        key_cipher       BLOB    NOT NULL,      -- SecretBox.seal(id, api key)
+        key_fingerprint  TEXT    NOT NULL,      -- SecretBox.fingerprint(api key)
+        push_cipher      BLOB    NOT NULL,      -- SecretBox.seal(id, push token)
+        push_digest      BLOB    NOT NULL UNIQUE,  -- sha256(push token)
+        options          TEXT    NOT NULL,      -- CommunityOptions (JSON)
+        created_at       REAL    NOT NULL,
+        UNIQUE (api_url, community_id)
+    );
+    CREATE INDEX tenants_fingerprint ON tenants (key_fingerprint);
+    CREATE TABLE guilds (
+        guild_id   INTEGER PRIMARY KEY,
+        tenant_id  TEXT    NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        config     TEXT    NOT NULL,            -- GuildConfig (JSON)
+        linked_at  REAL    NOT NULL
+    );
+    CREATE INDEX guilds_tenant ON guilds (tenant_id);
+    CREATE TABLE changes (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id     INTEGER NOT NULL,
+        member_id    INTEGER NOT NULL,
+        member_name  TEXT    NOT NULL,
+        what         TEXT    NOT NULL,          -- never a key
+        at           REAL    NOT NULL
+    );
+    CREATE INDEX changes_guild ON changes (guild_id, id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+CHANGES_KEPT = 500  # per guild: the newest; /setup shows the last few
+
+
+class KeyInUse(Exception):
+    """The API key is already set up for another community (`community_id` says which, for the
+    log; the member is told only that it is another's)."""
+
+    def __init__(self, community_id: str) -> None:
+        super().__init__("this API key is already set up for another community")
+        self.community_id = community_id
+
+
+def push_digest(token: str) -> bytes:
+    """What the registry stores of a push token besides its sealed value (as `Communities` hashes it)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+_TENANT_COLUMNS = "id, community_id, api_url, key_cipher, key_fingerprint, push_cipher, options, created_at"
+
+
+class Registry:
+    def __init__(self, db: aiosqlite.Connection, path: Path, box: SecretBox) -> None:
+        self._db = db
+        self.path = path
+        self._box = box
+        # one transaction at a time on this connection (reads too: none sees half a write)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, box: SecretBox) -> Registry:
+        """Opens (or creates) the file and brings its schema up to date. Raises StateFileError for a
+        file that is not SQLite, a single-community state file, one from a newer version of the bot,
+        or one this user cannot write; the connection is closed again first."""
+        path = Path(path)
+        if path.is_dir():
+            raise StateFileError(
+                f"state.path {path} is a directory; point state.path at a file in it, e.g. {path / 'hosted.sqlite3'}"
+            )
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)  # transactions are explicit
+        except (OSError, sqlite3.Error) as error:
+            raise _explain(path, error) from None
+        db.row_factory = sqlite3.Row
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA secure_delete=ON")  # a deleted row's sealed key is overwritten
+            await _refuse_single_community(db, path)
+            await _migrate(db, path)
+        except (OSError, sqlite3.Error, StateFileError) as error:
+            await db.close()  # else aiosqlite's worker thread keeps the process alive forever
+            raise error if isinstance(error, StateFileError) else _explain(path, error) from None
+        return cls(db, path, box)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.path)!r})"
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def tenants(self) -> list[Tenant]:
+        """Every community, its secrets opened; MasterKeyError (naming the community) if one fails."""
+        rows = await self._fetch(f"SELECT {_TENANT_COLUMNS} FROM tenants ORDER BY created_at, id")
+        return [self._tenant(row) for row in rows]
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        rows = await self._fetch(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,))
+        return self._tenant(rows[0]) if rows else None
+
+    async def tenant_by_community(self, api_url: str, community_id: str) -> Tenant | None:
+        rows = await self._fetch(
+            f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE api_url = ? AND community_id = ?", (api_url, community_id)
+        )
+        return self._tenant(rows[0]) if rows else None
+
+    async def tenant_by_fingerprint(self, api_key: str) -> Tenant | None:
+        """The community this API key is set up for (its fingerprint under any master key, and the
+        key itself, match), or None."""
+        async with self._lock:
+            found = await self._holders(self._db, api_key)
+        return found[0] if found else None
+
+    async def count_tenants(self) -> int:
+        rows = await self._fetch("SELECT COUNT(*) FROM tenants")
+        return int(rows[0][0])
+
+    async def guilds(self) -> list[LinkedGuild]:
+        rows = await self._fetch("SELECT guild_id, tenant_id, config FROM guilds ORDER BY guild_id")
+        return [_linked(row) for row in rows]
+
+    async def guild(self, guild_id: int) -> LinkedGuild | None:
+        rows = await self._fetch("SELECT guild_id, tenant_id, config FROM guilds WHERE guild_id = ?", (guild_id,))
+        return _linked(rows[0]) if rows else None
+
+    async def guild_ids_of(self, tenant_id: str) -> list[int]:
+        rows = await self._fetch("SELECT guild_id FROM guilds WHERE tenant_id = ? ORDER BY guild_id", (tenant_id,))
+        return [int(row[0]) for row in rows]
+
+    async def changes(self, guild_id: int, limit: int = 10) -> list[Change]:
+        """The guild's newest /setup changes, newest first."""
+        rows = await self._fetch(
+            "SELECT guild_id, member_id, member_name, what, at FROM changes WHERE guild_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (guild_id, limit),
+        )
+        return [Change(int(r[0]), int(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    async def link(self, guild_id: int, *, community_id: str, api_url: str, api_key: str) -> tuple[Tenant, bool]:
+        """Links the guild to the community (api_url, community_id) with this key, in one
+        transaction: the community is made (new id, new push token, default options) when it is
+        new, or takes the key when it exists. The guild keeps its config when it was linked to this
+        community already, and starts empty when it comes from another; a community it leaves with
+        no guild left is deleted with it (its credentials do not outlive its last guild: the caller
+        stops its work). Returns (the community, whether it was made). KeyInUse when another
+        community, linked to another guild, holds this key."""
+        created = False
+        async with self._write() as db:
+            rows = await _rows(
+                db,
+                f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE api_url = ? AND community_id = ?",
+                (api_url, community_id),
+            )
+            tenant_id = str(rows[0]["id"]) if rows else None
+            for holder in await self._holders(db, api_key):
+                if holder.id == tenant_id:
+                    continue
+                others = await _rows(
+                    db, "SELECT 1 FROM guilds WHERE tenant_id = ? AND guild_id != ? LIMIT 1", (holder.id, guild_id)
+                )
+                if others:
+                    raise KeyInUse(holder.community_id)
+            fingerprint = self._box.fingerprint(api_key)
+            if tenant_id is None:
+                tenant_id, created = secrets.token_urlsafe(12), True
+                token = secrets.token_urlsafe(32)
+                await db.execute(
+                    "INSERT INTO tenants (id, community_id, api_url, key_cipher, key_fingerprint, push_cipher, "
+                    "push_digest, options, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tenant_id,
+                        community_id,
+                        api_url,
+                        self._box.seal(tenant_id, api_key),
+                        fingerprint,
+                        self._box.seal(tenant_id, token),
+                        push_digest(token),
+                        CommunityOptions().model_dump_json(),
+                        time.time(),
+                    ),
+                )
+            else:
+                await db.execute(
+                    "UPDATE tenants SET key_cipher = ?, key_fingerprint = ? WHERE id = ?",
+                    (self._box.seal(tenant_id, api_key), fingerprint, tenant_id),
+                )
+            linked = await _rows(db, "SELECT tenant_id FROM guilds WHERE guild_id = ?", (guild_id,))
+            previous = str(linked[0][0]) if linked else None
+            if previous != tenant_id:
+                await db.execute(
+                    "INSERT OR REPLACE INTO guilds (guild_id, tenant_id, config, linked_at) VALUES (?, ?, ?, ?)",
+                    (guild_id, tenant_id, GuildConfig().model_dump_json(), time.time()),
+                )
+            if previous is not None and previous != tenant_id:
+                await db.execute(
+                    "DELETE FROM tenants WHERE id = ? AND NOT EXISTS (SELECT 1 FROM guilds WHERE tenant_id = ?)",
+                    (previous, previous),
+                )
+            (row,) = await _rows(db, f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,))
+            tenant = self._tenant(row)
+        await self._fold_log()
+        return tenant, created
+
+    async def save_config(self, guild_id: int, config: GuildConfig) -> None:
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE guilds SET config = ? WHERE guild_id = ?", (config.model_dump_json(), guild_id)
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"guild {guild_id} is not linked to a community")
+
+    async def save_options(self, tenant_id: str, options: CommunityOptions) -> None:
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE tenants SET options = ? WHERE id = ?", (options.model_dump_json(), tenant_id)
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"no community {tenant_id}")
+
+    async def unlink(self, guild_id: int) -> str | None:
+        """Unlinks the guild (and forgets its /setup changes); the community it was linked to, if
+        any, stays (the caller deletes it when this was its last guild)."""
+        async with self._write() as db:
+            rows = await _rows(db, "SELECT tenant_id FROM guilds WHERE guild_id = ?", (guild_id,))
+            await db.execute("DELETE FROM guilds WHERE guild_id = ?", (guild_id,))
+            await db.execute("DELETE FROM changes WHERE guild_id = ?", (guild_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """Deletes the community, its sealed key and push token, its guilds' links and changes; the
+        deleted bytes are overwritten and the write-ahead log emptied."""
+        async with self._write() as db:
+            await db.execute(
+                "DELETE FROM changes WHERE guild_id IN (SELECT guild_id FROM guilds WHERE tenant_id = ?)", (tenant_id,)
+            )
+            await db.execute("DELETE FROM guilds WHERE tenant_id = ?", (tenant_id,))
+            await db.execute("DELETE FROM tenants WHERE id = ?", (tenant_id,))
+        await self._fold_log()
+
+    async def rotate_push_token(self, tenant_id: str) -> Tenant:
+        """A new push token (the old URL stops working); LookupError for an unknown community."""
+        token = secrets.token_urlsafe(32)
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE tenants SET push_cipher = ?, push_digest = ? WHERE id = ?",
+                (self._box.seal(tenant_id, token), push_digest(token), tenant_id),
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"no community {tenant_id}")
+            (row,) = await _rows(db, f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,))
+            tenant = self._tenant(row)
+        await self._fold_log()
+        return tenant
+
+    async def record_change(self, guild_id: int, member_id: int, member_name: str, what: str) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO changes (guild_id, member_id, member_name, what, at) VALUES (?, ?, ?, ?, ?)",
+                (guild_id, member_id, member_name, what, time.time()),
+            )
+            await db.execute(
+                "DELETE FROM changes WHERE guild_id = ? AND id NOT IN "
+                "(SELECT id FROM changes WHERE guild_id = ? ORDER BY id DESC LIMIT ?)",
+                (guild_id, guild_id, CHANGES_KEPT),
+            )
+
+    async def rotate_keys(self) -> int:
+        """Re-encrypts every API key and push token under the newest master key and recomputes the
+        fingerprints, in one transaction (all or none); returns how many communities."""
+        async with self._write() as db:
+            rows = await _rows(db, f"SELECT {_TENANT_COLUMNS} FROM tenants")
+            for row in rows:
+                tenant_id = str(row["id"])
+                try:
+                    key_cipher = self._box.rotate(row["key_cipher"])
+                    push_cipher = self._box.rotate(row["push_cipher"])
+                    api_key = self._box.open(tenant_id, key_cipher)  # still bound to its own row
+                    self._box.open(tenant_id, push_cipher)
+                except MasterKeyError as error:
+                    raise _naming(error, row) from None
+                await db.execute(
+                    "UPDATE tenants SET key_cipher = ?, push_cipher = ?, key_fingerprint = ? WHERE id = ?",
+                    (key_cipher, push_cipher, self._box.fingerprint(api_key), tenant_id),
+                )
+        await self._fold_log()
+        return len(rows)
+
+    # --- inside ----------------------------------------------------------------------------------
+
+    def _tenant(self, row: sqlite3.Row) -> Tenant:
+        tenant_id = str(row["id"])
+        try:
+            api_key = self._box.open(tenant_id, row["key_cipher"])
+            push_token = self._box.open(tenant_id, row["push_cipher"])
+        except MasterKeyError as error:
+            raise _naming(error, row) from None
+        try:
+            options = CommunityOptions.model_validate_json(row["options"])
+        except ValidationError:
+            options = CommunityOptions()  # written by a version that knew other numbers: the defaults
+        return Tenant(
+            id=tenant_id,
+            community_id=str(row["community_id"]),
+            api_url=str(row["api_url"]),
+            api_key=SecretStr(api_key),
+            fingerprint=str(row["key_fingerprint"]),
+            push_token=SecretStr(push_token),
+            options=options,
+            created_at=float(row["created_at"]),
+        )
+
+    async def _holders(self, db: aiosqlite.Connection, api_key: str) -> list[Tenant]:
+        """The communities holding this key: its fingerprint under any master key, then the key itself
+        (a fingerprint is short; the key decides)."""
+        prints = sorted(self._box.fingerprints(api_key))
+        rows = await _rows(
+            db,
+            f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE key_fingerprint IN ({', '.join('?' * len(prints))})",
+            prints,
+        )
+        holders = [self._tenant(row) for row in rows]
+        return [t for t in holders if hmac.compare_digest(t.api_key.get_secret_value().encode(), api_key.encode())]
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._lock:
+            return await _rows(self._db, sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")  # the write lock first: read-then-write is whole
+            try:
+                yield self._db
+            except BaseException:
+                await asyncio.shield(self._db.execute("ROLLBACK"))
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _fold_log(self) -> None:
+        """Folds the write-ahead log into the file and empties it: after a deletion or a rotation,
+        the replaced sealed values are left nowhere. Best effort: a reader elsewhere may hold it."""
+        async with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _naming(error: MasterKeyError, row: sqlite3.Row) -> MasterKeyError:
+    """The same error, naming the Sonoran community as well as the bot's id of it."""
+    return type(error)(f"{error} (Sonoran community {row['community_id']}, at {row['api_url']})")
+
+
+def _linked(row: sqlite3.Row) -> LinkedGuild:
+    guild_id = int(row["guild_id"])
+    try:
+        config = GuildConfig.model_validate_json(row["config"])
+    except ValidationError as error:
+        raise StateFileError(
+            f"the stored configuration of guild {guild_id} is not one this version reads "
+            f"({error.error_count()} problem(s)); run the version that wrote it, or set the guild up again"
+        ) from None
+    return LinkedGuild(guild_id=guild_id, tenant_id=str(row["tenant_id"]), config=config)
+
+
+async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async with db.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def _refuse_single_community(db: aiosqlite.Connection, path: Path) -> None:
+    rows = await _rows(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'posts'")
+    if rows:
+        raise StateFileError(
+            f"state.path {path} is a single-community (TOML mode) state file, and hosting.enabled is true: a "
+            "hosted deployment keeps its communities in a file of its own. Point state.path at a new file, "
+            "or turn hosting off to use this one"
+        )
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    rows = await _rows(db, "PRAGMA user_version")
+    version = int(rows[0][0]) if rows else 0
+    if version > SCHEMA_VERSION:
+        raise StateFileError(
+            f"state.path {path} was written by a newer version of the bot (hosted schema {version}; this "
+            f"version knows up to {SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        await db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+    # a write, even when nothing was due: a file this user may read but not write fails here, at start
+    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
