@@ -429,10 +429,11 @@ async def invite(settings: Settings) -> int:
 async def sync(settings: Settings, guild_id: int | None) -> int:
     where = f"guild {guild_id}" if guild_id else "all guilds (global commands can take up to an hour to appear)"
     # declares the commands only: builds no feed engine, binds no port, opens no state file
-    async with (
-        open_services(settings, with_store=False) as services,
-        DispatchBot(settings, services, sync_on_start=False, serve=False) as bot,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        services = None  # hosted mode: no community of its own, nor any opened for this
+        if not settings.hosting.enabled:
+            services = await stack.enter_async_context(open_services(settings, with_store=False))
+        bot = await stack.enter_async_context(DispatchBot(settings, services, sync_on_start=False, serve=False))
         try:
             await bot.login(settings.discord.token.get_secret_value())
             count = await bot.sync_commands(guild_id)

@@ -189,8 +189,9 @@ async def cads() -> AsyncIterator[Callable[..., Awaitable[FakeCad]]]:
 
 
 def last_reply(discord_api: FakeDiscord) -> str:
-    replies = [reply for reply in discord_api.replies() if (reply.get("data") or reply).get("content")]
-    return str((replies[-1].get("data") or replies[-1])["content"])
+    """What the bot said last in answer to an interaction (a reply or a followup), in sent order."""
+    said = [message["content"] for message in discord_api.interaction_messages if message.get("content")]
+    return str(said[-1])
 
 
 async def link(bot: DispatchBot, guild: Guild, cad: FakeCad, discord_api: FakeDiscord, **form: Any) -> str:
@@ -348,10 +349,13 @@ async def test_two_communities_side_by_side_never_meet(
     # a member of B clicks a crafted button naming A's call, in A's feed channel: refused, and A's CAD
     # hears nothing of it
     requests_before = len(cad_a.requests)
-    crafted = guild_b.here(button(f"card:remove:1:{call_a}", snowflake(), permissions=MANAGE_GUILD))
+    (card_a,) = discord_api.channel_messages(guild_a.feed)
+    remove = button_id(card_a, "Remove")
+    assert remove == f"card:remove:1:{call_a}"
+    crafted = guild_b.here(button(remove, card_a["id"], message=card_a, permissions=MANAGE_GUILD))
     crafted["channel_id"] = guild_a.feed
     await dispatch_interaction(bot, crafted)
-    assert "not shown here" in last_reply(discord_api) or "was not posted here" in last_reply(discord_api)
+    assert last_reply(discord_api) == f"Call #{call_a} is not shown in this channel."
     assert len(cad_a.requests) == requests_before and call_a in cad_a.servers[1].emergency
     # A's CAD hangs (then 429s): B's feed posts its new call while A's poll is still waiting
     cad_a.fail_next("get_calls", delay=3.0, passthrough=True)

@@ -12,7 +12,15 @@ from ..messages import user_message
 from ..preflight import plan_gaps
 from ..services import sonoran_client
 from ..sonoran import SonoranError
-from ..sonoran.errors import BadCredentials, BadReply, CadUnavailable, NotFound, RateLimited, WrongApiUrl
+from ..sonoran.errors import (
+    BadCredentials,
+    BadReply,
+    CadUnavailable,
+    NotFound,
+    PlanTooLow,
+    RateLimited,
+    WrongApiUrl,
+)
 from ..sonoran.models import PlanInfo, Server
 from .plan import sonoran_settings
 
@@ -52,6 +60,12 @@ async def verify_cad(
         )
     except CadUnavailable as error:
         return Verdict(False, f"The CAD at {where} did not answer ({error}): check the API URL, or try again later.")
+    except PlanTooLow:
+        return Verdict(
+            False,
+            f"Community {community_id}'s plan does not include the API (it needs Standard, and the feed and call "
+            "lists need Plus): upgrade the Sonoran plan first.",
+        )
     except RateLimited:
         return Verdict(False, "The CAD asks this key to slow down: try /setup cad again in a minute.")
     except SonoranError as error:
