@@ -80,7 +80,8 @@ def community_settings(
         discord=deployment.discord,
         sonoran=cad,
         commands=commands,
-        state=StateSettings(path=community_state_path(deployment, tenant.id)),
+        # every community stamps the deployment's health file: the process's feed loops run
+        state=StateSettings(path=community_state_path(deployment, tenant.id), health_file=deployment.state.health_file),
         feeds=feeds,
         push=deployment.push,
         units=units,
