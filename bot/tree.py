@@ -27,7 +27,8 @@ def log_error(error: BaseException, where: str) -> None:
         log.warning("%s: %s (an admin has to fix this)", where, original)
     elif isinstance(original, SonoranError):
         log.info("%s: %s", where, original)
-    elif isinstance(original, app_commands.CheckFailure):
+    elif isinstance(original, (app_commands.CheckFailure, app_commands.TransformerError)):
+        # a refusal, or an option value Discord resolved to nothing the bot can use: no bug of ours
         log.debug("%s: refused: %s", where, original)
     else:
         log.error("%s failed", where, exc_info=original)

@@ -433,7 +433,8 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         guild_id = _guild(interaction)
         if channel is not None and channel.guild.id != guild_id:
             raise SetupProblem("That channel is not in this server.")
-        if role is not None and role.guild.id != guild_id:
+        guild = interaction.guild
+        if role is not None and (role.guild.id != guild_id or (guild is not None and guild.get_role(role.id) is None)):
             raise SetupProblem("That role is not in this server.")
 
     def _postable(self, interaction: Interaction, channel: discord.TextChannel) -> str | None:

@@ -33,6 +33,7 @@ from .doubles.fake_cad import FakeCad
 from .helpers import DISCORD_TOKEN
 
 MASTER_KEY = Fernet.generate_key().decode()
+OTHER_ADMIN = "565656565656565656"
 # the bot's own role: every permission but Administrator (which would hide a missing overwrite)
 BOT_PERMISSIONS = ((1 << 41) - 1) & ~(1 << 3)
 SEND_MESSAGES = 1 << 11
@@ -487,3 +488,48 @@ def test_sync_in_hosted_mode_binds_nothing_and_needs_no_master_key(
     assert not (tmp_path / "hosting.sqlite3").exists()
     synced = discord_api.sent("PUT", r"/commands$")[-1]
     assert "setup" in {command["name"] for command in synced}
+
+
+async def test_two_admins_changing_the_setup_at_once_lose_nothing(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    await dispatch_interaction(
+        bot,
+        guild.setup("feed", channel=("channel", guild.feed)),
+        guild.setup("board", channel=("channel", guild.audit), user_id=OTHER_ADMIN),
+        guild.setup("caller-role", role=("role", guild.role), user_id=OTHER_ADMIN),
+    )
+    assert bot.host is not None
+    config = bot.host.guild_config(int(guild.id))
+    assert [feed.channel_id for feed in config.feeds] == [int(guild.feed)]
+    assert [board.channel_id for board in config.boards] == [int(guild.audit)]
+    assert config.caller_role_ids == [int(guild.role)]
+    community = bot.communities.for_guild(int(guild.id))
+    assert community.settings.commands.caller_role_ids == [int(guild.role)]
+    assert [board.channel_id for board in community.settings.boards] == [int(guild.audit)]
+    # and what the registry holds is what a restart would build
+    linked = await bot.host.registry.guild(int(guild.id))
+    assert linked is not None and linked.config == config
+
+
+async def test_a_channel_or_role_of_another_server_is_refused(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild, other = Guild(bot), Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    crafted = guild.setup("feed", channel=("channel", guild.feed))
+    crafted["data"]["options"][0]["options"][0]["value"] = other.feed
+    crafted["data"]["resolved"]["channels"] = {other.feed: {**other.channels[other.feed], "permissions": "0"}}
+    await dispatch_interaction(bot, crafted)  # discord.py resolves no channel of this server from it
+    assert last_reply(discord_api).startswith("The bot cannot see that channel")
+    assert bot.host is not None and bot.host.guild_config(int(guild.id)).feeds == []
+    role = guild.setup("dispatcher-role", role=("role", guild.role))
+    role["data"]["options"][0]["options"][0]["value"] = other.role
+    role["data"]["resolved"]["roles"] = {other.role: other.roles[other.role]}
+    await dispatch_interaction(bot, role)
+    assert last_reply(discord_api) == "That role is not in this server."
+    assert bot.host.guild_config(int(guild.id)).dispatcher_role_ids == []
