@@ -32,9 +32,11 @@ def build_community(
     *,
     serve: bool,
     guild_audit_channels: Mapping[int, int] | None = None,
+    guild_roles: Mapping[int, tuple[list[int], list[int]]] | None = None,
 ) -> Community:
     """`serve=False`: a community that only answers commands (no engine, no writer, no port).
-    `guild_audit_channels` (hosted mode): each linked guild's own audit channel."""
+    `guild_audit_channels`, `guild_roles` (hosted mode): each linked guild's own audit channel, and
+    its own dispatcher and caller roles."""
     community = Community(client, settings, services)
     community.audit = AuditLog(client, settings.audit.channel_id) if settings.audit.channel_id else None
     community.guild_audits = {
@@ -42,6 +44,7 @@ def build_community(
         for guild_id, channel_id in (guild_audit_channels or {}).items()
         if channel_id
     }
+    community.guild_roles = dict(guild_roles or {})
     community.desk = Desk(community)
     community.lookups = Lookups(community)
     community.units_cooldown = Cooldown(settings.units.units_cooldown_seconds)

@@ -54,6 +54,9 @@ class Community:
 
     audit: AuditLog | None  # [audit] channel_id: every guild's (the TOML mode)
     guild_audits: dict[int, AuditLog]  # hosted mode: each linked guild's own audit channel
+    # hosted mode: each linked guild's own (dispatcher role ids, caller role ids); role ids belong to
+    # one guild, so a guild's roles are never read for another's members
+    guild_roles: dict[int, tuple[list[int], list[int]]]
     feed: FeedEngine | None  # None: a community that only answers commands (`sync`, `serve=False`)
     desk: Desk
     lookups: Lookups
@@ -75,6 +78,16 @@ class Community:
         if guild_id is not None and (log := self.guild_audits.get(guild_id)) is not None:
             return log
         return self.audit
+
+    def dispatcher_role_ids(self, guild_id: int | None) -> list[int]:
+        if guild_id is not None and guild_id in self.guild_roles:
+            return self.guild_roles[guild_id][0]
+        return self.settings.commands.dispatcher_role_ids
+
+    def caller_role_ids(self, guild_id: int | None) -> list[int]:
+        if guild_id is not None and guild_id in self.guild_roles:
+            return self.guild_roles[guild_id][1]
+        return self.settings.commands.caller_role_ids
 
     def _audit_logs(self) -> list[AuditLog]:
         return [*([self.audit] if self.audit is not None else []), *self.guild_audits.values()]

@@ -183,6 +183,7 @@ class DispatchBot(commands.Bot):
         """Hosted mode: the master keys (a missing or wrong one stops the start in one line), the
         registry, one HTTP session, then every community set up so far, then intake."""
         from .hosting.host import Host
+        from .hosting.netguard import hosted_connector
         from .hosting.registry import Registry
         from .hosting.secrets import SecretBox, master_keys
 
@@ -191,9 +192,8 @@ class DispatchBot(commands.Bot):
             self.settings.state.path.parent.mkdir(parents=True, exist_ok=True)
             registry = await Registry.open(self.settings.state.path, box)
             self._own_services.push_async_callback(registry.close)
-            session = await self._own_services.enter_async_context(
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HOSTED_CONNECTIONS))
-            )
+            connector = hosted_connector(HOSTED_CONNECTIONS, allow_private=self.settings.hosting.allow_private_api_urls)
+            session = await self._own_services.enter_async_context(aiohttp.ClientSession(connector=connector))
             host = Host(self, self.settings, registry, session, self.communities, serve=True, poll=self.autostart_feed)
             self._own_services.push_async_callback(host.close)
             self.host = host

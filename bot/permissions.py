@@ -62,7 +62,7 @@ async def may_dispatch(interaction: Interaction) -> bool:
     """The Discord rules (Manage Server, dispatcher roles), then, when they say no and
     `commands.dispatchers_from_cad` is on, the CAD's word on the member's linked account."""
     community = interaction.client.communities.for_interaction(interaction)
-    if is_dispatcher(interaction, community.settings.commands.dispatcher_role_ids):
+    if is_dispatcher(interaction, community.dispatcher_role_ids(interaction.guild_id)):
         return True
     rights = community.rights
     return (
@@ -80,11 +80,12 @@ async def _dispatcher_check(interaction: Interaction) -> bool:
 
 
 def _caller_check(interaction: Interaction) -> bool:
-    rules = interaction.client.communities.for_interaction(interaction).settings.commands
+    community = interaction.client.communities.for_interaction(interaction)
+    rules = community.settings.commands
     member = interaction.user
     if isinstance(member, discord.Member) and member_role_ids(member) & set(rules.blocked_role_ids):
         raise BlockedFromCalling()  # before anything else: a block beats every grant
-    if not may_call_911(interaction, rules.caller_role_ids):
+    if not may_call_911(interaction, community.caller_role_ids(interaction.guild_id)):
         raise NotAllowedToCall()
     return True
 

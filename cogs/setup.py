@@ -10,11 +10,9 @@ and a record in the server's audit channel if it has one.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Literal
-from urllib.parse import urlsplit
 
 import discord
 from discord import app_commands
@@ -29,7 +27,8 @@ from bot.delivery.faults import missing_feed_permissions
 from bot.hosting.errors import NotSetUp, SetupProblem
 from bot.hosting.host import Host
 from bot.hosting.models import CommunityOptions, GuildConfig
-from bot.hosting.registry import KeyInUse
+from bot.hosting.netguard import url_problem
+from bot.hosting.registry import KeyInUse, KeyMismatch
 from bot.hosting.render import CALLS_CHOICES, calls_name, cooldowns_text, show_text
 from bot.hosting.verify import SONORAN_API_URL, verify_cad
 from bot.intake.listener import push_url
@@ -92,6 +91,9 @@ class ConfirmRemoval(discord.ui.View):
         if interaction.user.id != self.member_id:
             await reply_ephemeral(interaction, "This question belongs to the admin who ran /setup remove.")
             return False
+        if not interaction.permissions.manage_guild:  # lost since the question was asked
+            await reply_ephemeral(interaction, "You need the Manage Server permission for that.")
+            return False
         return True
 
     @discord.ui.button(label="Remove", style=discord.ButtonStyle.danger)
@@ -130,6 +132,11 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
     async def report(self, interaction: Interaction, error: BaseException) -> None:
         if isinstance(error, KeyInUse):
             text = "This API key is already set up for another community: use that community's own key."
+        elif isinstance(error, KeyMismatch):
+            text = (
+                "This community is already set up from another server with another API key: link it with the "
+                "key it runs on (its own admins replace the key with /setup cad)."
+            )
         else:
             log_error(error, "/setup cad")
             text = user_message(error)
@@ -160,8 +167,17 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
             tenant, created = await self.host.link(
                 interaction.guild_id, community_id=community_id, api_key=api_key, api_url=url
             )
-        except KeyInUse as error:
+        except (KeyInUse, KeyMismatch) as error:
             await self.report(interaction, error)
+            return
+        except Exception:
+            log.exception("guild %s: the community could not be put to work", interaction.guild_id)
+            await self.host.remove_guild(interaction.guild_id)  # the registry and the bot agree again
+            await interaction.followup.send(
+                "Nothing was kept: the community could not be started. Try again, or ask the bot's host.",
+                ephemeral=True,
+                allowed_mentions=NO_PINGS,
+            )
             return
         what = f"linked community {community_id} at {url}" + (" (new)" if created else "")
         await self._audit(interaction, what)
@@ -175,18 +191,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         )
 
     def _url_problem(self, url: str) -> str | None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            return f"{url} is not an address the bot can use: give an https:// URL, or leave API URL empty."
-        if self.bot.settings.hosting.allow_private_api_urls:
-            return None
-        if parts.scheme != "https":
-            return "The API URL must be https://."
-        try:
-            address = ipaddress.ip_address(parts.hostname)
-        except ValueError:
-            return None if not parts.hostname.endswith((".local", ".internal", "localhost")) else _PRIVATE
-        return None if address.is_global else _PRIVATE
+        return url_problem(url, allow_private=self.bot.settings.hosting.allow_private_api_urls)
 
     async def _has_room(self, guild_id: int, url: str, community_id: str) -> bool:
         registry = self.host.registry
@@ -495,9 +500,6 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
     @staticmethod
     async def _say(interaction: Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
-
-
-_PRIVATE = "The API URL points to a private address; the bot only reaches public ones."
 
 
 def _guild(interaction: Interaction) -> int:

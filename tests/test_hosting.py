@@ -508,7 +508,7 @@ async def test_two_admins_changing_the_setup_at_once_lose_nothing(
     assert [board.channel_id for board in config.boards] == [int(guild.audit)]
     assert config.caller_role_ids == [int(guild.role)]
     community = bot.communities.for_guild(int(guild.id))
-    assert community.settings.commands.caller_role_ids == [int(guild.role)]
+    assert community.caller_role_ids(int(guild.id)) == [int(guild.role)]
     assert [board.channel_id for board in community.settings.boards] == [int(guild.audit)]
     # and what the registry holds is what a restart would build
     linked = await bot.host.registry.guild(int(guild.id))
@@ -533,3 +533,116 @@ async def test_a_channel_or_role_of_another_server_is_refused(
     await dispatch_interaction(bot, role)
     assert last_reply(discord_api) == "That role is not in this server."
     assert bot.host.guild_config(int(guild.id)).dispatcher_role_ids == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/",
+        "https://localhost./",
+        "https://127.0.0.1/",
+        "https://127.1/",
+        "https://2130706433/",
+        "https://0x7f000001/",
+        "https://[::1]/",
+        "https://10.0.0.8/",
+        "https://169.254.169.254/",
+        "https://metadata.google.internal./",
+        "https://printer.local/",
+        "http://api.sonorancad.com/",
+        "https://user:pass@api.sonorancad.com/",
+        "ftp://api.sonorancad.com/",
+    ],
+)
+def test_an_api_url_into_the_hosts_own_network_is_refused(url: str) -> None:
+    from bot.hosting.netguard import url_problem
+
+    assert url_problem(url, allow_private=False) is not None
+    assert url_problem("https://api.sonorancad.com", allow_private=False) is None
+    assert url_problem("https://staging-api.dev.sonorancad.com/", allow_private=False) is None
+
+
+async def test_a_public_name_that_resolves_to_a_private_address_is_refused_at_connect() -> None:
+    import aiohttp
+
+    from bot.hosting.netguard import hosted_connector
+
+    async with aiohttp.ClientSession(connector=hosted_connector(4, allow_private=False)) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as refused:
+            await session.get("https://localhost:1/v2/general/version")
+    assert "not public" in str(refused.value.os_error)
+
+
+async def test_another_server_cannot_take_a_community_over_with_its_own_key(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    """v2 names a community by its key alone: a second server typing the victim's Community ID with
+    a key of its own is refused, and the victim's community keeps its key and its servers."""
+    bot = await hosted_bot()
+    victim, attacker = Guild(bot), Guild(bot)
+    cad = await cads(api_key="the-VICTIMS-key-0123456789")
+    await link(bot, victim, cad, discord_api)
+    assert bot.host is not None
+    before = bot.host.hosted_for(int(victim.id))
+    assert before is not None
+    fingerprint = before.tenant.fingerprint
+    cad.api_key = "the-ATTACKERS-own-key-0123456789"  # a key the CAD accepts, but not the community's
+    reply = await link(bot, attacker, cad, discord_api)
+    assert "already set up from another server with another API key" in reply
+    assert bot.communities.find(int(attacker.id)) is None
+    after = bot.host.hosted_for(int(victim.id))
+    assert after is not None and after.tenant.fingerprint == fingerprint and list(after.guilds) == [int(victim.id)]
+    # the victim's own admins may replace their key
+    reply = await link(bot, victim, cad, discord_api)
+    assert reply.startswith("Linked")
+    replaced = bot.host.hosted_for(int(victim.id))
+    assert replaced is not None and replaced.tenant.fingerprint != fingerprint
+
+
+async def test_a_community_that_cannot_start_leaves_nothing_behind(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.community import Community
+
+    bot = await hosted_bot()
+    guild = Guild(bot)
+
+    async def broken(self: Community, *, poll: bool) -> None:
+        raise RuntimeError("cannot start")
+
+    monkeypatch.setattr(Community, "start", broken)
+    reply = await link(bot, guild, await cads(), discord_api)
+    assert reply.startswith("Nothing was kept")
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 0 and len(bot.host) == 0
+    assert bot.communities.find(int(guild.id)) is None and len(bot.communities) == 0
+
+
+async def test_a_rebuilt_community_refuses_pushes_to_its_old_engine(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    from bot.feed.engine import EngineStopped
+
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    old = bot.communities.for_guild(int(guild.id))
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed)))
+    new = bot.communities.for_guild(int(guild.id))
+    assert new is not old and old.feed is not None
+    with pytest.raises(EngineStopped):  # the listener answers 503: sent again, to the new engine
+        await old.feed.take_events(1, [])
+    assert new.push_token is not None and bot.communities.by_push_token(new.push_token) is new
+
+
+async def test_the_removal_question_needs_manage_server_when_answered(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    await dispatch_interaction(bot, guild.setup("remove"))
+    question = discord_api.last_interaction_message()
+    remove = guild.here(button(button_id(question, "Remove"), question["id"], message=question, permissions=0))
+    await dispatch_interaction(bot, remove)
+    assert last_reply(discord_api) == "You need the Manage Server permission for that."
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 1

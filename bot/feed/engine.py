@@ -67,6 +67,13 @@ MIN_BACKOFF_CAP = 60.0  # the first call filed after the CAD recovers is posted 
 KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
 LIVE_WINDOWS = 2  # events within this many `poll_seconds_when_live` make the feed "live"
+
+
+class EngineStopped(Exception):
+    """Events handed to an engine that is stopping (a community rebuilt or removed): not stored,
+    so the listener answers 503 and the sender sends them again."""
+
+
 DRAIN_SECONDS = 3.0  # at a stop, what is stored may still be delivered for this long
 HEARTBEAT_SECONDS = 60.0  # the health file is stamped at least this often while the loop lives
 ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
@@ -117,6 +124,7 @@ class FeedEngine:
         self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
         self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._closed = False  # stopped: takes no more events
         self._last_event_at: float | None = None
         self._server_state = StateChanges()
         self._health_state = StateChanges()
@@ -177,6 +185,7 @@ class FeedEngine:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def stop(self) -> None:
+        self._closed = True  # a push from now on is answered 503, to be sent again (to what replaces it)
         await self.units.stop()
         self.units.hurry_boards()  # delivered in the drain below, with what else is stored
         for task in (self._committer, self._task):
@@ -324,6 +333,8 @@ class FeedEngine:
         """Plans and stores push events; returns once they are stored (the listener's 200 waits for
         this), and raises when they could not be. Requests that arrive together are planned and
         stored together (one commit), so that a burst's new calls share messages."""
+        if self._closed:
+            raise EngineStopped("the feed engine is stopping; the events were not stored")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._incoming.append((server_id, events, done))
         if self._committer is None or self._committer.done():

@@ -8,8 +8,10 @@ push token. A /setup change is stored first, then the community is rebuilt on th
 (the budget, the board and the state carry over): the old one is stopped (it delivers what is
 stored), the new one takes its guilds and token, then starts.
 
-Changes to one tenant are serialized (two admins at once store one after the other, neither lost);
-no lock is held across another tenant's work, and none is taken by the feed, the desk or intake.
+Changes to one tenant are serialized by its lock (two admins at once store one after the other,
+neither lost, each checked again under the lock); links and removals, which change which tenants
+exist, are serialized process-wide. No event, command or feed ever waits for either lock: they are
+/setup's alone, and the feed, the desk and intake take none of them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..config import Settings
 from ..services import Services, open_services
 from .errors import NotSetUp
 from .models import CommunityOptions, GuildConfig, LinkedGuild, Tenant
-from .plan import community_settings, community_state_path, guild_audit_channels
+from .plan import community_settings, community_state_path, guild_audit_channels, guild_roles
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class Host:
         self.poll = poll
         self.clock = clock
         self._hosted: dict[str, Hosted] = {}  # tenant id -> its work
-        self._opening = asyncio.Lock()  # a tenant's first link: built once however many guilds ask
+        self._membership = asyncio.Lock()  # links and removals, one at a time (see `link`)
 
     def __repr__(self) -> str:
         return f"Host({len(self._hosted)} communities)"
@@ -117,24 +119,24 @@ class Host:
         log.info("hosted mode: %d communities at work", len(self._hosted))
 
     async def _open(self, tenant: Tenant, guilds: dict[int, GuildConfig]) -> Hosted:
+        """Opens the tenant's services, builds and starts its community, links it. On a failure,
+        nothing of it is left linked, running or open (the caller says what failed)."""
         settings = community_settings(self.deployment, tenant, guilds)
         settings.state.path.parent.mkdir(parents=True, exist_ok=True)
         stack = contextlib.AsyncExitStack()
+        community: Community | None = None
         try:
             services = await stack.enter_async_context(
                 open_services(settings, session=self.session, clock=self.clock, with_store=True)
             )
             community = self._build(settings, services, guilds, tenant)
-            hosted = Hosted(tenant, dict(guilds), services, stack, community)
-            self._hosted[tenant.id] = hosted
-            for guild_id in guilds:
-                self.communities.link(guild_id, community)
-            self.communities.link_push_token(tenant.push_token.get_secret_value(), community)
             await community.start(poll=self.poll)
+            hosted = Hosted(tenant, dict(guilds), services, stack, community)
+            self._link(hosted, community)
         except BaseException:
-            self._hosted.pop(tenant.id, None)
-            for guild_id in guilds:
-                self.communities.unlink(guild_id)
+            if community is not None:
+                self._unlink(community)
+                await _stop(community)
             await stack.aclose()
             raise
         return hosted
@@ -143,27 +145,49 @@ class Host:
         self, settings: Settings, services: Services, guilds: dict[int, GuildConfig], tenant: Tenant
     ) -> Community:
         community = build_community(
-            self.client, settings, services, serve=self.serve, guild_audit_channels=guild_audit_channels(guilds)
+            self.client,
+            settings,
+            services,
+            serve=self.serve,
+            guild_audit_channels=guild_audit_channels(guilds),
+            guild_roles=guild_roles(guilds),
         )
         community.push_token = tenant.push_token.get_secret_value()
         return community
 
+    def _link(self, hosted: Hosted, community: Community) -> None:
+        """`community` now answers for the tenant: its guilds, its push token."""
+        self._hosted[hosted.tenant.id] = hosted
+        hosted.community = community
+        for guild_id in hosted.guilds:
+            self.communities.link(guild_id, community)
+        self.communities.link_push_token(hosted.tenant.push_token.get_secret_value(), community)
+
+    def _unlink(self, community: Community) -> None:
+        for guild_id in self.communities.guilds_of(community):
+            self.communities.unlink(guild_id)
+        self.communities.unlink_push_tokens(community)
+
     async def _rebuild(self, hosted: Hosted) -> None:
-        """Stores are done; the community now runs on what `hosted` holds (same services)."""
+        """What `hosted` holds is stored; the community now runs on it (same services: the budget,
+        the board and the state carry over). The old engines stop first (a push meanwhile is
+        answered 503, to be sent again, and the poll catches up): two engines never plan on one
+        store at once."""
         settings = community_settings(self.deployment, hosted.tenant, hosted.guilds)
         board = hosted.services.board
         board.max_age, board.feed_reserve = settings.cad.poll_seconds, settings.feed_polls_per_window
         old = hosted.community
-        await old.stop()  # delivers what is stored, then no writer of it is left
-        await old.stop_audit()
+        await _stop(old)
         new = self._build(settings, hosted.services, hosted.guilds, hosted.tenant)
-        self.communities.replace(old, new)
-        for guild_id in hosted.guilds:
-            self.communities.link(guild_id, new)
-        self.communities.unlink_push_tokens(new)
-        self.communities.link_push_token(hosted.tenant.push_token.get_secret_value(), new)
-        hosted.community = new
-        await new.start(poll=self.poll)
+        self._unlink(old)
+        try:
+            await new.start(poll=self.poll)
+        except BaseException:
+            await _stop(new)
+            self._hosted.pop(hosted.tenant.id, None)
+            await hosted.stack.aclose()
+            raise
+        self._link(hosted, new)
 
     async def stop(self) -> None:
         """The engines, while Discord can still be reached (they deliver what is stored)."""
@@ -181,10 +205,11 @@ class Host:
     async def link(self, guild_id: int, *, community_id: str, api_key: str, api_url: str) -> tuple[Tenant, bool]:
         """Links the guild to the community (created, or its key replaced), and puts it to work.
         The caller has checked the key against the CAD. Returns the tenant and whether it is new.
-        Links are made one at a time (they are rare): a community is built once however many of
-        its guilds ask at once."""
-        async with self._opening:
-            before = self.hosted_for(guild_id) if guild_id in self._linked_guilds() else None
+        Links and removals are made one at a time, process-wide (they are rare; no event, command
+        or feed ever waits for them): a community is built once however many guilds ask at once,
+        and never removed under a link."""
+        async with self._membership:
+            before = self._hosted_of_guild(guild_id)
             tenant, created = await self.registry.link(
                 guild_id, community_id=community_id, api_key=api_key, api_url=api_url
             )
@@ -207,65 +232,82 @@ class Host:
                     await self._rebuild(hosted)
         return tenant, created
 
-    def _linked_guilds(self) -> set[int]:
-        return {guild_id for hosted in self._hosted.values() for guild_id in hosted.guilds}
+    def _hosted_of_guild(self, guild_id: int) -> Hosted | None:
+        for hosted in self._hosted.values():
+            if guild_id in hosted.guilds:
+                return hosted
+        return None
 
     async def _reopen(self, hosted: Hosted) -> None:
         """A new API key: new services (a new CAD client and budget), the same state file."""
-        await hosted.community.stop()
-        await hosted.community.stop_audit()
-        self.communities.unlink_push_tokens(hosted.community)
-        for guild_id in hosted.guilds:
-            self.communities.unlink(guild_id)
+        self._unlink(hosted.community)
+        await _stop(hosted.community)
         await hosted.stack.aclose()
         del self._hosted[hosted.tenant.id]
         await self._open(hosted.tenant, hosted.guilds)
 
+    async def _locked(self, guild_id: int) -> Hosted:
+        """The guild's tenant, its lock taken: checked again under the lock (a removal may have
+        come first). The caller releases `hosted.lock`."""
+        hosted = self._require(guild_id)
+        await hosted.lock.acquire()
+        if self._hosted.get(hosted.tenant.id) is not hosted or guild_id not in hosted.guilds:
+            hosted.lock.release()
+            raise NotSetUp(guild_id)
+        return hosted
+
     async def configure(self, guild_id: int, change: Callable[[GuildConfig], GuildConfig]) -> GuildConfig:
         """Applies `change` to the guild's setup: checked as a whole (pydantic's ValidationError if
         the community could not run on it), stored, then the community rebuilt on it."""
-        hosted = self._require(guild_id)
-        async with hosted.lock:
+        hosted = await self._locked(guild_id)
+        try:
             config = change(hosted.guilds[guild_id])
             community_settings(self.deployment, hosted.tenant, {**hosted.guilds, guild_id: config})
             await self.registry.save_config(guild_id, config)
             hosted.guilds[guild_id] = config
             await self._rebuild(hosted)
+        finally:
+            hosted.lock.release()
         return config
 
     async def set_options(
         self, guild_id: int, change: Callable[[CommunityOptions], CommunityOptions]
     ) -> CommunityOptions:
-        hosted = self._require(guild_id)
-        async with hosted.lock:
+        hosted = await self._locked(guild_id)
+        try:
             options = change(hosted.tenant.options)
             await self.registry.save_options(hosted.tenant.id, options)
             hosted.tenant = _with_options(hosted.tenant, options)
             await self._rebuild(hosted)
+        finally:
+            hosted.lock.release()
         return options
 
     async def rotate_push_token(self, guild_id: int) -> Tenant:
-        hosted = self._require(guild_id)
-        async with hosted.lock:
+        hosted = await self._locked(guild_id)
+        try:
             tenant = await self.registry.rotate_push_token(hosted.tenant.id)
             self.communities.unlink_push_tokens(hosted.community)  # the old URL stops at once
             hosted.tenant = tenant
             hosted.community.push_token = tenant.push_token.get_secret_value()
             self.communities.link_push_token(hosted.community.push_token, hosted.community)
+        finally:
+            hosted.lock.release()
         return tenant
 
     async def remove_guild(self, guild_id: int) -> bool:
         """The guild's work stops now (the bot was removed from it, or /setup remove). When it was
         its community's last guild, the credentials and the state are deleted too: True."""
-        registry_tenant = await self.registry.unlink(guild_id)
-        hosted = self.hosted_for(guild_id)
-        if hosted is None or guild_id not in hosted.guilds:
-            self.communities.unlink(guild_id)
-            if registry_tenant is not None and not await self.registry.guild_ids_of(registry_tenant):
-                await self._delete_tenant(registry_tenant)
-                return True
-            return False
-        return await self._leave(hosted, guild_id)
+        async with self._membership:
+            tenant_id = await self.registry.unlink(guild_id)
+            hosted = self._hosted_of_guild(guild_id)
+            if hosted is None:
+                self.communities.unlink(guild_id)
+                if tenant_id is not None and not await self.registry.guild_ids_of(tenant_id):
+                    await self._delete_tenant(tenant_id)
+                    return True
+                return False
+            return await self._leave(hosted, guild_id)
 
     async def _leave(self, hosted: Hosted, guild_id: int) -> bool:
         async with hosted.lock:
@@ -274,9 +316,8 @@ class Host:
             if hosted.guilds:
                 await self._rebuild(hosted)
                 return False
-            self.communities.unlink_push_tokens(hosted.community)
-            await hosted.community.stop()
-            await hosted.community.stop_audit()
+            self._unlink(hosted.community)
+            await _stop(hosted.community)
             await hosted.stack.aclose()
             self._hosted.pop(hosted.tenant.id, None)
             await self._delete_tenant(hosted.tenant.id)
@@ -292,6 +333,11 @@ class Host:
 
     async def record(self, guild_id: int, member: discord.abc.User, what: str) -> None:
         await self.registry.record_change(guild_id, member.id, str(member), what)
+
+
+async def _stop(community: Community) -> None:
+    await community.stop()
+    await community.stop_audit()
 
 
 def _with_options(tenant: Tenant, options: CommunityOptions) -> Tenant:

@@ -7,7 +7,7 @@ built exactly as the TOML mode's one community is (`bot.app.build_community`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import AnyHttpUrl, SecretStr
@@ -71,11 +71,9 @@ def community_settings(
             "units_cooldown_seconds": options.units_cooldown_seconds,
         }
     )
-    commands = CommandSettings(
-        dispatcher_role_ids=_union(config.dispatcher_role_ids for config in configs),
-        caller_role_ids=_union(config.caller_role_ids for config in configs),
-        cooldown_911_seconds=options.cooldown_911_seconds,
-    )
+    # roles are each guild's own (`guild_roles`, read by `Community.dispatcher_role_ids` and
+    # `caller_role_ids`): a role id belongs to one guild, and an empty list means "everyone" there
+    commands = CommandSettings(cooldown_911_seconds=options.cooldown_911_seconds)
     return Settings(
         discord=deployment.discord,
         sonoran=cad,
@@ -91,8 +89,11 @@ def community_settings(
     )
 
 
-def _union(lists: Iterable[list[int]]) -> list[int]:
-    return list(dict.fromkeys(item for items in lists for item in items))
+def guild_roles(guilds: Mapping[int, GuildConfig]) -> dict[int, tuple[list[int], list[int]]]:
+    return {
+        guild_id: (list(config.dispatcher_role_ids), list(config.caller_role_ids))
+        for guild_id, config in guilds.items()
+    }
 
 
 def guild_audit_channels(guilds: Mapping[int, GuildConfig]) -> dict[int, int]:

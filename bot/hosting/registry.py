@@ -73,6 +73,15 @@ SCHEMA_VERSION = len(MIGRATIONS)
 CHANGES_KEPT = 500  # per guild: the newest; /setup shows the last few
 
 
+class KeyMismatch(Exception):
+    """The community is set up from another server with another key: a server joins it only with
+    the key it runs on (its own admins replace the key with /setup cad)."""
+
+    def __init__(self, community_id: str) -> None:
+        super().__init__("this community is set up from another server with another API key")
+        self.community_id = community_id
+
+
 class KeyInUse(Exception):
     """The API key is already set up for another community (`community_id` says which, for the
     log; the member is told only that it is another's)."""
@@ -227,13 +236,19 @@ class Registry:
                         time.time(),
                     ),
                 )
-            else:
+            linked = await _rows(db, "SELECT tenant_id FROM guilds WHERE guild_id = ?", (guild_id,))
+            previous = str(linked[0][0]) if linked else None
+            if not created:
+                # v2 names the community by its key alone, so the Community ID typed in the form is
+                # not proof: only a guild already linked to the community may replace its key; any
+                # other must bring the key it runs on (else one server could take another's over)
+                stored = str(rows[0]["key_fingerprint"])
+                if stored not in self._box.fingerprints(api_key) and previous != tenant_id:
+                    raise KeyMismatch(community_id)
                 await db.execute(
                     "UPDATE tenants SET key_cipher = ?, key_fingerprint = ? WHERE id = ?",
                     (self._box.seal(tenant_id, api_key), fingerprint, tenant_id),
                 )
-            linked = await _rows(db, "SELECT tenant_id FROM guilds WHERE guild_id = ?", (guild_id,))
-            previous = str(linked[0][0]) if linked else None
             if previous != tenant_id:
                 await db.execute(
                     "INSERT OR REPLACE INTO guilds (guild_id, tenant_id, config, linked_at) VALUES (?, ?, ?, ?)",

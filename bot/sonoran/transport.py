@@ -205,6 +205,7 @@ class HttpCore:
                 params=request.params,
                 headers=headers,
                 timeout=self.timeout,
+                allow_redirects=False,  # the CAD answers where it is asked: a redirect is no answer of its
             ) as response:
                 body = await response.read()
                 # header names stay case-insensitive: gateways send `ratelimit-reset` and the like
