@@ -213,7 +213,7 @@ class DispatchBot(commands.Bot):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Removed from a server: its work stops now; its community's credentials and state go
         with its last server."""
-        if self.host is None:
+        if self.host is None or guild.id not in self.host.linked_guild_ids():
             return
         last = await self.host.remove_guild(guild.id)
         log.info("removed from guild %s: its work stopped%s", guild.id, "; its community was deleted" if last else "")
@@ -222,7 +222,19 @@ class DispatchBot(commands.Bot):
         log.info("connected to Discord as %s in %d guild(s)", self.user, len(self.guilds))
         if not self._roles_checked:  # once: READY comes again after every reconnect
             self._roles_checked = True
-            self.warn_about_ping_roles()
+            if self.host is not None:
+                await self.forget_guilds_left_while_away()
+            else:
+                self.warn_about_ping_roles()
+
+    async def forget_guilds_left_while_away(self) -> None:
+        """Hosted mode, at the first READY: a linked guild Discord no longer lists (the bot was
+        removed while it was down) is removed as `on_guild_remove` would have done."""
+        assert self.host is not None
+        for guild_id in self.host.linked_guild_ids():
+            if self.get_guild(guild_id) is None:
+                log.info("guild %s no longer has the bot: its work stops", guild_id)
+                await self.host.remove_guild(guild_id)
 
     def warn_about_ping_roles(self) -> None:
         """Says, as `check` does, which feed's or alert's ping role would notify nobody."""

@@ -646,3 +646,18 @@ async def test_the_removal_question_needs_manage_server_when_answered(
     await dispatch_interaction(bot, remove)
     assert last_reply(discord_api) == "You need the Manage Server permission for that."
     assert bot.host is not None and await bot.host.registry.count_tenants() == 1
+
+
+async def test_a_server_that_removed_the_bot_while_it_was_down_is_forgotten_at_ready(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    kept, gone = Guild(bot), Guild(bot)
+    cad = await cads()
+    await link(bot, kept, cad, discord_api)
+    await link(bot, gone, cad, discord_api)
+    bot._connection._remove_guild(bot.get_guild(int(gone.id)))  # type: ignore[arg-type]  # READY lists it no more
+    await bot.on_ready()
+    assert bot.communities.find(int(gone.id)) is None
+    assert bot.communities.find(int(kept.id)) is not None
+    assert bot.host is not None and await bot.host.registry.guild(int(gone.id)) is None

@@ -89,6 +89,9 @@ class Host:
                 return hosted
         return None
 
+    def linked_guild_ids(self) -> list[int]:
+        return [guild_id for hosted in self._hosted.values() for guild_id in hosted.guilds]
+
     def guild_config(self, guild_id: int) -> GuildConfig:
         hosted = self._require(guild_id)
         return hosted.guilds[guild_id]
