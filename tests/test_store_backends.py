@@ -25,6 +25,13 @@ from bot.sonoran import EmergencyCall, Unit
 from bot.store import SCHEMA_VERSION, StateFileError, Store, destroy_state
 from bot.units.records import SUMMARY_IDENT, AlertRecords, BoardRecords
 
+from .conftest import BotFactory
+from .doubles.discord_fakes import FakeDiscord
+from .doubles.fake_cad import FakeCad
+from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, feed_of, posts
+from .test_feed_engine import EMERGENCY_ONLY, SLOW, _poisoned_calls
+from .test_feed_faults import shown_titles
+
 COMMUNITY = "community"
 CHANNEL = 1_234_567_890_123_456_789  # a Discord id: past 32 bits
 MESSAGE = 1_111_111_111_111_111_111
@@ -376,3 +383,33 @@ async def test_an_unreachable_server_is_one_line_naming_state_url_without_its_pa
         await Store.open_state(StateSettings(url=url), COMMUNITY)
     assert str(error.value).startswith("state.url postgresql://bot:***@127.0.0.1:1/state (schema community_community)")
     assert "hunter2secret" not in str(error.value)
+
+
+# --- the feed above the store, unchanged, on PostgreSQL --------------------------------------------
+
+
+async def test_on_postgresql_a_crash_between_send_and_record_does_not_duplicate(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, pg_url: str, pg_schema: str
+) -> None:
+    """The nonce is stored before the message is sent: after the crash, the same message again."""
+    on_postgres = {"url": pg_url, "schema_name": pg_schema}
+    bot = await make_bot(feeds=ONE_FEED, state=on_postgres)
+    assert isinstance(bot.store.db, PostgresDatabase)
+    cad.add_911()
+    await crash_between_post_and_record(bot)
+    await bot.close()
+    again = await make_bot(feeds=ONE_FEED, state=on_postgres)
+    await feed_of(again).poll_once()
+    await feed_of(again).poll_once()
+    assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 2  # sent twice, with one nonce
+    assert len(discord_api.channel_messages(EMERGENCY_CHANNEL)) == 1
+
+
+async def test_on_postgresql_a_poisoned_call_costs_that_call_only(
+    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, pg_url: str, pg_schema: str
+) -> None:
+    bot = await make_bot(feeds=EMERGENCY_ONLY, state={"url": pg_url, "schema_name": pg_schema})
+    good = _poisoned_calls(cad)
+    await feed_of(bot).poll_once()
+    await feed_of(bot).poll_once()
+    assert shown_titles(discord_api, SLOW) == [f"🚨 EMERGENCY 911 call #{i}" for i in good]
