@@ -303,14 +303,21 @@ class Store:
         return self._write()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self.db.fetch(sql, params)
+        return await self._reader().fetch(sql, params)
+
+    def _reader(self) -> Database:
+        """Where a read goes: inside `atomic()`, its task reads its own transaction (its writes not
+        yet committed, as on SQLite's one connection); elsewhere the database."""
+        if self._atomic is not None and self._atomic_owner is asyncio.current_task():
+            return self._atomic
+        return self.db
 
     # --- posts -----------------------------------------------------------------------------------
 
     async def open_posts(self, channel_id: int, server_id: int) -> dict[PostKey, Post]:
         """Posts that still need work: calls still active, batches not yet sent, edits not yet shown.
         Ended posts that Discord already shows are final and stay on disk only."""
-        rows = await self.db.fetch(
+        rows = await self._reader().fetch(
             f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? "
             f"AND (state = 'active' OR message_id IS NULL OR shown {self.db.dialect.distinct} version)",
             (channel_id, server_id),
@@ -319,14 +326,14 @@ class Store:
 
     async def known_keys(self, channel_id: int, server_id: int) -> set[PostKey]:
         """Every call ever posted (or being posted) to this channel, from this server."""
-        rows = await self.db.fetch(
+        rows = await self._reader().fetch(
             "SELECT kind, call_id FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
         )
         return {(PostKind(kind), call_id) for kind, call_id in rows}
 
     async def unanswered_removals(self, channel_id: int, server_id: int) -> set[int]:
         """911 calls this channel shows "removed" that nobody removed through the bot."""
-        rows = await self.db.fetch(
+        rows = await self._reader().fetch(
             "SELECT call_id FROM posts WHERE channel_id = ? AND server_id = ? AND kind = '911' AND state = 'removed' "
             f"AND {self.db.dialect.json_text('data', 'removed_by')} IS NULL",
             (channel_id, server_id),
@@ -337,7 +344,7 @@ class Store:
         """The rows of these (kind, call id) pairs, whatever their state."""
         found: dict[PostKey, Post] = {}
         for kind, call_id in keys:
-            rows = await self.db.fetch(
+            rows = await self._reader().fetch(
                 f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
                 (channel_id, server_id, kind, call_id),
             )
@@ -347,7 +354,7 @@ class Store:
         return found
 
     async def batch(self, batch: str) -> list[Post]:
-        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM posts WHERE batch = ? ORDER BY position", (batch,))
+        rows = await self._reader().fetch(f"SELECT {_COLUMNS} FROM posts WHERE batch = ? ORDER BY position", (batch,))
         return [_post(row) for row in rows]
 
     async def add_batch(self, posts: Sequence[Post]) -> None:
@@ -475,7 +482,8 @@ class Store:
             ("removals", "removed_by", self._removals),
             ("closures", "closed_by", self._closures),
         ):
-            for server_id, call_id, who in await self.db.fetch(f"SELECT server_id, call_id, {column} FROM {table}"):
+            rows = await self._reader().fetch(f"SELECT server_id, call_id, {column} FROM {table}")
+            for server_id, call_id, who in rows:
                 into.setdefault(server_id, {})[call_id] = str(who)
 
 

@@ -21,6 +21,7 @@ from bot.config import StateSettings
 from bot.db import DatabaseError, PostgresDatabase, SqliteDatabase
 from bot.feed.engine import STORE_FAULTS
 from bot.posts import Post, PostKind, PostState
+from bot.preflight import run_checks
 from bot.sonoran import EmergencyCall, Unit
 from bot.store import SCHEMA_VERSION, StateFileError, Store, destroy_state
 from bot.units.records import SUMMARY_IDENT, AlertRecords, BoardRecords
@@ -31,6 +32,7 @@ from .doubles.fake_cad import FakeCad
 from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, feed_of, posts
 from .test_feed_engine import EMERGENCY_ONLY, SLOW, _poisoned_calls
 from .test_feed_faults import shown_titles
+from .test_operations import settings_for
 
 COMMUNITY = "community"
 CHANNEL = 1_234_567_890_123_456_789  # a Discord id: past 32 bits
@@ -182,6 +184,14 @@ async def test_a_burst_that_fails_stores_nothing(store: Store) -> None:
     assert await store.known_keys(CHANNEL, 1) == set()
     await store.add_batch([post(2)])  # the store goes on
     assert await store.known_keys(CHANNEL, 1) == {(PostKind.CALL_911, 2)}
+
+
+async def test_inside_a_burst_its_task_reads_its_own_writes(store: Store) -> None:
+    async with store.atomic():
+        await store.add_batch([post(1)])
+        assert await store.known_keys(CHANNEL, 1) == {(PostKind.CALL_911, 1)}
+        alert = await AlertRecords(store).add(CHANNEL, 1, Unit(id=5), None, 1.0)
+        assert await AlertRecords(store).get(alert.id) is not None
 
 
 async def test_other_writers_wait_for_a_burst(store: Store) -> None:
@@ -413,3 +423,15 @@ async def test_on_postgresql_a_poisoned_call_costs_that_call_only(
     await feed_of(bot).poll_once()
     await feed_of(bot).poll_once()
     assert shown_titles(discord_api, SLOW) == [f"🚨 EMERGENCY 911 call #{i}" for i in good]
+
+
+async def test_check_opens_the_postgresql_state_and_names_a_bad_one_without_its_password(
+    cad: FakeCad, discord_api: FakeDiscord, pg_url: str, pg_schema: str
+) -> None:
+    good = await run_checks(settings_for(cad, feeds=[], state={"url": pg_url, "schema_name": pg_schema}))
+    (state,) = [c for c in good if c.name == "state file"]
+    assert state.ok and f"(schema {pg_schema}): opened and written (schema {SCHEMA_VERSION})" in state.detail
+    bad = await run_checks(settings_for(cad, feeds=[], state={"url": "postgresql://bot:hunter2@127.0.0.1:1/x"}))
+    (state,) = [c for c in bad if c.name == "state file"]
+    assert not state.ok and "state.url postgresql://bot:***@127.0.0.1:1/x" in state.detail
+    assert "hunter2" not in state.detail
