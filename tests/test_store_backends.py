@@ -30,8 +30,6 @@ from .conftest import BotFactory
 from .doubles.discord_fakes import FakeDiscord
 from .doubles.fake_cad import FakeCad
 from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, feed_of, posts
-from .test_feed_engine import EMERGENCY_ONLY, SLOW, _poisoned_calls
-from .test_feed_faults import shown_titles
 from .test_operations import settings_for
 
 COMMUNITY = "community"
@@ -413,16 +411,6 @@ async def test_on_postgresql_a_crash_between_send_and_record_does_not_duplicate(
     await feed_of(again).poll_once()
     assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 2  # sent twice, with one nonce
     assert len(discord_api.channel_messages(EMERGENCY_CHANNEL)) == 1
-
-
-async def test_on_postgresql_a_poisoned_call_costs_that_call_only(
-    make_bot: BotFactory, cad: FakeCad, discord_api: FakeDiscord, pg_url: str, pg_schema: str
-) -> None:
-    bot = await make_bot(feeds=EMERGENCY_ONLY, state={"url": pg_url, "schema_name": pg_schema})
-    good = _poisoned_calls(cad)
-    await feed_of(bot).poll_once()
-    await feed_of(bot).poll_once()
-    assert shown_titles(discord_api, SLOW) == [f"🚨 EMERGENCY 911 call #{i}" for i in good]
 
 
 async def test_check_opens_the_postgresql_state_and_names_a_bad_one_without_its_password(
