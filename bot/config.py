@@ -52,11 +52,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .db.postgres import check_url, is_postgres_url, redact_url
+
 ENV_PREFIX = "SONORAN_BOT_"
 CONFIG_ENV_VAR = "SONORAN_BOT_CONFIG"
 DEFAULT_CONFIG_PATH = "config.toml"
 DOTENV = ".env"  # in the working directory, as compose and 12-factor tools write it
-SECRET_KEYS = frozenset({"token", "api_key", "secret_keys"})
+SECRET_KEYS = frozenset({"token", "api_key", "secret_keys", "url"})
 
 
 class ConfigError(Exception):
@@ -204,10 +206,43 @@ class AuditSettings(_Section):
 
 
 class StateSettings(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     path: Path = Path("data/state.sqlite3")
+    # None, or a SQLite file path: SQLite (that path, else `path`); a postgresql:// URL: PostgreSQL,
+    # each community in a schema of its own (`schema`, else one named from its community id)
+    url: str | None = Field(None, repr=False)  # may hold a password: never in a repr or an error
+    schema_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,63}$")
     # touched after every successful feed cycle; `python -m bot health` (the container
     # HEALTHCHECK) reads its age
     health_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        check_url(value.strip())  # ValueError, naming the URL without its password
+        return value.strip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_url(cls, data: Any) -> Any:
+        url = data.get("url") if isinstance(data, dict) else None
+        if isinstance(url, str) and url.strip() and not is_postgres_url(url.strip()) and "://" not in url:
+            return {**data, "path": url.strip(), "url": None}  # a SQLite path given as the url
+        if isinstance(url, str) and url.strip().lower().startswith("sqlite://"):
+            return {**data, "path": url.strip().split("://", 1)[1], "url": None}
+        return data
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL server's URL, or None for SQLite at `path`."""
+        return self.url
+
+    def described(self) -> str:
+        """Where the state is, for messages: the path, or the URL without its password."""
+        return str(self.path) if self.url is None else redact_url(self.url)
 
 
 CallKind = Literal["emergency", "civil"]

@@ -401,7 +401,16 @@ def websocket_check(settings: Settings) -> Check:
 
 
 async def state_check(settings: Settings) -> Check:
-    """Opens the state file as `run` will: creates or migrates it, and writes to it."""
+    """Opens the state file as `run` will: creates or migrates it, and writes to it. On
+    PostgreSQL (state.url): connects, creates or migrates the community's schema."""
+    if settings.state.postgres_url is not None:
+        try:
+            store = await Store.open_state(settings.state, settings.cad.community_id)
+        except StateFileError as error:
+            return Check("state file", False, str(error), "see above", fatal=True)
+        where = store.db.describe()
+        await store.close()
+        return Check("state file", True, f"{where}: opened and written (schema {SCHEMA_VERSION})")
     path = settings.state.path
     try:
         store = await Store.open(path)

@@ -1,5 +1,6 @@
 """What the bot works with, built before it and handed in (discord.py's `advanced_startup.py`):
-the HTTP session, the Sonoran client, the call board and the state file.
+the HTTP session, the Sonoran client, the call board and the state (a SQLite file, or a schema on
+PostgreSQL: `state.url`).
 
 `open_services(settings)` builds them from the configuration and closes them when its block ends.
 The Sonoran client itself takes plain values; `sonoran_client` is where the settings meet it.
@@ -72,7 +73,7 @@ async def open_services(
         )
         store = None
         if with_store:
-            store = await Store.open(settings.state.path)
+            store = await Store.open_state(settings.state, settings.cad.community_id)
             stack.push_async_callback(store.close)
         rights = None
         if (

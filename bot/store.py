@@ -1,4 +1,6 @@
-"""SQLite state: which call was posted to which channel as which message, and what it shows.
+"""The state: which call was posted to which channel as which message, and what it shows. On
+SQLite (a file per community, the default) or PostgreSQL (a schema per community), through
+`bot.db`: the same statements and the same numbered migrations on both.
 
 A post row is written *before* its message is sent (message_id NULL = "being posted"), with the
 nonce the message is sent with. Discord de-duplicates messages by nonce for a few minutes
@@ -17,84 +19,90 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 from pydantic import ValidationError
 
+from .db import Database, PostgresDatabase, Row, SqliteDatabase, migrate, redact_url, schema_for
+from .db.base import DatabaseError
 from .posts import Call, Post, PostKey, PostKind, PostState
 from .sonoran.models import DispatchCall, EmergencyCall
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Post", "StateFileError", "Store"]
+if TYPE_CHECKING:
+    from .config import StateSettings
 
-# Ordered migrations: the file's `PRAGMA user_version` says how many it has had. Append only;
-# never edit one that was released. Each runs in one transaction with its version bump.
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Post", "StateFileError", "Store", "destroy_state", "state_schema"]
+
+# Ordered migrations: the file's `PRAGMA user_version` (PostgreSQL: the schema's `schema_migrations`)
+# says how many it has had. Append only; never edit one that was released. Each runs in one
+# transaction with its version bump. Templates (`bot.db.render`): {int} is a 64-bit integer,
+# {real} a float, {id} an integer key the database numbers; on SQLite they read as they always did.
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first release's schema (files it made are at version 0 and hold these tables already)
     """
     CREATE TABLE IF NOT EXISTS posts (
-        channel_id  INTEGER NOT NULL,
-        server_id   INTEGER NOT NULL,
+        channel_id  {int} NOT NULL,
+        server_id   {int} NOT NULL,
         kind        TEXT    NOT NULL,      -- '911' or 'dispatch'
-        call_id     INTEGER NOT NULL,
+        call_id     {int} NOT NULL,
         batch       TEXT    NOT NULL,      -- nonce of the message the call is (being) posted in
-        position    INTEGER NOT NULL,      -- index of its embed in that message
-        message_id  INTEGER,               -- NULL until Discord confirmed the message
+        position    {int} NOT NULL,      -- index of its embed in that message
+        message_id  {int},               -- NULL until Discord confirmed the message
         state       TEXT    NOT NULL,      -- active | answered | removed | closed | deleted
         data        TEXT    NOT NULL,      -- the call as last seen (JSON)
         version     TEXT    NOT NULL,      -- what the message should show
         shown       TEXT,                  -- what the message does show (NULL: nothing yet, or unknown)
-        first_seen  REAL    NOT NULL,
-        ended_at    REAL,
-        ping        INTEGER NOT NULL DEFAULT 0,
+        first_seen  {real}    NOT NULL,
+        ended_at    {real},
+        ping        {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (channel_id, server_id, kind, call_id)
     );
     CREATE INDEX IF NOT EXISTS posts_batch ON posts (batch);
     CREATE INDEX IF NOT EXISTS posts_message ON posts (message_id);
     CREATE TABLE IF NOT EXISTS removals (
-        server_id   INTEGER NOT NULL,
-        call_id     INTEGER NOT NULL,
+        server_id   {int} NOT NULL,
+        call_id     {int} NOT NULL,
         removed_by  TEXT    NOT NULL,
-        removed_at  REAL    NOT NULL,
+        removed_at  {real}    NOT NULL,
         PRIMARY KEY (server_id, call_id)
     );
     """,
     # 2: who closed which dispatch call through the bot (shown on its feed post)
     """
     CREATE TABLE IF NOT EXISTS closures (
-        server_id   INTEGER NOT NULL,
-        call_id     INTEGER NOT NULL,
+        server_id   {int} NOT NULL,
+        call_id     {int} NOT NULL,
         closed_by   TEXT    NOT NULL,
-        closed_at   REAL    NOT NULL,
+        closed_at   {real}    NOT NULL,
         PRIMARY KEY (server_id, call_id)
     );
     """,
     # 3: panic alerts (one row per panic, per alert channel) and the unit boards' messages
     """
     CREATE TABLE IF NOT EXISTS alerts (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        channel_id  INTEGER NOT NULL,
-        server_id   INTEGER NOT NULL,
-        ident_id    INTEGER NOT NULL,
+        id          {id},
+        channel_id  {int} NOT NULL,
+        server_id   {int} NOT NULL,
+        ident_id    {int} NOT NULL,
         unit        TEXT    NOT NULL,      -- the unit as last seen (JSON)
         call        TEXT,                  -- the call it was on, as shown (NULL: none known)
-        started_at  REAL    NOT NULL,
-        cleared_at  REAL,                  -- NULL while the panic lasts
+        started_at  {real}    NOT NULL,
+        cleared_at  {real},                  -- NULL while the panic lasts
         acked_by    TEXT,
-        acked_at    REAL,
+        acked_at    {real},
         nonce       TEXT    NOT NULL,      -- of its message: a re-send after a crash is the same message
-        message_id  INTEGER,               -- NULL until Discord confirmed the message
+        message_id  {int},               -- NULL until Discord confirmed the message
         version     TEXT    NOT NULL,      -- what the message should show
         shown       TEXT                   -- what the message does show
     );
     CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (channel_id, server_id, ident_id)
         WHERE cleared_at IS NULL;
     CREATE TABLE IF NOT EXISTS board_pages (
-        channel_id  INTEGER NOT NULL,
-        server_id   INTEGER NOT NULL,
-        page        INTEGER NOT NULL,
+        channel_id  {int} NOT NULL,
+        server_id   {int} NOT NULL,
+        page        {int} NOT NULL,
         nonce       TEXT    NOT NULL,
-        message_id  INTEGER,
+        message_id  {int},
         shown       TEXT,                  -- a hash of what the message shows
         PRIMARY KEY (channel_id, server_id, page)
     );
@@ -127,6 +135,16 @@ def _explain(path: Path, error: BaseException) -> StateFileError:
     )
 
 
+def _explain_url(url: str, schema: str, error: BaseException) -> StateFileError:
+    return StateFileError(
+        f"state.url {redact_url(url)} (schema {schema}): cannot open the state there ({type(error).__name__}: "
+        f"{error}). Check that the PostgreSQL server runs and takes this user and database, or fix state.url."
+    )
+
+
+# what opening or migrating a PostgreSQL state raises when the server cannot be used
+_UNREACHABLE: tuple[type[Exception], ...] = (OSError, TimeoutError, *DatabaseError)
+
 _COLUMNS = (
     "channel_id, server_id, kind, call_id, batch, position, message_id, state, data, version, shown, "
     "first_seen, ended_at, ping"
@@ -134,7 +152,7 @@ _COLUMNS = (
 _FIELDS = tuple(name.strip() for name in _COLUMNS.split(","))
 
 
-def _post(row: sqlite3.Row) -> Post:
+def _post(row: Row) -> Post:
     values = {name: row[name] for name in _FIELDS}
     values["kind"] = PostKind(values["kind"])
     values["state"] = PostState(values["state"])
@@ -156,25 +174,25 @@ def _call(kind: PostKind, stored: dict[str, Any], call_id: int) -> Call:
 
 
 class Store:
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
+    def __init__(self, db: Database, path: Path | None = None) -> None:
+        self.db = db
+        self.path = path  # the SQLite file; None on PostgreSQL
         # who removed which 911 call through the bot, per server: read on every feed cycle, so kept
         # in memory (written through) rather than queried
         self._removals: dict[int, dict[int, str]] = {}
         self._closures: dict[int, dict[int, str]] = {}
         # One write at a time, each its own transaction: the feed's planner and its channel
-        # writers share this connection, and a write that fails must not leave half its rows for
-        # another's commit. A local disk write: never held across anything on the network.
+        # writers share this store, and a write that fails must not leave half its rows for
+        # another's commit. Never held across anything but the database.
         self._writing = asyncio.Lock()
         self._atomic_owner: asyncio.Task[Any] | None = None  # the task inside `atomic()`, if any
-        self._savepoints = 0
+        self._atomic: Database | None = None  # its transaction
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
-        """Opens (or creates) the file and brings its schema up to date. Raises StateFileError,
-        naming the path and the fix, for a file that is not SQLite, from a newer version of the
-        bot, or that this user cannot write; the connection is closed again first."""
+        """Opens (or creates) the SQLite file and brings its schema up to date. Raises
+        StateFileError, naming the path and the fix, for a file that is not SQLite, from a newer
+        version of the bot, or that this user cannot write; the connection is closed again first."""
         path = Path(path)
         if path.is_dir():
             raise StateFileError(
@@ -183,15 +201,12 @@ class Store:
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(path)
+            db = await SqliteDatabase.open(path)
         except (OSError, sqlite3.Error) as error:
             raise _explain(path, error) from None
-        db.row_factory = sqlite3.Row
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a row written "before it is relied on" must survive a power cut, not only a crash
-            await db.execute("PRAGMA synchronous=FULL")
-            await _migrate(db, path)
+            await _refuse_hosted_registry(db, path)
+            await migrate(db, MIGRATIONS, newer=lambda found: _newer(f"state.path {path}", found))
         except (OSError, sqlite3.Error, StateFileError) as error:
             await db.close()  # else aiosqlite's worker thread keeps the process alive forever
             raise error if isinstance(error, StateFileError) else _explain(path, error) from None
@@ -199,118 +214,148 @@ class Store:
         await store._load_actions()
         return store
 
+    @classmethod
+    async def open_postgres(cls, url: str, schema: str) -> Store:
+        """Opens the community's schema on the PostgreSQL server at `url`, creating it and bringing
+        it up to date. Raises StateFileError naming state.url (without its password) and the fix."""
+        try:
+            db = await PostgresDatabase.open(url, schema)
+        except _UNREACHABLE as error:
+            raise _explain_url(url, schema, error) from None
+        try:
+            await migrate(
+                db,
+                MIGRATIONS,
+                newer=lambda found: _newer(f"state.url {redact_url(url)} (schema {schema})", found),
+                schema=schema,
+            )
+            store = cls(db)
+            await store._load_actions()
+        except BaseException as error:
+            await db.close()
+            if isinstance(error, _UNREACHABLE):
+                raise _explain_url(url, schema, error) from None
+            raise
+        return store
+
+    @classmethod
+    async def open_state(cls, state: StateSettings, community_id: str) -> Store:
+        """The store `state` names: SQLite at state.path, or PostgreSQL at state.url in the
+        community's schema (`state_schema`)."""
+        if state.postgres_url is None:
+            return await cls.open(state.path)
+        return await cls.open_postgres(state.postgres_url, state_schema(state, community_id))
+
     async def close(self) -> None:
-        await self._db.close()
+        await self.db.close()
+
+    async def destroy(self) -> None:
+        """Deletes everything this store holds, then closes it: on PostgreSQL the community's schema
+        (one DROP SCHEMA ... CASCADE); on SQLite the file and its -wal and -shm."""
+        if isinstance(self.db, PostgresDatabase):
+            await self.db.destroy()
+            return
+        await self.db.close()
+        if self.path is not None and str(self.path) != ":memory:":
+            _delete_sqlite(self.path)
 
     async def checkpoint(self) -> None:
-        """Folds the write-ahead log into the main file (before a copy, or to measure the file)."""
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Folds the write-ahead log into the main file (before a copy, or to measure the file);
+        nothing on PostgreSQL."""
+        if isinstance(self.db, SqliteDatabase):
+            await self.db.checkpoint()
 
     async def vacuum(self) -> None:
-        """Gives the space of deleted rows back to the file system."""
-        await self._db.execute("VACUUM")
+        """Gives the space of deleted rows back to the file system (SQLite; PostgreSQL's autovacuum
+        does it there)."""
+        if isinstance(self.db, SqliteDatabase):
+            await self.db.vacuum()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({self.db.describe()!r})"
 
     @contextlib.asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         """Writes made by this task inside are one transaction, one commit (one fsync): a burst's
         posts in every channel. Each write inside stays all or nothing on its own (a savepoint), so
-        one that fails can be left out and the others kept. Other tasks' writes wait (local disk)."""
-        async with self._writing:
-            self._atomic_owner = asyncio.current_task()
+        one that fails can be left out and the others kept. Other tasks' writes wait."""
+        async with self._writing, self.db.transaction() as tx:
+            self._atomic_owner, self._atomic = asyncio.current_task(), tx
             try:
-                await self._db.execute("BEGIN")
-                try:
-                    yield
-                except BaseException:
-                    await asyncio.shield(self._db.rollback())
-                    raise
-                await self._db.commit()
+                yield
             finally:
-                self._atomic_owner = None
+                self._atomic_owner, self._atomic = None, None
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self) -> AsyncIterator[Database]:
         """One write: its own transaction, or inside `atomic()` a savepoint; committed (released)
-        at the end, rolled back whole when it fails."""
-        if self._atomic_owner is not None and self._atomic_owner is asyncio.current_task():
-            self._savepoints += 1
-            name = f"write_{self._savepoints}"
-            await self._db.execute(f"SAVEPOINT {name}")
-            try:
-                yield self._db
-            except BaseException:
-                await asyncio.shield(self._db.execute(f"ROLLBACK TO {name}"))
-                await asyncio.shield(self._db.execute(f"RELEASE {name}"))
-                raise
-            await self._db.execute(f"RELEASE {name}")
+        at the end, rolled back whole when it fails. Committed before it returns."""
+        if self._atomic is not None and self._atomic_owner is asyncio.current_task():
+            async with self._atomic.transaction() as savepoint:
+                yield savepoint
             return
-        async with self._writing:
-            try:
-                yield self._db
-            except BaseException:
-                await asyncio.shield(self._db.rollback())
-                raise
-            await self._db.commit()
+        async with self._writing, self.db.transaction() as tx:
+            yield tx
 
-    def writing(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+    def writing(self) -> contextlib.AbstractAsyncContextManager[Database]:
         """One write for another room's tables (the units'), with the same rules as the posts':
         its own transaction, or a savepoint inside `atomic()`."""
         return self._write()
 
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._reader().fetch(sql, params)
+
+    def _reader(self) -> Database:
+        """Where a read goes: inside `atomic()`, its task reads its own transaction (its writes not
+        yet committed, as on SQLite's one connection); elsewhere the database."""
+        if self._atomic is not None and self._atomic_owner is asyncio.current_task():
+            return self._atomic
+        return self.db
 
     # --- posts -----------------------------------------------------------------------------------
 
     async def open_posts(self, channel_id: int, server_id: int) -> dict[PostKey, Post]:
         """Posts that still need work: calls still active, batches not yet sent, edits not yet shown.
         Ended posts that Discord already shows are final and stay on disk only."""
-        async with self._db.execute(
+        rows = await self._reader().fetch(
             f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? "
-            "AND (state = 'active' OR message_id IS NULL OR shown IS NOT version)",
+            f"AND (state = 'active' OR message_id IS NULL OR shown {self.db.dialect.distinct} version)",
             (channel_id, server_id),
-        ) as cursor:
-            return {post.key: post for post in map(_post, await cursor.fetchall())}
+        )
+        return {post.key: post for post in map(_post, rows)}
 
     async def known_keys(self, channel_id: int, server_id: int) -> set[PostKey]:
         """Every call ever posted (or being posted) to this channel, from this server."""
-        async with self._db.execute(
+        rows = await self._reader().fetch(
             "SELECT kind, call_id FROM posts WHERE channel_id = ? AND server_id = ?", (channel_id, server_id)
-        ) as cursor:
-            return {(PostKind(kind), call_id) for kind, call_id in await cursor.fetchall()}
+        )
+        return {(PostKind(kind), call_id) for kind, call_id in rows}
 
     async def unanswered_removals(self, channel_id: int, server_id: int) -> set[int]:
         """911 calls this channel shows "removed" that nobody removed through the bot."""
-        async with self._db.execute(
+        rows = await self._reader().fetch(
             "SELECT call_id FROM posts WHERE channel_id = ? AND server_id = ? AND kind = '911' AND state = 'removed' "
-            "AND json_extract(data, '$.removed_by') IS NULL",
+            f"AND {self.db.dialect.json_text('data', 'removed_by')} IS NULL",
             (channel_id, server_id),
-        ) as cursor:
-            return {int(row[0]) for row in await cursor.fetchall()}
+        )
+        return {int(row[0]) for row in rows}
 
     async def posts(self, channel_id: int, server_id: int, keys: Iterable[PostKey]) -> dict[PostKey, Post]:
         """The rows of these (kind, call id) pairs, whatever their state."""
         found: dict[PostKey, Post] = {}
         for kind, call_id in keys:
-            async with self._db.execute(
+            rows = await self._reader().fetch(
                 f"SELECT {_COLUMNS} FROM posts WHERE channel_id = ? AND server_id = ? AND kind = ? AND call_id = ?",
                 (channel_id, server_id, kind, call_id),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:
-                post = _post(row)
+            )
+            if rows:
+                post = _post(rows[0])
                 found[post.key] = post
         return found
 
     async def batch(self, batch: str) -> list[Post]:
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM posts WHERE batch = ? ORDER BY position", (batch,)
-        ) as cursor:
-            return [_post(row) for row in await cursor.fetchall()]
+        rows = await self._reader().fetch(f"SELECT {_COLUMNS} FROM posts WHERE batch = ? ORDER BY position", (batch,))
+        return [_post(row) for row in rows]
 
     async def add_batch(self, posts: Sequence[Post]) -> None:
         """Records calls about to be posted (message_id NULL), committed before anything is sent."""
@@ -318,7 +363,7 @@ class Store:
             return  # no empty commit: each one is an fsync
         async with self._write() as db:
             await db.executemany(
-                f"INSERT OR IGNORE INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO posts ({_COLUMNS}) VALUES ({', '.join('?' * 14)}) ON CONFLICT DO NOTHING",
                 [
                     (
                         p.channel_id,
@@ -396,36 +441,38 @@ class Store:
     async def forget_ended(self, older_than: float) -> int:
         """Drops rows of calls that ended long ago, so the file does not grow forever."""
         async with self._write() as db:
-            cursor = await db.execute(
+            dropped = await db.execute(
                 "DELETE FROM posts WHERE ended_at IS NOT NULL AND ended_at < ? AND shown = version", (older_than,)
             )
             await db.execute("DELETE FROM removals WHERE removed_at < ?", (older_than,))
             await db.execute("DELETE FROM closures WHERE closed_at < ?", (older_than,))
         await self._load_actions()
-        return cursor.rowcount
+        return dropped
 
     # --- removals (who used /remove911) ----------------------------------------------------------
 
     async def record_removal(self, server_id: int, call_id: int, removed_by: str) -> None:
-        await self._record("removals", self._removals, server_id, call_id, removed_by)
+        await self._record("removals", "removed", self._removals, server_id, call_id, removed_by)
 
     def removals(self, server_id: int) -> Mapping[int, str]:
         """Who removed which 911 call of this server through the bot (from memory)."""
         return self._removals.get(server_id, {})
 
     async def record_closure(self, server_id: int, call_id: int, closed_by: str) -> None:
-        await self._record("closures", self._closures, server_id, call_id, closed_by)
+        await self._record("closures", "closed", self._closures, server_id, call_id, closed_by)
 
     def closures(self, server_id: int) -> Mapping[int, str]:
         """Who closed which dispatch call of this server through the bot (from memory)."""
         return self._closures.get(server_id, {})
 
     async def _record(
-        self, table: str, into: dict[int, dict[int, str]], server_id: int, call_id: int, who: str
+        self, table: str, verb: str, into: dict[int, dict[int, str]], server_id: int, call_id: int, who: str
     ) -> None:
         async with self._write() as db:
             await db.execute(
-                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)", (server_id, call_id, who, time.time())
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?) ON CONFLICT (server_id, call_id) "
+                f"DO UPDATE SET {verb}_by = excluded.{verb}_by, {verb}_at = excluded.{verb}_at",
+                (server_id, call_id, who, time.time()),
             )
         into.setdefault(server_id, {})[call_id] = who
 
@@ -435,29 +482,46 @@ class Store:
             ("removals", "removed_by", self._removals),
             ("closures", "closed_by", self._closures),
         ):
-            async with self._db.execute(f"SELECT server_id, call_id, {column} FROM {table}") as cursor:
-                for server_id, call_id, who in await cursor.fetchall():
-                    into.setdefault(server_id, {})[call_id] = str(who)
+            rows = await self._reader().fetch(f"SELECT server_id, call_id, {column} FROM {table}")
+            for server_id, call_id, who in rows:
+                into.setdefault(server_id, {})[call_id] = str(who)
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    async with db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tenants'") as cursor:
-        hosted = await cursor.fetchone() is not None
-    if hosted:  # its user_version counts the hosted registry's migrations, not these
+def _newer(where: str, found: int) -> StateFileError:
+    return StateFileError(
+        f"{where} was written by a newer version of the bot (schema {found}; this version "
+        f"knows up to {SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
+    )
+
+
+async def _refuse_hosted_registry(db: SqliteDatabase, path: Path) -> None:
+    if await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tenants'"):
+        # its user_version counts the hosted registry's migrations, not these
         raise StateFileError(
             f"state.path {path} is a hosted deployment's state file (its communities and their sealed keys), and "
             "hosting.enabled is false: point state.path at a file of its own for this community, or turn hosting on"
         )
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = int(row[0]) if row else 0
-    if version > SCHEMA_VERSION:
-        raise StateFileError(
-            f"state.path {path} was written by a newer version of the bot (schema {version}; this version "
-            f"knows up to {SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
-        )
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        await db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
-    # a write, even when nothing was due: a file this user may read but not write fails here, at start
-    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    await db.commit()
+
+
+def state_schema(state: StateSettings, community_id: str) -> str:
+    """The PostgreSQL schema of a community: `state.schema_name`, else one named from its id."""
+    return state.schema_name or schema_for(community_id)
+
+
+def _delete_sqlite(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+
+
+async def destroy_state(state: StateSettings, community_id: str) -> None:
+    """Deletes a community's state that is not open: its schema on PostgreSQL (one statement), its
+    file on SQLite. Nothing there is no error."""
+    if state.postgres_url is None:
+        _delete_sqlite(state.path)
+        return
+    schema = state_schema(state, community_id)
+    try:
+        db = await PostgresDatabase.open(state.postgres_url, schema)
+    except _UNREACHABLE as error:
+        raise _explain_url(state.postgres_url, schema, error) from None
+    await db.destroy()

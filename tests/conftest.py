@@ -20,6 +20,7 @@ from .doubles import _aiohttp314_shim  # noqa: F401  (before any aioresponses us
 from .doubles.discord_fakes import FakeDiscord
 from .doubles.fake_cad import FakeCad
 from .helpers import make_settings
+from .pg import pg_schema, pg_url  # noqa: F401  (the PostgreSQL server, for the store tests)
 
 
 @pytest.fixture(autouse=True)

@@ -235,3 +235,18 @@ def test_the_command_line_reads_dotenv(
     monkeypatch.delenv("SONORAN_BOT_STATE__HEALTH_FILE", raising=False)
     assert main(["health", "--config", str(path)]) == 0
     assert "healthy" in capsys.readouterr().out
+
+
+def test_state_url_picks_the_backend_and_a_bad_one_is_named_without_its_password(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    settings = load_settings(path, {"SONORAN_BOT_STATE__URL": "postgresql://bot:hunter2@db:5432/sonoran"})
+    assert settings.state.postgres_url == "postgresql://bot:hunter2@db:5432/sonoran"
+    assert "hunter2" not in repr(settings) and settings.state.described() == "postgresql://bot:***@db:5432/sonoran"
+    sqlite = load_settings(path, {"SONORAN_BOT_STATE__URL": str(tmp_path / "here.sqlite3")})
+    assert (sqlite.state.postgres_url, sqlite.state.path) == (None, tmp_path / "here.sqlite3")
+    assert load_settings(path, {}).state.postgres_url is None  # the default: SQLite at state.path
+    for bad in ("mysql://bot:hunter2@db/sonoran", "postgresql://bot:hunter2@db:port/sonoran"):
+        with pytest.raises(ConfigError) as error:
+            load_settings(path, {"SONORAN_BOT_STATE__URL": bad})
+        assert "state.url" in str(error.value) and "bot:***@db" in str(error.value)
+        assert "hunter2" not in str(error.value)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.core import DispatchBot
+from bot.db import SqliteDatabase
 from bot.feed import FeedEngine
 from bot.posts import PostKind
 from bot.sonoran import RateLimited
@@ -422,8 +423,9 @@ async def test_an_idle_cycle_reads_and_writes_no_sqlite(
     feed = feed_of(bot)
     await feed.poll_once()  # posts them and loads the book
     statements: list[str] = []
-    await bot.store._db.set_trace_callback(statements.append)
+    assert isinstance(bot.store.db, SqliteDatabase)
+    await bot.store.db.trace(statements.append)
     await feed.poll_once()  # nothing changed in the CAD
-    await bot.store._db.set_trace_callback(None)  # type: ignore[arg-type]  # None turns it off (sqlite3)
+    await bot.store.db.trace(None)
     assert statements == []
     assert len(posts(discord_api, EMERGENCY_CHANNEL)) == 1

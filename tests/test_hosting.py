@@ -15,7 +15,8 @@ from cryptography.fernet import Fernet
 
 from bot.config import Settings
 from bot.core import DispatchBot
-from bot.hosting.plan import community_state_path
+from bot.db import PostgresDatabase
+from bot.hosting.plan import community_schema, community_state_path
 
 from .doubles.discord_fakes import (
     BOT_ID,
@@ -39,10 +40,10 @@ BOT_PERMISSIONS = ((1 << 41) - 1) & ~(1 << 3)
 SEND_MESSAGES = 1 << 11
 
 
-def hosted_settings(tmp_path: Path, **hosting: Any) -> Settings:
+def hosted_settings(tmp_path: Path, *, state_url: str | None = None, **hosting: Any) -> Settings:
     return Settings(
         discord={"token": DISCORD_TOKEN, "guild_ids": []},
-        state={"path": str(tmp_path / "hosting.sqlite3")},
+        state={"path": str(tmp_path / "hosting.sqlite3"), "url": state_url},
         hosting={"enabled": True, "secret_keys": MASTER_KEY, "allow_private_api_urls": True, **hosting},
     )
 
@@ -412,6 +413,43 @@ async def test_removed_from_its_last_server_the_community_is_deleted(
     await bot.on_guild_remove(bot.get_guild(int(main.id)))  # type: ignore[arg-type]
     assert bot.communities.find(int(main.id)) is None and len(bot.host) == 0
     assert await bot.host.registry.count_tenants() == 0 and not state.exists()
+
+
+async def test_on_postgresql_each_community_has_its_schema_dropped_with_its_last_server(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, tmp_path: Path, pg_url: str
+) -> None:
+    """state.url on PostgreSQL: two hosted communities, each in a schema of its own on one server,
+    each posting its own calls; removed, a community's schema is dropped, the other's kept."""
+    bot = await hosted_bot(state_url=pg_url)
+    guild_a, guild_b = Guild(bot), Guild(bot)
+    await link(bot, guild_a, await cads(api_key="key-A-0123456789"), discord_api)
+    await link(bot, guild_b, cad_b := await cads(api_key="key-B-0123456789"), discord_api)
+    for guild in (guild_a, guild_b):
+        await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed)))
+    cad_b.add_911("Bob", "Sandy Shores", "B's call")
+    await bot.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    assert "Sandy Shores" in str(discord_api.channel_messages(guild_b.feed))
+    assert bot.host is not None
+    hosted_a, hosted_b = bot.host.hosted_for(int(guild_a.id)), bot.host.hosted_for(int(guild_b.id))
+    assert hosted_a is not None and hosted_b is not None
+    store_a, store_b = hosted_a.community.store, hosted_b.community.store
+    assert isinstance(store_a.db, PostgresDatabase) and isinstance(store_b.db, PostgresDatabase)
+    assert store_b.db.schema == community_schema(hosted_b.tenant.id) != store_a.db.schema
+    assert (
+        len(await store_b.fetch("SELECT call_id FROM posts")) == 1 and await store_a.fetch("SELECT * FROM posts") == []
+    )
+    assert not (tmp_path / "communities").exists() or not any((tmp_path / "communities").iterdir())
+
+    async def schemas() -> set[str]:
+        rows = await store_b.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'community_%'")
+        return {row["nspname"] for row in rows}
+
+    assert {store_a.db.schema, store_b.db.schema} <= await schemas()
+    await bot.on_guild_remove(bot.get_guild(int(guild_a.id)))  # type: ignore[arg-type]
+    assert store_a.db.schema not in await schemas() and store_b.db.schema in await schemas()
+    assert len(await store_b.fetch("SELECT call_id FROM posts")) == 1
+    await bot.on_guild_remove(bot.get_guild(int(guild_b.id)))  # type: ignore[arg-type]
+    assert await bot.host.registry.count_tenants() == 0
 
 
 async def test_setup_remove_asks_first_then_deletes(hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import discord
 from ..backoff import Backoff
 from ..callboard import Snapshot
 from ..config import FeedSettings, polls_per_window
+from ..db import DatabaseError
 from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
 from ..posts import Post, PostKey, PostKind, PostState
@@ -77,7 +77,8 @@ class EngineStopped(Exception):
 DRAIN_SECONDS = 3.0  # at a stop, what is stored may still be delivered for this long
 HEARTBEAT_SECONDS = 60.0  # the health file is stamped at least this often while the loop lives
 ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
-STORE_FAULTS = (sqlite3.Error, OverflowError, ValueError, TypeError)  # a row SQLite or JSON will not take
+# a row the database or JSON will not take
+STORE_FAULTS: tuple[type[Exception], ...] = (*DatabaseError, OverflowError, ValueError, TypeError)
 
 ChannelKey: TypeAlias = tuple[int, ServerId]
 _Write: TypeAlias = Callable[[Sequence[Post]], Awaitable[None]]

@@ -31,9 +31,10 @@ from ..app import build_community
 from ..community import Communities, Community
 from ..config import Settings
 from ..services import Services, open_services
+from ..store import destroy_state
 from .errors import NotSetUp
 from .models import CommunityOptions, GuildConfig, LinkedGuild, Tenant
-from .plan import community_settings, community_state_path, guild_audit_channels, guild_roles
+from .plan import community_schema, community_settings, community_state_path, guild_audit_channels, guild_roles
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -327,11 +328,16 @@ class Host:
         return True
 
     async def _delete_tenant(self, tenant_id: str) -> None:
-        """The credentials first (nothing may use them after this), then the state file."""
+        """The credentials first (nothing may use them after this), then the state: its file on
+        SQLite, its schema on PostgreSQL (one DROP SCHEMA ... CASCADE)."""
         await self.registry.delete_tenant(tenant_id)
-        path = community_state_path(self.deployment, tenant_id)
-        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            leftover.unlink(missing_ok=True)
+        state = self.deployment.state.model_copy(
+            update={
+                "path": community_state_path(self.deployment, tenant_id),
+                "schema_name": community_schema(tenant_id),
+            }
+        )
+        await destroy_state(state, tenant_id)
         log.info("hosted mode: a community's credentials and state were deleted (its last server left)")
 
     async def record(self, guild_id: int, member: discord.abc.User, what: str) -> None:

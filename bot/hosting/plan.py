@@ -20,12 +20,18 @@ FEED_POLL_SECONDS = 20.0  # the TOML mode's default; slower only when the feeds'
 
 
 def state_folder(deployment: Settings) -> Path:
-    """Where each hosted community keeps its own state file, beside the registry (`state.path`)."""
+    """Where each hosted community keeps its own state file, beside the registry (`state.path`),
+    when the state is SQLite; on PostgreSQL each has a schema instead (`community_schema`)."""
     return deployment.state.path.parent / "communities"
 
 
 def community_state_path(deployment: Settings, tenant_id: str) -> Path:
     return state_folder(deployment) / f"{tenant_id}.sqlite3"
+
+
+def community_schema(tenant_id: str) -> str:
+    """Where a hosted community keeps its state on PostgreSQL (`state.url`): a schema of its own."""
+    return f"community_{tenant_id}"
 
 
 def poll_seconds_for(servers: int, per_minute: int, floor: float) -> float:
@@ -79,7 +85,12 @@ def community_settings(
         sonoran=cad,
         commands=commands,
         # every community stamps the deployment's health file: the process's feed loops run
-        state=StateSettings(path=community_state_path(deployment, tenant.id), health_file=deployment.state.health_file),
+        state=StateSettings(
+            path=community_state_path(deployment, tenant.id),
+            url=deployment.state.url,
+            schema_name=community_schema(tenant.id),
+            health_file=deployment.state.health_file,
+        ),
         feeds=feeds,
         push=deployment.push,
         units=units,

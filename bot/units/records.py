@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from ..db import Row
 from ..sonoran.models import ServerId, Unit
 from ..store import Store
 
@@ -75,7 +75,7 @@ def alert_version(alert: Alert) -> str:
     return hashlib.sha1(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _alert(row: sqlite3.Row) -> Alert:
+def _alert(row: Row) -> Alert:
     try:
         unit = Unit.model_validate_json(row["unit"])
     except ValidationError:  # written by a version that read units differently
@@ -110,8 +110,8 @@ class AlertRecords:
 
     async def open_alerts(self) -> list[Alert]:
         rows = await self.store.fetch(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts "
-            "WHERE cleared_at IS NULL OR message_id IS NULL OR shown IS NOT version ORDER BY id"
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL OR message_id IS NULL "
+            f"OR shown {self.store.db.dialect.distinct} version ORDER BY id"
         )
         return [_alert(row) for row in rows]
 
@@ -124,12 +124,12 @@ class AlertRecords:
         draft = Alert(0, channel_id, server_id, unit, call, started_at, None, None, None, nonce, None, "", None)
         draft = draft.changed()
         async with self.store.writing() as db:
-            cursor = await db.execute(
+            (row,) = await db.fetch(
                 "INSERT INTO alerts (channel_id, server_id, ident_id, unit, call, started_at, nonce, version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (channel_id, server_id, unit.id, unit.model_dump_json(), call, started_at, nonce, draft.version),
             )
-        return replace(draft, id=int(cursor.lastrowid or 0))
+        return replace(draft, id=int(row["id"]))
 
     async def add_summary(self, channel_id: int, server_id: ServerId, units: list[Unit], started_at: float) -> Alert:
         """The one summary alert of a panic storm in a channel, listing `units`."""
@@ -139,15 +139,14 @@ class AlertRecords:
         draft = replace(draft, members=members).changed()
         async with self.store.writing() as db:
             # an acknowledged summary stays open beside a new one: each takes an ident of its own
-            lowest = await db.execute(
+            ((below,),) = await db.fetch(
                 "SELECT MIN(ident_id) FROM alerts WHERE channel_id = ? AND server_id = ? AND cleared_at IS NULL "
                 "AND ident_id < 0",
                 (channel_id, server_id),
             )
-            (below,) = await lowest.fetchone() or (None,)
-            cursor = await db.execute(
+            (row,) = await db.fetch(
                 "INSERT INTO alerts (channel_id, server_id, ident_id, unit, call, started_at, nonce, version, members) "
-                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?) RETURNING id",
                 (
                     channel_id,
                     server_id,
@@ -159,7 +158,7 @@ class AlertRecords:
                     _members_json(members),
                 ),
             )
-        return replace(draft, id=int(cursor.lastrowid or 0))
+        return replace(draft, id=int(row["id"]))
 
     async def update(self, alert: Alert) -> None:
         async with self.store.writing() as db:
@@ -189,7 +188,8 @@ class AlertRecords:
     async def forget_cleared(self, older_than: float) -> None:
         async with self.store.writing() as db:
             await db.execute(
-                "DELETE FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ? AND shown IS version",
+                "DELETE FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ? "
+                f"AND shown {self.store.db.dialect.not_distinct} version",
                 (older_than,),
             )
 
@@ -224,7 +224,8 @@ class BoardRecords:
     async def plan(self, channel_id: int, server_id: ServerId, page: int, nonce: str) -> BoardPage:
         async with self.store.writing() as db:
             await db.execute(
-                "INSERT OR REPLACE INTO board_pages VALUES (?, ?, ?, ?, NULL, NULL)",
+                "INSERT INTO board_pages VALUES (?, ?, ?, ?, NULL, NULL) ON CONFLICT (channel_id, server_id, page) "
+                "DO UPDATE SET nonce = excluded.nonce, message_id = NULL, shown = NULL",
                 (channel_id, server_id, page, nonce),
             )
         return BoardPage(page, nonce, None, None)
