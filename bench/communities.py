@@ -46,6 +46,8 @@ import dataclasses
 import gc
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -59,7 +61,7 @@ import aiohttp
 import discord
 import discord.http
 
-from bench._common import cad_process, percentile, report, rss_mib
+from bench._common import ROOT, cad_process, percentile, report, rss_mib
 from bench.cad_server import community as community_credentials
 from bench.push import DiscordProcess
 from bot.app import build_community
@@ -384,33 +386,51 @@ def lines_for(results: list[dict[str, Any]], heap: dict[str, Any] | None) -> lis
     return lines
 
 
-async def main() -> None:
+def run_alone(args: list[str]) -> dict[str, Any]:
+    """One size in a process of its own: memory a run before left with the allocator would
+    otherwise be reused and read as a smaller figure."""
+    command = [sys.executable, "-m", "bench.communities", "--alone", *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def alone(plan: Plan, count: int, *, trace: bool, in_step: bool) -> None:
+    sampler_cpu = await sampler_cpu_per_second()
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = await one_size(plan, count, sampler_cpu, Path(tmp), trace=trace, in_step=in_step)
+    figures["sampler_cpu_per_s"] = round(sampler_cpu, 4)
+    print(json.dumps(figures), flush=True)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", help="comma-separated community counts")
     parser.add_argument("--trace", type=int, help="communities in a tracemalloc run (0: none)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--alone", action="store_true", help=argparse.SUPPRESS)  # one size, in this process
+    parser.add_argument("--in-step", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     if args.sizes:
         plan = dataclasses.replace(plan, sizes=tuple(int(s) for s in args.sizes.split(",")))
+    if args.alone:
+        traced = bool(args.trace)
+        asyncio.run(alone(plan, args.trace or plan.sizes[0], trace=traced, in_step=args.in_step))
+        return
     trace = plan.trace if args.trace is None else args.trace
-    sampler_cpu = await sampler_cpu_per_second()
+    mode = ["--quick"] if args.quick else []
+    runs = [[*mode, "--sizes", str(count)] for count in plan.sizes]
+    if plan.in_step:
+        runs.append([*mode, "--sizes", str(plan.in_step), "--in-step"])
     results: list[dict[str, Any]] = []
-    heap = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for count in plan.sizes:
-            results.append(await one_size(plan, count, sampler_cpu, Path(tmp)))
-            if not args.json:
-                print(f"  ({count} done: {json.dumps(results[-1])})", flush=True)
-        if plan.in_step:
-            results.append(await one_size(plan, plan.in_step, sampler_cpu, Path(tmp), in_step=True))
-            if not args.json:
-                print(f"  ({plan.in_step} in step done: {json.dumps(results[-1])})", flush=True)
-        if trace:
-            heap = await one_size(plan, trace, sampler_cpu, Path(tmp), trace=True)
-    report({"sizes": results, "heap": heap, "sampler_cpu_per_s": round(sampler_cpu, 4)}, lines_for(results, heap))
+    for run in runs:
+        results.append(run_alone(run))
+        if not args.json:
+            print(f"  ({' '.join(run)}: {json.dumps(results[-1])})", flush=True)
+    heap = run_alone([*mode, "--trace", str(trace)]) if trace else None
+    report({"sizes": results, "heap": heap}, lines_for(results, heap))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

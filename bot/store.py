@@ -203,9 +203,6 @@ class Store:
             raise error if isinstance(error, StateFileError) else _explain(path, error) from None
         store = cls(db, path)
         await store._load_actions()
-        # the pages that opening read (the schema, the migrations, the actions): ~80 KiB a
-        # connection that an idle feed never reads again (bench.communities)
-        await db.execute("PRAGMA shrink_memory")
         return store
 
     async def close(self) -> None:
