@@ -26,11 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def cad_process(emergency: int = 0, dispatch: int = 0, *, churn: bool = False) -> Iterator[str]:
-    """`bench.cad_server` in a process of its own; yields its URL."""
+def cad_process(
+    emergency: int = 0, dispatch: int = 0, *, churn: bool = False, communities: int = 1, free_first: bool = False
+) -> Iterator[str]:
+    """`bench.cad_server` in a process of its own; yields its URL. `communities`: how many it
+    serves (`bench.cad_server.community(i)`), each with `emergency` and `dispatch` calls."""
     command = [sys.executable, "-m", "bench.cad_server", "--emergency", str(emergency), "--dispatch", str(dispatch)]
     if churn:
         command.append("--churn")
+    if communities > 1:
+        command += ["--communities", str(communities)]
+    if free_first:
+        command.append("--free-first")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert process.stdout is not None

@@ -61,9 +61,12 @@ async def open_services(
     with_store: bool = True,
     retry_backoff: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    store_cache_kib: int | None = None,
 ) -> AsyncIterator[Services]:
     """Everything the bot needs, closed again (the session only if opened here) on the way out.
-    `clock`: the time the rate limits and the call board's freshness go by (for simulations)."""
+    `clock`: the time the rate limits and the call board's freshness go by (for simulations).
+    `store_cache_kib`: the state file's page cache at most (`Store.open`; hosted mode, where one
+    process holds many communities' files)."""
     async with contextlib.AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -73,7 +76,7 @@ async def open_services(
         )
         store = None
         if with_store:
-            store = await Store.open_state(settings.state, settings.cad.community_id)
+            store = await Store.open_state(settings.state, settings.cad.community_id, cache_kib=store_cache_kib)
             stack.push_async_callback(store.close)
         rights = None
         if (

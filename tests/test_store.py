@@ -48,6 +48,17 @@ async def test_a_first_release_file_is_migrated_and_keeps_its_rows(tmp_path: Pat
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+async def test_the_page_cache_is_capped_only_when_asked(tmp_path: Path) -> None:
+    # hosted mode holds many communities' files in one process and caps each one's cache
+    for cache_kib, expected in ((None, -2000), (256, -256)):  # -2000: SQLite's default, 2 MiB
+        store = await Store.open(tmp_path / f"state-{cache_kib}.sqlite3", cache_kib=cache_kib)
+        try:
+            (row,) = await store.db.fetch("PRAGMA cache_size")
+            assert row[0] == expected
+        finally:
+            await store.close()
+
+
 async def test_a_stored_call_no_model_accepts_keeps_its_post_and_id(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     with sqlite3.connect(path) as db:

@@ -6,6 +6,13 @@ needs and Sonoran's rate limits (on by default, `limits`), refuses what Sonoran 
 statuses, targets, `limit`s), and can be told to misbehave (`fail_next`): any status and body, a
 429 with Retry-After, a slow answer, a malformed body.
 
+One server may serve many communities (hosted mode's tests and `bench.communities`): the
+`FakeCad` you start is the first; `add_community(community_id, api_key)` registers another and
+returns its own `FakeCad` (never started itself), with its own calls, units, accounts, requests,
+faults and rate-limit budget, as Sonoran counts per key. A request goes to the community that its
+v1 body's `id` or its v2 bearer key names; one naming no registered community is answered by the
+first, which refuses it as Sonoran does (`INVALID COMMUNITY ID`, `INVALID API KEY`, or v2's 401).
+
 Where Sonoran documents a status code but not its words, the words are the sandbox's own; they are
 all in `Assumed`, named as assumptions.
 """
@@ -145,11 +152,12 @@ class FakeCad:
         api_key: str = API_KEY,
         limits: dict[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        community_id: str = COMMUNITY_ID,
     ) -> None:
         """`limits`: requests a minute per operation, enforced with 429s over a sliding minute of
         `clock`; Sonoran's own numbers by default (`{}`: none, for a test that says so)."""
         self.api_key = api_key
-        self.community_id = COMMUNITY_ID
+        self.community_id = community_id
         self.plan = plan
         self.servers: dict[int, ServerCalls] = {s: ServerCalls() for s in servers}
         self.next_id = 1000
@@ -166,6 +174,9 @@ class FakeCad:
         self.units_wrapped = False  # v2 units list as `{"units": [...]}` (the FiveM code copes with both)
         self.records: list[dict[str, Any]] = sample_records()  # what lookups search (bot/sandbox/records.py)
         self.unit_statuses = set(UNIT_STATUSES)  # a community may configure more
+        # the other communities this server serves (`add_community`): by community ID and by key
+        self.communities: dict[str, FakeCad] = {}
+        self._by_key: dict[str, FakeCad] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
@@ -178,11 +189,43 @@ class FakeCad:
         await site.start()
         port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
+        for other in self.communities.values():
+            other.url = self.url
         return self.url
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def add_community(
+        self,
+        community_id: str,
+        api_key: str,
+        *,
+        plan: int = 3,
+        servers: tuple[int, ...] = (1,),
+        limits: dict[str, int] | None = None,
+    ) -> FakeCad:
+        """Another community served at this server's URL, with its own ID and API key, its own calls,
+        units and accounts, and its own budget (`limits`: this server's by default, counted for
+        this key alone). Returns its handle: script it as this one (`add_911`, `fail_next`,
+        `requests`, ...); it is never started itself."""
+        if community_id == self.community_id or community_id in self.communities:
+            raise ValueError(f"community {community_id!r} is already served here")
+        if api_key.upper() == self.api_key.upper() or api_key.upper() in self._by_key:
+            raise ValueError("that API key is already another community's")
+        other = FakeCad(
+            plan=plan,
+            servers=servers,
+            api_key=api_key,
+            limits=dict(self.limits) if limits is None else limits,
+            clock=self.clock,
+            community_id=community_id,
+        )
+        other.url = self.url
+        self.communities[community_id] = other
+        self._by_key[api_key.upper()] = other
+        return other
 
     # --- scripting -------------------------------------------------------------------------------
     def fail_next(self, operation: str | None = None, **kwargs: Any) -> None:
@@ -330,6 +373,23 @@ class FakeCad:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw
+        return await self.community_for(request.path, request.headers.get("Authorization", ""), body).answer(
+            request, body
+        )
+
+    def community_for(self, path: str, authorization: str, body: Any) -> FakeCad:
+        """The community a request names: v2 by its bearer key, v1 by its body's `id`; this one
+        when it names none of the others (it then refuses it, unless it is this one's)."""
+        if not self.communities:
+            return self
+        if path.startswith("/v2/"):
+            key = authorization[7:].upper() if authorization.startswith("Bearer ") else ""
+            return self._by_key.get(key, self)
+        named = body.get("id") if isinstance(body, dict) else None
+        return self.communities.get(named, self) if isinstance(named, str) else self
+
+    async def answer(self, request: web.Request, body: Any) -> web.StreamResponse:
+        """A request to this community, its body parsed: recorded, then answered (or refused)."""
         path = request.path
         v2 = path.startswith("/v2/")
         operation = _v2_operation(request.method, path) if v2 else path.rsplit("/", 1)[-1]
