@@ -68,6 +68,9 @@ class Community:
         self.services = services
         self.name = settings.cad.community_id  # what its log lines say it is (never its key)
         self.push_token: str | None = None  # hosted mode: the path token of its own push URL
+        # the bot's presence shows this community's active calls: the TOML mode's one community
+        # only (in hosted mode the bot's one status would show one community's calls to all)
+        self.shows_presence = True
         self._stopped = False
 
     def __repr__(self) -> str:

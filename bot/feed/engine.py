@@ -126,6 +126,7 @@ class FeedEngine:
         self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._closed = False  # stopped: takes no more events
+        self.cycles = 0  # poll cycles completed (hosted mode's health waits for each community's first)
         self._last_event_at: float | None = None
         self._server_state = StateChanges()
         self._health_state = StateChanges()
@@ -297,6 +298,7 @@ class FeedEngine:
             else:
                 self._poll_backoff.succeeded()
             await self._stamp_health()
+            self.cycles += 1
             if not failed:
                 await self._prune()
             await self._update_presence()
@@ -569,6 +571,8 @@ class FeedEngine:
 
     async def _update_presence(self) -> None:
         client = self.community.client
+        if not self.community.shows_presence:  # hosted mode: the bot's one status is no community's
+            return
         if not client.is_ready() or client.is_closed():
             return  # no gateway (yet): presence is a gateway message
         count = self.community.board.active_count()

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import discord
@@ -32,6 +33,7 @@ from ..community import Communities, Community
 from ..config import Settings
 from ..services import Services, open_services
 from ..store import destroy_state
+from ..tasks import cancel_and_wait
 from .errors import NotSetUp
 from .models import CommunityOptions, GuildConfig, LinkedGuild, Tenant
 from .plan import community_schema, community_settings, community_state_path, guild_audit_channels, guild_roles
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 # each community's state file's page cache at most: SQLite's default lets each busy connection grow
 # to 2 MiB, 2 GB at 1,000 communities (bench.communities measured 296 KiB with this cap)
 STORE_CACHE_KIB = 256
+HEALTH_SECONDS = 20.0
+FIRST_CYCLE_SECONDS = 60.0
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Host:
         self.poll = poll
         self.clock = clock
         self._hosted: dict[str, Hosted] = {}  # tenant id -> its work
+        self._health: asyncio.Task[None] | None = None
         self._membership = asyncio.Lock()  # links and removals, one at a time (see `link`)
 
     def __repr__(self) -> str:
@@ -125,6 +130,24 @@ class Host:
                 # one community that cannot start must not keep the others from starting
                 log.exception("community %s could not start", tenant.community_id)
         log.info("hosted mode: %d communities at work", len(self._hosted))
+        if self.deployment.state.health_file is not None and self.poll:
+            self._health = asyncio.create_task(self._stamp_health(), name="hosting-health")
+
+    async def _stamp_health(self) -> None:
+        """`python -m bot health` reads the deployment's health file: stamped while the process and
+        its loop run (each community's CAD state is its own, in its log lines)."""
+        path = self.deployment.state.health_file
+        assert path is not None
+        for _ in range(int(FIRST_CYCLE_SECONDS / 0.2)):  # first, every community's first poll cycle
+            if all(h.community.feed is None or h.community.feed.cycles for h in self._hosted.values()):
+                break
+            await asyncio.sleep(0.2)
+        while True:
+            try:
+                await asyncio.to_thread(_touch, path, f"{time.time():.0f} hosted: {len(self._hosted)} communities")
+            except OSError as error:
+                log.warning("hosted mode: cannot write state.health_file %s (%s)", path, error)
+            await asyncio.sleep(HEALTH_SECONDS)
 
     async def _open(self, tenant: Tenant, guilds: dict[int, GuildConfig]) -> Hosted:
         """Opens the tenant's services, builds and starts its community, links it. On a failure,
@@ -163,6 +186,7 @@ class Host:
             guild_roles=guild_roles(guilds),
         )
         community.push_token = tenant.push_token.get_secret_value()
+        community.shows_presence = False
         return community
 
     def _link(self, hosted: Hosted, community: Community) -> None:
@@ -201,6 +225,8 @@ class Host:
 
     async def stop(self) -> None:
         """The engines, while Discord can still be reached (they deliver what is stored)."""
+        await cancel_and_wait(self._health)
+        self._health = None
         for hosted in list(self._hosted.values()):
             await hosted.community.stop()
 
@@ -348,6 +374,11 @@ class Host:
 
     async def record(self, guild_id: int, member: discord.abc.User, what: str) -> None:
         await self.registry.record_change(guild_id, member.id, str(member), what)
+
+
+def _touch(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
 
 
 async def _stop(community: Community) -> None:

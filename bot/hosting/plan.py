@@ -84,12 +84,11 @@ def community_settings(
         discord=deployment.discord,
         sonoran=cad,
         commands=commands,
-        # every community stamps the deployment's health file: the process's feed loops run
+        # no health file: the host stamps the deployment's (one file, not one write per community)
         state=StateSettings(
             path=community_state_path(deployment, tenant.id),
             url=deployment.state.url,
             schema_name=community_schema(tenant.id),
-            health_file=deployment.state.health_file,
         ),
         feeds=feeds,
         push=deployment.push,
