@@ -67,6 +67,8 @@ from bench.push import DiscordProcess
 from bot.app import build_community
 from bot.community import Community
 from bot.config import Settings
+from bot.core import HOSTED_CONNECTIONS
+from bot.hosting.netguard import hosted_connector
 from bot.services import open_services
 from bot.sonoran.events import events_of, read_envelope
 from tests.helpers import DISCORD_TOKEN, GENEROUS_LIMITS
@@ -241,7 +243,9 @@ async def one_size(
             client = discord.Client(intents=discord.Intents.none(), max_messages=None, max_ratelimit_timeout=30.0)
             try:
                 await client.login("bench-token")
-                async with aiohttp.ClientSession() as shared:  # every community's CAD client uses this one
+                # every community's CAD client uses this one, with the connector hosted mode gives it
+                connector = hosted_connector(HOSTED_CONNECTIONS, allow_private=True)
+                async with aiohttp.ClientSession(connector=connector) as shared:
                     hosted = Hosted(client, shared, cad_url, state)
                     gc.collect()
                     threads_before, files_before = threading.active_count(), len(os.listdir("/proc/self/fd"))
