@@ -24,6 +24,7 @@ from bot.audit import DONE, AuditRecord
 from bot.config import AlertSettings, BoardSettings, FeedSettings
 from bot.core import DispatchBot
 from bot.delivery.faults import missing_feed_permissions
+from bot.hosting.edits import put, take
 from bot.hosting.errors import NotSetUp, SetupProblem
 from bot.hosting.host import Host
 from bot.hosting.models import CommunityOptions, GuildConfig
@@ -228,9 +229,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         )
 
         def change(config: GuildConfig) -> GuildConfig:
-            feeds = [f for f in config.feeds if f.channel_id != channel.id]
-            self._not_audit(config, channel.id)
-            return config.model_copy(update={"feeds": [*feeds, feed]})
+            return put(config, "feeds", feed)
 
         what = f"feed #{channel.name}: server {server}, {calls_name(feed.calls)}" + (", dispatch" if dispatch else "")
         await self._change(interaction, change, what, warning)
@@ -240,10 +239,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         self._own(interaction, channel, None)
 
         def change(config: GuildConfig) -> GuildConfig:
-            feeds = [f for f in config.feeds if f.channel_id != channel.id]
-            if len(feeds) == len(config.feeds):
-                raise SetupProblem(f"#{channel.name} has no feed: nothing was changed.")
-            return config.model_copy(update={"feeds": feeds})
+            return take(config, "feeds", channel.id, channel.name)
 
         await self._change(interaction, change, f"removed the feed of #{channel.name}")
 
@@ -261,9 +257,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         alert = AlertSettings(server_id=server, channel_id=channel.id, ping_role_id=ping_role.id if ping_role else 0)
 
         def change(config: GuildConfig) -> GuildConfig:
-            self._not_audit(config, channel.id)
-            alerts = [a for a in config.alerts if a.channel_id != channel.id]
-            return config.model_copy(update={"alerts": [*alerts, alert]})
+            return put(config, "alerts", alert)
 
         await self._change(interaction, change, f"panic alerts #{channel.name}: server {server}", warning)
 
@@ -272,10 +266,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         self._own(interaction, channel, None)
 
         def change(config: GuildConfig) -> GuildConfig:
-            alerts = [a for a in config.alerts if a.channel_id != channel.id]
-            if len(alerts) == len(config.alerts):
-                raise SetupProblem(f"#{channel.name} has no panic alerts: nothing was changed.")
-            return config.model_copy(update={"alerts": alerts})
+            return take(config, "alerts", channel.id, channel.name)
 
         await self._change(interaction, change, f"removed the panic alerts of #{channel.name}")
 
@@ -287,9 +278,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         board = BoardSettings(server_id=server, channel_id=channel.id)
 
         def change(config: GuildConfig) -> GuildConfig:
-            self._not_audit(config, channel.id)
-            boards = [b for b in config.boards if b.channel_id != channel.id]
-            return config.model_copy(update={"boards": [*boards, board]})
+            return put(config, "boards", board)
 
         await self._change(interaction, change, f"unit board #{channel.name}: server {server}", warning)
 
@@ -298,10 +287,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         self._own(interaction, channel, None)
 
         def change(config: GuildConfig) -> GuildConfig:
-            boards = [b for b in config.boards if b.channel_id != channel.id]
-            if len(boards) == len(config.boards):
-                raise SetupProblem(f"#{channel.name} has no unit board: nothing was changed.")
-            return config.model_copy(update={"boards": boards})
+            return take(config, "boards", channel.id, channel.name)
 
         await self._change(interaction, change, f"removed the unit board of #{channel.name}")
 
@@ -454,13 +440,6 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
                 "role in that channel, then try again. Nothing was changed."
             )
         return None
-
-    @staticmethod
-    def _not_audit(config: GuildConfig, channel_id: int) -> None:
-        if config.audit_channel_id == channel_id:
-            raise SetupProblem(
-                "That channel is the audit channel: its records would show beside the calls. Choose another."
-            )
 
     async def _change(
         self,

@@ -90,6 +90,16 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
         await server.close()
         await gateway.close()
 
+    shown, still_live = channel_is_true(fake, cad)
+    assert kills["POST"] >= 2 and kills["PATCH"] >= 1, kills  # the windows that matter were hit
+    ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in still_live}
+    wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
+    assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
+
+
+def channel_is_true(fake: FakeDiscord, cad: FakeCad) -> tuple[dict[int, list[str]], set[int]]:
+    """The feed channel as Discord holds it: no call shown twice, every call the CAD still lists
+    shown once as active. Returns what each call's embeds say, and the calls still live."""
     shown: dict[int, list[str]] = {}
     for message in fake.channel_messages(FEED_CHANNEL):
         for embed in message["embeds"]:
@@ -98,14 +108,11 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
             shown.setdefault(int(match.group(1)), []).append(embed["title"])
     still_live = set(cad.servers[1].emergency)
     assert fake.refused == []
-    assert kills["POST"] >= 2 and kills["PATCH"] >= 1, kills  # the windows that matter were hit
     assert {call_id: titles for call_id, titles in shown.items() if len(titles) > 1} == {}  # no duplicates
     assert {call_id: shown.get(call_id) for call_id in still_live} == {
         call_id: [f"🚨 EMERGENCY 911 call #{call_id}"] for call_id in still_live
     }
-    ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in still_live}
-    wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
-    assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
+    return shown, still_live
 
 
 async def killed_after_200(
