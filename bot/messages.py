@@ -181,7 +181,10 @@ _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
         "Plus). Ask an admin.",
     ),
     (cad.UnknownServer, "That CAD server ID is not configured in the CAD. Ask an admin to check the server IDs."),
-    (cad.WrongApiUrl, "The bot is talking to the wrong CAD address. Ask an admin to check sonoran.api_url."),
+    (
+        cad.WrongApiUrl,
+        "The bot is talking to the wrong CAD address. Ask an admin to check it (sonoran.api_url, or /setup cad).",
+    ),
     (cad.CadUnavailable, "The CAD is not answering right now. Try again in a minute."),
     (
         cad.OutcomeUnknown,
