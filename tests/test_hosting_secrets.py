@@ -339,6 +339,16 @@ async def test_a_single_community_schema_is_refused_on_postgres(pg_url: str, pg_
     assert pg_schema in str(refused.value)
 
 
+async def test_a_registry_schema_is_refused_by_a_single_community_on_postgres(pg_url: str, pg_schema: str) -> None:
+    state = StateSettings(url=pg_url, schema_name=pg_schema)
+    await (await Registry.open_state(state, box())).close()
+    with pytest.raises(StateFileError, match="is a hosted deployment's registry") as refused:
+        await Store.open_state(state, "1")
+    assert pg_schema in str(refused.value)
+    posts = "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'posts'"
+    assert await raw(state, posts, pg_schema) == []  # untouched
+
+
 async def test_a_registry_from_a_newer_version_is_refused_on_postgres(pg_url: str, pg_schema: str) -> None:
     state = StateSettings(url=pg_url, schema_name=pg_schema)
     await (await Registry.open_state(state, box())).close()
