@@ -190,7 +190,7 @@ class DispatchBot(commands.Bot):
         if self.serve:
             box = SecretBox(master_keys(self.settings.hosting))
             self.settings.state.path.parent.mkdir(parents=True, exist_ok=True)
-            registry = await Registry.open(self.settings.state.path, box)
+            registry = await Registry.open_state(self.settings.state, box)
             self._own_services.push_async_callback(registry.close)
             connector = hosted_connector(HOSTED_CONNECTIONS, allow_private=self.settings.hosting.allow_private_api_urls)
             session = await self._own_services.enter_async_context(aiohttp.ClientSession(connector=connector))

@@ -229,6 +229,7 @@ class Store:
         except _UNREACHABLE as error:
             raise _explain_url(url, schema, error) from None
         try:
+            await _refuse_hosted_registry_schema(db, url, schema)
             await migrate(
                 db,
                 MIGRATIONS,
@@ -506,6 +507,18 @@ async def _refuse_hosted_registry(db: SqliteDatabase, path: Path) -> None:
         raise StateFileError(
             f"state.path {path} is a hosted deployment's state file (its communities and their sealed keys), and "
             "hosting.enabled is false: point state.path at a file of its own for this community, or turn hosting on"
+        )
+
+
+async def _refuse_hosted_registry_schema(db: Database, url: str, schema: str) -> None:
+    rows = await db.fetch(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = 'tenants'", (schema,)
+    )
+    if rows:
+        raise StateFileError(
+            f"state.url {redact_url(url)} (schema {schema}) is a hosted deployment's registry (its communities and "
+            "their sealed keys), and hosting.enabled is false: set state.schema_name to a schema of its own for this "
+            "community, or turn hosting on"
         )
 
 

@@ -40,10 +40,12 @@ BOT_PERMISSIONS = ((1 << 41) - 1) & ~(1 << 3)
 SEND_MESSAGES = 1 << 11
 
 
-def hosted_settings(tmp_path: Path, *, state_url: str | None = None, **hosting: Any) -> Settings:
+def hosted_settings(
+    tmp_path: Path, *, state_url: str | None = None, schema: str | None = None, **hosting: Any
+) -> Settings:
     return Settings(
         discord={"token": DISCORD_TOKEN, "guild_ids": []},
-        state={"path": str(tmp_path / "hosting.sqlite3"), "url": state_url},
+        state={"path": str(tmp_path / "hosting.sqlite3"), "url": state_url, "schema_name": schema},
         hosting={"enabled": True, "secret_keys": MASTER_KEY, "allow_private_api_urls": True, **hosting},
     )
 
@@ -416,11 +418,12 @@ async def test_removed_from_its_last_server_the_community_is_deleted(
 
 
 async def test_on_postgresql_each_community_has_its_schema_dropped_with_its_last_server(
-    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, tmp_path: Path, pg_url: str
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, tmp_path: Path, pg_url: str, pg_schema: str
 ) -> None:
-    """state.url on PostgreSQL: two hosted communities, each in a schema of its own on one server,
-    each posting its own calls; removed, a community's schema is dropped, the other's kept."""
-    bot = await hosted_bot(state_url=pg_url)
+    """state.url on PostgreSQL: the registry in a schema of its own (state.schema_name; by default
+    `hosting`), two hosted communities each in a schema of its own on one server, each posting its
+    own calls; removed, a community's schema is dropped, the other's kept."""
+    bot = await hosted_bot(state_url=pg_url, schema=pg_schema)
     guild_a, guild_b = Guild(bot), Guild(bot)
     await link(bot, guild_a, await cads(api_key="key-A-0123456789"), discord_api)
     await link(bot, guild_b, cad_b := await cads(api_key="key-B-0123456789"), discord_api)
@@ -448,8 +451,11 @@ async def test_on_postgresql_each_community_has_its_schema_dropped_with_its_last
     await bot.on_guild_remove(bot.get_guild(int(guild_a.id)))  # type: ignore[arg-type]
     assert store_a.db.schema not in await schemas() and store_b.db.schema in await schemas()
     assert len(await store_b.fetch("SELECT call_id FROM posts")) == 1
+    assert bot.host.registry.schema == pg_schema
+    assert len(await store_b.fetch(f'SELECT id FROM "{pg_schema}".tenants')) == 1  # the registry, on the server
     await bot.on_guild_remove(bot.get_guild(int(guild_b.id)))  # type: ignore[arg-type]
     assert await bot.host.registry.count_tenants() == 0
+    assert not (tmp_path / "hosting.sqlite3").exists()
 
 
 async def test_setup_remove_asks_first_then_deletes(hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any) -> None:

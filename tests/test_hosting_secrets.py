@@ -1,5 +1,7 @@
-"""Hosted mode's secrets at rest: the master keys, the sealed API keys in the registry's SQLite file
-(read as bytes), their binding to their row, rotation, fingerprints, and `keys` on the command line."""
+"""Hosted mode's secrets at rest: the master keys, the sealed API keys in the registry (its SQLite
+file read as bytes; on PostgreSQL, its rows read column by column), their binding to their row,
+rotation, fingerprints, and `keys` on the command line. The registry's tests run on both backends
+(tests/pg.py starts a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 
 from bot import ConfigError, load_settings
 from bot.__main__ import main
-from bot.config import FeedSettings, HostingSettings
+from bot.config import FeedSettings, HostingSettings, StateSettings
 from bot.hosting.checks import hosting_checks
+from bot.hosting.keys_cli import rotate
 from bot.hosting.models import CommunityOptions, GuildConfig
 from bot.hosting.registry import KeyInUse, Registry, push_digest
 from bot.hosting.secrets import MasterKeyError, SecretBox, SecretMismatch, master_keys
@@ -34,11 +38,40 @@ def box(*keys: str) -> SecretBox:
     return SecretBox(list(keys) or [OLD])
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> StateSettings:
+    """Where the test's registry is: a new file, or a new schema on the test server."""
+    if request.param == "sqlite":
+        return StateSettings(path=tmp_path / "hosted.sqlite3")
+    return StateSettings(url=request.getfixturevalue("pg_url"), schema_name=request.getfixturevalue("pg_schema"))
+
+
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    opened = await Registry.open(tmp_path / "hosted.sqlite3", box())
+async def registry(state: StateSettings) -> AsyncIterator[Registry]:
+    opened = await Registry.open_state(state, box())
     yield opened
     await opened.close()
+
+
+async def raw(state: StateSettings, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """A statement on the registry's tables from outside the bot (as someone with the file or the
+    database would run it); `$1`... placeholders."""
+    if state.postgres_url is None:
+        with sqlite3.connect(state.path) as db:
+            rows = [tuple(row) for row in db.execute(sql.replace("$1", "?1").replace("$2", "?2"), params)]
+        db.close()
+        return rows
+    connection = await asyncpg.connect(state.postgres_url)
+    try:
+        await connection.execute(f'SET search_path TO "{state.schema_name}"')
+        return [tuple(row) for row in await connection.fetch(sql, *params)]
+    finally:
+        await connection.close()
+
+
+async def cipher(state: StateSettings, tenant_id: str) -> bytes:
+    ((sealed,),) = await raw(state, "SELECT key_cipher FROM tenants WHERE id = $1", tenant_id)
+    return bytes(sealed)
 
 
 def file_bytes(path: Path) -> bytes:
@@ -121,19 +154,40 @@ async def test_the_api_key_never_appears_in_the_state_file(tmp_path: Path) -> No
     await reopened.close()
 
 
-async def test_a_ciphertext_copied_into_another_row_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "hosted.sqlite3"
-    registry = await Registry.open(path, box())
+async def test_the_api_key_is_in_no_column_on_postgres(pg_url: str, pg_schema: str) -> None:
+    state = StateSettings(url=pg_url, schema_name=pg_schema)
+    registry = await Registry.open_state(state, box())
+    tenant, created = await registry.link(111, community_id="4242", api_url=API_URL, api_key=API_KEY)
+    assert created
+    await registry.record_change(111, 7, "admin", "set the API key (fingerprint " + tenant.fingerprint + ")")
+    push_token = tenant.push_token.get_secret_value()
+    for table in ("tenants", "guilds", "changes"):
+        rows = await raw(state, f"SELECT * FROM {table}")
+        assert rows, table
+        for value in (value for row in rows for value in row):
+            stored = value if isinstance(value, bytes) else str(value).encode()
+            for secret in (API_KEY, push_token):
+                assert secret.encode() not in stored, table
+    ((community_id, digest),) = await raw(state, "SELECT community_id, push_digest FROM tenants")
+    assert (community_id, bytes(digest)) == ("4242", push_digest(push_token))  # (the rows are read)
+    for shown in (repr(registry), registry.describe()):
+        assert API_KEY not in shown and pg_schema in shown
+    await registry.close()
+
+
+async def test_a_ciphertext_copied_into_another_row_is_refused(state: StateSettings) -> None:
+    registry = await Registry.open_state(state, box())
     mine, _ = await registry.link(111, community_id="1", api_url=API_URL, api_key=API_KEY)
     theirs, _ = await registry.link(222, community_id="2", api_url=API_URL, api_key=OTHER_KEY)
     await registry.close()
-    with sqlite3.connect(path) as db:  # someone with the file moves their key into our row
-        db.execute(
-            "UPDATE tenants SET key_cipher = (SELECT key_cipher FROM tenants WHERE id = ?) WHERE id = ?",
-            (theirs.id, mine.id),
-        )
-    db.close()
-    registry = await Registry.open(path, box())
+    # someone with the file, or the database, moves their key into our row
+    await raw(
+        state,
+        "UPDATE tenants SET key_cipher = (SELECT key_cipher FROM tenants WHERE id = $1) WHERE id = $2",
+        theirs.id,
+        mine.id,
+    )
+    registry = await Registry.open_state(state, box())
     with pytest.raises(SecretMismatch, match="belongs to another row") as refused:
         await registry.tenants()
     assert "Sonoran community 1" in str(refused.value) and mine.id in str(refused.value)
@@ -144,30 +198,31 @@ async def test_a_ciphertext_copied_into_another_row_is_refused(tmp_path: Path) -
     await registry.close()
 
 
-async def test_rotation_leaves_the_file_readable_with_the_new_key_alone(tmp_path: Path) -> None:
-    path = tmp_path / "hosted.sqlite3"
-    registry = await Registry.open(path, box(OLD))
+async def test_rotation_leaves_the_registry_readable_with_the_new_key_alone(state: StateSettings) -> None:
+    registry = await Registry.open_state(state, box(OLD))
     first, _ = await registry.link(111, community_id="1", api_url=API_URL, api_key=API_KEY)
     await registry.link(222, community_id="2", api_url=API_URL, api_key=OTHER_KEY)
     await registry.close()
-    old_cipher = _cipher(path, first.id)
+    old_cipher = await cipher(state, first.id)
 
-    registry = await Registry.open(path, box(NEW, OLD))  # the new key in front, the old kept
+    registry = await Registry.open_state(state, box(NEW, OLD))  # the new key in front, the old kept
     assert (await registry.tenant_by_fingerprint(API_KEY)) == first  # old prints still found
     assert await registry.rotate_keys() == 2
     rotated = await registry.tenant(first.id)
     assert rotated is not None and rotated.fingerprint == box(NEW).fingerprint(API_KEY)
     await registry.close()
-    assert old_cipher not in file_bytes(path)  # the old sealed value is left nowhere in the file
+    assert await cipher(state, first.id) != old_cipher
+    if state.postgres_url is None:
+        assert old_cipher not in file_bytes(state.path)  # the old sealed value is left nowhere in the file
 
-    registry = await Registry.open(path, box(NEW))
+    registry = await Registry.open_state(state, box(NEW))
     tenants = {t.id: t for t in await registry.tenants()}
     assert tenants[first.id].api_key.get_secret_value() == API_KEY
     assert tenants[first.id].push_token == first.push_token
     assert (await registry.tenant_by_fingerprint(OTHER_KEY)) is not None
     await registry.close()
 
-    registry = await Registry.open(path, box(OLD))  # the old key alone: refused, naming the community
+    registry = await Registry.open_state(state, box(OLD))  # the old key alone: refused, naming the community
     with pytest.raises(MasterKeyError, match="cannot be decrypted with the master keys") as wrong:
         await registry.tenants()
     assert "Sonoran community 1" in str(wrong.value) or "Sonoran community 2" in str(wrong.value)
@@ -227,9 +282,8 @@ async def test_a_guild_moving_to_another_community_starts_empty(registry: Regist
     assert await registry.tenant(first.id) is None and await registry.count_tenants() == 1
 
 
-async def test_unlink_and_delete_tenant(tmp_path: Path) -> None:
-    path = tmp_path / "hosted.sqlite3"
-    registry = await Registry.open(path, box())
+async def test_unlink_and_delete_tenant(state: StateSettings) -> None:
+    registry = await Registry.open_state(state, box())
     tenant, _ = await registry.link(111, community_id="1", api_url=API_URL, api_key=API_KEY)
     await registry.link(222, community_id="1", api_url=API_URL, api_key=API_KEY)
     await registry.record_change(111, 7, "admin", "added the feed of #calls")
@@ -240,13 +294,67 @@ async def test_unlink_and_delete_tenant(tmp_path: Path) -> None:
     assert await registry.unlink(111) == tenant.id
     assert await registry.unlink(111) is None
     assert await registry.changes(111) == [] and await registry.guild_ids_of(tenant.id) == [222]
-    sealed = _cipher(path, tenant.id)
+    sealed = await cipher(state, tenant.id)
     await registry.delete_tenant(tenant.id)
     assert await registry.tenant(tenant.id) is None and await registry.guilds() == []
     assert await registry.count_tenants() == 0
-    assert sealed not in file_bytes(path) and API_KEY.encode() not in file_bytes(path)
+    assert await raw(state, "SELECT id FROM tenants") == []
+    if state.postgres_url is None:
+        assert sealed not in file_bytes(state.path) and API_KEY.encode() not in file_bytes(state.path)
     await registry.close()
-    assert sealed not in file_bytes(path)
+    if state.postgres_url is None:
+        assert sealed not in file_bytes(state.path)
+
+
+async def test_two_processes_linking_one_community_at_once_make_it_once(pg_url: str, pg_schema: str) -> None:
+    """Two bots on one PostgreSQL registry, two servers of one community set up at the same moment:
+    one community, both servers in it. Each bot has a pool of its own, as two processes would (a
+    URL of its own), its connection open before the two links start."""
+    state = StateSettings(url=pg_url, schema_name=pg_schema)
+    sep = "&" if "?" in pg_url else "?"
+    own = [StateSettings(url=f"{pg_url}{sep}application_name={name}", schema_name=pg_schema) for name in ("a", "b")]
+    first, second = [await Registry.open_state(settings, box()) for settings in own]
+    try:
+        (one, one_created), (two, two_created) = await asyncio.gather(
+            first.link(111, community_id="1", api_url=API_URL, api_key=API_KEY),
+            second.link(222, community_id="1", api_url=API_URL, api_key=API_KEY),
+        )
+        assert one.id == two.id and sorted([one_created, two_created]) == [False, True]
+        assert await first.count_tenants() == 1
+        assert await second.guild_ids_of(one.id) == [111, 222]
+        assert await raw(state, "SELECT guild_id, tenant_id FROM guilds ORDER BY guild_id") == [
+            (111, one.id),
+            (222, one.id),
+        ]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_single_community_schema_is_refused_on_postgres(pg_url: str, pg_schema: str) -> None:
+    store = await Store.open_postgres(pg_url, pg_schema)
+    await store.close()
+    with pytest.raises(StateFileError, match="single-community \\(TOML mode\\) state schema") as refused:
+        await Registry.open_state(StateSettings(url=pg_url, schema_name=pg_schema), box())
+    assert pg_schema in str(refused.value)
+
+
+async def test_a_registry_schema_is_refused_by_a_single_community_on_postgres(pg_url: str, pg_schema: str) -> None:
+    state = StateSettings(url=pg_url, schema_name=pg_schema)
+    await (await Registry.open_state(state, box())).close()
+    with pytest.raises(StateFileError, match="is a hosted deployment's registry") as refused:
+        await Store.open_state(state, "1")
+    assert pg_schema in str(refused.value)
+    posts = "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'posts'"
+    assert await raw(state, posts, pg_schema) == []  # untouched
+
+
+async def test_a_registry_from_a_newer_version_is_refused_on_postgres(pg_url: str, pg_schema: str) -> None:
+    state = StateSettings(url=pg_url, schema_name=pg_schema)
+    await (await Registry.open_state(state, box())).close()
+    await raw(state, "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
+    with pytest.raises(StateFileError, match="newer version of the bot \\(hosted schema 99"):
+        await Registry.open_state(state, box())
 
 
 async def test_push_token_rotation(registry: Registry) -> None:
@@ -329,6 +437,25 @@ async def test_check_says_the_keys_decrypt_or_what_is_wrong(tmp_path: Path) -> N
     assert [(c.name, c.ok) for c in missing] == [("master keys", False)]
     for check in [*checks, *wrong, *missing]:
         assert all(secret not in check.line() for secret in (API_KEY, OLD, NEW))
+
+
+async def test_check_and_keys_rotate_on_postgres(
+    tmp_path: Path, pg_url: str, pg_schema: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = StateSettings(path=tmp_path / "hosted.sqlite3", url=pg_url, schema_name=pg_schema)
+    settings = load_settings(hosted_config(tmp_path), {"SONORAN_BOT_HOSTING__SECRET_KEYS": f"{NEW},{OLD}"})
+    settings = settings.model_copy(update={"state": state})
+    registry = await Registry.open_state(state, box(OLD))
+    tenant, _ = await registry.link(111, community_id="1", api_url=API_URL, api_key=API_KEY)
+    await registry.close()
+
+    checks = await hosting_checks(settings)
+    assert [(c.name, c.ok) for c in checks] == [("master keys", True), ("state file", True), ("community keys", True)]
+    assert f"(schema {pg_schema}): opened and written" in checks[1].detail
+    assert await rotate(settings) == 0
+    assert "re-encrypted 1 communities' keys" in capsys.readouterr().out
+    assert box(NEW).open(tenant.id, await cipher(state, tenant.id)) == API_KEY
+    assert not (tmp_path / "hosted.sqlite3").exists()  # the registry is on the server, not in a file
 
 
 async def test_check_in_hosted_mode_asks_no_cad(tmp_path: Path, discord_api: FakeDiscord) -> None:

@@ -24,7 +24,7 @@ async def hosting_checks(settings: Settings) -> list[Check]:
     checks = [Check("master keys", True, f"{len(keys)} key(s) from {where} load")]
     path = settings.state.path
     try:
-        registry = await Registry.open(path, box)
+        registry = await Registry.open_state(settings.state, box)
     except StateFileError as error:
         return [*checks, Check("state file", False, str(error), "see above", fatal=True)]
     try:
@@ -33,7 +33,8 @@ async def hosting_checks(settings: Settings) -> list[Check]:
         except LockUnavailable as error:
             return [*checks, Check("state file", False, str(error), "see above", fatal=True)]
         beside = f"; in use by a running bot ({running.pid or 'pid unknown'})" if running is not None else ""
-        checks.append(Check("state file", True, f"{path}: opened and written (hosted schema {SCHEMA_VERSION}){beside}"))
+        opened = f"{registry.describe()}: opened and written (hosted schema {SCHEMA_VERSION}){beside}"
+        checks.append(Check("state file", True, opened))
         try:
             tenants = await registry.tenants()
         except MasterKeyError as error:

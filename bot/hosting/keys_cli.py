@@ -1,7 +1,8 @@
 """`python -m bot keys generate` and `python -m bot keys rotate`: the master keys of a hosted deployment.
 
-`rotate` is safe while the bot runs (SQLite WAL; one transaction): put a new key in front of
-hosting.secret_keys, run it, then the older keys may go (restart the bot with the new list).
+`rotate` is safe while the bot runs (one transaction, the registry's only writer meanwhile, on SQLite
+and on PostgreSQL): put a new key in front of hosting.secret_keys, run it, then the older keys may
+go (restart the bot with the new list).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def rotate(settings: Settings) -> int:
         return EXIT_PROBLEM
     try:
         box = SecretBox(master_keys(settings.hosting))
-        registry = await Registry.open(settings.state.path, box)
+        registry = await Registry.open_state(settings.state, box)
     except (MasterKeyError, StateFileError) as error:
         print(f"keys rotate: {error}", file=sys.stderr)
         return EXIT_PROBLEM

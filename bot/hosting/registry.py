@@ -1,15 +1,20 @@
 """The hosted deployment's own state: its communities (tenants), the guilds linked to them, and the
-/setup changes made in each guild. One SQLite file at `state.path` (WAL), migrated as `bot.store`
-migrates its own: numbered `MIGRATIONS`, `PRAGMA user_version` says how many the file has had.
+/setup changes made in each guild. Through `bot.db`, as `bot.store`: one SQLite file at `state.path`
+(WAL; `PRAGMA user_version` counts its migrations), or with `state.url` a PostgreSQL schema of its
+own (`hosting`, or `state.schema_name`; `schema_migrations` counts them). The same numbered
+`MIGRATIONS` and the same statements on both.
 
 API keys and push tokens are stored sealed (`SecretBox`), each bound to its tenant's id; beside the
 key, its keyed fingerprint (to show it, and to find it set up twice); beside the push token, its
-sha256 (unique). Deleted rows are overwritten (`secure_delete`), and the write-ahead log is folded
-and emptied after a deletion or a rotation, so a removed community's sealed key survives nowhere
-in the file.
+sha256 (unique). On SQLite, deleted rows are overwritten (`secure_delete`), and the write-ahead log
+is folded and emptied after a deletion or a rotation, so a removed community's sealed key survives
+nowhere in the file (PostgreSQL's own files are its operator's: VACUUM and its WAL archive).
 
-Every write is one transaction (BEGIN IMMEDIATE: also against another process on the file, such
-as `keys rotate` beside the running bot), committed before the call returns.
+Every write is one transaction, committed before the call returns, and one writer at a time also
+against another process (such as `keys rotate` beside the running bot, or a second bot on the same
+server): SQLite's BEGIN IMMEDIATE; on PostgreSQL an advisory lock taken first in the transaction
+(`_WRITER`), so that a read-then-write such as `link` is whole: two processes linking the same
+community at once make it once, the second one finding the first one's row.
 """
 
 from __future__ import annotations
@@ -23,18 +28,25 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 from pydantic import SecretStr, ValidationError
 
-from ..store import StateFileError, _explain
+from ..db import Database, PostgresDatabase, Row, SqliteDatabase, migrate, redact_url
+from ..store import _UNREACHABLE, StateFileError, _explain, _explain_url
 from .models import Change, CommunityOptions, GuildConfig, LinkedGuild, Tenant
 from .secrets import MasterKeyError, SecretBox
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "KeyInUse", "Registry", "push_digest"]
+if TYPE_CHECKING:
+    from ..config import StateSettings
+
+__all__ = ["MIGRATIONS", "REGISTRY_SCHEMA", "SCHEMA_VERSION", "KeyInUse", "Registry", "push_digest", "registry_schema"]
+
+# on PostgreSQL, unless state.schema_name names another (each community: `plan.community_schema`)
+REGISTRY_SCHEMA = "hosting"
 
 # Append only; never edit one that was released. Each runs in one transaction with its version bump.
+# Templates (`bot.db.render`): on SQLite they read exactly as the first release's statements did.
 MIGRATIONS: tuple[str, ...] = (
     # 1: communities, linked guilds, /setup changes
     """
@@ -42,29 +54,29 @@ MIGRATIONS: tuple[str, ...] = (
         id               TEXT    PRIMARY KEY,   -- the bot's own random id; the owner sealed in each secret
         community_id     TEXT    NOT NULL,
         api_url          TEXT    NOT NULL,
-        key_cipher       BLOB    NOT NULL,      -- SecretBox.seal(id, api key)
+        key_cipher       {blob}  NOT NULL,      -- SecretBox.seal(id, api key)
         key_fingerprint  TEXT    NOT NULL,      -- SecretBox.fingerprint(api key)
-        push_cipher      BLOB    NOT NULL,      -- SecretBox.seal(id, push token)
-        push_digest      BLOB    NOT NULL UNIQUE,  -- sha256(push token)
+        push_cipher      {blob}  NOT NULL,      -- SecretBox.seal(id, push token)
+        push_digest      {blob}  NOT NULL UNIQUE,  -- sha256(push token)
         options          TEXT    NOT NULL,      -- CommunityOptions (JSON)
-        created_at       REAL    NOT NULL,
+        created_at       {real}  NOT NULL,
         UNIQUE (api_url, community_id)
     );
     CREATE INDEX tenants_fingerprint ON tenants (key_fingerprint);
     CREATE TABLE guilds (
-        guild_id   INTEGER PRIMARY KEY,
+        guild_id   {int} PRIMARY KEY,
         tenant_id  TEXT    NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
         config     TEXT    NOT NULL,            -- GuildConfig (JSON)
-        linked_at  REAL    NOT NULL
+        linked_at  {real}    NOT NULL
     );
     CREATE INDEX guilds_tenant ON guilds (tenant_id);
     CREATE TABLE changes (
-        id           INTEGER PRIMARY KEY AUTOINCREMENT,
-        guild_id     INTEGER NOT NULL,
-        member_id    INTEGER NOT NULL,
+        id           {id},
+        guild_id     {int} NOT NULL,
+        member_id    {int} NOT NULL,
         member_name  TEXT    NOT NULL,
         what         TEXT    NOT NULL,          -- never a key
-        at           REAL    NOT NULL
+        at           {real}    NOT NULL
     );
     CREATE INDEX changes_guild ON changes (guild_id, id);
     """,
@@ -99,13 +111,33 @@ def push_digest(token: str) -> bytes:
 _TENANT_COLUMNS = "id, community_id, api_url, key_cipher, key_fingerprint, push_cipher, options, created_at"
 
 
+# the one-writer lock of a registry on PostgreSQL: per server and schema (two deployments on one
+# server, each in a schema of its own, do not wait on each other)
+_WRITER = "hosted registry writer {schema}"
+
+
+def registry_schema(state: StateSettings) -> str:
+    """The PostgreSQL schema of the hosted registry: `state.schema_name`, else `hosting`."""
+    return state.schema_name or REGISTRY_SCHEMA
+
+
 class Registry:
-    def __init__(self, db: aiosqlite.Connection, path: Path, box: SecretBox) -> None:
+    def __init__(self, db: Database, path: Path | None, box: SecretBox, *, schema: str | None = None) -> None:
         self._db = db
-        self.path = path
+        self.path = path  # the SQLite file; None on PostgreSQL
+        self.schema = schema  # the PostgreSQL schema; None on SQLite
         self._box = box
-        # one transaction at a time on this connection (reads too: none sees half a write)
+        # one call at a time through this object (reads too: on SQLite's one connection, a read
+        # inside another call's open transaction would see half a write)
         self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open_state(cls, state: StateSettings, box: SecretBox) -> Registry:
+        """The registry `state` names: SQLite at state.path, or PostgreSQL at state.url in its own
+        schema (`registry_schema`)."""
+        if state.postgres_url is None:
+            return await cls.open(state.path, box)
+        return await cls.open_postgres(state.postgres_url, registry_schema(state), box)
 
     @classmethod
     async def open(cls, path: Path, box: SecretBox) -> Registry:
@@ -120,27 +152,48 @@ class Registry:
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(path, isolation_level=None)  # transactions are explicit
+            db = await SqliteDatabase.open(path, immediate=True)  # the write lock first: read-then-write is whole
         except (OSError, sqlite3.Error) as error:
             raise _explain(path, error) from None
-        db.row_factory = sqlite3.Row
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA secure_delete=ON")  # a deleted row's sealed key is overwritten
-            await _refuse_single_community(db, path)
-            await _migrate(db, path)
+            await _refuse_single_community_file(db, path)
+            await migrate(db, MIGRATIONS, newer=lambda found: _newer(f"state.path {path}", found))
         except (OSError, sqlite3.Error, StateFileError) as error:
             await db.close()  # else aiosqlite's worker thread keeps the process alive forever
             raise error if isinstance(error, StateFileError) else _explain(path, error) from None
         return cls(db, path, box)
 
+    @classmethod
+    async def open_postgres(cls, url: str, schema: str, box: SecretBox) -> Registry:
+        """Opens the registry's schema on the PostgreSQL server at `url`, creating it and bringing it
+        up to date. Raises StateFileError naming state.url (without its password) and the fix, for a
+        server that cannot be used, a single community's schema, or one from a newer version."""
+        try:
+            db = await PostgresDatabase.open(url, schema)
+        except _UNREACHABLE as error:
+            raise _explain_url(url, schema, error) from None
+        where = f"state.url {redact_url(url)} (schema {schema})"
+        try:
+            await _refuse_single_community_schema(db, schema, where)
+            await migrate(db, MIGRATIONS, newer=lambda found: _newer(where, found), schema=schema)
+        except BaseException as error:
+            await db.close()
+            if isinstance(error, _UNREACHABLE):
+                raise _explain_url(url, schema, error) from None
+            raise
+        return cls(db, None, box, schema=schema)
+
     async def close(self) -> None:
         await self._db.close()
 
+    def describe(self) -> str:
+        """Where the registry is, for messages: the path, or the URL without its password and the schema."""
+        return self._db.describe()
+
     def __repr__(self) -> str:
-        return f"Registry({str(self.path)!r})"
+        return f"Registry({self._db.describe()!r})"
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -251,7 +304,9 @@ class Registry:
                 )
             if previous != tenant_id:
                 await db.execute(
-                    "INSERT OR REPLACE INTO guilds (guild_id, tenant_id, config, linked_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO guilds (guild_id, tenant_id, config, linked_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (guild_id) DO UPDATE SET tenant_id = excluded.tenant_id, config = excluded.config, "
+                    "linked_at = excluded.linked_at",
                     (guild_id, tenant_id, GuildConfig().model_dump_json(), time.time()),
                 )
             if previous is not None and previous != tenant_id:
@@ -266,18 +321,18 @@ class Registry:
 
     async def save_config(self, guild_id: int, config: GuildConfig) -> None:
         async with self._write() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE guilds SET config = ? WHERE guild_id = ?", (config.model_dump_json(), guild_id)
             )
-            if cursor.rowcount == 0:
+            if changed == 0:
                 raise LookupError(f"guild {guild_id} is not linked to a community")
 
     async def save_options(self, tenant_id: str, options: CommunityOptions) -> None:
         async with self._write() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE tenants SET options = ? WHERE id = ?", (options.model_dump_json(), tenant_id)
             )
-            if cursor.rowcount == 0:
+            if changed == 0:
                 raise LookupError(f"no community {tenant_id}")
 
     async def unlink(self, guild_id: int) -> str | None:
@@ -304,11 +359,11 @@ class Registry:
         """A new push token (the old URL stops working); LookupError for an unknown community."""
         token = secrets.token_urlsafe(32)
         async with self._write() as db:
-            cursor = await db.execute(
+            changed = await db.execute(
                 "UPDATE tenants SET push_cipher = ?, push_digest = ? WHERE id = ?",
                 (self._box.seal(tenant_id, token), push_digest(token), tenant_id),
             )
-            if cursor.rowcount == 0:
+            if changed == 0:
                 raise LookupError(f"no community {tenant_id}")
             (row,) = await _rows(db, f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,))
             tenant = self._tenant(row)
@@ -350,7 +405,7 @@ class Registry:
 
     # --- inside ----------------------------------------------------------------------------------
 
-    def _tenant(self, row: sqlite3.Row) -> Tenant:
+    def _tenant(self, row: Row) -> Tenant:
         tenant_id = str(row["id"])
         try:
             api_key = self._box.open(tenant_id, row["key_cipher"])
@@ -372,7 +427,7 @@ class Registry:
             created_at=float(row["created_at"]),
         )
 
-    async def _holders(self, db: aiosqlite.Connection, api_key: str) -> list[Tenant]:
+    async def _holders(self, db: Database, api_key: str) -> list[Tenant]:
         """The communities holding this key: its fingerprint under any master key, then the key itself
         (a fingerprint is short; the key decides)."""
         prints = sorted(self._box.fingerprints(api_key))
@@ -384,35 +439,41 @@ class Registry:
         holders = [self._tenant(row) for row in rows]
         return [t for t in holders if hmac.compare_digest(t.api_key.get_secret_value().encode(), api_key.encode())]
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._lock:
-            return await _rows(self._db, sql, params)
+            return await self._db.fetch(sql, params)
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")  # the write lock first: read-then-write is whole
-            try:
-                yield self._db
-            except BaseException:
-                await asyncio.shield(self._db.execute("ROLLBACK"))
-                raise
-            await self._db.execute("COMMIT")
+    async def _write(self) -> AsyncIterator[Database]:
+        """One write transaction, committed at the end; the only writer of the registry meanwhile,
+        also against other processes (see the module's docstring)."""
+        async with self._lock, self._db.transaction() as tx:
+            if self.schema is not None:
+                # READ COMMITTED whatever the server's default: each statement after the lock sees
+                # what the writer before committed
+                await tx.script(
+                    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
+                    f"SELECT pg_advisory_xact_lock(hashtext('{_WRITER.format(schema=self.schema)}'))"
+                )
+            yield tx
 
     async def _fold_log(self) -> None:
-        """Folds the write-ahead log into the file and empties it: after a deletion or a rotation,
-        the replaced sealed values are left nowhere. Best effort: a reader elsewhere may hold it."""
+        """SQLite: folds the write-ahead log into the file and empties it: after a deletion or a
+        rotation, the replaced sealed values are left nowhere. Best effort: a reader elsewhere may
+        hold it."""
+        if not isinstance(self._db, SqliteDatabase):
+            return
         async with self._lock:
             with contextlib.suppress(sqlite3.Error):
-                await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await self._db.checkpoint()
 
 
-def _naming(error: MasterKeyError, row: sqlite3.Row) -> MasterKeyError:
+def _naming(error: MasterKeyError, row: Row) -> MasterKeyError:
     """The same error, naming the Sonoran community as well as the bot's id of it."""
     return type(error)(f"{error} (Sonoran community {row['community_id']}, at {row['api_url']})")
 
 
-def _linked(row: sqlite3.Row) -> LinkedGuild:
+def _linked(row: Row) -> LinkedGuild:
     guild_id = int(row["guild_id"])
     try:
         config = GuildConfig.model_validate_json(row["config"])
@@ -424,30 +485,33 @@ def _linked(row: sqlite3.Row) -> LinkedGuild:
     return LinkedGuild(guild_id=guild_id, tenant_id=str(row["tenant_id"]), config=config)
 
 
-async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-    async with db.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())
+async def _rows(db: Database, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    return await db.fetch(sql, params)
 
 
-async def _refuse_single_community(db: aiosqlite.Connection, path: Path) -> None:
-    rows = await _rows(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'posts'")
+def _newer(where: str, found: int) -> StateFileError:
+    return StateFileError(
+        f"{where} was written by a newer version of the bot (hosted schema {found}; this version knows up to "
+        f"{SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
+    )
+
+
+_SINGLE_COMMUNITY = (
+    "a single-community (TOML mode) state {what}, and hosting.enabled is true: a hosted deployment keeps its "
+    "communities in {own}. Point {setting} at a new one, or turn hosting off to use this one"
+)
+
+
+async def _refuse_single_community_file(db: SqliteDatabase, path: Path) -> None:
+    if await db.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'posts'"):
+        what = _SINGLE_COMMUNITY.format(what="file", own="a file of its own", setting="state.path")
+        raise StateFileError(f"state.path {path} is {what}")
+
+
+async def _refuse_single_community_schema(db: Database, schema: str, where: str) -> None:
+    rows = await db.fetch(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = 'posts'", (schema,)
+    )
     if rows:
-        raise StateFileError(
-            f"state.path {path} is a single-community (TOML mode) state file, and hosting.enabled is true: a "
-            "hosted deployment keeps its communities in a file of its own. Point state.path at a new file, "
-            "or turn hosting off to use this one"
-        )
-
-
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    rows = await _rows(db, "PRAGMA user_version")
-    version = int(rows[0][0]) if rows else 0
-    if version > SCHEMA_VERSION:
-        raise StateFileError(
-            f"state.path {path} was written by a newer version of the bot (hosted schema {version}; this "
-            f"version knows up to {SCHEMA_VERSION}). Upgrade the bot, or restore a backup made with this version."
-        )
-    for number in range(version + 1, SCHEMA_VERSION + 1):
-        await db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
-    # a write, even when nothing was due: a file this user may read but not write fails here, at start
-    await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        what = _SINGLE_COMMUNITY.format(what="schema", own="a schema of its own", setting="state.schema_name")
+        raise StateFileError(f"{where} is {what}")
