@@ -9,13 +9,15 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from bot.cli import build_parser
+from bot.cli import build_parser, main
 from bot.cluster import Lease, LeaseKeeper, Leases, Membership, cluster_view, lease_view, open_cluster
 from bot.cluster.cli import cluster, report
 from bot.cluster.schema import NOW
@@ -294,3 +296,26 @@ async def test_the_cli_says_when_the_server_cannot_be_reached(capsys: pytest.Cap
     assert await cluster(settings) == 1
     err = capsys.readouterr().err
     assert "cannot open postgresql://u:***@127.0.0.1:9/db" in err and "hunter2" not in err
+
+
+def test_python_m_bot_cluster_reads_the_state_url_from_the_configuration(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    monkeypatch.setattr("bot.cluster.cli.SCHEMA", schema)
+    monkeypatch.setenv("SONORAN_BOT_STATE__URL", pg_url)
+    config = tmp_path / "config.toml"
+    config.write_text('[discord]\ntoken = "t"\n[sonoran]\ncommunity_id = "c"\napi_key = "k"\n')
+    try:
+        assert main(["cluster", "--config", str(config)]) == 0
+        assert capsys.readouterr().out.splitlines() == ["0 processes alive"]
+    finally:
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(pg_url)
+            try:
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())

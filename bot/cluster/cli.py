@@ -39,13 +39,13 @@ def report(members: list[MemberView], leases: list[LeaseView]) -> list[str]:
     return lines
 
 
-async def cluster(settings: Settings, schema: str = SCHEMA) -> int:
+async def cluster(settings: Settings, schema: str | None = None) -> int:
     url = settings.state.postgres_url
     if url is None:
         print(f"state is SQLite ({settings.state.path}): a single process owns every community; no cluster to show")
         return EXIT_OK
     try:
-        db = await open_cluster(url, schema)
+        db = await open_cluster(url, schema or SCHEMA)
     except (OSError, TimeoutError, asyncpg.PostgresError, *DatabaseError) as error:
         print(f"cluster: cannot open {redact_url(url)} ({type(error).__name__})", file=sys.stderr)
         return EXIT_PROBLEM
