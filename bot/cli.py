@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import aiohttp
 import discord
 
+from .cluster import cli as cluster_cli
 from .config import ConfigError, Settings, load_settings, resolve_config_path, with_dotenv
 from .core import DispatchBot
 from .hosting import keys_cli
@@ -73,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"`{prog} check`, `{prog} sync`, `{prog} run`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,sync,health,push-test,demo,invite,keys}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{run,check,sync,health,push-test,demo,invite,keys,cluster}"
+    )
     commands.add_parser(
         "run",
         parents=[common],
@@ -141,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "running bot.",
     )
     keys.add_argument("action", choices=["generate", "rotate"])
+    commands.add_parser(
+        "cluster",
+        parents=[common],
+        help="list the bot processes sharing the PostgreSQL state, and what each owns",
+        description="With a PostgreSQL state.url: each live process (id, host, pid, shards, heartbeat age) and "
+        "the communities it owns, then the communities whose lease expired. With SQLite: one process owns "
+        "everything.",
+    )
     return parser
 
 
@@ -174,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(invite(settings))
     if command == "keys":
         return asyncio.run(keys_cli.rotate(settings))
+    if command == "cluster":
+        return asyncio.run(cluster_cli.cluster(settings))
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings, config=path))

@@ -413,7 +413,7 @@ def test_python_dash_m_bot_is_the_entry_point(tmp_path: Path) -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "bot", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
     ).stdout
-    assert "{run,check,sync,health,push-test,demo,invite,keys}" in help_text
+    assert "{run,check,sync,health,push-test,demo,invite,keys,cluster}" in help_text
 
 
 def test_dockerfile_runs_what_the_tests_run() -> None:
