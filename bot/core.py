@@ -213,8 +213,8 @@ class DispatchBot(commands.Bot):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Removed from a server: its work stops now; its community's credentials and state go
         with its last server."""
-        if self.host is None or guild.id not in self.host.linked_guild_ids():
-            return
+        if self.host is None:
+            return  # the registry is asked, not what runs: a community that failed to start counts too
         last = await self.host.remove_guild(guild.id)
         log.info("removed from guild %s: its work stopped%s", guild.id, "; its community was deleted" if last else "")
 

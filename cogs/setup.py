@@ -164,6 +164,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         if problem is not None or verdict is None:
             await interaction.followup.send(f"Nothing was stored. {problem}", ephemeral=True, allowed_mentions=NO_PINGS)
             return
+        linked_before = await self.host.registry.guild(interaction.guild_id) is not None
         try:
             tenant, created = await self.host.link(
                 interaction.guild_id, community_id=community_id, api_key=api_key, api_url=url
@@ -173,12 +174,12 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
             return
         except Exception:
             log.exception("guild %s: the community could not be put to work", interaction.guild_id)
-            await self.host.remove_guild(interaction.guild_id)  # the registry and the bot agree again
-            await interaction.followup.send(
-                "Nothing was kept: the community could not be started. Try again, or ask the bot's host.",
-                ephemeral=True,
-                allowed_mentions=NO_PINGS,
-            )
+            if linked_before:  # its setup is kept (stored first); it starts at the next restart
+                text = "The key was stored, but the community could not be restarted: ask the bot's host to restart it."
+            else:  # a new link: undone, so that the registry and the bot agree again
+                await self.host.remove_guild(interaction.guild_id)
+                text = "Nothing was kept: the community could not be started. Try again, or ask the bot's host."
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
             return
         what = f"linked community {community_id} at {url}" + (" (new)" if created else "")
         await self._audit(interaction, what)

@@ -705,3 +705,25 @@ async def test_a_server_that_removed_the_bot_while_it_was_down_is_forgotten_at_r
     assert bot.communities.find(int(gone.id)) is None
     assert bot.communities.find(int(kept.id)) is not None
     assert bot.host is not None and await bot.host.registry.guild(int(gone.id)) is None
+
+
+async def test_a_failed_restart_of_a_linked_community_deletes_nothing(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.community import Community
+
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    cad = await cads()
+    await link(bot, guild, cad, discord_api)
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed)))
+
+    async def broken(self: Community, *, poll: bool) -> None:
+        raise RuntimeError("cannot start")
+
+    monkeypatch.setattr(Community, "start", broken)
+    reply = await link(bot, guild, cad, discord_api)  # the same community again: not a new link
+    assert reply.startswith("The key was stored, but the community could not be restarted")
+    assert bot.host is not None and await bot.host.registry.count_tenants() == 1
+    linked = await bot.host.registry.guild(int(guild.id))
+    assert linked is not None and [feed.channel_id for feed in linked.config.feeds] == [int(guild.feed)]

@@ -426,3 +426,55 @@ async def test_check_opens_the_postgresql_state_and_names_a_bad_one_without_its_
     (state,) = [c for c in bad if c.name == "state file"]
     assert not state.ok and "state.url postgresql://bot:***@127.0.0.1:1/x" in state.detail
     assert "hunter2" not in state.detail
+
+
+async def _one_table_schema(url: str, schema: str) -> PostgresDatabase:
+    db = await PostgresDatabase.open(url, schema)
+    await db.script(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+    await db.execute("DELETE FROM t")
+    await db.execute("INSERT INTO t VALUES (?)", (schema,))
+    return db
+
+
+@pytest.mark.parametrize("ending", ["raised", "cancelled"])
+async def test_a_transaction_that_ends_badly_leaves_no_schema_behind_on_postgres(
+    pg_url: str, ending: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pooled connection, two communities: B's transaction rolled back (an exception, or its
+    task cancelled mid-statement) must not leave B's next statements on A's schema."""
+    from bot.db import postgres
+
+    monkeypatch.setattr(postgres, "POOL_MAX_SIZE", 1)
+    a = await _one_table_schema(pg_url + "?application_name=leak", f"leak_a_{ending}")
+    b = await _one_table_schema(pg_url + "?application_name=leak", f"leak_b_{ending}")
+    try:
+        assert [row[0] for row in await a.fetch("SELECT v FROM t")] == [f"leak_a_{ending}"]  # the connection: A
+
+        async def work() -> None:
+            async with b.transaction() as tx:
+                await tx.fetch("SELECT v FROM t")
+                if ending == "raised":
+                    raise RuntimeError("a bad row")
+                await tx.execute("SELECT pg_sleep(5)")
+
+        task = asyncio.ensure_future(work())
+        if ending == "cancelled":
+            await asyncio.sleep(0.3)
+            task.cancel()
+        with pytest.raises((RuntimeError, asyncio.CancelledError)):
+            await task
+        assert [row[0] for row in await b.fetch("SELECT v FROM t")] == [f"leak_b_{ending}"]
+        assert [row[0] for row in await a.fetch("SELECT v FROM t")] == [f"leak_a_{ending}"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_a_password_in_the_query_string_is_hidden_too() -> None:
+    from bot.db.postgres import redact_url
+
+    assert redact_url("postgresql://u@h/db?password=s3cret&sslmode=require") == (
+        "postgresql://u@h/db?password=***&sslmode=require"
+    )
+    assert "pw" not in redact_url("postgresql://u:pw@h:5432/db")

@@ -47,11 +47,18 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<a URL that cannot be read>"
-    if parts.password is None:
+    query = "&".join(
+        f"{name}=***" if name.lower() in ("password", "sslpassword") else pair
+        for pair in parts.query.split("&")
+        if pair
+        for name in [pair.split("=", 1)[0]]
+    )
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}"
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(SplitResult(parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def check_url(url: str) -> None:
@@ -113,15 +120,19 @@ class SchemaConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg shi
     schema: str | None = None
 
     async def use_schema(self, schema: str, then: str = "") -> None:
-        """Sets the search_path to `schema` alone unless it already is, with `then` (a statement
-        without parameters, such as BEGIN) in the same round trip."""
-        if self.schema == schema:
-            if then:
-                await self.execute(then)
-            return
-        self.schema = None  # unknown until the SET is through
-        await self.execute(f"SET search_path TO {quote(schema)}" + (f"; {then}" if then else ""))
-        self.schema = schema
+        """Sets the search_path to `schema` alone unless it already is, then runs `then` (a
+        statement without parameters, such as BEGIN). The SET is sent on its own, outside any
+        transaction: a SET inside one is undone by its ROLLBACK (an exception, a cancelled task),
+        which would leave the connection on another community's schema while it says this one."""
+        if self.schema != schema:
+            self.schema = None  # unknown until the SET is through
+            await self.execute(f"SET search_path TO {quote(schema)}")
+            self.schema = schema
+        if then:
+            await self.execute(then)
+
+    def forget_schema(self) -> None:
+        self.schema = None
 
 
 async def _keep_session(connection: Any) -> None:
@@ -269,6 +280,7 @@ class PostgresDatabase:
             try:
                 yield _Transaction(connection, self)
             except BaseException:
+                connection.forget_schema()  # whatever happened, the next use sets it again
                 await asyncio.shield(connection.execute("ROLLBACK"))
                 raise
             await connection.execute("COMMIT")

@@ -211,17 +211,19 @@ class Host:
         board = hosted.services.board
         board.max_age, board.feed_reserve = settings.cad.poll_seconds, settings.feed_polls_per_window
         old = hosted.community
-        await _stop(old)
+        await _stop(old)  # still linked until `new` is: a push meanwhile is its 503, never a 404
         new = self._build(settings, hosted.services, hosted.guilds, hosted.tenant)
-        self._unlink(old)
         try:
             await new.start(poll=self.poll)
         except BaseException:
             await _stop(new)
+            self._unlink(old)
             self._hosted.pop(hosted.tenant.id, None)
             await hosted.stack.aclose()
+            log.error("community %s could not start again after a change; it starts at the next restart", old.name)
             raise
         self._link(hosted, new)
+        self._unlink(old)  # what the new links did not replace (a guild that left)
 
     async def stop(self) -> None:
         """The engines, while Discord can still be reached (they deliver what is stored)."""
