@@ -727,3 +727,28 @@ async def test_a_failed_restart_of_a_linked_community_deletes_nothing(
     assert bot.host is not None and await bot.host.registry.count_tenants() == 1
     linked = await bot.host.registry.guild(int(guild.id))
     assert linked is not None and [feed.channel_id for feed in linked.config.feeds] == [int(guild.feed)]
+
+
+async def test_every_setup_answer_is_ephemeral(hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(), discord_api)
+    for sub, options in [
+        ("feed", {"channel": ("channel", guild.feed), "ping_role": ("role", guild.role)}),
+        ("feed", {"channel": ("channel", guild.mute)}),
+        ("alerts", {"channel": ("channel", guild.feed)}),
+        ("board", {"channel": ("channel", guild.feed)}),
+        ("audit", {"channel": ("channel", guild.audit)}),
+        ("caller-role", {"role": ("role", guild.role)}),
+        ("cooldowns", {"call_911": 30.0}),
+        ("show", {}),
+        ("push-rotate", {}),
+        ("feed-remove", {"channel": ("channel", guild.audit)}),
+        ("remove", {}),
+    ]:
+        await dispatch_interaction(bot, guild.setup(sub, **options))
+    answers = [reply for reply in discord_api.replies() if reply.get("type") != 9]  # 9: the form itself
+    assert answers
+    for answer in answers:
+        flags = (answer.get("data") or answer).get("flags", 0)
+        assert answer.get("type") == 7 or flags & 64, answer  # 7: the removal question's own message
