@@ -733,7 +733,7 @@ async def test_every_setup_answer_is_ephemeral(hosted_bot: HostedBot, discord_ap
     bot = await hosted_bot()
     guild = Guild(bot)
     await link(bot, guild, await cads(), discord_api)
-    for sub, options in [
+    steps: list[tuple[str, dict[str, Any]]] = [
         ("feed", {"channel": ("channel", guild.feed), "ping_role": ("role", guild.role)}),
         ("feed", {"channel": ("channel", guild.mute)}),
         ("alerts", {"channel": ("channel", guild.feed)}),
@@ -745,7 +745,8 @@ async def test_every_setup_answer_is_ephemeral(hosted_bot: HostedBot, discord_ap
         ("push-rotate", {}),
         ("feed-remove", {"channel": ("channel", guild.audit)}),
         ("remove", {}),
-    ]:
+    ]
+    for sub, options in steps:
         await dispatch_interaction(bot, guild.setup(sub, **options))
     answers = [reply for reply in discord_api.replies() if reply.get("type") != 9]  # 9: the form itself
     assert answers
