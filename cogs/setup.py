@@ -34,6 +34,8 @@ from bot.hosting.render import CALLS_CHOICES, calls_name, cooldowns_text, show_t
 from bot.hosting.verify import SONORAN_API_URL, verify_cad
 from bot.intake.listener import push_url
 from bot.messages import user_message
+from bot.preflight import ping_role_check
+from bot.sonoran import SonoranError
 from bot.tree import log_error, reply_ephemeral
 
 log = logging.getLogger(__name__)
@@ -220,7 +222,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         dispatch: bool = False,
     ) -> None:
         self._own(interaction, channel, ping_role)
-        warning = self._postable(interaction, channel)
+        warning = self._postable(interaction, channel, ping_role)
         feed = FeedSettings(
             server_id=server,
             channel_id=channel.id,
@@ -233,7 +235,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
             return put(config, "feeds", feed)
 
         what = f"feed #{channel.name}: server {server}, {calls_name(feed.calls)}" + (", dispatch" if dispatch else "")
-        await self._change(interaction, change, what, warning)
+        await self._change(interaction, change, what, warning, server=server)
 
     @app_commands.command(name="feed-remove", description="Stop posting calls in a channel")
     async def feed_remove(self, interaction: Interaction, channel: discord.TextChannel) -> None:
@@ -254,13 +256,15 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         ping_role: discord.Role | None = None,
     ) -> None:
         self._own(interaction, channel, ping_role)
-        warning = self._postable(interaction, channel)
+        warning = self._postable(interaction, channel, ping_role)
         alert = AlertSettings(server_id=server, channel_id=channel.id, ping_role_id=ping_role.id if ping_role else 0)
 
         def change(config: GuildConfig) -> GuildConfig:
             return put(config, "alerts", alert)
 
-        await self._change(interaction, change, f"panic alerts #{channel.name}: server {server}", warning)
+        await self._change(
+            interaction, change, f"panic alerts #{channel.name}: server {server}", warning, server=server
+        )
 
     @app_commands.command(name="alerts-remove", description="Stop posting panic alerts in a channel")
     async def alerts_remove(self, interaction: Interaction, channel: discord.TextChannel) -> None:
@@ -281,7 +285,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         def change(config: GuildConfig) -> GuildConfig:
             return put(config, "boards", board)
 
-        await self._change(interaction, change, f"unit board #{channel.name}: server {server}", warning)
+        await self._change(interaction, change, f"unit board #{channel.name}: server {server}", warning, server=server)
 
     @app_commands.command(name="board-remove", description="Stop keeping a unit board in a channel")
     async def board_remove(self, interaction: Interaction, channel: discord.TextChannel) -> None:
@@ -429,7 +433,9 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         if role is not None and (role.guild.id != guild_id or (guild is not None and guild.get_role(role.id) is None)):
             raise SetupProblem("That role is not in this server.")
 
-    def _postable(self, interaction: Interaction, channel: discord.TextChannel) -> str | None:
+    def _postable(
+        self, interaction: Interaction, channel: discord.TextChannel, ping_role: discord.Role | None = None
+    ) -> str | None:
         """Refuses a channel the bot cannot post in; a ping role that would ping nobody is a warning."""
         me = channel.guild.me
         if me is None:
@@ -440,7 +446,26 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
                 f"The bot cannot post in #{channel.name}: it lacks {', '.join(missing)} there. Grant those to its "
                 "role in that channel, then try again. Nothing was changed."
             )
+        if ping_role is not None:
+            check = ping_role_check(self.bot, channel.id, ping_role.id, "ping_role")
+            if not check.ok:
+                return f"Note: {check.detail}; {check.fix}."
         return None
+
+    async def _server_problem(self, guild_id: int, server: int) -> str | None:
+        """A CAD server the community does not have (the CAD is asked; if it cannot answer now,
+        the server is taken as given)."""
+        hosted = self.host.hosted_for(guild_id)
+        if hosted is None:
+            return None
+        try:
+            servers = await hosted.services.sonoran.get_servers()
+        except SonoranError:
+            return None
+        known = sorted(found.id for found in servers)
+        if not known or server in known:
+            return None
+        return f"The CAD has no server {server} (it has {', '.join(map(str, known))}). Nothing was changed."
 
     async def _change(
         self,
@@ -448,10 +473,14 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         change: Callable[[GuildConfig], GuildConfig],
         what: str,
         warning: str | None = None,
+        *,
+        server: int | None = None,
     ) -> None:
         guild_id = _guild(interaction)
         self.host.guild_config(guild_id)  # NotSetUp before deferring: said at once
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if server is not None and (problem := await self._server_problem(guild_id, server)):
+            raise SetupProblem(problem)
         try:
             await self.host.configure(guild_id, change)
         except ValidationError as error:

@@ -753,3 +753,16 @@ async def test_every_setup_answer_is_ephemeral(hosted_bot: HostedBot, discord_ap
     for answer in answers:
         flags = (answer.get("data") or answer).get("flags", 0)
         assert answer.get("type") == 7 or flags & 64, answer  # 7: the removal question's own message
+
+
+async def test_a_feed_on_a_server_the_cad_does_not_have_is_refused(
+    hosted_bot: HostedBot, discord_api: FakeDiscord, cads: Any
+) -> None:
+    bot = await hosted_bot()
+    guild = Guild(bot)
+    await link(bot, guild, await cads(servers=(1, 2)), discord_api)
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed), server=7))
+    assert last_reply(discord_api) == "The CAD has no server 7 (it has 1, 2). Nothing was changed."
+    assert bot.host is not None and bot.host.guild_config(int(guild.id)).feeds == []
+    await dispatch_interaction(bot, guild.setup("feed", channel=("channel", guild.feed), server=2))
+    assert last_reply(discord_api).startswith("Done: feed #calls: server 2")
