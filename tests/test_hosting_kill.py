@@ -5,9 +5,7 @@ every call the CAD still lists is shown once, as active; no call is shown twice.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +20,8 @@ from .doubles.discord_server import DiscordServer
 from .doubles.fake_cad import FakeCad
 from .doubles.fake_gateway import FakeGateway, guild_payload, text_channel
 from .helpers import DISCORD_TOKEN
-from .test_kill import Killer, channel_is_true
-from .test_operations import FEED_CHANNEL, run_offline, wait_for
+from .test_kill import Killer, channel_is_true, clean_run, killed_run
+from .test_operations import FEED_CHANNEL, run_offline
 
 ROUNDS = 6
 
@@ -72,19 +70,8 @@ async def test_hosted_mode_under_sigkill_loses_nothing_and_posts_nothing_twice(c
             process = await run_offline(config, env, quiet=True)
             target = ("POST", "anywhere", "PATCH")[round_ % 3]
             killer = Killer(process, target, nth=1 if target == "POST" else rng.choice((1, 2)))
-            server.before_reply = killer.on_request
-            try:
-                await asyncio.wait_for(process.wait(), 5 if killer.target != "anywhere" else rng.uniform(0.5, 3))
-            except TimeoutError:
-                process.kill()
-            await process.wait()
-            server.before_reply = None
-            kills[killer.target if killer.killed else "timed"] += 1
-        stamp = health.read_text() if health.exists() else ""
-        process = await run_offline(config, env, quiet=True)
-        await wait_for(lambda: health.exists() and health.read_text() != stamp, seconds=60)
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+            kills[await killed_run(server, killer, 5 if target != "anywhere" else rng.uniform(0.5, 3))] += 1
+        await clean_run(lambda: run_offline(config, env, quiet=True), health)
     finally:
         await server.close()
         await gateway.close()

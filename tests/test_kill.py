@@ -11,7 +11,7 @@ import random
 import re
 import signal
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -72,20 +72,10 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
             # SIGKILL (no handler, no cleanup) right after Discord made a post or an edit but before
             # the bot hears of it, or at a random moment
             killer = Killer(process, ("POST", "anywhere", "PATCH")[round_ % 3], nth=rng.choice((1, 1, 2)))
-            server.before_reply = killer.on_request
-            try:
-                await asyncio.wait_for(process.wait(), 3 if killer.target != "anywhere" else rng.uniform(0.3, 2.5))
-            except TimeoutError:
-                process.kill()
-            await process.wait()
-            server.before_reply = None
-            kills[killer.target if killer.killed else "timed"] += 1
+            patience = 3 if killer.target != "anywhere" else rng.uniform(0.3, 2.5)
+            kills[await killed_run(server, killer, patience)] += 1
         # a last, undisturbed run: one whole cycle, then a clean stop
-        stamp = health.read_text() if health.exists() else ""
-        process = await start(config, discord_url, gateway.url)
-        await wait_for(lambda: health.exists() and health.read_text() != stamp, seconds=60)
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await clean_run(lambda: start(config, discord_url, gateway.url), health)
     finally:
         await server.close()
         await gateway.close()
@@ -95,6 +85,32 @@ async def test_sigkill_at_random_moments_and_restart_leave_the_channel_true(cad:
     ended = {call_id: titles[0] for call_id, titles in shown.items() if call_id not in still_live}
     wrong = {call_id: title for call_id, title in ended.items() if "(removed)" not in title}
     assert wrong == {}, f"{len(wrong)} of {len(shown)} ended calls still shown as active"
+
+
+async def killed_run(server: DiscordServer, killer: Killer, patience: float) -> str:
+    """Lets the bot run until `killer` strikes (or `patience` runs out: then SIGKILL anyway); what
+    killed it."""
+    server.before_reply = killer.on_request
+    try:
+        await asyncio.wait_for(killer.process.wait(), patience)
+    except TimeoutError:
+        killer.process.kill()
+    await killer.process.wait()
+    server.before_reply = None
+    return killer.target if killer.killed else "timed"
+
+
+def _stamp(health: Path) -> str:
+    return health.read_text() if health.exists() else ""
+
+
+async def clean_run(start: Callable[[], Awaitable[asyncio.subprocess.Process]], health: Path) -> None:
+    """A last, undisturbed run: one whole cycle (the health stamp moves), then a clean stop."""
+    stamp = _stamp(health)
+    process = await start()
+    await wait_for(lambda: _stamp(health) not in ("", stamp), seconds=60)
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
 def channel_is_true(fake: FakeDiscord, cad: FakeCad) -> tuple[dict[int, list[str]], set[int]]:
