@@ -17,9 +17,9 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -119,6 +119,9 @@ class StateFileError(Exception):
     """The state file cannot be used; the message names `state.path` and what to do, as is."""
 
 
+T = TypeVar("T")
+
+
 def _explain(path: Path, error: BaseException) -> StateFileError:
     uid = os.getuid() if hasattr(os, "getuid") else "?"
     text = str(error)
@@ -133,6 +136,54 @@ def _explain(path: Path, error: BaseException) -> StateFileError:
         f"to the file and to {folder} (SQLite writes its -wal and -shm files beside it), e.g. "
         f"`chown -R {uid} {folder}`, or point state.path somewhere writable."
     )
+
+
+def _make_room(path: Path, example: str) -> None:
+    """The file's folder made; a folder where the file should be refused."""
+    if path.is_dir():
+        raise StateFileError(
+            f"state.path {path} is a directory; point state.path at a file in it, e.g. {path / example}"
+        )
+    if str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+async def open_sqlite_state(
+    path: Path, example: str, build: Callable[[SqliteDatabase], Awaitable[T]], *, immediate: bool = False
+) -> T:
+    """Opens (or creates) the SQLite file at `path` and hands it to `build` (schema checks,
+    migrations, the object over it). Any failure is a StateFileError naming `state.path` and the
+    fix; the connection is closed again first (else aiosqlite's worker thread keeps the process
+    alive forever). `example`: a file name to suggest when `path` is a directory."""
+    try:
+        _make_room(path, example)
+        db = await SqliteDatabase.open(path, immediate=immediate)
+    except (OSError, sqlite3.Error) as error:
+        raise _explain(path, error) from None
+    try:
+        return await build(db)
+    except BaseException as error:
+        await db.close()
+        if isinstance(error, (OSError, sqlite3.Error)):
+            raise _explain(path, error) from None
+        raise
+
+
+async def open_postgres_state(url: str, schema: str, build: Callable[[PostgresDatabase], Awaitable[T]]) -> T:
+    """Opens `schema` on the PostgreSQL server at `url` and hands it to `build`; a server that
+    cannot be reached is a StateFileError naming state.url (without its password). The pool's
+    share is given back on any failure."""
+    try:
+        db = await PostgresDatabase.open(url, schema)
+    except _UNREACHABLE as error:
+        raise _explain_url(url, schema, error) from None
+    try:
+        return await build(db)
+    except BaseException as error:
+        await db.close()
+        if isinstance(error, _UNREACHABLE):
+            raise _explain_url(url, schema, error) from None
+        raise
 
 
 def _explain_url(url: str, schema: str, error: BaseException) -> StateFileError:
@@ -198,37 +249,24 @@ class Store:
         2 MiB, when None). One process holding many communities' files caps it: each busy
         connection otherwise grows to 2 MiB (bench.communities)."""
         path = Path(path)
-        if path.is_dir():
-            raise StateFileError(
-                f"state.path {path} is a directory; point state.path at a file in it, e.g. {path / 'state.sqlite3'}"
-            )
-        try:
-            if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
-            db = await SqliteDatabase.open(path)
-        except (OSError, sqlite3.Error) as error:
-            raise _explain(path, error) from None
-        try:
+
+        async def build(db: SqliteDatabase) -> Store:
             await _refuse_hosted_registry(db, path)
             if cache_kib is not None:
                 await db.execute(f"PRAGMA cache_size=-{max(1, int(cache_kib))}")
             await migrate(db, MIGRATIONS, newer=lambda found: _newer(f"state.path {path}", found))
-        except (OSError, sqlite3.Error, StateFileError) as error:
-            await db.close()  # else aiosqlite's worker thread keeps the process alive forever
-            raise error if isinstance(error, StateFileError) else _explain(path, error) from None
-        store = cls(db, path)
-        await store._load_actions()
-        return store
+            store = cls(db, path)
+            await store._load_actions()
+            return store
+
+        return await open_sqlite_state(path, "state.sqlite3", build)
 
     @classmethod
     async def open_postgres(cls, url: str, schema: str) -> Store:
         """Opens the community's schema on the PostgreSQL server at `url`, creating it and bringing
         it up to date. Raises StateFileError naming state.url (without its password) and the fix."""
-        try:
-            db = await PostgresDatabase.open(url, schema)
-        except _UNREACHABLE as error:
-            raise _explain_url(url, schema, error) from None
-        try:
+
+        async def build(db: PostgresDatabase) -> Store:
             await _refuse_hosted_registry_schema(db, url, schema)
             await migrate(
                 db,
@@ -238,12 +276,9 @@ class Store:
             )
             store = cls(db)
             await store._load_actions()
-        except BaseException as error:
-            await db.close()
-            if isinstance(error, _UNREACHABLE):
-                raise _explain_url(url, schema, error) from None
-            raise
-        return store
+            return store
+
+        return await open_postgres_state(url, schema, build)
 
     @classmethod
     async def open_state(cls, state: StateSettings, community_id: str, *, cache_kib: int | None = None) -> Store:

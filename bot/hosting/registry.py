@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr, ValidationError
 
 from ..db import Database, PostgresDatabase, Row, SqliteDatabase, migrate, redact_url
-from ..store import _UNREACHABLE, StateFileError, _explain, _explain_url
+from ..store import StateFileError, open_postgres_state, open_sqlite_state
 from .models import Change, CommunityOptions, GuildConfig, LinkedGuild, Tenant
 from .secrets import MasterKeyError, SecretBox
 
@@ -145,45 +145,30 @@ class Registry:
         file that is not SQLite, a single-community state file, one from a newer version of the bot,
         or one this user cannot write; the connection is closed again first."""
         path = Path(path)
-        if path.is_dir():
-            raise StateFileError(
-                f"state.path {path} is a directory; point state.path at a file in it, e.g. {path / 'hosted.sqlite3'}"
-            )
-        try:
-            if str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
-            db = await SqliteDatabase.open(path, immediate=True)  # the write lock first: read-then-write is whole
-        except (OSError, sqlite3.Error) as error:
-            raise _explain(path, error) from None
-        try:
+
+        async def build(db: SqliteDatabase) -> Registry:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA secure_delete=ON")  # a deleted row's sealed key is overwritten
             await _refuse_single_community_file(db, path)
             await migrate(db, MIGRATIONS, newer=lambda found: _newer(f"state.path {path}", found))
-        except (OSError, sqlite3.Error, StateFileError) as error:
-            await db.close()  # else aiosqlite's worker thread keeps the process alive forever
-            raise error if isinstance(error, StateFileError) else _explain(path, error) from None
-        return cls(db, path, box)
+            return cls(db, path, box)
+
+        # the write lock first: read-then-write is whole
+        return await open_sqlite_state(path, "hosted.sqlite3", build, immediate=True)
 
     @classmethod
     async def open_postgres(cls, url: str, schema: str, box: SecretBox) -> Registry:
         """Opens the registry's schema on the PostgreSQL server at `url`, creating it and bringing it
         up to date. Raises StateFileError naming state.url (without its password) and the fix, for a
         server that cannot be used, a single community's schema, or one from a newer version."""
-        try:
-            db = await PostgresDatabase.open(url, schema)
-        except _UNREACHABLE as error:
-            raise _explain_url(url, schema, error) from None
         where = f"state.url {redact_url(url)} (schema {schema})"
-        try:
+
+        async def build(db: PostgresDatabase) -> Registry:
             await _refuse_single_community_schema(db, schema, where)
             await migrate(db, MIGRATIONS, newer=lambda found: _newer(where, found), schema=schema)
-        except BaseException as error:
-            await db.close()
-            if isinstance(error, _UNREACHABLE):
-                raise _explain_url(url, schema, error) from None
-            raise
-        return cls(db, None, box, schema=schema)
+            return cls(db, None, box, schema=schema)
+
+        return await open_postgres_state(url, schema, build)
 
     async def close(self) -> None:
         await self._db.close()
