@@ -20,7 +20,7 @@ import bot.intake.listener as listener_module
 import bot.sonoran.events as events_module
 from bot import ConfigError, load_settings
 from bot.intake.keyscan import leading_key
-from bot.intake.listener import MAX_BODY, READ_CHUNK, PushListener, PushRoute, one_route
+from bot.intake.listener import MAX_BODY, READ_CHUNK, PushListener, PushRoute, Resolve, one_route
 from bot.preflight import push_checks
 from bot.sonoran.events import Envelope, Event
 
@@ -68,6 +68,20 @@ class Bare:
                 return response.status
 
 
+def bare_route(deliver: Callable[[int, list[Event]], Awaitable[None]]) -> Resolve:
+    """Every request to PATH (and PATH/<server>) taken for one community keyed KEY, whatever it holds."""
+    return one_route(
+        PushRoute(
+            label="bare",
+            api_key=KEY,
+            server_id=1,
+            routes=lambda _server: True,
+            takes=lambda _server, _event: True,
+            deliver=deliver,
+        )
+    )
+
+
 async def _read_all(reader: asyncio.StreamReader) -> bytes:
     try:
         return await reader.read()
@@ -106,16 +120,7 @@ async def bare() -> AsyncIterator[BareFactory]:
             host="127.0.0.1",
             port=0,
             path=PATH,
-            resolve=one_route(
-                PushRoute(
-                    label="bare",
-                    api_key=KEY,
-                    server_id=1,
-                    routes=lambda _server: True,
-                    takes=lambda _server, _event: True,
-                    deliver=deliver,
-                )
-            ),
+            resolve=bare_route(deliver),
             allow_from=allow_from,
             clock=clock,
         )
@@ -313,16 +318,7 @@ def test_allow_from_takes_ipv4_ipv6_and_mapped_addresses() -> None:
         host="::",
         port=0,
         path=PATH,
-        resolve=one_route(
-            PushRoute(
-                label="bare",
-                api_key=KEY,
-                server_id=1,
-                routes=lambda _server: True,
-                takes=lambda _server, _event: True,
-                deliver=lambda _server, _events: asyncio.sleep(0),
-            )
-        ),
+        resolve=bare_route(lambda _server, _events: asyncio.sleep(0)),
         allow_from=("203.0.113.0/24", "2001:db8::/32"),
     )
     assert listener.allows("203.0.113.9") and listener.allows("::ffff:203.0.113.9")
