@@ -26,6 +26,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bot.config import StateSettings
+
 ENV_URL = "SONORAN_BOT_TEST_PG_URL"
 INSTALL = "install PostgreSQL's server binaries (Debian: `apt-get install postgresql`), or set " + ENV_URL
 
@@ -104,3 +106,11 @@ async def pg_schema(pg_url: str) -> AsyncIterator[str]:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+def state_on(request: pytest.FixtureRequest, sqlite_file: Path) -> StateSettings:
+    """For a fixture parametrized over "sqlite" and "postgres": a new file, or a new schema on the
+    test server."""
+    if request.param == "sqlite":
+        return StateSettings(path=sqlite_file)
+    return StateSettings(url=request.getfixturevalue("pg_url"), schema_name=request.getfixturevalue("pg_schema"))

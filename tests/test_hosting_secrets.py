@@ -27,6 +27,7 @@ from bot.preflight import run_checks
 from bot.store import StateFileError, Store
 
 from .doubles.discord_fakes import FakeDiscord
+from .pg import state_on
 
 API_KEY = "sonoran-api-key-8f2d1c0b7a6e5d4c3b2a1908"
 OTHER_KEY = "sonoran-api-key-other-0123456789abcdef"
@@ -41,9 +42,7 @@ def box(*keys: str) -> SecretBox:
 @pytest.fixture(params=["sqlite", "postgres"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> StateSettings:
     """Where the test's registry is: a new file, or a new schema on the test server."""
-    if request.param == "sqlite":
-        return StateSettings(path=tmp_path / "hosted.sqlite3")
-    return StateSettings(url=request.getfixturevalue("pg_url"), schema_name=request.getfixturevalue("pg_schema"))
+    return state_on(request, tmp_path / "hosted.sqlite3")
 
 
 @pytest.fixture

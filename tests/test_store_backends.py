@@ -29,6 +29,7 @@ from bot.units.records import SUMMARY_IDENT, AlertRecords, BoardRecords
 from .conftest import BotFactory
 from .doubles.discord_fakes import FakeDiscord
 from .doubles.fake_cad import FakeCad
+from .pg import state_on
 from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, feed_of, posts
 from .test_operations import settings_for
 
@@ -44,9 +45,7 @@ Opener = Callable[[], Awaitable[Store]]
 @pytest.fixture(params=["sqlite", "postgres"])
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> StateSettings:
     """Where a store of this test keeps its state: a new file, or a new schema on the server."""
-    if request.param == "sqlite":
-        return StateSettings(path=tmp_path / "state.sqlite3")
-    return StateSettings(url=request.getfixturevalue("pg_url"), schema_name=request.getfixturevalue("pg_schema"))
+    return state_on(request, tmp_path / "state.sqlite3")
 
 
 @pytest.fixture
