@@ -162,7 +162,7 @@ class DispatchBot(commands.Bot):
         community = build_community(self, self.settings, self._services, serve=self.serve)
         self.communities.everywhere(community)
         if self.serve and self.settings.push.enabled:
-            intake = Intake(self.settings.push, self.communities, hosted=self.settings.hosting.enabled)
+            intake = Intake(self.settings.push, self.communities)
             try:
                 await intake.start()  # PushListenerError: a taken port, ...
             except BaseException:

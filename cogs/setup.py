@@ -25,7 +25,7 @@ from bot.config import AlertSettings, BoardSettings, FeedSettings
 from bot.core import DispatchBot
 from bot.delivery.faults import missing_feed_permissions
 from bot.hosting.edits import put, take
-from bot.hosting.errors import NotSetUp, SetupProblem
+from bot.hosting.errors import SetupProblem
 from bot.hosting.host import Host
 from bot.hosting.models import CommunityOptions, GuildConfig
 from bot.hosting.netguard import url_problem
@@ -369,9 +369,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
     @app_commands.command(name="show", description="What this server has set up (the key only as a fingerprint)")
     async def show(self, interaction: Interaction) -> None:
         guild_id = _guild(interaction)
-        hosted = self.host.hosted_for(guild_id)
-        if hosted is None or guild_id not in hosted.guilds:
-            raise NotSetUp(guild_id)
+        hosted = self.host.require(guild_id)
         settings = self.bot.settings
         url = (
             push_url(settings.push, hosted.tenant.push_token.get_secret_value(), settings.hosting.push_base_url)
@@ -396,9 +394,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
     @app_commands.command(name="remove", description="Unlink this server: its work stops (asks first)")
     async def remove_command(self, interaction: Interaction) -> None:
         guild_id = _guild(interaction)
-        hosted = self.host.hosted_for(guild_id)
-        if hosted is None or guild_id not in hosted.guilds:
-            raise NotSetUp(guild_id)
+        hosted = self.host.require(guild_id)
         last = len(hosted.guilds) == 1
         consequence = (
             "This is the community's last server: its API key and its state are deleted too."

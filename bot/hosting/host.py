@@ -93,9 +93,9 @@ class Host:
 
     # --- what /setup reads -------------------------------------------------------------------------
     def hosted_for(self, guild_id: int) -> Hosted | None:
-        community = self.communities.find(guild_id)
+        """The tenant this guild is linked to, at work in this process, or None."""
         for hosted in self._hosted.values():
-            if hosted.community is community:
+            if guild_id in hosted.guilds:
                 return hosted
         return None
 
@@ -103,12 +103,12 @@ class Host:
         return [guild_id for hosted in self._hosted.values() for guild_id in hosted.guilds]
 
     def guild_config(self, guild_id: int) -> GuildConfig:
-        hosted = self._require(guild_id)
-        return hosted.guilds[guild_id]
+        return self.require(guild_id).guilds[guild_id]
 
-    def _require(self, guild_id: int) -> Hosted:
+    def require(self, guild_id: int) -> Hosted:
+        """The guild's tenant; NotSetUp when it has none."""
         hosted = self.hosted_for(guild_id)
-        if hosted is None or guild_id not in hosted.guilds:
+        if hosted is None:
             raise NotSetUp(guild_id)
         return hosted
 
@@ -247,7 +247,7 @@ class Host:
         or feed ever waits for them): a community is built once however many guilds ask at once,
         and never removed under a link."""
         async with self._membership:
-            before = self._hosted_of_guild(guild_id)
+            before = self.hosted_for(guild_id)
             tenant, created = await self.registry.link(
                 guild_id, community_id=community_id, api_key=api_key, api_url=api_url
             )
@@ -270,12 +270,6 @@ class Host:
                     await self._rebuild(hosted)
         return tenant, created
 
-    def _hosted_of_guild(self, guild_id: int) -> Hosted | None:
-        for hosted in self._hosted.values():
-            if guild_id in hosted.guilds:
-                return hosted
-        return None
-
     async def _reopen(self, hosted: Hosted) -> None:
         """A new API key: new services (a new CAD client and budget), the same state file."""
         self._unlink(hosted.community)
@@ -287,7 +281,7 @@ class Host:
     async def _locked(self, guild_id: int) -> Hosted:
         """The guild's tenant, its lock taken: checked again under the lock (a removal may have
         come first). The caller releases `hosted.lock`."""
-        hosted = self._require(guild_id)
+        hosted = self.require(guild_id)
         await hosted.lock.acquire()
         if self._hosted.get(hosted.tenant.id) is not hosted or guild_id not in hosted.guilds:
             hosted.lock.release()
@@ -338,7 +332,7 @@ class Host:
         its community's last guild, the credentials and the state are deleted too: True."""
         async with self._membership:
             tenant_id = await self.registry.unlink(guild_id)
-            hosted = self._hosted_of_guild(guild_id)
+            hosted = self.hosted_for(guild_id)
             if hosted is None:
                 self.communities.unlink(guild_id)
                 if tenant_id is not None and not await self.registry.guild_ids_of(tenant_id):

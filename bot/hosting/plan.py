@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import AnyHttpUrl, SecretStr
 
 from ..config import CommandSettings, Settings, SonoranSettings, StateSettings
-from .models import CommunityOptions, GuildConfig, Tenant
+from .models import GuildConfig, Tenant
 
 HOSTED_API_VERSION = 2  # Sonoran's current API, which the official plugins use; /setup asks no version
 FEED_POLL_SECONDS = 20.0  # the TOML mode's default; slower only when the feeds' servers need it
@@ -52,13 +52,11 @@ def community_settings(
     deployment: Settings,
     tenant: Tenant,
     guilds: Mapping[int, GuildConfig],
-    *,
-    options: CommunityOptions | None = None,
 ) -> Settings:
     """The settings of `tenant` with every guild linked to it. Raises pydantic's ValidationError
     where the combination cannot run (the caller, /setup, says so before storing anything)."""
     configs = [guilds[guild_id] for guild_id in sorted(guilds)]
-    options = options or tenant.options
+    options = tenant.options
     feeds = [feed for config in configs for feed in config.feeds]
     boards = [board for config in configs for board in config.boards]
     alerts = [alert for config in configs for alert in config.alerts]
