@@ -174,16 +174,8 @@ class Communities:
     def guilds_of(self, community: Community) -> list[int]:
         return [guild_id for guild_id, linked in self._by_guild.items() if linked is community]
 
-    def replace(self, old: Community, new: Community) -> None:
-        """Every guild and push token of `old` now finds `new` (a community rebuilt after /setup)."""
-        for guild_id in self.guilds_of(old):
-            self._by_guild[guild_id] = new
-        for digest, linked in list(self._by_token.items()):
-            if linked is old:
-                self._by_token[digest] = new
-
     def link_push_token(self, token: str, community: Community) -> None:
-        self._by_token[_digest(token)] = community
+        self._by_token[push_digest(token)] = community
 
     def unlink_push_tokens(self, community: Community) -> None:
         for digest, linked in list(self._by_token.items()):
@@ -193,7 +185,7 @@ class Communities:
     def by_push_token(self, token: str) -> Community | None:
         """The community whose push URL ends in `token` (looked up by its hash, so the lookup's
         time says nothing of how much of a guessed token was right)."""
-        return self._by_token.get(_digest(token))
+        return self._by_token.get(push_digest(token))
 
     def __iter__(self) -> Iterator[Community]:
         """Every community once."""
@@ -228,7 +220,8 @@ class Communities:
         return self.for_guild(interaction.guild_id)
 
 
-def _digest(token: str) -> bytes:
+def push_digest(token: str) -> bytes:
+    """What a push token is known by: in the registry's memory here, and in the hosted registry."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 

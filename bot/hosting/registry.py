@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import secrets
 import sqlite3
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
+from ..community import push_digest
 from ..db import Database, PostgresDatabase, Row, SqliteDatabase, migrate, redact_url
 from ..store import StateFileError, open_postgres_state, open_sqlite_state
 from .models import Change, CommunityOptions, GuildConfig, LinkedGuild, Tenant
@@ -101,11 +101,6 @@ class KeyInUse(Exception):
     def __init__(self, community_id: str) -> None:
         super().__init__("this API key is already set up for another community")
         self.community_id = community_id
-
-
-def push_digest(token: str) -> bytes:
-    """What the registry stores of a push token besides its sealed value (as `Communities` hashes it)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 _TENANT_COLUMNS = "id, community_id, api_url, key_cipher, key_fingerprint, push_cipher, options, created_at"
