@@ -162,13 +162,7 @@ class DispatchBot(commands.Bot):
         community = build_community(self, self.settings, self._services, serve=self.serve)
         self.communities.everywhere(community)
         if self.serve and self.settings.push.enabled:
-            intake = Intake(self.settings.push, self.communities)
-            try:
-                await intake.start()  # PushListenerError: a taken port, ...
-            except BaseException:
-                await intake.stop()  # whatever it had started before the failure
-                raise
-            self.intake = intake
+            await self._start_intake(hosted=False)
         try:
             await community.start(poll=self.autostart_feed)
         except BaseException:
@@ -189,7 +183,6 @@ class DispatchBot(commands.Bot):
 
         if self.serve:
             box = SecretBox(master_keys(self.settings.hosting))
-            self.settings.state.path.parent.mkdir(parents=True, exist_ok=True)
             registry = await Registry.open_state(self.settings.state, box)
             self._own_services.push_async_callback(registry.close)
             connector = hosted_connector(HOSTED_CONNECTIONS, allow_private=self.settings.hosting.allow_private_api_urls)
@@ -199,14 +192,11 @@ class DispatchBot(commands.Bot):
             self.host = host
             await host.start()
             if self.settings.push.enabled:
-                intake = Intake(self.settings.push, self.communities, hosted=True)
                 try:
-                    await intake.start()
+                    await self._start_intake(hosted=True)
                 except BaseException:
-                    await intake.stop()
                     await host.stop()
                     raise
-                self.intake = intake
         for extension in HOSTED_EXTENSIONS:
             await self.load_extension(extension)
 
@@ -255,6 +245,17 @@ class DispatchBot(commands.Bot):
         synced = await self.tree.sync(guild=guild)
         log.info("synced %d commands to %s", len(synced), f"guild {guild_id}" if guild_id else "all guilds")
         return len(synced)
+
+    async def _start_intake(self, *, hosted: bool) -> None:
+        """The push listener (and the file's SignalR sessions); a failure (PushListenerError: a
+        taken port, ...) stops whatever it had started, and is raised."""
+        intake = Intake(self.settings.push, self.communities, hosted=hosted)
+        try:
+            await intake.start()
+        except BaseException:
+            await intake.stop()
+            raise
+        self.intake = intake
 
     async def _stop_intake(self) -> None:
         if self.intake is not None:

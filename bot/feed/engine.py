@@ -67,13 +67,6 @@ MIN_BACKOFF_CAP = 60.0  # the first call filed after the CAD recovers is posted 
 KEEP_ENDED_SECONDS = 7 * 24 * 3600
 PRUNE_EVERY = 3600.0
 LIVE_WINDOWS = 2  # events within this many `poll_seconds_when_live` make the feed "live"
-
-
-class EngineStopped(Exception):
-    """Events handed to an engine that is stopping (a community rebuilt or removed): not stored,
-    so the listener answers 503 and the sender sends them again."""
-
-
 DRAIN_SECONDS = 3.0  # at a stop, what is stored may still be delivered for this long
 HEARTBEAT_SECONDS = 60.0  # the health file is stamped at least this often while the loop lives
 ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
@@ -81,6 +74,13 @@ ANSWERED_MEMORY = 10_000  # per server: 911 calls known to have been answered
 STORE_FAULTS: tuple[type[Exception], ...] = (*DatabaseError, OverflowError, ValueError, TypeError)
 
 ChannelKey: TypeAlias = tuple[int, ServerId]
+
+
+class EngineStopped(Exception):
+    """Events handed to an engine that is stopping (a community rebuilt or removed): not stored,
+    so the listener answers 503 and the sender sends them again."""
+
+
 _Write: TypeAlias = Callable[[Sequence[Post]], Awaitable[None]]
 
 

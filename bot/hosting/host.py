@@ -153,7 +153,6 @@ class Host:
         """Opens the tenant's services, builds and starts its community, links it. On a failure,
         nothing of it is left linked, running or open (the caller says what failed)."""
         settings = community_settings(self.deployment, tenant, guilds)
-        settings.state.path.parent.mkdir(parents=True, exist_ok=True)
         stack = contextlib.AsyncExitStack()
         community: Community | None = None
         try:
