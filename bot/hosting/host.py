@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,53 +277,44 @@ class Host:
         del self._hosted[hosted.tenant.id]
         await self._open(hosted.tenant, hosted.guilds)
 
-    async def _locked(self, guild_id: int) -> Hosted:
-        """The guild's tenant, its lock taken: checked again under the lock (a removal may have
-        come first). The caller releases `hosted.lock`."""
+    @contextlib.asynccontextmanager
+    async def _locked(self, guild_id: int) -> AsyncIterator[Hosted]:
+        """The guild's tenant, under its lock: checked again once the lock is held (a removal may
+        have come first)."""
         hosted = self.require(guild_id)
-        await hosted.lock.acquire()
-        if self._hosted.get(hosted.tenant.id) is not hosted or guild_id not in hosted.guilds:
-            hosted.lock.release()
-            raise NotSetUp(guild_id)
-        return hosted
+        async with hosted.lock:
+            if self._hosted.get(hosted.tenant.id) is not hosted or guild_id not in hosted.guilds:
+                raise NotSetUp(guild_id)
+            yield hosted
 
     async def configure(self, guild_id: int, change: Callable[[GuildConfig], GuildConfig]) -> GuildConfig:
         """Applies `change` to the guild's setup: checked as a whole (pydantic's ValidationError if
         the community could not run on it), stored, then the community rebuilt on it."""
-        hosted = await self._locked(guild_id)
-        try:
+        async with self._locked(guild_id) as hosted:
             config = change(hosted.guilds[guild_id])
             community_settings(self.deployment, hosted.tenant, {**hosted.guilds, guild_id: config})
             await self.registry.save_config(guild_id, config)
             hosted.guilds[guild_id] = config
             await self._rebuild(hosted)
-        finally:
-            hosted.lock.release()
         return config
 
     async def set_options(
         self, guild_id: int, change: Callable[[CommunityOptions], CommunityOptions]
     ) -> CommunityOptions:
-        hosted = await self._locked(guild_id)
-        try:
+        async with self._locked(guild_id) as hosted:
             options = change(hosted.tenant.options)
             await self.registry.save_options(hosted.tenant.id, options)
             hosted.tenant = _with_options(hosted.tenant, options)
             await self._rebuild(hosted)
-        finally:
-            hosted.lock.release()
         return options
 
     async def rotate_push_token(self, guild_id: int) -> Tenant:
-        hosted = await self._locked(guild_id)
-        try:
+        async with self._locked(guild_id) as hosted:
             tenant = await self.registry.rotate_push_token(hosted.tenant.id)
             self.communities.unlink_push_tokens(hosted.community)  # the old URL stops at once
             hosted.tenant = tenant
             hosted.community.push_token = tenant.push_token.get_secret_value()
             self.communities.link_push_token(hosted.community.push_token, hosted.community)
-        finally:
-            hosted.lock.release()
         return tenant
 
     async def remove_guild(self, guild_id: int) -> bool:
