@@ -13,7 +13,7 @@ from discord import app_commands
 from . import sonoran as cad
 from .community import NoCommunity
 from .embeds import clean
-from .hosting.errors import NotSetUp, SetupProblem
+from .hosting.errors import KeyInUse, KeyMismatch, NotSetUp, SetupProblem
 from .lookups.errors import BadLookup, ChannelNotAllowed, LookupLimited, LookupsOff, NotAllowedToLookUp
 from .permissions import BlockedFromCalling, NotAllowedToCall, NotDispatcher, NotYourButtons
 from .units.records import Alert
@@ -200,7 +200,7 @@ _SONORAN: list[tuple[type[cad.SonoranError], str]] = [
     (cad.NoUnitOnDuty, "You have no unit on duty in the CAD. Go on duty, then try again."),
 ]
 
-_REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
+_REFUSALS: list[tuple[type[Exception], str]] = [
     (app_commands.NoPrivateMessage, "Use this in the server: the dispatch commands do not work in direct messages."),
     (NotDispatcher, "Only dispatchers can do that (a dispatcher role, or Manage Server)."),
     (NotAllowedToCall, "Your roles do not allow filing 911 calls here. Ask an admin if that is wrong."),
@@ -220,6 +220,12 @@ _REFUSALS: list[tuple[type[app_commands.AppCommandError], str]] = [
     (NotAStatus, "Choose a status from the list."),
     (NoCommunity, "This server is not set up with a Sonoran CAD community yet: an admin runs /setup cad."),
     (NotSetUp, "This server has no Sonoran community yet: run /setup cad first."),
+    (KeyInUse, "This API key is already set up for another community: use that community's own key."),
+    (
+        KeyMismatch,
+        "This community is already set up from another server with another API key: link it with the key it "
+        "runs on (its own admins replace the key with /setup cad).",
+    ),
     (app_commands.MissingPermissions, "You need the Manage Server permission (or a dispatcher role) for that."),
 ]
 

@@ -25,11 +25,10 @@ from bot.config import AlertSettings, BoardSettings, FeedSettings
 from bot.core import DispatchBot
 from bot.delivery.faults import missing_feed_permissions
 from bot.hosting.edits import put, take
-from bot.hosting.errors import SetupProblem
+from bot.hosting.errors import KeyInUse, KeyMismatch, SetupProblem
 from bot.hosting.host import Host
 from bot.hosting.models import CommunityOptions, GuildConfig
 from bot.hosting.netguard import url_problem
-from bot.hosting.registry import KeyInUse, KeyMismatch
 from bot.hosting.render import CALLS_CHOICES, calls_name, cooldowns_text, show_text
 from bot.hosting.verify import SONORAN_API_URL, verify_cad
 from bot.intake.listener import push_url
@@ -133,17 +132,8 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
         return True
 
     async def report(self, interaction: Interaction, error: BaseException) -> None:
-        if isinstance(error, KeyInUse):
-            text = "This API key is already set up for another community: use that community's own key."
-        elif isinstance(error, KeyMismatch):
-            text = (
-                "This community is already set up from another server with another API key: link it with the "
-                "key it runs on (its own admins replace the key with /setup cad)."
-            )
-        else:
-            log_error(error, "/setup cad")
-            text = user_message(error)
-        await reply_ephemeral(interaction, text)
+        log_error(error, "/setup cad")
+        await reply_ephemeral(interaction, user_message(error))
 
     # --- the CAD ------------------------------------------------------------------------------------
     @app_commands.command(name="cad", description="Link this server to a Sonoran CAD community (opens a form)")
@@ -164,7 +154,7 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
             verdict = await verify_cad(self.host.session, community_id, api_key, url)
             problem = None if verdict.ok else verdict.sentence
         if problem is not None or verdict is None:
-            await interaction.followup.send(f"Nothing was stored. {problem}", ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._say(interaction, f"Nothing was stored. {problem}")
             return
         linked_before = await self.host.registry.guild(interaction.guild_id) is not None
         try:
@@ -181,17 +171,16 @@ class Setup(commands.GroupCog, group_name="setup", group_description="Set this s
             else:  # a new link: undone, so that the registry and the bot agree again
                 await self.host.remove_guild(interaction.guild_id)
                 text = "Nothing was kept: the community could not be started. Try again, or ask the bot's host."
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+            await self._say(interaction, text)
             return
         what = f"linked community {community_id} at {url}" + (" (new)" if created else "")
         await self._audit(interaction, what)
         plan = f" Plan: {verdict.plan.name}." if verdict.plan else ""
         servers = ", ".join(f"{s.id} ({s.name or 'unnamed'})" for s in verdict.servers)
-        await interaction.followup.send(
+        await self._say(
+            interaction,
             f"Linked to community {community_id}; the key's fingerprint is `{tenant.fingerprint}`.{plan} "
             f"CAD servers: {servers}. {verdict.sentence}\nNext: /setup feed to post its calls in a channel.",
-            ephemeral=True,
-            allowed_mentions=NO_PINGS,
         )
 
     def _url_problem(self, url: str) -> str | None:

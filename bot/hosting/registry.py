@@ -34,6 +34,7 @@ from pydantic import SecretStr, ValidationError
 from ..community import push_digest
 from ..db import Database, PostgresDatabase, Row, SqliteDatabase, migrate, redact_url
 from ..store import StateFileError, open_postgres_state, open_sqlite_state
+from .errors import KeyInUse, KeyMismatch
 from .models import Change, CommunityOptions, GuildConfig, LinkedGuild, Tenant
 from .secrets import MasterKeyError, SecretBox
 
@@ -83,24 +84,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 CHANGES_KEPT = 500  # per guild: the newest; /setup shows the last few
-
-
-class KeyMismatch(Exception):
-    """The community is set up from another server with another key: a server joins it only with
-    the key it runs on (its own admins replace the key with /setup cad)."""
-
-    def __init__(self, community_id: str) -> None:
-        super().__init__("this community is set up from another server with another API key")
-        self.community_id = community_id
-
-
-class KeyInUse(Exception):
-    """The API key is already set up for another community (`community_id` says which, for the
-    log; the member is told only that it is another's)."""
-
-    def __init__(self, community_id: str) -> None:
-        super().__init__("this API key is already set up for another community")
-        self.community_id = community_id
 
 
 _TENANT_COLUMNS = "id, community_id, api_url, key_cipher, key_fingerprint, push_cipher, options, created_at"
