@@ -19,14 +19,10 @@ HOSTED_API_VERSION = 2  # Sonoran's current API, which the official plugins use;
 FEED_POLL_SECONDS = 20.0  # the TOML mode's default; slower only when the feeds' servers need it
 
 
-def state_folder(deployment: Settings) -> Path:
-    """Where each hosted community keeps its own state file, beside the registry (`state.path`),
-    when the state is SQLite; on PostgreSQL each has a schema instead (`community_schema`)."""
-    return deployment.state.path.parent / "communities"
-
-
 def community_state_path(deployment: Settings, tenant_id: str) -> Path:
-    return state_folder(deployment) / f"{tenant_id}.sqlite3"
+    """Where a hosted community keeps its own state file, beside the registry (`state.path`), when
+    the state is SQLite; on PostgreSQL each has a schema instead (`community_schema`)."""
+    return deployment.state.path.parent / "communities" / f"{tenant_id}.sqlite3"
 
 
 def community_schema(tenant_id: str) -> str:
@@ -106,15 +102,3 @@ def guild_roles(guilds: Mapping[int, GuildConfig]) -> dict[int, tuple[list[int],
 
 def guild_audit_channels(guilds: Mapping[int, GuildConfig]) -> dict[int, int]:
     return {guild_id: config.audit_channel_id for guild_id, config in guilds.items() if config.audit_channel_id}
-
-
-def channels_in_use(config: GuildConfig) -> dict[int, str]:
-    """Each channel a guild's setup posts to, and what for (to refuse an audit channel that is public)."""
-    used: dict[int, str] = {}
-    for feed in config.feeds:
-        used[feed.channel_id] = "the feed"
-    for board in config.boards:
-        used.setdefault(board.channel_id, "a unit board")
-    for alert in config.alerts:
-        used.setdefault(alert.channel_id, "the panic alerts")
-    return used
