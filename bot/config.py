@@ -93,8 +93,36 @@ def _channel_id(value: Any) -> Any:
 class DiscordSettings(_Section):
     token: SecretStr = Field(description="bot token; prefer SONORAN_BOT_DISCORD__TOKEN")
     guild_ids: list[int] = Field(default_factory=list)
+    # Sharding (hosted mode over many processes): this process runs the shards `shard_ids` of
+    # `shard_count` (discord.py's AutoShardedBot). Both unset: one connection, every guild.
+    # `python -m bot run --shard-ids 0,1 --shard-count 4` sets them too.
+    shard_count: int | None = Field(None, ge=1)
+    shard_ids: list[int] | None = None
 
     _token_not_blank = field_validator("token")(_not_blank)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("discord.shard_ids needs discord.shard_count (how many shards in all)")
+            wrong = [shard for shard in self.shard_ids if not 0 <= shard < self.shard_count]
+            if wrong or not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError(
+                    f"discord.shard_ids must be distinct numbers from 0 to {self.shard_count - 1} "
+                    f"(discord.shard_count = {self.shard_count}); got {self.shard_ids}"
+                )
+        return self
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
+
+    def runs_guild(self, guild_id: int) -> bool:
+        """Whether this process's shards carry `guild_id` (Discord's rule: (id >> 22) % count)."""
+        if self.shard_count is None or self.shard_ids is None:
+            return True
+        return (guild_id >> 22) % self.shard_count in self.shard_ids
 
 
 class RateLimits(_Section):
@@ -377,6 +405,14 @@ class HostingSettings(_Section):
     allow_private_api_urls: bool = False
 
 
+class ClusterSettings(_Section):
+    """Hosted mode with `state.url` on PostgreSQL: the processes sharing it split the communities
+    between them by lease (one owner at a time, its polls, websocket and writers)."""
+
+    # a community whose owner died is taken over within lease_seconds + lease_seconds / 3
+    lease_seconds: float = Field(15, ge=1.5, le=120)
+
+
 # What each community sets up with /setup in hosted mode, and so may not be in the file there
 COMMUNITY_KEYS = ("sonoran", "feeds", "boards", "alerts", "audit", "commands", "lookups")
 
@@ -412,6 +448,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     hosting: HostingSettings = Field(default_factory=HostingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -520,6 +557,11 @@ class Settings(BaseSettings):
     def event_server_ids(self) -> list[int]:
         """The CAD servers whose push events the bot takes: the feeds', the boards' and the alerts'."""
         return list(dict.fromkeys([*self.feed_server_ids, *self.unit_server_ids]))
+
+    @property
+    def clustered(self) -> bool:
+        """Hosted mode on PostgreSQL: processes sharing the state split the communities by lease."""
+        return self.hosting.enabled and self.state.postgres_url is not None
 
     @property
     def feed_server_ids(self) -> list[int]:
