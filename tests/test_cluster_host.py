@@ -106,7 +106,8 @@ async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "2 processes alive", lines
     (owner,) = [line for line in lines if cad.community_id in line]
-    assert a.host.shared is not None and owner.startswith(a.host.shared.member_id), lines
+    assert a.host is not None and a.host.shared is not None
+    assert owner.startswith(a.host.shared.member_id), lines
 
     # a stops renewing (as if paused or cut off, its lease not released): its engines stop before
     # the lease ends, and b takes the community over after it
