@@ -1,6 +1,6 @@
 """The cluster's own tables, in a PostgreSQL schema of their own (`cluster`), beside the
 communities' schemas on the same server: who owns which community (`leases`) and which
-processes are alive (`members`). Made at open by a numbered migration (`bot.db.migrate`)."""
+processes are alive (`members`), and the Sonoran budgets all of them spend (`budgets`). Made at open by a numbered migration (`bot.db.migrate`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ MIGRATIONS = [
         shard_count INTEGER NOT NULL,
         started_at DOUBLE PRECISION NOT NULL,
         heartbeat_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    # one row per budget key (a tenant) and operation: the times of the requests sent in the last
+    # window, and the time a 429 said to wait until (bot/cluster/budget.py)
+    """
+    CREATE TABLE budgets (
+        budget_key TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        stamps DOUBLE PRECISION[] NOT NULL DEFAULT '{{}}',
+        blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (budget_key, operation)
     )
     """,
 ]
