@@ -144,9 +144,9 @@ class SharedLimiter:
         return f"SharedLimiter({self.key!r}, {self.operation!r}, {self.limit}/{self.period:g}s)"
 
     async def acquire(self, max_wait: float, reserve: int = 0) -> float:
-        """Takes a slot, leaving `reserve` slots of the window to others: 0.0 when taken; else the
-        wait (nothing taken), above `max_wait`, or `UNREACHABLE_WAIT` when the budget cannot be
-        read."""
+        """Takes a slot, leaving `reserve` slots of the window to others, sleeping for one when
+        that fits in `max_wait`: 0.0 when taken; else (nothing taken) the wait, longer than what
+        was left of `max_wait`, or `UNREACHABLE_WAIT` when the budget could not be read."""
         async with self._lock:
             deadline = time.monotonic() + max_wait
             while True:

@@ -1,6 +1,7 @@
 """The cluster's own tables, in a PostgreSQL schema of their own (`cluster`), beside the
-communities' schemas on the same server: who owns which community (`leases`) and which
-processes are alive (`members`), and the Sonoran budgets all of them spend (`budgets`). Made at open by a numbered migration (`bot.db.migrate`)."""
+communities' schemas on the same server: who owns which community (`leases`), which processes
+are alive (`members`), and the Sonoran budgets all of them spend (`budgets`). Made at open by a
+numbered migration (`bot.db.migrate`)."""
 
 from __future__ import annotations
 
