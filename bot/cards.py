@@ -34,7 +34,7 @@ from .messages import (
     what_to_do,
 )
 from .permissions import NotDispatcher, may_dispatch
-from .posts import Post, PostKind, PostState
+from .posts import Post, PostKind, PostState, stored_call_state
 from .sonoran.models import CallId, ServerId
 from .tree import reply_ephemeral, report_error
 
@@ -253,7 +253,11 @@ async def refusal(
     if needs_dispatcher and (reason := await dispatcher_refusal(interaction, action, server_id, call_id)):
         return reason
     feed = community.feed
-    state = await feed.call_state(interaction.channel_id or 0, server_id, kind, call_id) if feed else None
+    channel_id = interaction.channel_id or 0
+    if feed is not None:
+        state = await feed.call_state(channel_id, server_id, kind, call_id)
+    else:  # cluster mode: its engine runs in another process; the state they share says
+        state = await stored_call_state(community, channel_id, server_id, kind, call_id)
     if state is None:  # never shown in this channel: a crafted interaction
         reason = not_shown_here(call_id)
         audit_refusal(interaction, action, server_id, call_id, reason)

@@ -7,10 +7,14 @@ import enum
 import functools
 import hashlib
 import json
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .sonoran.models import CallId, DispatchCall, EmergencyCall, ServerId
+
+if TYPE_CHECKING:
+    from .community import Community
 
 Call: TypeAlias = EmergencyCall | DispatchCall
 
@@ -75,3 +79,28 @@ def stored_data(kind: PostKind, call: Call, ended_by: str | None) -> dict[str, A
 def content_version(state: PostState, data: dict[str, Any]) -> str:
     """What a post shows, as a short hash of its state and `Post.data`: equal versions need no edit."""
     return hashlib.sha1(json.dumps([str(state), data], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shown_state(
+    open_posts: Mapping[PostKey, Post], known: Set[PostKey], kind: PostKind, call_id: CallId
+) -> PostState | None:
+    """How a channel shows a call, from its open posts and every call it ever showed; None: never."""
+    post = open_posts.get((kind, call_id))
+    if post is not None:
+        return post.state
+    if (kind, call_id) not in known:
+        return None
+    return PostState.CLOSED if kind is PostKind.DISPATCH else PostState.REMOVED  # ended, and shown so
+
+
+async def stored_call_state(
+    community: Community, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId
+) -> PostState | None:
+    """`FeedEngine.call_state` for a community whose engine runs elsewhere (cluster mode, another
+    process owns it): read from the shared state as it stands now, nothing cached."""
+    store = community.services.store
+    feeds = community.settings.feeds
+    if store is None or not any(f.channel_id == channel_id and f.server_id == server_id for f in feeds):
+        return None
+    open_posts = await store.open_posts(channel_id, server_id)
+    return shown_state(open_posts, await store.known_keys(channel_id, server_id), kind, call_id)

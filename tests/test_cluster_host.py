@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.core import DispatchBot
 from bot.hosting.host import Hosted
 
-from .doubles.discord_fakes import FakeDiscord, dispatch_interaction
+from .doubles.discord_fakes import FakeDiscord, button, button_id, dispatch_interaction
 from .doubles.fake_cad import FakeCad
 from .helpers import DISCORD_TOKEN
 from .test_hosting import MASTER_KEY, Guild, last_reply, link
@@ -91,9 +91,10 @@ async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
 
     # a push to b, which does not own it: stored for a (200 only once stored), posted by a
     token = hosted(a, guild).tenant.push_token.get_secret_value()
-    event = {"key": cad.api_key, "type": "EVENT_911", "data": {"call": call_911(4242)}}
+    call = str(cad.add_911("Anna", "Grove St", "pushed"))  # the CAD has it, and pushes it
+    event = {"key": cad.api_key, "type": "EVENT_911", "data": {"call": call_911(int(call))}}
     assert await push(b, token, event) == 200
-    await until(lambda: any("4242" in str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)))
+    await until(lambda: any(call in str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)))
 
     # /setup on b: stored, and a (the owner) rebuilds on it at its next look at the registry
     await dispatch_interaction(b, guild.setup("audit", channel=("channel", guild.audit)))
@@ -110,12 +111,38 @@ async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
     assert owner.startswith(a.host.shared.member_id), lines
 
     # a stops renewing (as if paused or cut off, its lease not released): its engines stop before
-    # the lease ends, and b takes the community over after it
+    # the lease ends. Meanwhile a member removes the call from its card, the click reaching b:
+    # b checks the card against the shared state, sends the removal through the shared budget,
+    # remembers who; b takes the community over once a's lease has ended, and its first poll
+    # shows the card as removed, by that member, once
     assert a.host.keeper is not None
     await a.host.keeper.stop(release=False)
     assert hosted(a, guild).community.feed is None or hosted(a, guild).community.feed._closed  # type: ignore[union-attr]
+    card = one_card(discord_api, guild, call)
+    assert hosted(b, guild).community.feed is None  # nobody runs its engines: a's lease has not ended yet
+    await dispatch_interaction(b, in_channel(button(f"card:remove:1:{call}", card["id"], message=card), guild))
+    question = discord_api.last_interaction_message()
+    confirm = next(c["label"] for row in question["components"] for c in row["components"] if c["label"] != "Cancel")
+    await dispatch_interaction(
+        b, in_channel(button(button_id(question, confirm), question["id"], message=question), guild)
+    )
+    assert any(f"#{call} removed" in str(reply) for reply in discord_api.replies()), discord_api.replies()[-3:]
+    assert cad.operations().count("remove_911") == 1
     await until(lambda: hosted(b, guild).community.feed is not None)
     cad.add_911("Jane Roe", "Legion Square", "after the takeover")
     await b.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    await until(lambda: "removed" in str(one_card(discord_api, guild, call)).lower())
     shown = [str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)]
-    assert sum("Legion Square" in s for s in shown) == 1 and sum("4242" in s for s in shown) == 1, shown
+    assert sum("Legion Square" in s for s in shown) == 1 and sum(call in s for s in shown) == 1, shown
+
+
+def in_channel(payload: dict[str, Any], guild: Guild) -> dict[str, Any]:
+    """A click on a card of the guild's feed channel."""
+    payload["channel_id"] = guild.feed
+    payload["channel"] = dict(guild.channels[guild.feed])
+    return guild.here(payload)
+
+
+def one_card(discord_api: FakeDiscord, guild: Guild, call: str) -> dict[str, Any]:
+    (card,) = [m for m in discord_api.channel_messages(guild.feed) if call in str(m["embeds"])]
+    return card

@@ -38,7 +38,7 @@ from ..config import FeedSettings, Settings, polls_per_window
 from ..db import DatabaseError
 from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
-from ..posts import Post, PostKey, PostKind, PostState
+from ..posts import Post, PostKey, PostKind, PostState, shown_state
 from ..sonoran import CallId, CallList, DispatchCall, RateLimited, ServerId, SonoranError
 from ..sonoran.events import DispatchChanged, DispatchClosed, Event, UnitEvent, UnitsMoved
 from ..statechanges import Once, StateChanges
@@ -443,12 +443,7 @@ class FeedEngine:
         book = self._books.get((feed.channel_id, feed.server_id))
         if book is None:
             book = await self._book(feed)
-        post = book.open.get((kind, call_id))
-        if post is not None:
-            return post.state
-        if (kind, call_id) not in book.known:
-            return None
-        return PostState.CLOSED if kind is PostKind.DISPATCH else PostState.REMOVED  # ended, and shown so
+        return shown_state(book.open, book.known, kind, call_id)
 
     # --- the books and the store -------------------------------------------------------------------
     def _feeds_of(self, server_id: ServerId) -> list[FeedSettings]:
