@@ -311,7 +311,9 @@ async def run(settings: Settings, *, config: Path | None = None) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("%s", startup_line(settings, config))
     try:
-        with instance_lock(settings.state.path):
+        # cluster mode: processes share the state on PostgreSQL by design, each community held by
+        # one of them at a time (leases), so no file lock stands between them
+        with contextlib.nullcontext() if settings.clustered else instance_lock(settings.state.path):
             return await _run(settings, stop)
     # another bot on the state file, its lock file, a taken push port, the state file, a full disk,
     # hosted mode's master keys

@@ -138,11 +138,12 @@ class Community:
         if self.feed is not None:
             await self.feed.start(poll=poll)
 
-    async def stop(self) -> None:
-        """The feed first, while Discord can still be reached: it delivers what is stored. Once."""
+    async def stop(self, drain: float | None = None) -> None:
+        """The feed first, while Discord can still be reached: it delivers what is stored (for
+        `drain` seconds at most; by default the engine's own bound). Once."""
         if self.feed is not None and not self._stopped:
             self._stopped = True
-            await self.feed.stop()
+            await (self.feed.stop() if drain is None else self.feed.stop(drain))
 
     async def stop_audit(self) -> None:
         """After the gateway closed: what the audit log still holds is tried once more."""

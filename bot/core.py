@@ -26,7 +26,7 @@ from .tree import DispatchTree
 if TYPE_CHECKING:
     from .audit import AuditLog
     from .feed import FeedEngine
-    from .hosting.host import Host
+    from .hosting.host import Host, Shared
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,17 @@ class DispatchBot(commands.Bot):
             self._own_services.push_async_callback(registry.close)
             connector = hosted_connector(HOSTED_CONNECTIONS, allow_private=self.settings.hosting.allow_private_api_urls)
             session = await self._own_services.enter_async_context(aiohttp.ClientSession(connector=connector))
-            host = Host(self, self.settings, registry, session, self.communities, serve=True, poll=self.autostart_feed)
+            shared = await self._join_cluster() if self.settings.clustered else None
+            host = Host(
+                self,
+                self.settings,
+                registry,
+                session,
+                self.communities,
+                serve=True,
+                poll=self.autostart_feed,
+                shared=shared,
+            )
             self._own_services.push_async_callback(host.close)
             self.host = host
             await host.start()
@@ -199,6 +209,30 @@ class DispatchBot(commands.Bot):
                     raise
         for extension in HOSTED_EXTENSIONS:
             await self.load_extension(extension)
+
+    async def _join_cluster(self) -> Shared:
+        """Cluster mode: the cluster's tables on the state's server, and this process's row in
+        `members` (its shards), kept until `close()`."""
+        from .cluster import Membership, cluster_schema, open_cluster, process_id
+        from .hosting.host import Shared
+
+        url = self.settings.state.postgres_url
+        assert url is not None
+        db = await open_cluster(url, cluster_schema(self.settings.state))
+        self._own_services.push_async_callback(db.close)
+        lease = self.settings.cluster.lease_seconds
+        shards = self.settings.discord
+        membership = Membership(
+            db,
+            process_id(),
+            shard_ids=shards.shard_ids or range(shards.shard_count or 1),
+            shard_count=shards.shard_count or 1,
+            interval=lease / 3,
+        )
+        await membership.start()
+        self._own_services.push_async_callback(membership.stop)
+        log.info("cluster: this process is %s (leases of %gs)", membership.id, lease)
+        return Shared(db, membership.id, lease)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Removed from a server: its work stops now; its community's credentials and state go
@@ -249,7 +283,8 @@ class DispatchBot(commands.Bot):
     async def _start_intake(self, *, hosted: bool) -> None:
         """The push listener (and the file's SignalR sessions); a failure (PushListenerError: a
         taken port, ...) stops whatever it had started, and is raised."""
-        intake = Intake(self.settings.push, self.communities, hosted=hosted)
+        forward = self.host.forward_for if self.host is not None else None
+        intake = Intake(self.settings.push, self.communities, hosted=hosted, forward=forward)
         try:
             await intake.start()
         except BaseException:
@@ -265,11 +300,12 @@ class DispatchBot(commands.Bot):
     async def close(self) -> None:
         try:
             await self._stop_intake()  # no new events first
-            for community in self.communities:
-                # first, while Discord can still be reached: the engines deliver what is stored
-                await community.stop()
+            # first, while Discord can still be reached: the engines deliver what is stored (the
+            # host's own, within their leases in cluster mode)
             if self.host is not None:
                 await self.host.stop()
+            for community in self.communities:
+                await community.stop()
             await super().close()
         finally:
             for community in self.communities:

@@ -302,9 +302,10 @@ async def test_the_cli_says_when_the_server_cannot_be_reached(capsys: pytest.Cap
 def test_python_m_bot_cluster_reads_the_state_url_from_the_configuration(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    monkeypatch.setattr("bot.cluster.cli.SCHEMA", schema)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    schema = f"{name}_cluster"  # beside the deployment's own schema (`cluster_schema`)
     monkeypatch.setenv("SONORAN_BOT_STATE__URL", pg_url)
+    monkeypatch.setenv("SONORAN_BOT_STATE__SCHEMA_NAME", name)
     config = tmp_path / "config.toml"
     config.write_text('[discord]\ntoken = "t"\n[sonoran]\ncommunity_id = "c"\napi_key = "k"\n')
     try:

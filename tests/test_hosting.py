@@ -104,7 +104,12 @@ class Guild:
             "unavailable": False,
         }
         bot._connection._add_guild_from_data(guild)
+        self.payload = guild
         self.roles = {role["id"]: role for role in roles}
+
+    def also_in(self, bot: DispatchBot) -> None:
+        """The same server in another bot's cache (another process of a cluster)."""
+        bot._connection._add_guild_from_data(self.payload)
 
     def setup(
         self, sub: str, *, permissions: int = MANAGE_GUILD, user_id: str = USER_ID, **options: Any

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .leases import DEFAULT_TTL, Lease, LeaseKeeper, Leases
 from .members import LeaseView, Membership, MemberView, cluster_view, lease_view, process_id
-from .schema import SCHEMA, open_cluster
+from .schema import SCHEMA, cluster_schema, open_cluster
 
 __all__ = [
     "DEFAULT_TTL",
@@ -17,6 +17,7 @@ __all__ = [
     "Leases",
     "MemberView",
     "Membership",
+    "cluster_schema",
     "cluster_view",
     "lease_view",
     "open_cluster",

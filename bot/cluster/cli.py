@@ -11,7 +11,7 @@ from bot.config import Settings
 from bot.db import DatabaseError, redact_url
 
 from .members import LeaseView, MemberView, cluster_view, lease_view
-from .schema import SCHEMA, open_cluster
+from .schema import cluster_schema, open_cluster
 
 EXIT_OK, EXIT_PROBLEM = 0, 1
 
@@ -45,7 +45,7 @@ async def cluster(settings: Settings, schema: str | None = None) -> int:
         print(f"state is SQLite ({settings.state.path}): a single process owns every community; no cluster to show")
         return EXIT_OK
     try:
-        db = await open_cluster(url, schema or SCHEMA)
+        db = await open_cluster(url, schema or cluster_schema(settings.state))
     except (OSError, TimeoutError, asyncpg.PostgresError, *DatabaseError) as error:
         print(f"cluster: cannot open {redact_url(url)} ({type(error).__name__})", file=sys.stderr)
         return EXIT_PROBLEM

@@ -181,6 +181,14 @@ class LeaseKeeper:
         self._wanted.add(community)
         self._wake.set()
 
+    async def claim(self, community: str) -> bool:
+        """`want(community)`, and one try to acquire it now, not at the next tick: whether this
+        process holds it when this returns (`on_acquired` still runs in its own task)."""
+        self._wanted.add(community)
+        if not (community in self._held or community in self._acquiring or community in self._stopping):
+            await self._try_acquire(community)
+        return self.holds(community)
+
     async def drop(self, community: str) -> None:
         """No longer wanted: when held, stopped (`on_lost`), then its lease released."""
         self._wanted.discard(community)
@@ -193,6 +201,11 @@ class LeaseKeeper:
         deadline is ahead."""
         held = self._held.get(community)
         return held is not None and time.monotonic() < held.deadline
+
+    def remaining(self, community: str) -> float:
+        """Seconds this process may still write for `community` without another renewal (0: none)."""
+        held = self._held.get(community)
+        return max(0.0, held.deadline - time.monotonic()) if held is not None else 0.0
 
     def lease(self, community: str) -> Lease | None:
         held = self._held.get(community)

@@ -1,10 +1,16 @@
 """The cluster's own tables, in a PostgreSQL schema of their own (`cluster`), beside the
-communities' schemas on the same server: who owns which community (`leases`) and which
-processes are alive (`members`). Made at open by a numbered migration (`bot.db.migrate`)."""
+communities' schemas on the same server: who owns which community (`leases`), which processes are
+alive (`members`), and the push events waiting for their community's owner (`inbox`). Made at
+open by numbered migrations (`bot.db.migrate`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.db import PostgresDatabase, migrate
+
+if TYPE_CHECKING:
+    from bot.config import StateSettings
 
 SCHEMA = "cluster"
 
@@ -30,7 +36,24 @@ MIGRATIONS = [
         heartbeat_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # 2: push events taken by a process that does not own their community (`inbox`)
+    """
+    CREATE TABLE inbox (
+        id BIGSERIAL PRIMARY KEY,
+        community TEXT NOT NULL,
+        server_id BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX inbox_community ON inbox (community, id)
+    """,
 ]
+
+
+def cluster_schema(state: StateSettings) -> str:
+    """The cluster's schema for a deployment: `cluster`, or beside its registry's own schema
+    (`state.schema_name`) when it names one, so that two deployments on one server never meet."""
+    return f"{state.schema_name[:55]}_cluster" if state.schema_name else SCHEMA
 
 
 class NewerClusterSchema(Exception):

@@ -34,7 +34,7 @@ import discord
 
 from ..backoff import Backoff
 from ..callboard import Snapshot
-from ..config import FeedSettings, polls_per_window
+from ..config import FeedSettings, Settings, polls_per_window
 from ..db import DatabaseError
 from ..delivery.channels import Channels
 from ..delivery.outbox import ChannelWriter
@@ -104,6 +104,15 @@ def rules_of(feed: FeedSettings) -> FeedRules:
         dispatch=feed.dispatch,
         ping=bool(feed.ping_role_id),
     )
+
+
+def takes_event(settings: Settings, server_id: ServerId, event: Event) -> bool:
+    """Does a feed, a unit board or a panic alert of this server take this event."""
+    if isinstance(event, UnitEvent):
+        return server_id in settings.unit_server_ids
+    if isinstance(event, (UnitsMoved, DispatchClosed)):  # calls and their units: feed posts and boards
+        return server_id in settings.event_server_ids
+    return server_id in settings.feed_server_ids
 
 
 class FeedEngine:
@@ -186,7 +195,9 @@ class FeedEngine:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+        """`drain`: how long what is stored may still be delivered (0: no write after this returns,
+        as when this process lost the community's lease)."""
         self._closed = True  # a push from now on is answered 503, to be sent again (to what replaces it)
         await self.units.stop()
         self.units.hurry_boards()  # delivered in the drain below, with what else is stored
@@ -195,8 +206,9 @@ class FeedEngine:
         self._committer = self._task = None
         # a clean stop delivers what is stored, if Discord lets it within moments; the rest is
         # delivered at the next start (it is in the state file)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.settled(), DRAIN_SECONDS)
+        if drain > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settled(), drain)
         await self.channels.stop()
 
     def _writer(self, feed: FeedSettings) -> ChannelWriter:
@@ -417,12 +429,7 @@ class FeedEngine:
             self._writer(feed).wake()
 
     def takes(self, server_id: ServerId, event: Event) -> bool:
-        """Does a feed, a unit board or a panic alert of this server take this event."""
-        if isinstance(event, UnitEvent):
-            return server_id in self.settings.unit_server_ids
-        if isinstance(event, (UnitsMoved, DispatchClosed)):  # calls and their units: feed posts and boards
-            return server_id in self.settings.event_server_ids
-        return server_id in self.settings.feed_server_ids
+        return takes_event(self.settings, server_id, event)
 
     async def call_state(
         self, channel_id: int, server_id: ServerId, kind: PostKind, call_id: CallId

@@ -8,6 +8,17 @@ push token. A /setup change is stored first, then the community is rebuilt on th
 (the budget, the board and the state carry over): the old one is stopped (it delivers what is
 stored), the new one takes its guilds and token, then starts.
 
+Cluster mode (`Settings.clustered`: the registry on PostgreSQL, shared by several processes;
+`Shared`): every process holds every community, so that any process answers its commands and
+its /setup, but only the holder of its lease (`bot.cluster.LeaseKeeper`, keyed by the tenant's id)
+runs its engines (polls, writers, boards): the others hold it command-only (`serve=False`). A
+lease acquired rebuilds the community with its engines; a lease lost stops them at once, without
+draining (no write for it after the lease), then rebuilds it command-only. What another process
+changed in the registry (/setup there) is seen at each lease tick (`Registry.signatures`, one
+query) and rebuilt here; a community deleted there is retired here. Push events taken by a
+process that does not own their community wait in `bot.cluster.Inbox` for the owner, which is
+told (NOTIFY) and drains them into its engine.
+
 Changes to one tenant are serialized by its lock (two admins at once store one after the other,
 neither lost, each checked again under the lock); links and removals, which change which tenants
 exist, are serialized process-wide. No event, command or feed ever waits for either lock: they are
@@ -21,7 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +40,16 @@ import aiohttp
 import discord
 
 from ..app import build_community
+from ..cluster.inbox import Inbox
+from ..cluster.leases import UNREACHABLE as UNREACHABLE_DB
+from ..cluster.leases import Lease, LeaseKeeper
 from ..community import Communities, Community
 from ..config import Settings
+from ..db import PostgresDatabase
+from ..feed.engine import DRAIN_SECONDS
+from ..intake.router import deliver_pushed
 from ..services import Services, open_services
+from ..sonoran.events import BadEnvelope
 from ..store import destroy_state
 from ..tasks import cancel_and_wait
 from .errors import NotSetUp
@@ -46,6 +64,15 @@ log = logging.getLogger(__name__)
 STORE_CACHE_KIB = 256
 HEALTH_SECONDS = 20.0
 FIRST_CYCLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Cluster mode: what this process shares with the others (the cluster's schema on PostgreSQL)."""
+
+    db: PostgresDatabase
+    member_id: str
+    lease_seconds: float
 
 
 @dataclass
@@ -72,6 +99,7 @@ class Host:
         serve: bool,
         poll: bool,
         clock: Callable[[], float] = time.monotonic,
+        shared: Shared | None = None,
     ) -> None:
         self.client = client
         self.deployment = deployment
@@ -84,6 +112,15 @@ class Host:
         self._hosted: dict[str, Hosted] = {}  # tenant id -> its work
         self._health: asyncio.Task[None] | None = None
         self._membership = asyncio.Lock()  # links and removals, one at a time (see `link`)
+        self.shared = shared
+        self.keeper: LeaseKeeper | None = None
+        self.inbox: Inbox | None = None
+        self._owned: set[str] = set()  # cluster mode: tenants whose lease this process holds
+        self._signatures: dict[str, bytes] = {}  # cluster mode: the registry's, as last applied here
+        self._refresher: asyncio.Task[None] | None = None
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._drain_again: set[str] = set()
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"Host({len(self._hosted)} communities)"
@@ -115,7 +152,11 @@ class Host:
     # --- start and stop ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Every tenant the registry holds with at least one guild; a tenant left with none (its last
-        guild removed while the bot was down) is deleted, credentials and state."""
+        guild removed while the bot was down) is deleted, credentials and state. In cluster mode,
+        the leases first: each community opens with its engines when this process owns it."""
+        if self.shared is not None:
+            await self._join(self.shared)
+        signatures = await self.registry.signatures() if self.shared is not None else {}
         links: dict[str, dict[int, GuildConfig]] = {}
         for linked in await self.registry.guilds():
             links.setdefault(linked.tenant_id, {})[linked.guild_id] = linked.config
@@ -129,7 +170,12 @@ class Host:
             except Exception:
                 # one community that cannot start must not keep the others from starting
                 log.exception("community %s could not start", tenant.community_id)
+            else:
+                if tenant.id in signatures:
+                    self._signatures[tenant.id] = signatures[tenant.id]
         log.info("hosted mode: %d communities at work", len(self._hosted))
+        if self.keeper is not None:
+            self._refresher = asyncio.create_task(self._watch(self.keeper.tick), name="hosting-cluster-watch")
         if self.deployment.state.health_file is not None and self.poll:
             self._health = asyncio.create_task(self._stamp_health(), name="hosting-health")
 
@@ -153,6 +199,7 @@ class Host:
         """Opens the tenant's services, builds and starts its community, links it. On a failure,
         nothing of it is left linked, running or open (the caller says what failed)."""
         settings = community_settings(self.deployment, tenant, guilds)
+        await self._claim(tenant.id, guilds)
         stack = contextlib.AsyncExitStack()
         community: Community | None = None
         try:
@@ -163,6 +210,7 @@ class Host:
             )
             community = self._build(settings, services, guilds, tenant)
             await community.start(poll=self.poll)
+            await self._unless_owned(tenant.id, community)
             hosted = Hosted(tenant, dict(guilds), services, stack, community)
             self._link(hosted, community)
         except BaseException:
@@ -180,7 +228,7 @@ class Host:
             self.client,
             settings,
             services,
-            serve=self.serve,
+            serve=self.serve and self._serving(tenant.id),
             guild_audit_channels=guild_audit_channels(guilds),
             guild_roles=guild_roles(guilds),
         )
@@ -214,6 +262,7 @@ class Host:
         new = self._build(settings, hosted.services, hosted.guilds, hosted.tenant)
         try:
             await new.start(poll=self.poll)
+            await self._unless_owned(hosted.tenant.id, new)
         except BaseException:
             await _stop(new)
             self._unlink(old)
@@ -225,11 +274,29 @@ class Host:
         self._unlink(old)  # what the new links did not replace (a guild that left)
 
     async def stop(self) -> None:
-        """The engines, while Discord can still be reached (they deliver what is stored)."""
+        """The engines, while Discord can still be reached (they deliver what is stored; in cluster
+        mode for as long as the lease still runs), then the leases, released for another process
+        to take at once."""
+        self._closing = True
         await cancel_and_wait(self._health)
-        self._health = None
-        for hosted in list(self._hosted.values()):
-            await hosted.community.stop()
+        await cancel_and_wait(self._refresher)
+        self._health = self._refresher = None
+        for task in list(self._drains.values()):
+            await cancel_and_wait(task)
+        if self.keeper is None:
+            for hosted in list(self._hosted.values()):
+                await hosted.community.stop()
+            return
+        keeper = self.keeper
+        await asyncio.gather(
+            *(
+                h.community.stop(drain=max(0.0, min(DRAIN_SECONDS, keeper.remaining(t) - 0.5)))
+                for t, h in self._hosted.items()
+            )
+        )
+        await keeper.stop(release=True)
+        if self.inbox is not None:
+            await self.inbox.close()
 
     async def close(self) -> None:
         """After the gateway closed: the audit logs' last try, then every tenant's services."""
@@ -338,10 +405,7 @@ class Host:
             if hosted.guilds:
                 await self._rebuild(hosted)
                 return False
-            self._unlink(hosted.community)
-            await _stop(hosted.community)
-            await hosted.stack.aclose()
-            self._hosted.pop(hosted.tenant.id, None)
+            await self._retire(hosted)
             await self._delete_tenant(hosted.tenant.id)
         return True
 
@@ -349,6 +413,8 @@ class Host:
         """The credentials first (nothing may use them after this), then the state: its file on
         SQLite, its schema on PostgreSQL (one DROP SCHEMA ... CASCADE)."""
         await self.registry.delete_tenant(tenant_id)
+        if self.inbox is not None:
+            await self.inbox.forget(tenant_id)
         state = self.deployment.state.model_copy(
             update={
                 "path": community_state_path(self.deployment, tenant_id),
@@ -357,6 +423,188 @@ class Host:
         )
         await destroy_state(state, tenant_id)
         log.info("hosted mode: a community's credentials and state were deleted (its last server left)")
+
+    # --- cluster mode --------------------------------------------------------------------------------
+    def _serving(self, tenant_id: str) -> bool:
+        """Whether this process runs the tenant's engines: always, unless in cluster mode, where
+        only while it holds the tenant's lease."""
+        return self.keeper is None or tenant_id in self._owned
+
+    async def _claim(self, tenant_id: str, guilds: dict[int, GuildConfig]) -> None:
+        """Cluster mode, a community opened here: its lease taken now when one of its guilds is on
+        this process's shards (its commands come here too) and nobody holds it; else wanted after
+        one lease, so that the process whose shards carry it, started at the same time, is first."""
+        keeper = self.keeper
+        if keeper is None:
+            return
+        if any(self.deployment.discord.runs_guild(guild_id) for guild_id in guilds):
+            if await keeper.claim(tenant_id):
+                self._owned.add(tenant_id)
+            return
+        asyncio.get_running_loop().call_later(keeper.ttl, self._want, tenant_id)
+
+    def _want(self, tenant_id: str) -> None:
+        if self.keeper is not None and tenant_id in self._hosted and not self._closing:
+            self.keeper.want(tenant_id)
+
+    async def _unless_owned(self, tenant_id: str, community: Community) -> None:
+        """The lease went while `community` was being built with engines: they stop at once."""
+        if community.feed is not None and not self._serving(tenant_id):
+            await community.stop(drain=0.0)
+
+    async def _join(self, shared: Shared) -> None:
+        """Cluster mode: the leases of every community (taken where free), the inbox's ear, and
+        the registry watched for what other processes change."""
+        self.inbox = Inbox(shared.db)
+        self.keeper = LeaseKeeper(
+            shared.db, shared.member_id, shared.lease_seconds, on_acquired=self._acquired, on_lost=self._lost
+        )
+        await self.keeper.start()
+        self.inbox.listen(self._told)
+
+    async def _acquired(self, tenant_id: str, lease: Lease) -> None:
+        """This process now owns the tenant: rebuilt with its engines, then what waits in the inbox."""
+        self._owned.add(tenant_id)
+        hosted = self._hosted.get(tenant_id)
+        if hosted is None:
+            return  # removed meanwhile: `_retire` drops the lease
+        async with hosted.lock:
+            if self._hosted.get(tenant_id) is hosted and hosted.community.feed is None:
+                await self._rebuild(hosted)
+        log.info("cluster: %s works community %s (fence %d)", lease.owner, hosted.tenant.community_id, lease.fence)
+        self._drain_soon(tenant_id)
+
+    async def _lost(self, tenant_id: str) -> None:
+        """The lease is gone (or being given up): the engines stop now, nothing drained (another
+        process may take the community as soon as the lease ends), then it answers commands only."""
+        self._owned.discard(tenant_id)
+        await cancel_and_wait(self._drains.pop(tenant_id, None))
+        hosted = self._hosted.get(tenant_id)
+        if hosted is None:
+            return
+        await hosted.community.stop(drain=0.0)
+        if self._closing:
+            return
+        async with hosted.lock:
+            if self._hosted.get(tenant_id) is hosted and hosted.community.feed is not None:
+                await self._rebuild(hosted)
+
+    async def _retire(self, hosted: Hosted) -> None:
+        """The tenant stops here for good (deleted, here or by another process): engines first,
+        then its lease, then its services."""
+        self._hosted.pop(hosted.tenant.id, None)
+        self._signatures.pop(hosted.tenant.id, None)
+        self._unlink(hosted.community)
+        await _stop(hosted.community)
+        if self.keeper is not None:
+            await self.keeper.drop(hosted.tenant.id)
+        await hosted.stack.aclose()
+
+    async def _watch(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._follow_registry()
+                await self._sweep_inbox()
+            except UNREACHABLE_DB as error:
+                log.warning("cluster: cannot read the shared state (%s); trying again", type(error).__name__)
+            except Exception:
+                log.exception("cluster: following the registry failed; trying again")
+
+    async def _follow_registry(self) -> None:
+        """What other processes changed with /setup: new communities opened (command-only, their
+        lease wanted), changed ones rebuilt, deleted ones retired."""
+        signatures = await self.registry.signatures()
+        async with self._membership:
+            for tenant_id, hosted in list(self._hosted.items()):
+                if tenant_id not in signatures:
+                    log.info("cluster: community %s was removed by another process", hosted.tenant.community_id)
+                    async with hosted.lock:
+                        await self._retire(hosted)
+            for tenant_id, signature in signatures.items():
+                if self._signatures.get(tenant_id) == signature:
+                    continue
+                tenant = await self.registry.tenant(tenant_id)
+                guilds = await self.registry.guilds_of(tenant_id)
+                if tenant is None or not guilds:
+                    continue  # being linked or deleted right now: the next look settles it
+                try:
+                    await self._apply(tenant, guilds)
+                except Exception:
+                    log.exception("community %s could not follow a change made elsewhere", tenant.community_id)
+                    continue
+                self._signatures[tenant_id] = signature
+
+    async def _apply(self, tenant: Tenant, guilds: dict[int, GuildConfig]) -> None:
+        hosted = self._hosted.get(tenant.id)
+        if hosted is None:
+            await self._open(tenant, guilds)
+            return
+        async with hosted.lock:
+            if hosted.tenant == tenant and hosted.guilds == guilds:
+                return  # this process made the change itself
+            new_key = hosted.tenant.fingerprint != tenant.fingerprint
+            for guild_id in hosted.guilds.keys() - guilds.keys():
+                self.communities.unlink(guild_id)
+            hosted.tenant, hosted.guilds = tenant, dict(guilds)
+            if new_key:
+                await self._reopen(hosted)
+            else:
+                await self._rebuild(hosted)
+
+    # --- the inbox: push events another process took for a community owned here ---------------------
+    def _told(self, tenant_id: str) -> None:
+        if tenant_id in self._owned:
+            self._drain_soon(tenant_id)
+
+    async def _sweep_inbox(self) -> None:
+        """At each tick, in case a notification was missed: one query for what waits."""
+        assert self.inbox is not None
+        for tenant_id in await self.inbox.pending():
+            self._told(tenant_id)
+
+    def _drain_soon(self, tenant_id: str) -> None:
+        self._drain_again.add(tenant_id)
+        task = self._drains.get(tenant_id)
+        if task is None or task.done():
+            self._drains[tenant_id] = asyncio.create_task(self._drain(tenant_id), name=f"inbox {tenant_id}")
+
+    async def _drain(self, tenant_id: str) -> None:
+        """The tenant's waiting events, in order, into its engine; each row deleted once stored."""
+        assert self.inbox is not None
+        try:
+            while tenant_id in self._drain_again:
+                self._drain_again.discard(tenant_id)
+                while rows := await self.inbox.take(tenant_id):
+                    hosted = self._hosted.get(tenant_id)
+                    feed = hosted.community.feed if hosted is not None else None
+                    if feed is None or not self._serving(tenant_id):
+                        return
+                    for row in rows:
+                        try:
+                            await deliver_pushed(feed, row.server_id, row.body)
+                        except BadEnvelope:
+                            log.warning("cluster inbox: a stored push for %s could not be read; dropped", tenant_id)
+                        await self.inbox.done([row.id])
+        except UNREACHABLE_DB as error:
+            log.warning("cluster inbox: cannot drain (%s); trying again at the next tick", type(error).__name__)
+        except Exception:
+            log.exception("cluster inbox: stored events could not be delivered; trying again at the next tick")
+
+    def forward_for(self, community: Community) -> Callable[[int, bytes], Awaitable[None]] | None:
+        """Intake, cluster mode: where a push for `community` goes when this process does not run
+        its engines: the inbox, under the tenant's id, for its owner. None outside cluster mode."""
+        inbox = self.inbox
+        if inbox is None:
+            return None
+        tenant_id = next((t for t, h in self._hosted.items() if h.community is community), None)
+        if tenant_id is None:
+            return None
+
+        async def forward(server_id: int, body: bytes) -> None:
+            await inbox.put(tenant_id, server_id, body)
+
+        return forward
 
     async def record(self, guild_id: int, member: discord.abc.User, what: str) -> None:
         await self.registry.record_change(guild_id, member.id, str(member), what)

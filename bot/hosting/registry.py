@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import secrets
 import sqlite3
@@ -193,6 +194,30 @@ class Registry:
     async def guild(self, guild_id: int) -> LinkedGuild | None:
         rows = await self._fetch("SELECT guild_id, tenant_id, config FROM guilds WHERE guild_id = ?", (guild_id,))
         return _linked(rows[0]) if rows else None
+
+    async def guilds_of(self, tenant_id: str) -> dict[int, GuildConfig]:
+        rows = await self._fetch(
+            "SELECT guild_id, tenant_id, config FROM guilds WHERE tenant_id = ? ORDER BY guild_id", (tenant_id,)
+        )
+        return {linked.guild_id: linked.config for linked in map(_linked, rows)}
+
+    async def signatures(self) -> dict[str, bytes]:
+        """Each community's digest of everything a process builds it from (its key's fingerprint,
+        its push token's digest, its options, its guilds and their setups): one query, no secret
+        opened. A process sharing the registry compares them to see what another changed."""
+        rows = await self._fetch(
+            "SELECT t.id, t.key_fingerprint, t.push_digest, t.options, g.guild_id, g.config "
+            "FROM tenants t LEFT JOIN guilds g ON g.tenant_id = t.id ORDER BY t.id, g.guild_id"
+        )
+        digests: dict[str, Any] = {}
+        for row in rows:
+            digest = digests.get(row[0])
+            if digest is None:
+                digest = digests[row[0]] = hashlib.sha256()
+                digest.update(f"{row[1]}\0".encode() + bytes(row[2]) + f"\0{row[3]}".encode())
+            if row[4] is not None:
+                digest.update(f"\0{row[4]}\0{row[5]}".encode())
+        return {tenant_id: digest.digest() for tenant_id, digest in digests.items()}
 
     async def guild_ids_of(self, tenant_id: str) -> list[int]:
         rows = await self._fetch("SELECT guild_id FROM guilds WHERE tenant_id = ? ORDER BY guild_id", (tenant_id,))

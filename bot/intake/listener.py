@@ -167,6 +167,9 @@ class PushRoute:
     routes: Callable[[ServerId], bool]
     takes: Callable[[ServerId, Event], bool]
     deliver: Callable[[ServerId, list[Event]], Awaitable[None]]
+    # cluster mode, a community another process owns: the checked body is stored for the owner
+    # (`bot.cluster.Inbox`) instead of handed to an engine; stored before the 200 all the same
+    forward: Callable[[ServerId, bytes], Awaitable[None]] | None = None
 
     def for_server(self, server_id: ServerId) -> PushRoute:
         return self if server_id == self.server_id else replace(self, server_id=server_id)
@@ -464,7 +467,10 @@ class PushListener:
             return PushAnswer(429, f"error: over {self.events_per_minute} events a minute", max(1, math.ceil(wait)))
         self._pending += 1
         try:
-            await route.deliver(server_id, events)
+            if route.forward is not None:
+                await route.forward(server_id, body)
+            else:
+                await route.deliver(server_id, events)
         except Exception:  # logged where it failed; the sender is told to send it again
             return PushAnswer(NOT_STORED.status, NOT_STORED.text, RETRY_AFTER)
         finally:

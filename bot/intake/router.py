@@ -25,8 +25,12 @@ them (no new events first).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ..feed.engine import takes_event
+from ..sonoran import ServerId
+from ..sonoran.events import Event, Ignored, events_of, read_envelope
 from .listener import PushListener, PushRoute, Resolve, one_route, server_of
 from .websocket import PushSessions
 
@@ -51,18 +55,56 @@ def route_of(community: Community, feed: FeedEngine) -> PushRoute:
     )
 
 
-def hosted_routes(communities: Communities) -> Resolve:
+# cluster mode: where a push for a community this process does not run goes (its owner's inbox)
+Forwarder = Callable[["Community"], Callable[[ServerId, bytes], Awaitable[None]] | None]
+
+
+def forward_route(community: Community, forward: Callable[[ServerId, bytes], Awaitable[None]]) -> PushRoute:
+    """Cluster mode: a community whose engines run in another process: checked as its own route
+    would be, then stored for its owner."""
+    settings = community.settings
+
+    async def not_here(server_id: ServerId, events: list[Event]) -> None:
+        raise RuntimeError("a forwarded route delivers nothing itself")
+
+    return PushRoute(
+        label=community.name,
+        api_key=settings.cad.api_key.get_secret_value(),
+        server_id=settings.push_server_id,
+        routes=lambda server_id: server_id in settings.event_server_ids,
+        takes=lambda server_id, event: takes_event(settings, server_id, event),
+        deliver=not_here,
+        forward=forward,
+    )
+
+
+async def deliver_pushed(feed: FeedEngine, server_id: ServerId, body: bytes) -> None:
+    """A stored push body (checked against its key when it was taken) into `feed`, as the listener
+    would have handed it over. BadEnvelope when it cannot be read."""
+    envelope = read_envelope(body)
+    events: list[Event] = [e for e in events_of(envelope) if not isinstance(e, Ignored) and feed.takes(server_id, e)]
+    if events:
+        await feed.take_events(server_id, events)
+
+
+def hosted_routes(communities: Communities, forward: Forwarder | None = None) -> Resolve:
     """Hosted mode: `<token>` and `<token>/<server_id>` to the community holding the token and
-    serving a feed; anything else (`push.path` alone included) to None, a wrong path."""
+    serving a feed (in cluster mode, one this process does not run goes to `forward`); anything
+    else (`push.path` alone included) to None, a wrong path."""
 
     def resolve(tail: str) -> PushRoute | None:
         token, _, server = tail.partition("/")
         if not token:
             return None
         community = communities.by_push_token(token)  # a sha256 and a dict lookup: cheap per request
-        if community is None or community.feed is None:
+        if community is None:
             return None
-        route = route_of(community, community.feed)
+        if community.feed is not None:
+            route = route_of(community, community.feed)
+        elif forward is not None and (elsewhere := forward(community)) is not None:
+            route = forward_route(community, elsewhere)
+        else:
+            return None
         if not server:
             return route
         server_id = server_of(server)
@@ -72,10 +114,14 @@ def hosted_routes(communities: Communities) -> Resolve:
 
 
 class Intake:
-    def __init__(self, push: PushSettings, communities: Communities, *, hosted: bool = False) -> None:
-        """`hosted`: the deployment's `hosting.enabled` (routes by token; no SignalR sessions)."""
+    def __init__(
+        self, push: PushSettings, communities: Communities, *, hosted: bool = False, forward: Forwarder | None = None
+    ) -> None:
+        """`hosted`: the deployment's `hosting.enabled` (routes by token; no SignalR sessions);
+        `forward`: cluster mode, see `hosted_routes`."""
         self.push = push
         self.hosted = hosted
+        self.forward = forward
         self._communities = communities
         self.listener: PushListener | None = None
         self.sessions: PushSessions | None = None
@@ -133,7 +179,7 @@ class Intake:
             host=self.push.host,
             port=self.push.port,
             path=self.push.path,
-            resolve=hosted_routes(self._communities),
+            resolve=hosted_routes(self._communities, self.forward),
             allow_from=self.push.allow_from,
         )
         self.listener = listener

@@ -1,0 +1,109 @@
+"""Cluster mode inside one test process: two hosted bots sharing one PostgreSQL (registry, states,
+leases, inbox), as two processes would. Exactly one runs a community's engines; the other answers
+its commands and /setup, stores its pushes for the owner, follows what the owner's side changed,
+and takes the community over when the owner's lease lapses. (tests/test_cluster.py kills real
+processes.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.config import Settings
+from bot.core import DispatchBot
+from bot.hosting.host import Hosted
+
+from .doubles.discord_fakes import FakeDiscord, dispatch_interaction
+from .doubles.fake_cad import FakeCad
+from .helpers import DISCORD_TOKEN
+from .test_hosting import MASTER_KEY, Guild, last_reply, link
+from .test_hosting import cads as cads  # the fixture
+from .test_operations import wait_for as until
+from .test_push import call_911
+
+LEASE = 1.5
+PATH = "/sonorancad/event"
+
+
+def cluster_settings(tmp_path: Path, pg_url: str, schema: str, name: str) -> Settings:
+    return Settings(
+        discord={"token": DISCORD_TOKEN},
+        state={"path": str(tmp_path / f"{name}.sqlite3"), "url": pg_url, "schema_name": schema},
+        hosting={"enabled": True, "secret_keys": MASTER_KEY, "allow_private_api_urls": True},
+        push={"enabled": True, "host": "127.0.0.1", "port": 0, "path": PATH},
+        cluster={"lease_seconds": LEASE},
+    )
+
+
+Start = Callable[[str], Awaitable[DispatchBot]]
+
+
+@pytest.fixture
+async def start(discord_api: FakeDiscord, tmp_path: Path, pg_url: str, pg_schema: str) -> AsyncIterator[Start]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory(name: str) -> DispatchBot:
+            bot = DispatchBot(cluster_settings(tmp_path, pg_url, pg_schema, name), autostart_feed=False)
+            stack.push_async_callback(bot.close)
+            await bot.login("fake-token")
+            return bot
+
+        yield factory
+
+
+def hosted(bot: DispatchBot, guild: Guild) -> Hosted:
+    assert bot.host is not None
+    found = bot.host.hosted_for(int(guild.id))
+    assert found is not None
+    return found
+
+
+async def push(bot: DispatchBot, token: str, body: dict[str, Any]) -> int:
+    assert bot.intake is not None and bot.intake.listener is not None
+    url = f"http://127.0.0.1:{bot.intake.listener.bound_port}{PATH}/{token}"
+    async with aiohttp.ClientSession() as session, session.post(url, data=json.dumps(body)) as response:
+        return response.status
+
+
+async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
+    start: Start, discord_api: FakeDiscord, cads: Callable[..., Awaitable[FakeCad]]
+) -> None:
+    a = await start("a")
+    guild = Guild(a)
+    cad = await cads(api_key="key-OF-THE-CLUSTER-0123456789")
+    assert (await link(a, guild, cad, discord_api)).startswith("Linked to community")
+    await dispatch_interaction(a, guild.setup("feed", channel=("channel", guild.feed), calls="emergency"))
+    assert hosted(a, guild).community.feed is not None  # linked here, free: owned here at once
+
+    b = await start("b")
+    guild.also_in(b)
+    assert hosted(b, guild).community.feed is None  # a holds it: b answers its commands only
+
+    # a push to b, which does not own it: stored for a (200 only once stored), posted by a
+    token = hosted(a, guild).tenant.push_token.get_secret_value()
+    event = {"key": cad.api_key, "type": "EVENT_911", "data": {"call": call_911(4242)}}
+    assert await push(b, token, event) == 200
+    await until(lambda: any("4242" in str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)))
+
+    # /setup on b: stored, and a (the owner) rebuilds on it at its next look at the registry
+    await dispatch_interaction(b, guild.setup("audit", channel=("channel", guild.audit)))
+    assert "audit" in last_reply(discord_api).lower()
+    await until(lambda: hosted(a, guild).guilds[int(guild.id)].audit_channel_id == int(guild.audit))
+    assert hosted(a, guild).community.feed is not None and hosted(b, guild).community.feed is None
+
+    # a stops renewing (as if paused or cut off, its lease not released): its engines stop before
+    # the lease ends, and b takes the community over after it
+    assert a.host is not None and a.host.keeper is not None
+    await a.host.keeper.stop(release=False)
+    assert hosted(a, guild).community.feed is None or hosted(a, guild).community.feed._closed  # type: ignore[union-attr]
+    await until(lambda: hosted(b, guild).community.feed is not None)
+    cad.add_911("Jane Roe", "Legion Square", "after the takeover")
+    await b.get_cog("Feed").poll_once()  # type: ignore[union-attr]
+    shown = [str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)]
+    assert sum("Legion Square" in s for s in shown) == 1 and sum("4242" in s for s in shown) == 1, shown
