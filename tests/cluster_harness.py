@@ -249,6 +249,44 @@ def tenures_of(process: BotProcess) -> list[Tenure]:
     return done
 
 
+def tenures_in(processes: list[BotProcess], tenants: list[str]) -> dict[str, list[Tenure]]:
+    """Every tenure of `processes`, by tenant, in order of start."""
+    out: dict[str, list[Tenure]] = {tenant: [] for tenant in tenants}
+    for process in processes:
+        for tenure in tenures_of(process):
+            out.setdefault(tenure.tenant, []).append(tenure)
+    for tenures in out.values():
+        tenures.sort(key=lambda t: (t.start, t.fence))
+    return out
+
+
+def judge(every: dict[str, list[Tenure]], until: float) -> Ownership:
+    """Each community's tenures (in order of start) read up to `until`: overlaps, fences out of
+    order, a community left unowned, and the gaps between one owner and the next."""
+    overlaps: list[str] = []
+    unowned: list[str] = []
+    disorder: list[str] = []
+    after_kill: list[float] = []
+    otherwise: list[float] = []
+    for tenant, tenures in every.items():
+        for before, after in itertools.pairwise(tenures):
+            if after.fence <= before.fence:
+                disorder.append(f"{tenant}: fence {after.fence} ({after.process}) after {before.fence}")
+            if before.end is None or before.end > after.start:
+                overlaps.append(
+                    f"{tenant}: {before.process} (fence {before.fence}, until "
+                    f"{'still held' if before.end is None else f'{before.end:.3f}'}) and {after.process} "
+                    f"(fence {after.fence}, from {after.start:.3f})"
+                )
+            elif before.end < until:
+                (after_kill if before.why == "killed" else otherwise).append(after.start - before.end)
+        last = tenures[-1] if tenures else None
+        if last is None or (last.end is not None and last.end < until):
+            unowned.append(tenant)
+    acquisitions = sum(len(t) for t in every.values())
+    return Ownership(every, overlaps, unowned, disorder, after_kill, otherwise, acquisitions)
+
+
 def busiest_minute(stamps: list[float]) -> int:
     """The most stamps in any window of 60 seconds."""
     ordered, most, first = sorted(stamps), 0, 0
@@ -495,39 +533,11 @@ class Cluster:
         return tally
 
     def tenures(self) -> dict[str, list[Tenure]]:
-        out: dict[str, list[Tenure]] = {m.tenant_id: [] for m in self.members}
-        for process in self.every:
-            for tenure in tenures_of(process):
-                out.setdefault(tenure.tenant, []).append(tenure)
-        for tenures in out.values():
-            tenures.sort(key=lambda t: (t.start, t.fence))
-        return out
+        return tenures_in(self.every, [m.tenant_id for m in self.members])
 
     def ownership(self, until: float) -> Ownership:
         """Who owned each community up to `until` (time.time(), e.g. when the clean stop began)."""
-        every = self.tenures()
-        overlaps: list[str] = []
-        unowned: list[str] = []
-        disorder: list[str] = []
-        after_kill: list[float] = []
-        otherwise: list[float] = []
-        for tenant, tenures in every.items():
-            for before, after in itertools.pairwise(tenures):
-                if after.fence <= before.fence:
-                    disorder.append(f"{tenant}: fence {after.fence} ({after.process}) after {before.fence}")
-                if before.end is None or before.end > after.start:
-                    overlaps.append(
-                        f"{tenant}: {before.process} (fence {before.fence}, until "
-                        f"{'still held' if before.end is None else f'{before.end:.3f}'}) and {after.process} "
-                        f"(fence {after.fence}, from {after.start:.3f})"
-                    )
-                elif before.end < until:
-                    (after_kill if before.why == "killed" else otherwise).append(after.start - before.end)
-            last = tenures[-1] if tenures else None
-            if last is None or (last.end is not None and last.end < until):
-                unowned.append(tenant)
-        acquisitions = sum(len(t) for t in every.values())
-        return Ownership(every, overlaps, unowned, disorder, after_kill, otherwise, acquisitions)
+        return judge(self.tenures(), until)
 
     def budget(self) -> Budget:
         busiest: dict[str, tuple[int, int]] = {}

@@ -21,7 +21,7 @@ import random
 import time
 from pathlib import Path
 
-from .cluster_harness import Cluster, running_cluster
+from .cluster_harness import BotProcess, Cluster, judge, running_cluster, tenures_in
 
 PROCESSES = 3
 COMMUNITIES = 20
@@ -112,3 +112,28 @@ async def test_three_processes_twenty_communities_a_kill_and_a_restart_leave_eve
 
     assert budget.over == [], f"{budget.over}\n{said}"
     assert budget.limited == 0, said
+
+
+def logged(name: str, *lines: str, killed_at: float | None = None) -> BotProcess:
+    index, _, start = name[1:].partition(".")
+    process = BotProcess(int(index), int(start or 1), Path("unused.toml"), {}, Path("unused.log"))
+    process.lines = [f"[{line.split(' ', 1)[0]}] [INFO   ] bot.cluster: {line.split(' ', 1)[1]}" for line in lines]
+    process.killed_at = killed_at
+    return process
+
+
+def test_the_ownership_reading_sees_overlaps_gaps_kills_and_fences_out_of_order() -> None:
+    """The readings the cluster test relies on, on log lines made up for it."""
+    processes = [
+        logged("p0", "100.0 lease of t1 acquired (fence 1)", "105.0 lease of t1: stopping it (not renewed in time)"),
+        logged("p1", "104.0 lease of t1 acquired (fence 2)", "100.5 lease of t2 acquired (fence 1)", killed_at=108.0),
+        logged("p2", "109.5 lease of t2 acquired (fence 2)", "110.0 lease of t1 acquired (fence 2)"),
+        logged("p1.2", "120.0 lease of t3 acquired (fence 1)", "121.0 lease of t3: stopping it (dropped)"),
+    ]
+    ownership = judge(tenures_in(processes, ["t1", "t2", "t3"]), until=130.0)
+    # t1: p1 took it while p0 still held it; p2's fence 2 after p1's 2
+    assert len(ownership.overlaps) == 1 and ownership.overlaps[0].startswith("t1: p0 (fence 1"), ownership.overlaps
+    assert ownership.fence_disorder == ["t1: fence 2 (p2) after 2"]
+    assert sorted(ownership.gaps_after_kill) == [1.5, 2.0]  # p1 killed at 108: t2, t1 taken at 109.5, 110
+    assert ownership.unowned == ["t3"]
+    assert ownership.acquisitions == 6
