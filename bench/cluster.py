@@ -19,7 +19,8 @@ It prints:
   statements the server ran for this deployment's database (pg_stat_statements' calls: each is a
   round trip; BEGIN and COMMIT are counted) and its committed transactions
   (pg_stat_database.xact_commit), divided by the polls the CAD answered in the window; with the
-  same per second, since lease renewals and heartbeats run whether or not a poll does.
+  same per second, since lease renewals and heartbeats run whether or not a poll does; and the
+  statements run most often.
 
 `--quick`: lease 3 s, 2 kills, 40 events, a 45 s idle window (about 4 minutes); the full run:
 lease 15 s (the default), 4 kills, 100 events, a 70 s window. `--json`: the figures as JSON.
@@ -127,7 +128,7 @@ async def takeovers(cluster: Cluster, kills: int) -> tuple[list[float], list[flo
     return leases, cards
 
 
-async def idle_round_trips(cluster: Cluster, seconds: float) -> dict[str, float]:
+async def idle_round_trips(cluster: Cluster, seconds: float) -> dict[str, Any]:
     """Statements and transactions per poll over an idle window."""
     await settled(cluster)
     await cluster.quiet()
@@ -143,6 +144,11 @@ async def idle_round_trips(cluster: Cluster, seconds: float) -> dict[str, float]
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND s.query NOT ILIKE '%pg_stat%'"
         )
+        top = await connection.fetch(
+            "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+            "AND s.query NOT ILIKE '%pg_stat%' ORDER BY calls DESC LIMIT 5"
+        )
         await connection.execute("SELECT pg_stat_force_next_flush()")
         await asyncio.sleep(1.5)  # the backends flush their counts when idle, at most once a second
         commits = await _commits(connection) - commits_before
@@ -157,6 +163,7 @@ async def idle_round_trips(cluster: Cluster, seconds: float) -> dict[str, float]
         "statements_per_poll": round(int(statements) / max(polls, 1), 2),
         "commits_per_poll": round(commits / max(polls, 1), 2),
         "statements_per_s": round(int(statements) / seconds, 2),
+        "top": [{"per_s": round(int(row["calls"]) / seconds, 2), "query": str(row["query"])} for row in top],
     }
 
 
@@ -227,8 +234,9 @@ def lines_for(plan: Plan, runs: list[dict[str, Any]]) -> list[str]:
         i = run["idle"]
         lines.append(
             f"  idle {i['window_s']:g}s, {i['polls']} polls: {i['statements_per_poll']} statements "
-            f"(round trips) and {i['commits_per_poll']} commits per poll; {i['statements_per_s']} statements/s"
+            f"(round trips) and {i['commits_per_poll']} commits per poll; {i['statements_per_s']} statements/s; most:"
         )
+        lines.extend(f"    {t['per_s']:>6}/s  {t['query']}" for t in i["top"])
     return lines
 
 
