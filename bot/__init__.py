@@ -17,10 +17,11 @@ __all__ = ["ConfigError", "DispatchBot", "Settings", "create_bot", "load_setting
 
 
 def create_bot(settings: Settings) -> DispatchBot:
-    """The bot, ready for `await bot.login(token)` (which loads the cogs) or `bot.start(token)`."""
-    from .core import DispatchBot
+    """The bot, ready for `await bot.login(token)` (which loads the cogs) or `bot.start(token)`:
+    on the shards discord.shard_ids of discord.shard_count when those are set."""
+    from .shards import new_bot
 
-    return DispatchBot(settings)
+    return new_bot(settings)
 
 
 def __getattr__(name: str) -> Any:

@@ -40,6 +40,7 @@ from .preflight import (
 )
 from .sandbox.demo import DiscordUnreachable, run_demo
 from .services import open_services
+from .shards import new_bot
 from .sonoran.redaction import Redactor
 from .store import StateFileError
 from .tasks import cancel_and_wait
@@ -77,11 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="{run,check,sync,health,push-test,demo,invite,keys,cluster}"
     )
-    commands.add_parser(
+    run_ = commands.add_parser(
         "run",
         parents=[common],
         help="run the bot (the default)",
         description="Checks the CAD credentials, then runs the commands and the feed until SIGTERM or SIGINT.",
+    )
+    run_.add_argument(
+        "--shard-ids",
+        metavar="IDS",
+        help="the gateway shards this process runs, e.g. 0,1 (overrides discord.shard_ids; needs a shard count)",
+    )
+    run_.add_argument(
+        "--shard-count",
+        metavar="N",
+        help="how many shards in all (overrides discord.shard_count); alone, this process runs all N",
     )
     commands.add_parser(
         "check",
@@ -170,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_cli.generate()  # needs no configuration
     try:
         settings = load_settings(path, environ, dotenv_names=from_dotenv)
+        if command == "run":
+            settings = with_shards(settings, getattr(args, "shard_ids", None), getattr(args, "shard_count", None))
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -190,6 +203,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "push-test":
         return asyncio.run(push_test(settings, args.url, post=args.post))
     return asyncio.run(run(settings, config=path))
+
+
+def with_shards(settings: Settings, shard_ids: str | None, shard_count: str | None) -> Settings:
+    """`settings` with `run --shard-ids/--shard-count` over discord.shard_ids/shard_count: the
+    count alone means every shard of it; the ids alone keep the file's count. ConfigError (one
+    line, naming the flag) when they do not fit."""
+    if shard_ids is None and shard_count is None:
+        return settings
+    discord_ = settings.discord
+    count = discord_.shard_count
+    if shard_count is not None:
+        try:
+            count = int(shard_count.strip())
+        except ValueError:
+            raise ConfigError(f"--shard-count: expected a whole number of shards, got {shard_count!r}") from None
+        if count < 1:
+            raise ConfigError(f"--shard-count: expected 1 or more shards, got {count}")
+    ids = None  # --shard-count alone: every shard of it, whatever ids the file named
+    if shard_ids is not None:
+        try:
+            ids = [int(part) for part in shard_ids.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--shard-ids: expected shard numbers separated by commas, e.g. 0,1; got {shard_ids!r}"
+            ) from None
+        if count is None:
+            raise ConfigError("--shard-ids needs --shard-count (or discord.shard_count): how many shards in all")
+        if not ids or len(set(ids)) != len(ids) or any(not 0 <= shard < count for shard in ids):
+            raise ConfigError(
+                f"--shard-ids: expected distinct shard numbers from 0 to {count - 1} (of {count} shards); "
+                f"got {shard_ids!r}"
+            )
+    return settings.model_copy(update={"discord": discord_.model_copy(update={"shard_ids": ids, "shard_count": count})})
 
 
 def demo(path: Path, seconds: float | None, channel_id: int | None, environ: dict[str, str]) -> int:
@@ -288,6 +334,9 @@ def startup_line(settings: Settings, config: Path | None) -> str:
         served.append(f"audit channel {settings.audit.channel_id}")
     served.append("slash commands")
     where = str(config.resolve()) if config is not None else "(built in code)"
+    shards = settings.discord
+    if shards.shard_count is not None:
+        served.append(f"gateway shards {','.join(map(str, shards.shard_list()))} of {shards.shard_count}")
     if settings.hosting.enabled:
         return (
             f"sonoran-dispatch-bot {version()} starting in hosted mode: config {where}; "
@@ -332,7 +381,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> int:
         log.error("not starting: %s: %s -> %s", check.name, check.detail, check.fix)
         return EXIT_PROBLEM
     if settings.hosting.enabled:  # the bot opens the registry and each community's services itself
-        return await _serve(DispatchBot(settings), settings, stop)
+        return await _serve(new_bot(settings), settings, stop)
     # Built here and handed to the bot, as in discord.py's advanced_startup example.
     async with open_services(settings) as services:
         preflight = await _unless_stopped(stop, sonoran_preflight(settings, services.sonoran))
@@ -344,7 +393,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> int:
                 log.error("not starting: %s -> %s", check.detail, check.fix)
                 return EXIT_PROBLEM
             (log.info if check.ok else log.warning)("%s: %s", check.name, check.detail)
-        return await _serve(DispatchBot(settings, services), settings, stop)
+        return await _serve(new_bot(settings, services), settings, stop)
 
 
 async def _serve(bot: DispatchBot, settings: Settings, stop: asyncio.Event) -> int:

@@ -118,6 +118,13 @@ class DiscordSettings(_Section):
     def sharded(self) -> bool:
         return self.shard_count is not None
 
+    def shard_list(self) -> list[int]:
+        """The shards this process runs: `shard_ids`, or every shard of `shard_count` when the ids
+        are unset; empty when not sharded (one connection that is no shard)."""
+        if self.shard_count is None:
+            return []
+        return sorted(self.shard_ids) if self.shard_ids is not None else list(range(self.shard_count))
+
     def runs_guild(self, guild_id: int) -> bool:
         """Whether this process's shards carry `guild_id` (Discord's rule: (id >> 22) % count)."""
         if self.shard_count is None or self.shard_ids is None:

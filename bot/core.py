@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -62,6 +62,7 @@ class DispatchBot(commands.Bot):
         autostart_feed: bool = True,
         sync_on_start: bool = True,
         serve: bool = True,
+        **client_options: Any,  # to discord.py's client: the shards, for `ShardedDispatchBot`
     ) -> None:
         silence_voice_warnings()
         intents = discord.Intents.none()
@@ -76,6 +77,7 @@ class DispatchBot(commands.Bot):
             # the feed's own posts (10 embeds each): ~0.1 MB apiece.
             max_messages=None,
             max_ratelimit_timeout=MAX_RATELIMIT_TIMEOUT,
+            **client_options,
         )
         self.settings = settings
         self.autostart_feed = autostart_feed
@@ -253,10 +255,11 @@ class DispatchBot(commands.Bot):
 
     async def forget_guilds_left_while_away(self) -> None:
         """Hosted mode, at the first READY: a linked guild Discord no longer lists (the bot was
-        removed while it was down) is removed as `on_guild_remove` would have done."""
+        removed while it was down) is removed as `on_guild_remove` would have done. Only the guilds
+        this process's shards carry: another process's guilds are in no READY of this one."""
         assert self.host is not None
         for guild_id in self.host.linked_guild_ids():
-            if self.get_guild(guild_id) is None:
+            if self.settings.discord.runs_guild(guild_id) and self.get_guild(guild_id) is None:
                 log.info("guild %s no longer has the bot: its work stops", guild_id)
                 await self.host.remove_guild(guild_id)
 

@@ -19,6 +19,7 @@ from .cadrights import CadRights
 from .callboard import CallBoard
 from .config import Settings, SonoranSettings
 from .sonoran import SonoranClient
+from .sonoran.ratelimit import LimiterFactory
 from .store import Store
 
 
@@ -38,6 +39,7 @@ def sonoran_client(
     *,
     retry_backoff: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    limiter_factory: LimiterFactory | None = None,
 ) -> SonoranClient:
     return SonoranClient(
         session,
@@ -50,6 +52,7 @@ def sonoran_client(
         rate_limits=settings.rate_limits.model_dump(),
         retry_backoff=retry_backoff,
         clock=clock,
+        limiter_factory=limiter_factory,
     )
 
 
@@ -62,15 +65,20 @@ async def open_services(
     retry_backoff: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     store_cache_kib: int | None = None,
+    limiter_factory: LimiterFactory | None = None,
 ) -> AsyncIterator[Services]:
     """Everything the bot needs, closed again (the session only if opened here) on the way out.
     `clock`: the time the rate limits and the call board's freshness go by (for simulations).
     `store_cache_kib`: the state file's page cache at most (`Store.open`; hosted mode, where one
-    process holds many communities' files)."""
+    process holds many communities' files).
+    `limiter_factory`: the Sonoran budgets (`HttpCore`): by default this process's own; a cluster
+    passes `bot.cluster.budget.shared_limiters(db, tenant_id)`, one budget for all its processes."""
     async with contextlib.AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
-        sonoran = sonoran_client(session, settings.cad, retry_backoff=retry_backoff, clock=clock)
+        sonoran = sonoran_client(
+            session, settings.cad, retry_backoff=retry_backoff, clock=clock, limiter_factory=limiter_factory
+        )
         board = CallBoard(
             sonoran, max_age=settings.cad.poll_seconds, feed_reserve=settings.feed_polls_per_window, clock=clock
         )

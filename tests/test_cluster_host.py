@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.cluster.cli import cluster
 from bot.config import Settings
 from bot.core import DispatchBot
 from bot.hosting.host import Hosted
@@ -72,7 +73,10 @@ async def push(bot: DispatchBot, token: str, body: dict[str, Any]) -> int:
 
 
 async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
-    start: Start, discord_api: FakeDiscord, cads: Callable[..., Awaitable[FakeCad]]
+    start: Start,
+    discord_api: FakeDiscord,
+    cads: Callable[..., Awaitable[FakeCad]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     a = await start("a")
     guild = Guild(a)
@@ -97,9 +101,17 @@ async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
     await until(lambda: hosted(a, guild).guilds[int(guild.id)].audit_channel_id == int(guild.audit))
     assert hosted(a, guild).community.feed is not None and hosted(b, guild).community.feed is None
 
+    # `python -m bot cluster`: both processes, and a owns the community, named by its ID
+    assert await cluster(a.settings) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2 processes alive", lines
+    (owner,) = [line for line in lines if cad.community_id in line]
+    assert a.host is not None and a.host.shared is not None
+    assert owner.startswith(a.host.shared.member_id), lines
+
     # a stops renewing (as if paused or cut off, its lease not released): its engines stop before
     # the lease ends, and b takes the community over after it
-    assert a.host is not None and a.host.keeper is not None
+    assert a.host.keeper is not None
     await a.host.keeper.stop(release=False)
     assert hosted(a, guild).community.feed is None or hosted(a, guild).community.feed._closed  # type: ignore[union-attr]
     await until(lambda: hosted(b, guild).community.feed is not None)

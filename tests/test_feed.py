@@ -14,6 +14,7 @@ from bot.db import SqliteDatabase
 from bot.feed import FeedEngine
 from bot.posts import PostKind
 from bot.sonoran import RateLimited
+from bot.sonoran.ratelimit import SlidingWindowLimiter
 
 from .conftest import BotFactory
 from .doubles.discord_fakes import ChannelFault, FakeDiscord, dispatch_interaction, slash
@@ -227,7 +228,9 @@ async def test_cad_faults_then_recovery(
         sent = len(cad.requests)
         await feed.poll_once()
         assert len(cad.requests) == sent  # the client held it back instead of provoking another 429
-        feed.community.sonoran.http.limiter("get_calls")._blocked_until = 0  # as if the 30 s had passed
+        limiter = feed.community.sonoran.http.limiter("get_calls")
+        assert isinstance(limiter, SlidingWindowLimiter)  # this process's own (no cluster here)
+        limiter._blocked_until = 0  # as if the 30 s had passed
     else:
         for _ in range(3):
             cad.fail_next("get_calls", **fault)

@@ -13,7 +13,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +222,11 @@ def test_log_lines_never_carry_secrets() -> None:
 # --- whole runs in a subprocess ---------------------------------------------------------------------
 
 
-async def run_offline(config: Path, env: dict[str, str], *, quiet: bool = False) -> asyncio.subprocess.Process:
-    """`python -m bot run --config CONFIG` in its own process, Discord faked as `env` says (see
-    tests/doubles/offline_run.py); its log is readable unless `quiet`."""
+async def run_offline(
+    config: Path, env: dict[str, str], *, quiet: bool = False, extra: Sequence[str] = ()
+) -> asyncio.subprocess.Process:
+    """`python -m bot run --config CONFIG [EXTRA...]` in its own process, Discord faked as `env`
+    says (see tests/doubles/offline_run.py); its log is readable unless `quiet`."""
     output = asyncio.subprocess.DEVNULL if quiet else asyncio.subprocess.PIPE
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -232,6 +234,7 @@ async def run_offline(config: Path, env: dict[str, str], *, quiet: bool = False)
         "run",
         "--config",
         str(config),
+        *extra,
         stdout=output,
         stderr=output,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},

@@ -1,10 +1,11 @@
 """The cluster's own tables, in a PostgreSQL schema of their own (`cluster`), beside the
 communities' schemas on the same server: who owns which community (`leases`), which processes are
-alive (`members`), and the push events waiting for their community's owner (`inbox`). Made at
-open by numbered migrations (`bot.db.migrate`)."""
+alive (`members`), the push events waiting for their community's owner (`inbox`), and the Sonoran
+budgets all of them spend (`budgets`). Made at open by numbered migrations (`bot.db.migrate`)."""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from bot.db import PostgresDatabase, migrate
@@ -47,6 +48,17 @@ MIGRATIONS = [
     );
     CREATE INDEX inbox_community ON inbox (community, id)
     """,
+    # 3: one row per budget key (a tenant) and operation: the times of the requests sent in the last
+    # window, and the time a 429 said to wait until (bot/cluster/budget.py)
+    """
+    CREATE TABLE budgets (
+        budget_key TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        stamps DOUBLE PRECISION[] NOT NULL DEFAULT '{{}}',
+        blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (budget_key, operation)
+    )
+    """,
 ]
 
 
@@ -64,10 +76,22 @@ class NewerClusterSchema(Exception):
         )
 
 
+def own_pool_url(url: str) -> str:
+    """`url`, marked so that the cluster's statements get a pool of their own: a lease renewal
+    never waits for a connection behind the communities' store writes, and the budget's one
+    statement is one round trip (a connection of the stores' pool sets its search_path first)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "application_name" for name, _ in query):
+        return url
+    query.append(("application_name", "sonoran-bot-cluster"))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 async def open_cluster(url: str, schema: str = SCHEMA) -> PostgresDatabase:
-    """The cluster's tables on the server at `url` (on the process's shared pool), made or
-    migrated first. Raises what asyncpg raises when the server cannot be reached."""
-    db = await PostgresDatabase.open(url, schema)
+    """The cluster's tables on the server at `url` (on a pool of the process's own for them),
+    made or migrated first. Raises what asyncpg raises when the server cannot be reached."""
+    db = await PostgresDatabase.open(own_pool_url(url), schema)
     try:
         await migrate(db, MIGRATIONS, newer=NewerClusterSchema, schema=schema)
     except BaseException:

@@ -40,6 +40,7 @@ import aiohttp
 import discord
 
 from ..app import build_community
+from ..cluster.budget import forget_budget, shared_limiters
 from ..cluster.inbox import Inbox
 from ..cluster.leases import UNREACHABLE as UNREACHABLE_DB
 from ..cluster.leases import Lease, LeaseKeeper
@@ -205,7 +206,13 @@ class Host:
         try:
             services = await stack.enter_async_context(
                 open_services(
-                    settings, session=self.session, clock=self.clock, with_store=True, store_cache_kib=STORE_CACHE_KIB
+                    settings,
+                    session=self.session,
+                    clock=self.clock,
+                    with_store=True,
+                    store_cache_kib=STORE_CACHE_KIB,
+                    # cluster mode: its Sonoran budget in PostgreSQL, whichever process sends
+                    limiter_factory=shared_limiters(self.shared.db, tenant.id) if self.shared is not None else None,
                 )
             )
             community = self._build(settings, services, guilds, tenant)
@@ -413,8 +420,9 @@ class Host:
         """The credentials first (nothing may use them after this), then the state: its file on
         SQLite, its schema on PostgreSQL (one DROP SCHEMA ... CASCADE)."""
         await self.registry.delete_tenant(tenant_id)
-        if self.inbox is not None:
+        if self.shared is not None and self.inbox is not None:
             await self.inbox.forget(tenant_id)
+            await forget_budget(self.shared.db, tenant_id)
         state = self.deployment.state.model_copy(
             update={
                 "path": community_state_path(self.deployment, tenant_id),

@@ -10,6 +10,7 @@ import aiohttp
 
 from .api import NewCall, SonoranApi
 from .models import Account, CallId, CallList, CallType, PlanInfo, Server, ServerId, UnitPage
+from .ratelimit import LimiterFactory
 from .records import LookupQuery, LookupRecord
 from .redaction import Redactor
 from .singleflight import SingleFlight
@@ -42,11 +43,13 @@ class SonoranClient:
         max_wait: float = 10.0,
         retry_backoff: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        limiter_factory: LimiterFactory | None = None,
     ) -> None:
         """`rate_limits`: requests a minute per operation (every one in `OPERATIONS`);
         `max_wait`: the longest a request waits for a rate-limit slot before it raises RateLimited;
         `retry_backoff`: the first pause before a read is sent again after a fault;
-        `clock`: what the rate limiters count time by (a simulation passes its own)."""
+        `clock`: what the rate limiters count time by (a simulation passes its own);
+        `limiter_factory`: each operation's budget (`HttpCore`; by default this process's own)."""
         self.http = HttpCore(
             session,
             base_url,
@@ -56,6 +59,7 @@ class SonoranClient:
             max_wait=max_wait,
             retry_backoff=retry_backoff,
             clock=clock,
+            limiter_factory=limiter_factory,
         )
         self.api: SonoranApi = (
             V1Api(self.http, community_id, api_key) if api_version == 1 else V2Api(self.http, api_key)

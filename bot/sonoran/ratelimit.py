@@ -7,6 +7,25 @@ import collections
 import email.utils
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    """One operation's budget, as the transport spends it: in this process (`SlidingWindowLimiter`)
+    or shared by the processes of a cluster (`bot.cluster.budget.SharedLimiter`)."""
+
+    async def acquire(self, max_wait: float, reserve: int = 0) -> float:
+        """Takes a slot, leaving `reserve` of the window to others: 0.0 when taken, else the wait
+        (nothing taken)."""
+        ...
+
+    def block_for(self, seconds: float) -> None:
+        """The server said 429: nobody sends on this operation for `seconds`."""
+        ...
+
+
+# (operation, requests a minute) -> that operation's limiter
+LimiterFactory = Callable[[str, int], Limiter]
 
 
 class SlidingWindowLimiter:

@@ -28,7 +28,7 @@ from .errors import (
     SonoranError,
 )
 from .numbers import loads
-from .ratelimit import SlidingWindowLimiter, retry_after_seconds
+from .ratelimit import Limiter, LimiterFactory, SlidingWindowLimiter, retry_after_seconds
 from .redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,10 @@ class HttpCore:
         retry_backoff: float = 0.5,
         rate_limit_retries: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        limiter_factory: LimiterFactory | None = None,
     ) -> None:
+        """`limiter_factory(operation, limit)`: each operation's budget; by default a
+        `SlidingWindowLimiter` of this process on `clock` (a cluster passes one its processes share)."""
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -142,12 +145,17 @@ class HttpCore:
         missing = [op for op in OPERATIONS if op not in rate_limits]
         if missing:
             raise ValueError(f"no rate limit for {', '.join(missing)}: every operation needs its budget")
-        self.limiters = {op: SlidingWindowLimiter(limit, clock=clock) for op, limit in rate_limits.items()}
+        if limiter_factory is None:
+
+            def limiter_factory(operation: str, limit: int) -> Limiter:
+                return SlidingWindowLimiter(limit, clock=clock)
+
+        self.limiters = {op: limiter_factory(op, limit) for op, limit in rate_limits.items()}
 
     def __repr__(self) -> str:
         return f"HttpCore(base_url={self.base_url!r})"
 
-    def limiter(self, operation: str) -> SlidingWindowLimiter:
+    def limiter(self, operation: str) -> Limiter:
         try:
             return self.limiters[operation]
         except KeyError:

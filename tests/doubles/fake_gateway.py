@@ -1,5 +1,7 @@
-"""A minimal Discord gateway on 127.0.0.1: HELLO, IDENTIFY -> READY (+ GUILD_CREATE), heartbeats,
-presence updates recorded. Enough for `bot.start()` and `python -m bot check` to run for real."""
+"""A minimal Discord gateway on 127.0.0.1: HELLO, IDENTIFY -> READY (+ a GUILD_CREATE per guild),
+heartbeats, presence updates recorded. Enough for `bot.start()` and `python -m bot check` to run
+for real. Sharded as Discord shards: an IDENTIFY with `"shard": [i, n]` is given only the guilds
+with (id >> 22) % n == i, and its READY says the shard."""
 
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ SEND_MESSAGES = 0x800
 EMBED_LINKS = 0x4000
 
 
-def text_channel(channel_id: int, name: str = "dispatch-feed", deny: int = 0) -> dict[str, Any]:
-    overwrites = [{"id": GUILD_ID, "type": 0, "allow": "0", "deny": str(deny)}] if deny else []
+def text_channel(
+    channel_id: int, name: str = "dispatch-feed", deny: int = 0, *, guild_id: str = GUILD_ID
+) -> dict[str, Any]:
+    overwrites = [{"id": guild_id, "type": 0, "allow": "0", "deny": str(deny)}] if deny else []
     return {
         "id": str(channel_id),
         "type": 0,
         "name": name,
         "position": 0,
-        "guild_id": GUILD_ID,
+        "guild_id": guild_id,
         "permission_overwrites": overwrites,
         "nsfw": False,
         "parent_id": None,
@@ -46,17 +50,22 @@ def role(role_id: int, name: str = "Dispatch", *, mentionable: bool = False) -> 
 
 
 def guild_payload(
-    channels: list[dict[str, Any]], everyone_permissions: int = EVERYONE_BASE, roles: list[dict[str, Any]] | None = None
+    channels: list[dict[str, Any]],
+    everyone_permissions: int = EVERYONE_BASE,
+    roles: list[dict[str, Any]] | None = None,
+    *,
+    guild_id: str = GUILD_ID,
+    name: str = "Test RP",
 ) -> dict[str, Any]:
     return {
-        "id": GUILD_ID,
-        "name": "Test RP",
+        "id": guild_id,
+        "name": name,
         "owner_id": "1",
         "unavailable": False,
         "member_count": 2,
         "roles": [
             {
-                "id": GUILD_ID,
+                "id": guild_id,
                 "name": "@everyone",
                 "permissions": str(everyone_permissions),
                 "position": 0,
@@ -68,7 +77,7 @@ def guild_payload(
             },
             *(roles or []),
         ],
-        "channels": channels,
+        "channels": [{**channel, "guild_id": guild_id} for channel in channels],
         "threads": [],
         "emojis": [],
         "stickers": [],
@@ -98,17 +107,36 @@ def guild_payload(
     }
 
 
+def shard_of(guild_id: int | str, shard_count: int) -> int:
+    """The shard that carries a guild: Discord's rule."""
+    return (int(guild_id) >> 22) % shard_count
+
+
 class FakeGateway:
-    def __init__(self, guild: dict[str, Any] | None = None) -> None:
-        self.guild = guild
+    """`FakeGateway(guild_payload(...))` for one guild, `FakeGateway(guilds=[...])` for several
+    (each connection gets those of its shard); `shards_identified` lists each IDENTIFY's
+    (shard, count), (0, 1) for one without a shard."""
+
+    def __init__(self, guild: dict[str, Any] | None = None, *, guilds: list[dict[str, Any]] | None = None) -> None:
+        if guild is not None and guilds is not None:
+            raise ValueError("give one guild or a list of guilds, not both")
+        self.guilds = [guild] if guild is not None else list(guilds or [])
         self.received: list[dict[str, Any]] = []
+        self.shards_identified: list[tuple[int, int]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
         self.identified = asyncio.Event()
 
     @property
+    def guild(self) -> dict[str, Any] | None:
+        return self.guilds[0] if self.guilds else None
+
+    @property
     def presences(self) -> list[dict[str, Any]]:
         return [m["d"] for m in self.received if m.get("op") == 3]
+
+    def guilds_of(self, shard: int, shard_count: int) -> list[dict[str, Any]]:
+        return [guild for guild in self.guilds if shard_of(guild["id"], shard_count) == shard]
 
     async def start(self) -> str:
         app = web.Application()
@@ -140,19 +168,22 @@ class FakeGateway:
             if payload["op"] == 1:
                 await ws.send_str(json.dumps({"op": 11}))
             elif payload["op"] == 2:
+                shard = payload["d"].get("shard")
+                shard_id, shard_count = (int(shard[0]), int(shard[1])) if shard else (0, 1)
+                self.shards_identified.append((shard_id, shard_count))
                 self.identified.set()
-                guilds = [{"id": GUILD_ID, "unavailable": True}] if self.guild else []
-                await dispatch(
-                    "READY",
-                    {
-                        "v": 10,
-                        "user": {**user_payload(BOT_ID, "dispatch-bot"), "bot": True},
-                        "guilds": guilds,
-                        "session_id": "s1",
-                        "resume_gateway_url": self.url,
-                        "application": {"id": APP_ID, "flags": 0},
-                    },
-                )
-                if self.guild:
-                    await dispatch("GUILD_CREATE", self.guild)
+                guilds = self.guilds_of(shard_id, shard_count)
+                ready: dict[str, Any] = {
+                    "v": 10,
+                    "user": {**user_payload(BOT_ID, "dispatch-bot"), "bot": True},
+                    "guilds": [{"id": guild["id"], "unavailable": True} for guild in guilds],
+                    "session_id": f"s{len(self.shards_identified)}",
+                    "resume_gateway_url": self.url,
+                    "application": {"id": APP_ID, "flags": 0},
+                }
+                if shard:
+                    ready["shard"] = [shard_id, shard_count]
+                await dispatch("READY", ready)
+                for guild in guilds:
+                    await dispatch("GUILD_CREATE", guild)
         return ws
