@@ -54,7 +54,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def throwaway_server() -> Iterator[str]:
+def throwaway_server(extra_options: str = "") -> Iterator[str]:
+    """A server of its own for the block; `extra_options`: more `-c name=value` for it (bench.cluster
+    loads pg_stat_statements)."""
     binaries = server_binaries()
     if binaries is None:
         pytest.fail(f"no PostgreSQL server binaries (initdb, pg_ctl) found: {INSTALL}", pytrace=False)
@@ -66,7 +68,7 @@ def throwaway_server() -> Iterator[str]:
         except KeyError:
             pytest.fail(f"running as root, and there is no `postgres` user to run the server as: {INSTALL}")
         os.chown(folder, user.pw_uid, user.pw_gid)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 {extra_options}"
 
     def run(*command: str) -> None:
         done = subprocess.run(_as_server_user(list(command)), capture_output=True, text=True, timeout=120)

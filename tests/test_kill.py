@@ -118,15 +118,21 @@ async def clean_run(start: Callable[[], Awaitable[asyncio.subprocess.Process]], 
     assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-def channel_is_true(fake: FakeDiscord, cad: FakeCad) -> tuple[dict[int, list[str]], set[int]]:
-    """The feed channel as Discord holds it: no call shown twice, every call the CAD still lists
-    shown once as active. Returns what each call's embeds say, and the calls still live."""
+def shown_calls(fake: FakeDiscord, channel: int) -> dict[int, list[str]]:
+    """What a feed channel shows, as Discord holds it: each call's embed titles, by call id."""
     shown: dict[int, list[str]] = {}
-    for message in fake.channel_messages(FEED_CHANNEL):
+    for message in fake.channel_messages(channel):
         for embed in message["embeds"]:
             match = CALL_ID.search(embed["title"])
             assert match, embed["title"]
             shown.setdefault(int(match.group(1)), []).append(embed["title"])
+    return shown
+
+
+def channel_is_true(fake: FakeDiscord, cad: FakeCad) -> tuple[dict[int, list[str]], set[int]]:
+    """The feed channel as Discord holds it: no call shown twice, every call the CAD still lists
+    shown once as active. Returns what each call's embeds say, and the calls still live."""
+    shown = shown_calls(fake, FEED_CHANNEL)
     still_live = set(cad.servers[1].emergency)
     assert fake.refused == []
     assert {call_id: titles for call_id, titles in shown.items() if len(titles) > 1} == {}  # no duplicates

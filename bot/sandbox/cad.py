@@ -121,6 +121,8 @@ class Recorded:
     body: Any
     headers: dict[str, str]
     operation: str
+    at: float = 0.0  # the CAD's clock when it arrived
+    rate_limited: bool = False  # answered 429: past its key's budget for the operation
 
 
 @dataclass
@@ -393,7 +395,9 @@ class FakeCad:
         path = request.path
         v2 = path.startswith("/v2/")
         operation = _v2_operation(request.method, path) if v2 else path.rsplit("/", 1)[-1]
-        recorded = Recorded(request.method, path, dict(request.query), body, dict(request.headers), operation)
+        recorded = Recorded(
+            request.method, path, dict(request.query), body, dict(request.headers), operation, self.clock()
+        )
         self.requests.append(recorded)
         if self.on_request is not None:
             self.on_request(recorded)
@@ -407,6 +411,7 @@ class FakeCad:
                 )
         wait = self._rate_limited(operation)
         if wait is not None:  # the documented gateway body, not problem+json
+            recorded.rate_limited = True
             return web.json_response(
                 {"message": "API rate limit exceeded", "request_id": "abc123"},
                 status=429,

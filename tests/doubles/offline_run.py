@@ -50,6 +50,12 @@ def against_discord_server(url: str, gateway: str) -> int:
 
 
 if __name__ == "__main__":
+    if os.environ.get("OFFLINE_RUN_EPOCH_LOG"):
+        # each line stamped with its time.time() to the microsecond instead of the second (the
+        # cluster test orders the lease lines of several processes by it); same shape otherwise
+        import bot.logs
+
+        bot.logs.FORMAT = "[{created:.6f}] [{levelname:<7}] {name}: {message}"
     if os.environ.get("FAKE_DISCORD_URL"):
         sys.exit(against_discord_server(os.environ["FAKE_DISCORD_URL"], os.environ["FAKE_GATEWAY_URL"]))
     channels = [int(c) for c in os.environ.get("FAKE_DISCORD_CHANNELS", "").split(",") if c]
