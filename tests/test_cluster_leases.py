@@ -129,6 +129,19 @@ async def test_release_lets_the_other_in_at_once_with_the_next_fence(db: Postgre
     assert (await lease_view(db))[0].owner == "b" and (await lease_view(db))[0].expires_in > 0
 
 
+async def test_acquire_many_takes_in_one_statement_what_is_free_expired_or_already_ours(db: PostgresDatabase) -> None:
+    leases = Leases(db)
+    held = await leases.acquire("c2", "b", 60.0)
+    expired = await leases.acquire("c3", "b", 60.0)
+    assert held is not None and expired is not None
+    await leases.release(expired)
+    ours = await leases.acquire("c4", "a", 60.0)
+    assert ours is not None
+    taken = await leases.acquire_many(["c1", "c2", "c3", "c4"], "a", 60.0)
+    assert sorted((lease.community, lease.fence) for lease in taken) == [("c1", 1), ("c3", 2), ("c4", 2)]
+    assert await leases.acquire_many([], "a", 60.0) == []
+
+
 async def test_an_owner_stopped_without_release_is_taken_over_within_ttl_and_a_tick(db: PostgresDatabase) -> None:
     log = Log(db)
     dead, heir = log.keeper(db, "dead"), log.keeper(db, "heir")
@@ -162,6 +175,10 @@ class Blockable(Leases):
     async def acquire(self, community: str, owner: str, ttl: float) -> Lease | None:
         await self._gate()
         return await super().acquire(community, owner, ttl)
+
+    async def acquire_many(self, communities: Any, owner: str, ttl: float) -> list[Lease]:
+        await self._gate()
+        return await super().acquire_many(communities, owner, ttl)
 
     async def renew_many(self, owner: str, leases: Any, ttl: float) -> set[str]:
         await self._gate()

@@ -21,7 +21,7 @@ who holds what.
   deadline is still ahead; a writer that may have been paused checks it right before it writes
   (the fence, `lease.fence`, can go with the write for a check in the database itself).
 
-How the hosted `Host` is to use it (not wired in yet):
+How the hosted `Host` uses it (bot/hosting/host.py, cluster mode):
 
     keeper = LeaseKeeper(cluster_db, owner=member_id, on_acquired=start, on_lost=stop)
     await keeper.start()
@@ -75,6 +75,15 @@ ON CONFLICT (community) DO UPDATE
 RETURNING community, owner, fence, expires_at
 """
 
+_ACQUIRE_MANY = f"""
+INSERT INTO leases AS l (community, owner, fence, expires_at)
+SELECT wanted, ?, 1, {NOW} + ?::double precision FROM unnest(?::text[]) AS wanted
+ON CONFLICT (community) DO UPDATE
+    SET owner = excluded.owner, fence = l.fence + 1, expires_at = excluded.expires_at
+    WHERE l.expires_at <= {NOW} OR l.owner = excluded.owner
+RETURNING community, owner, fence, expires_at
+"""
+
 _RENEW = f"""
 UPDATE leases SET expires_at = {NOW} + ?::double precision
 WHERE owner = ? AND expires_at > {NOW}
@@ -110,6 +119,13 @@ class Leases:
             return None
         row = rows[0]
         return Lease(row["community"], row["owner"], int(row["fence"]), float(row["expires_at"]), ttl)
+
+    async def acquire_many(self, communities: Sequence[str], owner: str, ttl: float) -> list[Lease]:
+        """`acquire` for each of `communities` (distinct), in one statement: the leases taken."""
+        if not communities:
+            return []
+        rows = await self.db.fetch(_ACQUIRE_MANY, (owner, ttl, list(communities)))
+        return [Lease(r["community"], r["owner"], int(r["fence"]), float(r["expires_at"]), ttl) for r in rows]
 
     async def renew(self, lease: Lease) -> bool:
         """True when the lease was still ours (same fence, not expired) and now runs `ttl` more."""
@@ -241,10 +257,38 @@ class LeaseKeeper:
             self._wake.clear()
             busy = self._held.keys() | self._acquiring | self._stopping
             due = [c for c in self._wanted if c not in busy]
-            if due:
-                await asyncio.gather(*(self._try_acquire(community) for community in due))
+            if due:  # one statement for all of them: an idle cluster costs one a tick per process
+                await self._try_acquire_many(sorted(due))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
+
+    async def _try_acquire_many(self, communities: list[str]) -> None:
+        self._acquiring.update(communities)
+        try:
+            sent = time.monotonic()
+            try:
+                leases = await asyncio.wait_for(self.leases.acquire_many(communities, self.owner, self.ttl), self.tick)
+            except UNREACHABLE as error:
+                log.warning("leases: cannot acquire %d (%s)", len(communities), type(error).__name__)
+                return
+            for lease in leases:
+                await self._took(lease, sent)
+        finally:
+            self._acquiring.difference_update(communities)
+
+    async def _took(self, lease: Lease, sent: float) -> None:
+        """`lease` was acquired by a statement sent at `sent`: held, and its community started;
+        released at once when it is no longer wanted."""
+        community = lease.community
+        if self._closing or community not in self._wanted:
+            await self._release(lease)
+            return
+        self._held[community] = _Held(lease, sent + self.ttl - self.margin)
+        self._deadlines.set()
+        log.info("lease of %s acquired (fence %d)", community, lease.fence)
+        self._starting[community] = asyncio.create_task(
+            self._acquired(community, lease), name=f"leases start {community}"
+        )
 
     async def _try_acquire(self, community: str) -> None:
         self._acquiring.add(community)
@@ -255,17 +299,8 @@ class LeaseKeeper:
             except UNREACHABLE as error:
                 log.warning("lease of %s: cannot acquire (%s)", community, type(error).__name__)
                 return
-            if lease is None:
-                return
-            if self._closing or community not in self._wanted:
-                await self._release(lease)
-                return
-            self._held[community] = _Held(lease, sent + self.ttl - self.margin)
-            self._deadlines.set()
-            log.info("lease of %s acquired (fence %d)", community, lease.fence)
-            self._starting[community] = asyncio.create_task(
-                self._acquired(community, lease), name=f"leases start {community}"
-            )
+            if lease is not None:
+                await self._took(lease, sent)
         finally:
             self._acquiring.discard(community)
 
