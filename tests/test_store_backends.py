@@ -477,3 +477,34 @@ def test_a_password_in_the_query_string_is_hidden_too() -> None:
         "postgresql://u@h/db?password=***&sslmode=require"
     )
     assert "pw" not in redact_url("postgresql://u:pw@h:5432/db")
+
+
+async def test_three_processes_opening_the_same_communities_at_once_all_open_them(pg_url: str) -> None:
+    """A cluster's processes start together and open every community in the same order, each on
+    its own pool: one makes a schema while the others wait for its migration lock. A waiter once
+    failed with "already exists" (its catalog cache, filled before it waited, still said the schema
+    was missing): 38 of the 60 opens failed in one run before the fix."""
+    tag = os.urandom(4).hex()
+    schemas = [f"race_{tag}_{n}" for n in range(20)]
+
+    async def process(name: str) -> list[str]:
+        failed, opened = [], []
+        for schema in schemas:  # one after another, on one pool, as Host.start does
+            try:
+                opened.append(await Store.open_postgres(f"{pg_url}?application_name={name}", schema))
+            except StateFileError as error:
+                failed.append(str(error))
+        for store in opened:
+            await store.close()
+        return failed
+
+    try:
+        results = await asyncio.gather(*(process(f"race-{tag}-{k}") for k in range(3)))
+        assert results == [[], [], []]
+    finally:
+        connection = await asyncpg.connect(pg_url)
+        try:
+            for schema in schemas:
+                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()

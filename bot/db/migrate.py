@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import asyncpg
+
 from .base import Database, Dialect
 from .postgres import quote
 
@@ -52,6 +54,19 @@ async def migrate(
         return found
     if schema is None:
         raise ValueError("a PostgreSQL database is migrated in a schema")
+    try:
+        return await _migrate_postgres(db, migrations, newer, schema)
+    except asyncpg.UniqueViolationError:
+        # Another process created the schema while this transaction waited for the lock: its
+        # catalog cache, filled before (the search_path named the missing schema), still said
+        # "missing". A new transaction reads it afresh (seen with three processes starting at once).
+        return await _migrate_postgres(db, migrations, newer, schema)
+
+
+async def _migrate_postgres(
+    db: Database, migrations: Sequence[str], newer: Callable[[int], Exception], schema: str
+) -> int:
+    latest = len(migrations)
     async with db.transaction() as tx:
         await tx.fetch("SELECT pg_advisory_xact_lock(hashtext(?))", (f"migrate {schema}",))
         await tx.script(
