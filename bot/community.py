@@ -145,6 +145,14 @@ class Community:
             self._stopped = True
             await (self.feed.stop() if drain is None else self.feed.stop(drain))
 
+    async def halt(self) -> None:
+        """Cluster mode, its lease gone: the engines stop now, nothing more delivered (a stop that
+        is still delivering is cut short), and from then on the community answers commands only."""
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            self._stopped = True
+            await feed.halt()
+
     async def stop_audit(self) -> None:
         """After the gateway closed: what the audit log still holds is tried once more."""
         for log in self._audit_logs():

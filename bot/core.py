@@ -220,12 +220,15 @@ class DispatchBot(commands.Bot):
 
         url = self.settings.state.postgres_url
         assert url is not None
-        db = await open_cluster(url, cluster_schema(self.settings.state))
+        schema = cluster_schema(self.settings.state)
+        db = await open_cluster(url, schema)
         self._own_services.push_async_callback(db.close)
+        leases = await open_cluster(url, schema, pool="sonoran-bot-leases")
+        self._own_services.push_async_callback(leases.close)
         lease = self.settings.cluster.lease_seconds
         shards = self.settings.discord
         membership = Membership(
-            db,
+            leases,
             process_id(),
             shard_ids=shards.shard_ids or range(shards.shard_count or 1),
             shard_count=shards.shard_count or 1,
@@ -234,7 +237,7 @@ class DispatchBot(commands.Bot):
         await membership.start()
         self._own_services.push_async_callback(membership.stop)
         log.info("cluster: this process is %s (leases of %gs)", membership.id, lease)
-        return Shared(db, membership.id, lease)
+        return Shared(db, membership.id, lease, leases)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Removed from a server: its work stops now; its community's credentials and state go

@@ -76,22 +76,24 @@ class NewerClusterSchema(Exception):
         )
 
 
-def own_pool_url(url: str) -> str:
-    """`url`, marked so that the cluster's statements get a pool of their own: a lease renewal
-    never waits for a connection behind the communities' store writes, and the budget's one
-    statement is one round trip (a connection of the stores' pool sets its search_path first)."""
+def own_pool_url(url: str, name: str = "sonoran-bot-cluster") -> str:
+    """`url`, marked (`application_name`) so that statements on it get a pool of their own: the
+    cluster's budget statement is one round trip (a connection of the stores' pool sets its
+    search_path first), and with another `name` the leases' renewals never wait for a connection
+    behind budget or store statements."""
     parts = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     if any(name == "application_name" for name, _ in query):
         return url
-    query.append(("application_name", "sonoran-bot-cluster"))
+    query.append(("application_name", name))
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
-async def open_cluster(url: str, schema: str = SCHEMA) -> PostgresDatabase:
-    """The cluster's tables on the server at `url` (on a pool of the process's own for them),
-    made or migrated first. Raises what asyncpg raises when the server cannot be reached."""
-    db = await PostgresDatabase.open(own_pool_url(url), schema)
+async def open_cluster(url: str, schema: str = SCHEMA, pool: str = "sonoran-bot-cluster") -> PostgresDatabase:
+    """The cluster's tables on the server at `url` (on a pool of the process's own for them,
+    named `pool`), made or migrated first. Raises what asyncpg raises when the server cannot be
+    reached."""
+    db = await PostgresDatabase.open(own_pool_url(url, pool), schema)
     try:
         await migrate(db, MIGRATIONS, newer=NewerClusterSchema, schema=schema)
     except BaseException:

@@ -22,7 +22,6 @@ that ended "removed" before the link was known is relabelled when it comes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -134,6 +133,7 @@ class FeedEngine:
         self._links_from: dict[ServerId, CallList] = {}  # the call list each server's links were last read from
         self._incoming: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._halted = asyncio.Event()
         self._closed = False  # stopped: takes no more events
         self.cycles = 0  # poll cycles completed (hosted mode's health waits for each community's first)
         self._last_event_at: float | None = None
@@ -196,20 +196,34 @@ class FeedEngine:
             self._task = asyncio.create_task(self._run(), name="feed-loop")
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
-        """`drain`: how long what is stored may still be delivered (0: no write after this returns,
-        as when this process lost the community's lease)."""
+        """`drain`: how long what is stored may still be delivered (0: nothing more is sent once
+        this returns). The writers stop whatever happens meanwhile (a cancellation included)."""
         self._closed = True  # a push from now on is answered 503, to be sent again (to what replaces it)
-        await self.units.stop()
-        self.units.hurry_boards()  # delivered in the drain below, with what else is stored
-        for task in (self._committer, self._task):
-            await cancel_and_wait(task)
-        self._committer = self._task = None
-        # a clean stop delivers what is stored, if Discord lets it within moments; the rest is
-        # delivered at the next start (it is in the state file)
-        if drain > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.settled(), drain)
-        await self.channels.stop()
+        try:
+            await self.units.stop()
+            if drain > 0 and not self._halted.is_set():
+                self.units.hurry_boards()  # delivered in the drain below, with what else is stored
+            for task in (self._committer, self._task):
+                await cancel_and_wait(task)
+            self._committer = self._task = None
+            # a clean stop delivers what is stored, if Discord lets it within moments (and `halt`
+            # does not cut it short); the rest is delivered at the next start (it is stored)
+            if drain > 0 and not self._halted.is_set():
+                settled = asyncio.ensure_future(self.settled())
+                halted = asyncio.ensure_future(self._halted.wait())
+                try:
+                    await asyncio.wait({settled, halted}, timeout=drain, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    settled.cancel()
+                    halted.cancel()
+        finally:
+            await self.channels.stop()
+
+    async def halt(self) -> None:
+        """Stops now, nothing more delivered, and cuts short a stop that is still delivering (this
+        process lost the community's lease: another may start as soon as it ends)."""
+        self._halted.set()
+        await self.stop(drain=0.0)
 
     def _writer(self, feed: FeedSettings) -> ChannelWriter:
         """The feed's channel's writer, with the feed's call posts among its lanes."""
@@ -357,21 +371,23 @@ class FeedEngine:
         await asyncio.shield(done)
 
     async def _commit_incoming(self) -> None:
-        while self._incoming:
-            taken, self._incoming = self._incoming, []
-            burst = [(server_id, events) for server_id, events, _ in taken]
-            try:
-                await self.handle_events(burst)
-                await self.units.handle_events(burst)
-            except Exception as error:  # the store failed: nothing of this burst is acknowledged
-                log.exception("feed: events could not be stored")
-                for *_, done in taken:
-                    if not done.done():
-                        done.set_exception(error)
-            else:
-                for *_, done in taken:
-                    if not done.done():
-                        done.set_result(None)
+        taken: list[tuple[ServerId, list[Event], asyncio.Future[None]]] = []
+        try:
+            while self._incoming:
+                taken, self._incoming = self._incoming, []
+                burst = [(server_id, events) for server_id, events, _ in taken]
+                try:
+                    await self.handle_events(burst)
+                    await self.units.handle_events(burst)
+                except Exception as error:  # the store failed: nothing of this burst is acknowledged
+                    log.exception("feed: events could not be stored")
+                    _settle(taken, error)
+                else:
+                    _settle(taken, None)
+        except asyncio.CancelledError:  # stopped: whoever waits is told to send them again
+            _settle([*taken, *self._incoming], EngineStopped("the feed engine stopped; the events were not stored"))
+            self._incoming = []
+            raise
 
     async def handle_events(self, taken: Iterable[tuple[ServerId, list[Event]]]) -> None:
         """Plans and stores push events in the order they came, then wakes the channels' writers.
@@ -599,3 +615,12 @@ def _origins(events: Iterable[Event]) -> Iterator[CallId]:
 def _touch(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
+
+
+def _settle(taken: Iterable[tuple[ServerId, list[Event], asyncio.Future[None]]], error: BaseException | None) -> None:
+    for *_, done in taken:
+        if not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)

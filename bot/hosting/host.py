@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 # to 2 MiB, 2 GB at 1,000 communities (bench.communities measured 296 KiB with this cap)
 STORE_CACHE_KIB = 256
 HEALTH_SECONDS = 20.0
+DRAIN_MARGIN = 0.5  # cluster mode: a stopping engine's delivery ends this long before its lease may
 FIRST_CYCLE_SECONDS = 60.0
 
 
@@ -71,9 +72,10 @@ FIRST_CYCLE_SECONDS = 60.0
 class Shared:
     """Cluster mode: what this process shares with the others (the cluster's schema on PostgreSQL)."""
 
-    db: PostgresDatabase
+    db: PostgresDatabase  # the inbox, the budgets
     member_id: str
     lease_seconds: float
+    leases: PostgresDatabase  # the same tables on a pool of their own: a renewal never queues
 
 
 @dataclass
@@ -118,8 +120,11 @@ class Host:
         self.inbox: Inbox | None = None
         self._owned: set[str] = set()  # cluster mode: tenants whose lease this process holds
         self._signatures: dict[str, bytes] = {}  # cluster mode: the registry's, as last applied here
+        self._failed: dict[str, bytes] = {}  # cluster mode: the registry's that could not be applied here
+        self._orphans: set[str] = set()  # cluster mode: inbox rows of communities the registry lacks
         self._refresher: asyncio.Task[None] | None = None
         self._drains: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._drain_again: set[str] = set()
         self._closing = False
 
@@ -225,6 +230,7 @@ class Host:
                 self._unlink(community)
                 await _stop(community)
             await stack.aclose()
+            self._forsake(tenant.id)
             raise
         return hosted
 
@@ -265,7 +271,7 @@ class Host:
         board = hosted.services.board
         board.max_age, board.feed_reserve = settings.cad.poll_seconds, settings.feed_polls_per_window
         old = hosted.community
-        await _stop(old)  # still linked until `new` is: a push meanwhile is its 503, never a 404
+        await _stop(old, self._drain_for(hosted.tenant.id))  # linked until `new` is: a push meanwhile is its 503
         new = self._build(settings, hosted.services, hosted.guilds, hosted.tenant)
         try:
             await new.start(poll=self.poll)
@@ -275,7 +281,8 @@ class Host:
             self._unlink(old)
             self._hosted.pop(hosted.tenant.id, None)
             await hosted.stack.aclose()
-            log.error("community %s could not start again after a change; it starts at the next restart", old.name)
+            self._forsake(hosted.tenant.id)
+            log.error("community %s could not start again after a change; it is tried again", old.name)
             raise
         self._link(hosted, new)
         self._unlink(old)  # what the new links did not replace (a guild that left)
@@ -294,14 +301,9 @@ class Host:
             for hosted in list(self._hosted.values()):
                 await hosted.community.stop()
             return
-        keeper = self.keeper
-        await asyncio.gather(
-            *(
-                h.community.stop(drain=max(0.0, min(DRAIN_SECONDS, keeper.remaining(t) - 0.5)))
-                for t, h in self._hosted.items()
-            )
-        )
-        await keeper.stop(release=True)
+        drains = {t: self._drain_for(t) for t in self._hosted}
+        await asyncio.gather(*(h.community.stop(drains[t]) for t, h in self._hosted.items()))
+        await self.keeper.stop(release=True)
         if self.inbox is not None:
             await self.inbox.close()
 
@@ -346,7 +348,7 @@ class Host:
     async def _reopen(self, hosted: Hosted) -> None:
         """A new API key: new services (a new CAD client and budget), the same state file."""
         self._unlink(hosted.community)
-        await _stop(hosted.community)
+        await _stop(hosted.community, self._drain_for(hosted.tenant.id))
         await hosted.stack.aclose()
         del self._hosted[hosted.tenant.id]
         await self._open(hosted.tenant, hosted.guilds)
@@ -359,7 +361,19 @@ class Host:
         async with hosted.lock:
             if self._hosted.get(hosted.tenant.id) is not hosted or guild_id not in hosted.guilds:
                 raise NotSetUp(guild_id)
+            if self.shared is not None:
+                await self._reread(hosted, guild_id)
             yield hosted
+
+    async def _reread(self, hosted: Hosted, guild_id: int) -> None:
+        """Cluster mode: what another process's /setup stored since this one last looked (up to a
+        tick ago) is what a change here builds on, not this process's copy."""
+        linked = await self.registry.guild(guild_id)
+        tenant = await self.registry.tenant(hosted.tenant.id)
+        if linked is None or tenant is None or linked.tenant_id != tenant.id:
+            raise NotSetUp(guild_id)
+        hosted.guilds[guild_id] = linked.config
+        hosted.tenant = dataclasses.replace(hosted.tenant, options=tenant.options)
 
     async def configure(self, guild_id: int, change: Callable[[GuildConfig], GuildConfig]) -> GuildConfig:
         """Applies `change` to the guild's setup: checked as a whole (pydantic's ValidationError if
@@ -458,14 +472,32 @@ class Host:
     async def _unless_owned(self, tenant_id: str, community: Community) -> None:
         """The lease went while `community` was being built with engines: they stop at once."""
         if community.feed is not None and not self._serving(tenant_id):
-            await community.stop(drain=0.0)
+            await community.halt()
+
+    def _drain_for(self, tenant_id: str) -> float | None:
+        """How long a stopping engine may still deliver what is stored: the engine's own bound, or
+        in cluster mode no longer than the tenant's lease still runs here (0 when it is not held)."""
+        if self.keeper is None:
+            return None
+        return max(0.0, min(DRAIN_SECONDS, self.keeper.remaining(tenant_id) - DRAIN_MARGIN))
+
+    def _forsake(self, tenant_id: str) -> None:
+        """Cluster mode: a community that failed to (re)start here gives its lease up (in a task of
+        its own: this may run inside the keeper's own `on_acquired`), and the registry's next look
+        tries it again (here, or wherever its lease goes)."""
+        self._signatures.pop(tenant_id, None)
+        self._owned.discard(tenant_id)
+        if self.keeper is not None and not self._closing:
+            task = asyncio.create_task(self.keeper.drop(tenant_id), name=f"lease given up {tenant_id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _join(self, shared: Shared) -> None:
         """Cluster mode: the leases of every community (taken where free), the inbox's ear, and
         the registry watched for what other processes change."""
         self.inbox = Inbox(shared.db)
         self.keeper = LeaseKeeper(
-            shared.db, shared.member_id, shared.lease_seconds, on_acquired=self._acquired, on_lost=self._lost
+            shared.leases, shared.member_id, shared.lease_seconds, on_acquired=self._acquired, on_lost=self._lost
         )
         await self.keeper.start()
         self.inbox.listen(self._told)
@@ -484,18 +516,14 @@ class Host:
 
     async def _lost(self, tenant_id: str) -> None:
         """The lease is gone (or being given up): the engines stop now, nothing drained (another
-        process may take the community as soon as the lease ends), then it answers commands only."""
+        process may take the community as soon as the lease ends); it answers commands only."""
         self._owned.discard(tenant_id)
         await cancel_and_wait(self._drains.pop(tenant_id, None))
         hosted = self._hosted.get(tenant_id)
-        if hosted is None:
-            return
-        await hosted.community.stop(drain=0.0)
-        if self._closing:
-            return
-        async with hosted.lock:
-            if self._hosted.get(tenant_id) is hosted and hosted.community.feed is not None:
-                await self._rebuild(hosted)
+        if hosted is not None:
+            # no lock: a /setup rebuild holding it must not delay this; a community it builds
+            # meanwhile sees the lease gone (`_unless_owned`)
+            await hosted.community.halt()
 
     async def _retire(self, hosted: Hosted) -> None:
         """The tenant stops here for good (deleted, here or by another process): engines first,
@@ -503,7 +531,7 @@ class Host:
         self._hosted.pop(hosted.tenant.id, None)
         self._signatures.pop(hosted.tenant.id, None)
         self._unlink(hosted.community)
-        await _stop(hosted.community)
+        await _stop(hosted.community, self._drain_for(hosted.tenant.id))
         if self.keeper is not None:
             await self.keeper.drop(hosted.tenant.id)
         await hosted.stack.aclose()
@@ -511,13 +539,13 @@ class Host:
     async def _watch(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
-            try:
-                await self._follow_registry()
-                await self._sweep_inbox()
-            except UNREACHABLE_DB as error:
-                log.warning("cluster: cannot read the shared state (%s); trying again", type(error).__name__)
-            except Exception:
-                log.exception("cluster: following the registry failed; trying again")
+            for step in (self._follow_registry, self._sweep_inbox):
+                try:
+                    await step()
+                except UNREACHABLE_DB as error:
+                    log.warning("cluster: cannot read the shared state (%s); trying again", type(error).__name__)
+                except Exception:
+                    log.exception("cluster: %s failed; trying again", step.__name__)
 
     async def _follow_registry(self) -> None:
         """What other processes changed with /setup: new communities opened (command-only, their
@@ -527,33 +555,42 @@ class Host:
             for tenant_id, hosted in list(self._hosted.items()):
                 if tenant_id not in signatures:
                     log.info("cluster: community %s was removed by another process", hosted.tenant.community_id)
-                    async with hosted.lock:
-                        await self._retire(hosted)
+                    try:
+                        async with hosted.lock:
+                            await self._retire(hosted)
+                    except Exception:
+                        log.exception("community %s could not be stopped cleanly", hosted.tenant.community_id)
             for tenant_id, signature in signatures.items():
                 if self._signatures.get(tenant_id) == signature:
                     continue
-                tenant = await self.registry.tenant(tenant_id)
-                guilds = await self.registry.guilds_of(tenant_id)
-                if tenant is None or not guilds:
-                    continue  # being linked or deleted right now: the next look settles it
-                try:
-                    await self._apply(tenant, guilds)
-                except Exception:
-                    log.exception("community %s could not follow a change made elsewhere", tenant.community_id)
+                try:  # one community that cannot be read or built costs that community only
+                    await self._apply(tenant_id)
+                except UNREACHABLE_DB:
+                    raise
+                except Exception as error:
+                    if self._failed.get(tenant_id) != signature:  # said once per change, not every tick
+                        self._failed[tenant_id] = signature
+                        log.error("community %s could not follow a change made elsewhere (%s)", tenant_id, error)
                     continue
+                self._failed.pop(tenant_id, None)
                 self._signatures[tenant_id] = signature
 
-    async def _apply(self, tenant: Tenant, guilds: dict[int, GuildConfig]) -> None:
-        hosted = self._hosted.get(tenant.id)
+    async def _apply(self, tenant_id: str) -> None:
+        """The tenant as the registry now holds it, opened or rebuilt here (read under its lock,
+        so that a /setup change made here meanwhile is not undone)."""
+        hosted = self._hosted.get(tenant_id)
         if hosted is None:
-            await self._open(tenant, guilds)
+            tenant, guilds = await self.registry.tenant(tenant_id), await self.registry.guilds_of(tenant_id)
+            if tenant is not None and guilds:  # else being linked or deleted now: the next look settles it
+                await self._open(tenant, guilds)
             return
         async with hosted.lock:
+            tenant, guilds = await self.registry.tenant(tenant_id), await self.registry.guilds_of(tenant_id)
+            if tenant is None or not guilds or self._hosted.get(tenant_id) is not hosted:
+                return
             if hosted.tenant == tenant and hosted.guilds == guilds:
                 return  # this process made the change itself
             new_key = hosted.tenant.fingerprint != tenant.fingerprint
-            for guild_id in hosted.guilds.keys() - guilds.keys():
-                self.communities.unlink(guild_id)
             hosted.tenant, hosted.guilds = tenant, dict(guilds)
             if new_key:
                 await self._reopen(hosted)
@@ -566,10 +603,19 @@ class Host:
             self._drain_soon(tenant_id)
 
     async def _sweep_inbox(self) -> None:
-        """At each tick, in case a notification was missed: one query for what waits."""
+        """At each tick, in case a notification was missed: one query for what waits. Rows of a
+        community the registry does not have two ticks in a row (a push stored while it was being
+        deleted) go."""
         assert self.inbox is not None
+        unknown = set()
         for tenant_id in await self.inbox.pending():
-            self._told(tenant_id)
+            if tenant_id in self._signatures or tenant_id in self._hosted:
+                self._told(tenant_id)
+            elif tenant_id in self._orphans:
+                await self.inbox.forget(tenant_id)
+            else:
+                unknown.add(tenant_id)
+        self._orphans = unknown
 
     def _drain_soon(self, tenant_id: str) -> None:
         self._drain_again.add(tenant_id)
@@ -598,6 +644,9 @@ class Host:
             log.warning("cluster inbox: cannot drain (%s); trying again at the next tick", type(error).__name__)
         except Exception:
             log.exception("cluster inbox: stored events could not be delivered; trying again at the next tick")
+        finally:
+            if self._drains.get(tenant_id) is asyncio.current_task():
+                del self._drains[tenant_id]
 
     def forward_for(self, community: Community) -> Callable[[int, bytes], Awaitable[None]] | None:
         """Intake, cluster mode: where a push for `community` goes when this process does not run
@@ -623,8 +672,8 @@ def _touch(path: Path, text: str) -> None:
     path.write_text(text + "\n")
 
 
-async def _stop(community: Community) -> None:
-    await community.stop()
+async def _stop(community: Community, drain: float | None = None) -> None:
+    await community.stop(drain)
     await community.stop_audit()
 
 

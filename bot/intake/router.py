@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..feed.engine import takes_event
 from ..sonoran import ServerId
-from ..sonoran.events import Event, Ignored, events_of, read_envelope
+from ..sonoran.events import Event, Ignored, events_of, read_envelope, without_key
 from .listener import PushListener, PushRoute, Resolve, one_route, server_of
 from .websocket import PushSessions
 
@@ -74,7 +74,7 @@ def forward_route(community: Community, forward: Callable[[ServerId, bytes], Awa
         routes=lambda server_id: server_id in settings.event_server_ids,
         takes=lambda server_id, event: takes_event(settings, server_id, event),
         deliver=not_here,
-        forward=forward,
+        forward=lambda server_id, body: forward(server_id, without_key(body)),
     )
 
 
