@@ -93,7 +93,17 @@ async def test_one_owner_a_push_anywhere_a_change_anywhere_and_a_takeover(
     token = hosted(a, guild).tenant.push_token.get_secret_value()
     call = str(cad.add_911("Anna", "Grove St", "pushed"))  # the CAD has it, and pushes it
     event = {"key": cad.api_key, "type": "EVENT_911", "data": {"call": call_911(int(call))}}
+    assert b.host is not None and b.host.inbox is not None
+    stored: list[bytes] = []
+    put = b.host.inbox.put
+
+    async def spy(community: str, server_id: int, body: bytes) -> None:
+        stored.append(body)
+        await put(community, server_id, body)
+
+    b.host.inbox.put = spy  # type: ignore[method-assign]
     assert await push(b, token, event) == 200
+    assert len(stored) == 1 and cad.api_key.encode() not in stored[0]  # the key stays sealed, never at rest
     await until(lambda: any(call in str(m["embeds"]) for m in discord_api.channel_messages(guild.feed)))
 
     # /setup on b: stored, and a (the owner) rebuilds on it at its next look at the registry

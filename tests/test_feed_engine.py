@@ -392,3 +392,33 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_events_being_stored_when_the_engine_stops_are_refused_not_left_waiting(
+    make_bot: BotFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (a /setup rebuild, a lost lease) cancels the engine's committer while it stores a
+    burst: whoever waits for those events is told they were not stored (the listener answers 503,
+    to be sent again), instead of waiting for ever."""
+    from bot.feed.engine import EngineStopped, FeedEngine
+    from bot.sonoran.events import New911
+    from bot.sonoran.models import EmergencyCall
+
+    bot = await make_bot(feeds=[{"server_id": 1, "channel_id": 1}])
+    engine = feed_of(bot)
+    storing = asyncio.Event()
+
+    async def slow_store(self: FeedEngine, taken: Any) -> None:
+        storing.set()
+        await asyncio.Event().wait()  # a store that never answers
+
+    monkeypatch.setattr(FeedEngine, "handle_events", slow_store)
+    event = New911(EmergencyCall.model_validate(call_911(7)))
+    first = asyncio.create_task(engine.take_events(1, [event]))
+    await storing.wait()
+    second = asyncio.create_task(engine.take_events(1, [event]))  # queued behind the first burst
+    await asyncio.sleep(0)
+    await engine.halt()
+    for waiting in (first, second):
+        with pytest.raises(EngineStopped):
+            await asyncio.wait_for(waiting, 5)
