@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from bench._common import percentile, report
 from bot.cluster import open_cluster
 from bot.cluster.budget import SharedLimiter
 from bot.db import PostgresDatabase
-from tests.pg import ENV_URL, throwaway_server
+from tests.pg import a_server, drop_schemas
 
 TENANTS = 100
 ROUNDS = 8  # 5 taken (Sonoran's get_calls limit), then refused
@@ -87,27 +84,12 @@ def via(url: str, port: int, name: str) -> str:
     return urlunsplit((parts.scheme, netloc_new, parts.path, f"{query}application_name={name}", ""))
 
 
-@contextlib.contextmanager
-def server() -> Iterator[str]:
-    given = os.environ.get(ENV_URL)
-    if given:
-        yield given
-        return
-    with throwaway_server() as url:
-        yield url
-
-
 @contextlib.asynccontextmanager
 async def schemas(url: str, *names: str) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        connection = await asyncpg.connect(url)
-        try:
-            for name in names:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schemas(url, *names)
 
 
 async def timed(limiter: SharedLimiter) -> tuple[float, float]:
@@ -187,7 +169,7 @@ async def contended(url: str, schema: str, port: int) -> dict[str, float]:
 
 
 async def main() -> None:
-    with server() as url:
+    with a_server() as url:
         parts = urlsplit(url)
         counter = FlightCounter(parts.hostname or "127.0.0.1", parts.port or 5432)
         port = await counter.start()

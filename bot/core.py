@@ -3,6 +3,7 @@ community they serve (`bot.app`) into its registry (`bot.communities`), loads th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -238,6 +239,25 @@ class DispatchBot(commands.Bot):
         self._own_services.push_async_callback(membership.stop)
         log.info("cluster: this process is %s (leases of %gs)", membership.id, lease)
         return Shared(db, membership.id, lease, leases)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Cluster mode: every process's shards take turns through PostgreSQL (Discord takes one
+        IDENTIFY about every 5 s); else discord.py's own spacing. The database unreachable: its own."""
+        shared = self.host.shared if self.host is not None else None
+        if shared is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+            return
+        from .cluster.identify import IDENTIFY_SECONDS, identify_turn
+        from .cluster.leases import UNREACHABLE
+
+        try:
+            wait = (await asyncio.wait_for(identify_turn(shared.leases), IDENTIFY_SECONDS)).wait
+        except UNREACHABLE as error:
+            log.warning("cluster: cannot book a gateway turn (%s); waiting as one process would", type(error).__name__)
+            wait = 0.0 if initial else IDENTIFY_SECONDS
+        if wait > 0:
+            log.info("shard %s: identifying in %.1fs (the cluster's turn)", shard_id, wait)
+            await asyncio.sleep(wait)
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """Removed from a server: its work stops now; its community's credentials and state go

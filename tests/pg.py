@@ -87,14 +87,30 @@ def throwaway_server(extra_options: str = "") -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """The URL of a PostgreSQL server for this session's tests (a throwaway one, or $SONORAN_BOT_TEST_PG_URL)."""
+@contextlib.contextmanager
+def a_server() -> Iterator[str]:
+    """$SONORAN_BOT_TEST_PG_URL, or a throwaway server for the block (tests and benchmarks)."""
     given = os.environ.get(ENV_URL)
     if given:
         yield given
         return
     with throwaway_server() as url:
+        yield url
+
+
+async def drop_schemas(url: str, *names: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for name in names:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a PostgreSQL server for this session's tests (a throwaway one, or $SONORAN_BOT_TEST_PG_URL)."""
+    with a_server() as url:
         yield url
 
 

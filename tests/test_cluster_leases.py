@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -14,16 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bot.cli import build_parser, main
 from bot.cluster import Lease, LeaseKeeper, Leases, Membership, cluster_view, lease_view, open_cluster
 from bot.cluster.cli import cluster, report
+from bot.cluster.identify import identify_turn
 from bot.cluster.schema import NOW
 from bot.db import PostgresDatabase
 
 from .helpers import make_settings
+from .pg import drop_schemas
 
 TTL = 1.5
 TICK = TTL / 3
@@ -329,12 +331,23 @@ def test_python_m_bot_cluster_reads_the_state_url_from_the_configuration(
         assert main(["cluster", "--config", str(config)]) == 0
         assert capsys.readouterr().out.splitlines() == ["0 processes alive"]
     finally:
+        asyncio.run(drop_schemas(pg_url, schema))
 
-        async def drop() -> None:
-            connection = await asyncpg.connect(pg_url)
-            try:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await connection.close()
 
-        asyncio.run(drop())
+async def test_processes_identifying_at_once_take_turns_spaced_on_the_databases_clock(
+    db: PostgresDatabase, pg_url: str, pg_schema: str
+) -> None:
+    """Three processes (three pools) book their gateway IDENTIFY at the same moment: the first goes
+    now, the others one spacing apart each, whatever their own clocks say; a later booking, once
+    the slots have passed, goes at once."""
+    others = [await open_cluster(f"{pg_url}?application_name=identify-{n}", pg_schema) for n in range(2)]
+    try:
+        turns = await asyncio.gather(*(identify_turn(handle, spacing=0.4) for handle in (db, *others)))
+        slots = sorted(turn.slot for turn in turns)
+        assert [round(b - a, 6) for a, b in itertools.pairwise(slots)] == [0.4, 0.4]
+        assert sorted(turn.wait for turn in turns)[0] == 0.0
+        await asyncio.sleep(max(turn.wait for turn in turns) + 0.45)
+        assert (await identify_turn(db, spacing=0.4)).wait == 0.0
+    finally:
+        for handle in others:
+            await handle.close()

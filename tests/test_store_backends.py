@@ -29,7 +29,7 @@ from bot.units.records import SUMMARY_IDENT, AlertRecords, BoardRecords
 from .conftest import BotFactory
 from .doubles.discord_fakes import FakeDiscord
 from .doubles.fake_cad import FakeCad
-from .pg import state_on
+from .pg import drop_schemas, state_on
 from .test_feed import EMERGENCY_CHANNEL, ONE_FEED, crash_between_post_and_record, feed_of, posts
 from .test_operations import settings_for
 
@@ -502,9 +502,4 @@ async def test_three_processes_opening_the_same_communities_at_once_all_open_the
         results = await asyncio.gather(*(process(f"race-{tag}-{k}") for k in range(3)))
         assert results == [[], [], []]
     finally:
-        connection = await asyncpg.connect(pg_url)
-        try:
-            for schema in schemas:
-                await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schemas(pg_url, *schemas)

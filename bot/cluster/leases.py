@@ -202,7 +202,7 @@ class LeaseKeeper:
         process holds it when this returns (`on_acquired` still runs in its own task)."""
         self._wanted.add(community)
         if not (community in self._held or community in self._acquiring or community in self._stopping):
-            await self._try_acquire(community)
+            await self._try_acquire_many([community])
         return self.holds(community)
 
     async def drop(self, community: str) -> None:
@@ -289,20 +289,6 @@ class LeaseKeeper:
         self._starting[community] = asyncio.create_task(
             self._acquired(community, lease), name=f"leases start {community}"
         )
-
-    async def _try_acquire(self, community: str) -> None:
-        self._acquiring.add(community)
-        try:
-            sent = time.monotonic()
-            try:
-                lease = await asyncio.wait_for(self.leases.acquire(community, self.owner, self.ttl), self.tick)
-            except UNREACHABLE as error:
-                log.warning("lease of %s: cannot acquire (%s)", community, type(error).__name__)
-                return
-            if lease is not None:
-                await self._took(lease, sent)
-        finally:
-            self._acquiring.discard(community)
 
     async def _acquired(self, community: str, lease: Lease) -> None:
         try:

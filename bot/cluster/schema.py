@@ -1,7 +1,8 @@
 """The cluster's own tables, in a PostgreSQL schema of their own (`cluster`), beside the
 communities' schemas on the same server: who owns which community (`leases`), which processes are
-alive (`members`), the push events waiting for their community's owner (`inbox`), and the Sonoran
-budgets all of them spend (`budgets`). Made at open by numbered migrations (`bot.db.migrate`)."""
+alive (`members`), the push events waiting for their community's owner (`inbox`), the Sonoran
+budgets all of them spend (`budgets`), and their turns to open a gateway session (`identify`).
+Made at open by numbered migrations (`bot.db.migrate`)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ MIGRATIONS = [
         stamps DOUBLE PRECISION[] NOT NULL DEFAULT '{{}}',
         blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0,
         PRIMARY KEY (budget_key, operation)
+    )
+    """,
+    # 4: the next free gateway IDENTIFY slot, shared by the processes (bot/cluster/identify.py)
+    """
+    CREATE TABLE identify (
+        bucket INTEGER PRIMARY KEY,
+        next_at DOUBLE PRECISION NOT NULL
     )
     """,
 ]
