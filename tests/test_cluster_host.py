@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from bot.cluster.cli import cluster
+from bot.community import Community
 from bot.config import Settings
 from bot.core import DispatchBot
 from bot.hosting.host import Hosted
@@ -156,3 +157,37 @@ def in_channel(payload: dict[str, Any], guild: Guild) -> dict[str, Any]:
 def one_card(discord_api: FakeDiscord, guild: Guild, call: str) -> dict[str, Any]:
     (card,) = [m for m in discord_api.channel_messages(guild.feed) if call in str(m["embeds"])]
     return card
+
+
+async def test_a_community_that_cannot_restart_at_its_owner_is_taken_over_and_tried_again(
+    start: Start,
+    discord_api: FakeDiscord,
+    cads: Callable[..., Awaitable[FakeCad]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A /setup change on the owner whose rebuild fails there (its engines cannot start): the owner
+    gives the lease up at once instead of holding it with nothing running; the other process takes
+    the community over, and the first one has it again, command-only, at its next look."""
+    a = await start("a")
+    guild = Guild(a)
+    cad = await cads(api_key="key-OF-THE-CLUSTER-0123456789")
+    await link(a, guild, cad, discord_api)
+    b = await start("b")
+    guild.also_in(b)
+    assert hosted(a, guild).community.feed is not None and hosted(b, guild).community.feed is None
+
+    real_start = Community.start
+
+    async def broken_on_a(self: Community, *, poll: bool) -> None:
+        if self.client is a and self.feed is not None:
+            raise RuntimeError("cannot start")
+        await real_start(self, poll=poll)
+
+    monkeypatch.setattr(Community, "start", broken_on_a)
+    await dispatch_interaction(a, guild.setup("feed", channel=("channel", guild.feed), calls="emergency"))
+    await until(lambda: hosted(b, guild).community.feed is not None)  # b took it over
+    monkeypatch.setattr(Community, "start", real_start)
+    assert a.host is not None
+    await until(lambda: a.host is not None and a.host.hosted_for(int(guild.id)) is not None)
+    assert hosted(a, guild).community.feed is None  # back on a, command-only: b owns it
+    assert hosted(b, guild).community.settings.feeds[0].channel_id == int(guild.feed)  # with the change
