@@ -14,8 +14,12 @@ only takes events: it opens no port and knows no listener.
   and `push.path/<token>/<server_id>` (`push_url`), the token looked up in the registry
   (`Communities.by_push_token`) at each request, so that a community linked, rebuilt or removed
   later is found or not without restarting the listener. A token that matches nothing, a community
-  that serves no feed and `push.path` alone are wrong paths. SignalR sessions are not opened in
+  that serves no feed (outside cluster mode) and `push.path` alone are wrong paths. SignalR sessions are not opened in
   hosted mode (`push.websocket` is a TOML-mode option); the listener starts with no community.
+- Cluster mode (hosted mode on PostgreSQL, several processes): a community whose engines run in
+  another process is checked here all the same (its key, its servers, what it takes), then its
+  body, without the key, is stored for the owner (`forward`: `bot.cluster.Inbox`) before the 200;
+  the owner hands it to its engine (`deliver_pushed`).
 
 Intake is built and started by the bot (`bot.core`) when it serves and `push.enabled` is on,
 before the communities start (a taken port stops the start in one clear line), and stopped before
