@@ -295,7 +295,7 @@ class Host:
         await cancel_and_wait(self._health)
         await cancel_and_wait(self._refresher)
         self._health = self._refresher = None
-        for task in list(self._drains.values()):
+        for task in [*self._drains.values(), *self._background]:
             await cancel_and_wait(task)
         if self.keeper is None:
             for hosted in list(self._hosted.values()):
