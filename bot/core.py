@@ -26,6 +26,7 @@ from .tree import DispatchTree
 
 if TYPE_CHECKING:
     from .audit import AuditLog
+    from .cluster import Membership
     from .feed import FeedEngine
     from .hosting.host import Host, Shared
 
@@ -89,6 +90,7 @@ class DispatchBot(commands.Bot):
         self.communities = Communities()  # filled in setup_hook: the TOML file's one community
         self.host: Host | None = None  # hosted mode: the communities set up with /setup
         self.intake: Intake | None = None  # the push listener, when serving with push.enabled
+        self.membership: Membership | None = None  # cluster mode: this process's row
         self._roles_checked = False
         self._started = False
 
@@ -237,6 +239,7 @@ class DispatchBot(commands.Bot):
         )
         await membership.start()
         self._own_services.push_async_callback(membership.stop)
+        self.membership = membership
         log.info("cluster: this process is %s (leases of %gs)", membership.id, lease)
         return Shared(db, membership.id, lease, leases)
 

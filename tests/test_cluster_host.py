@@ -6,8 +6,10 @@ processes.)"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,9 +35,9 @@ LEASE = 1.5
 PATH = "/sonorancad/event"
 
 
-def cluster_settings(tmp_path: Path, pg_url: str, schema: str, name: str) -> Settings:
+def cluster_settings(tmp_path: Path, pg_url: str, schema: str, name: str, **discord: Any) -> Settings:
     return Settings(
-        discord={"token": DISCORD_TOKEN},
+        discord={"token": DISCORD_TOKEN, **discord},
         state={"path": str(tmp_path / f"{name}.sqlite3"), "url": pg_url, "schema_name": schema},
         hosting={"enabled": True, "secret_keys": MASTER_KEY, "allow_private_api_urls": True},
         push={"enabled": True, "host": "127.0.0.1", "port": 0, "path": PATH},
@@ -43,15 +45,15 @@ def cluster_settings(tmp_path: Path, pg_url: str, schema: str, name: str) -> Set
     )
 
 
-Start = Callable[[str], Awaitable[DispatchBot]]
+Start = Callable[..., Awaitable[DispatchBot]]
 
 
 @pytest.fixture
 async def start(discord_api: FakeDiscord, tmp_path: Path, pg_url: str, pg_schema: str) -> AsyncIterator[Start]:
     async with contextlib.AsyncExitStack() as stack:
 
-        async def factory(name: str) -> DispatchBot:
-            bot = DispatchBot(cluster_settings(tmp_path, pg_url, pg_schema, name), autostart_feed=False)
+        async def factory(name: str, **discord: Any) -> DispatchBot:
+            bot = DispatchBot(cluster_settings(tmp_path, pg_url, pg_schema, name, **discord), autostart_feed=False)
             stack.push_async_callback(bot.close)
             await bot.login("fake-token")
             return bot
@@ -191,3 +193,40 @@ async def test_a_community_that_cannot_restart_at_its_owner_is_taken_over_and_tr
     await until(lambda: a.host is not None and a.host.hosted_for(int(guild.id)) is not None)
     assert hosted(a, guild).community.feed is None  # back on a, command-only: b owns it
     assert hosted(b, guild).community.settings.feeds[0].channel_id == int(guild.feed)  # with the change
+
+
+async def test_a_community_goes_to_the_process_whose_shards_carry_its_server_and_comes_back_when_it_dies(
+    start: Start, discord_api: FakeDiscord, cads: Callable[..., Awaitable[FakeCad]]
+) -> None:
+    """Two processes, shard 0 and shard 1 of 2; the server is on shard 1. Linked on shard 0's
+    process while shard 1's is not running, the community is worked there; once shard 1's process is
+    up and ready, it goes there (its commands arrive there too), worked by one process at a time;
+    when that process dies (its heartbeat and its renewals stop), shard 0's takes it back."""
+    a = await start("a", shard_ids=[0], shard_count=2)
+    guild = Guild(a, guild_id=str(4001 << 22))  # (id >> 22) % 2 == 1: shard 1
+    assert not a.settings.discord.runs_guild(int(guild.id))
+    await link(a, guild, await cads(api_key="key-OF-THE-CLUSTER-0123456789"), discord_api)
+    await until(lambda: hosted(a, guild).community.feed is not None)  # no process of shard 1: a works it
+
+    tenant = hosted(a, guild).tenant.id
+    both: list[float] = []
+
+    async def never_both() -> None:  # the two processes' own view of the lease, all along
+        while True:
+            keepers = [bot.host.keeper for bot in (a, b) if bot.host is not None and bot.host.keeper is not None]
+            if len(keepers) == 2 and all(keeper.holds(tenant) for keeper in keepers):
+                both.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    b = await start("b", shard_ids=[1], shard_count=2)
+    sampler = asyncio.create_task(never_both())
+    guild.also_in(b)
+    await until(lambda: hosted(b, guild).community.feed is not None)
+    assert hosted(a, guild).community.feed is None  # handed back
+
+    assert b.host is not None and b.host.keeper is not None and b.membership is not None
+    await b.host.keeper.stop(release=False)  # b dies: no renewal, no heartbeat
+    await b.membership.stop()
+    await until(lambda: hosted(a, guild).community.feed is not None)
+    sampler.cancel()
+    assert both == []

@@ -53,8 +53,8 @@ def hosted_settings(
 class Guild:
     """A Discord server in the bot's cache: its channels (one that the bot may not post in) and roles."""
 
-    def __init__(self, bot: DispatchBot) -> None:
-        self.id = snowflake()
+    def __init__(self, bot: DispatchBot, guild_id: str | None = None) -> None:
+        self.id = guild_id or snowflake()
         self.feed = snowflake()
         self.audit = snowflake()
         self.mute = snowflake()  # the bot may not send messages here

@@ -197,6 +197,9 @@ class LeaseKeeper:
         self._wanted.add(community)
         self._wake.set()
 
+    def wants(self, community: str) -> bool:
+        return community in self._wanted
+
     async def claim(self, community: str) -> bool:
         """`want(community)`, and one try to acquire it now, not at the next tick: whether this
         process holds it when this returns (`on_acquired` still runs in its own task)."""

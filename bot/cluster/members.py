@@ -78,6 +78,37 @@ class Membership:
             await asyncio.wait_for(self.db.execute("DELETE FROM members WHERE id = ?", (self.id,)), self.interval)
 
 
+async def mark_ready(db: Database, member_id: str) -> None:
+    """This process has opened every community: the others may hand it those its shards carry."""
+    await db.execute("UPDATE members SET ready = true WHERE id = ?", (member_id,))
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """A live, ready process and the shards it runs: the guilds whose commands reach it."""
+
+    id: str
+    shard_ids: frozenset[int]
+    shard_count: int
+
+    def carries(self, guild_id: int) -> bool:
+        return (guild_id >> 22) % self.shard_count in self.shard_ids
+
+
+async def live_carriers(db: Database, within: float) -> list[Carrier]:
+    """The processes ready, with a heartbeat in the last `within` seconds (the database's clock)."""
+    rows = await db.fetch(
+        f"SELECT id, shard_ids, shard_count FROM members WHERE ready AND heartbeat_at > {NOW} - ?::double precision",
+        (within,),
+    )
+    carriers = []
+    for row in rows:
+        count = max(1, int(row["shard_count"]))
+        shards = frozenset(int(part) for part in str(row["shard_ids"]).split(",") if part.strip().isdigit())
+        carriers.append(Carrier(str(row["id"]), shards or frozenset(range(count)), count))
+    return carriers
+
+
 @dataclass(frozen=True)
 class MemberView:
     id: str

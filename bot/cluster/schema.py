@@ -67,6 +67,10 @@ MIGRATIONS = [
         next_at DOUBLE PRECISION NOT NULL
     )
     """,
+    # 5: a process is `ready` once it has opened every community (bot/cluster/members.py)
+    """
+    ALTER TABLE members ADD COLUMN ready BOOLEAN NOT NULL DEFAULT false
+    """,
 ]
 
 

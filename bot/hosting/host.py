@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from ..cluster.budget import forget_budget, shared_limiters
 from ..cluster.inbox import Inbox
 from ..cluster.leases import UNREACHABLE as UNREACHABLE_DB
 from ..cluster.leases import Lease, LeaseKeeper
+from ..cluster.members import live_carriers, mark_ready
 from ..community import Communities, Community
 from ..config import Settings
 from ..db import PostgresDatabase
@@ -180,7 +181,8 @@ class Host:
                 if tenant.id in signatures:
                     self._signatures[tenant.id] = signatures[tenant.id]
         log.info("hosted mode: %d communities at work", len(self._hosted))
-        if self.keeper is not None:
+        if self.keeper is not None and self.shared is not None:
+            await mark_ready(self.shared.leases, self.shared.member_id)
             self._refresher = asyncio.create_task(self._watch(self.keeper.tick), name="hosting-cluster-watch")
         if self.deployment.state.health_file is not None and self.poll:
             self._health = asyncio.create_task(self._stamp_health(), name="hosting-health")
@@ -452,22 +454,35 @@ class Host:
         only while it holds the tenant's lease."""
         return self.keeper is None or tenant_id in self._owned
 
-    async def _claim(self, tenant_id: str, guilds: dict[int, GuildConfig]) -> None:
-        """Cluster mode, a community opened here: its lease taken now when one of its guilds is on
-        this process's shards (its commands come here too) and nobody holds it; else wanted after
-        one lease, so that the process whose shards carry it, started at the same time, is first."""
-        keeper = self.keeper
-        if keeper is None:
-            return
-        if any(self.deployment.discord.runs_guild(guild_id) for guild_id in guilds):
-            if await keeper.claim(tenant_id):
-                self._owned.add(tenant_id)
-            return
-        asyncio.get_running_loop().call_later(keeper.ttl, self._want, tenant_id)
+    def _carries(self, guilds: Iterable[int]) -> bool:
+        """Whether this process's shards carry one of these guilds (their commands come here)."""
+        return any(self.deployment.discord.runs_guild(guild_id) for guild_id in guilds)
 
-    def _want(self, tenant_id: str) -> None:
-        if self.keeper is not None and tenant_id in self._hosted and not self._closing:
-            self.keeper.want(tenant_id)
+    async def _claim(self, tenant_id: str, guilds: dict[int, GuildConfig]) -> None:
+        """Cluster mode, a community opened here: its lease taken now when this process's shards
+        carry one of its guilds and nobody holds it; the others are `_balance`'s to want."""
+        keeper = self.keeper
+        if keeper is not None and self._carries(guilds) and await keeper.claim(tenant_id):
+            self._owned.add(tenant_id)
+
+    async def _balance(self) -> None:
+        """Cluster mode, at each tick: a community is wanted by the processes whose shards carry one
+        of its guilds, and by the others only while none of those is alive and ready (then within a
+        tick of its heartbeat stopping, before its lease can end). One held here that such a
+        process carries goes back to it: its engines stop here, and that process takes it at its
+        next tick (it has wanted it since it opened it)."""
+        keeper, shared = self.keeper, self.shared
+        assert keeper is not None and shared is not None
+        carriers = [c for c in await live_carriers(shared.leases, 2 * keeper.tick) if c.id != shared.member_id]
+        for tenant_id, hosted in list(self._hosted.items()):
+            if self._carries(hosted.guilds) or not any(
+                carrier.carries(guild_id) for carrier in carriers for guild_id in hosted.guilds
+            ):
+                keeper.want(tenant_id)
+            elif keeper.wants(tenant_id):
+                if tenant_id in self._owned:
+                    log.info("cluster: community %s goes back to a process whose shards carry it", tenant_id)
+                await keeper.drop(tenant_id)
 
     async def _unless_owned(self, tenant_id: str, community: Community) -> None:
         """The lease went while `community` was being built with engines: they stop at once."""
@@ -539,7 +554,7 @@ class Host:
     async def _watch(self, every: float) -> None:
         while True:
             await asyncio.sleep(every)
-            for step in (self._follow_registry, self._sweep_inbox):
+            for step in (self._follow_registry, self._balance, self._sweep_inbox):
                 try:
                     await step()
                 except UNREACHABLE_DB as error:
