@@ -90,6 +90,11 @@ def _channel_id(value: Any) -> Any:
     return value
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The gateway shard that carries a guild: Discord's rule, (id >> 22) % shard_count."""
+    return (guild_id >> 22) % shard_count
+
+
 class DiscordSettings(_Section):
     token: SecretStr = Field(description="bot token; prefer SONORAN_BOT_DISCORD__TOKEN")
     guild_ids: list[int] = Field(default_factory=list)
@@ -126,10 +131,10 @@ class DiscordSettings(_Section):
         return sorted(self.shard_ids) if self.shard_ids is not None else list(range(self.shard_count))
 
     def runs_guild(self, guild_id: int) -> bool:
-        """Whether this process's shards carry `guild_id` (Discord's rule: (id >> 22) % count)."""
+        """Whether this process's shards carry `guild_id` (`shard_of`)."""
         if self.shard_count is None or self.shard_ids is None:
             return True
-        return (guild_id >> 22) % self.shard_count in self.shard_ids
+        return shard_of(guild_id, self.shard_count) in self.shard_ids
 
 
 class RateLimits(_Section):

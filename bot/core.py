@@ -233,7 +233,7 @@ class DispatchBot(commands.Bot):
         membership = Membership(
             leases,
             process_id(),
-            shard_ids=shards.shard_ids or range(shards.shard_count or 1),
+            shard_ids=shards.shard_list(),  # empty: one connection, every guild
             shard_count=shards.shard_count or 1,
             interval=lease / 3,
         )

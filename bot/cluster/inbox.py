@@ -72,7 +72,7 @@ class Inbox:
             await self.db.execute("DELETE FROM inbox WHERE id = ANY(?::bigint[])", (ids,))
 
     async def pending(self) -> dict[str, int]:
-        """Rows waiting, by community (for `python -m bot cluster`)."""
+        """Rows waiting, by community (the owners' sweep at each tick)."""
         rows = await self.db.fetch("SELECT community, count(*) AS n FROM inbox GROUP BY community")
         return {row["community"]: int(row["n"]) for row in rows}
 

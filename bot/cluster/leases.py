@@ -66,15 +66,6 @@ UNREACHABLE: tuple[type[Exception], ...] = (TimeoutError, OSError, *DatabaseErro
 OnAcquired = Callable[[str, "Lease"], Awaitable[None]]
 OnLost = Callable[[str], Awaitable[None]]
 
-_ACQUIRE = f"""
-INSERT INTO leases AS l (community, owner, fence, expires_at)
-VALUES (?, ?, 1, {NOW} + ?::double precision)
-ON CONFLICT (community) DO UPDATE
-    SET owner = excluded.owner, fence = l.fence + 1, expires_at = excluded.expires_at
-    WHERE l.expires_at <= {NOW} OR l.owner = excluded.owner
-RETURNING community, owner, fence, expires_at
-"""
-
 _ACQUIRE_MANY = f"""
 INSERT INTO leases AS l (community, owner, fence, expires_at)
 SELECT wanted, ?, 1, {NOW} + ?::double precision FROM unnest(?::text[]) AS wanted
@@ -114,14 +105,12 @@ class Leases:
     async def acquire(self, community: str, owner: str, ttl: float) -> Lease | None:
         """The lease of `community` for `owner`, for `ttl` seconds from now on the database's
         clock, when it is free, expired, or already `owner`'s; else None."""
-        rows = await self.db.fetch(_ACQUIRE, (community, owner, ttl))
-        if not rows:
-            return None
-        row = rows[0]
-        return Lease(row["community"], row["owner"], int(row["fence"]), float(row["expires_at"]), ttl)
+        taken = await self.acquire_many([community], owner, ttl)
+        return taken[0] if taken else None
 
     async def acquire_many(self, communities: Sequence[str], owner: str, ttl: float) -> list[Lease]:
-        """`acquire` for each of `communities` (distinct), in one statement: the leases taken."""
+        """`acquire` for each of `communities` (distinct), in one statement: the leases taken (a
+        free, expired or already-ours row becomes ours, its fence one higher than the tenure before)."""
         if not communities:
             return []
         rows = await self.db.fetch(_ACQUIRE_MANY, (owner, ttl, list(communities)))

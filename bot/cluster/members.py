@@ -13,6 +13,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.config import shard_of
 from bot.db import Database
 from bot.tasks import cancel_and_wait
 
@@ -92,7 +93,7 @@ class Carrier:
     shard_count: int
 
     def carries(self, guild_id: int) -> bool:
-        return (guild_id >> 22) % self.shard_count in self.shard_ids
+        return shard_of(guild_id, self.shard_count) in self.shard_ids
 
 
 async def live_carriers(db: Database, within: float) -> list[Carrier]:

@@ -12,8 +12,8 @@ Cluster mode (`Settings.clustered`: the registry on PostgreSQL, shared by severa
 `Shared`): every process holds every community, so that any process answers its commands and
 its /setup, but only the holder of its lease (`bot.cluster.LeaseKeeper`, keyed by the tenant's id)
 runs its engines (polls, writers, boards): the others hold it command-only (`serve=False`). A
-lease acquired rebuilds the community with its engines; a lease lost stops them at once, without
-draining (no write for it after the lease), then rebuilds it command-only. What another process
+lease acquired rebuilds the community with its engines; a lease lost halts them at once, without
+draining (no write for it after the lease), and leaves the community command-only. What another process
 changed in the registry (/setup there) is seen at each lease tick (`Registry.signatures`, one
 query) and rebuilt here; a community deleted there is retired here. Push events taken by a
 process that does not own their community wait in `bot.cluster.Inbox` for the owner, which is
@@ -303,8 +303,7 @@ class Host:
             for hosted in list(self._hosted.values()):
                 await hosted.community.stop()
             return
-        drains = {t: self._drain_for(t) for t in self._hosted}
-        await asyncio.gather(*(h.community.stop(drains[t]) for t, h in self._hosted.items()))
+        await asyncio.gather(*(h.community.stop(self._drain_for(t)) for t, h in self._hosted.items()))
         await self.keeper.stop(release=True)
         if self.inbox is not None:
             await self.inbox.close()
@@ -375,7 +374,7 @@ class Host:
         if linked is None or tenant is None or linked.tenant_id != tenant.id:
             raise NotSetUp(guild_id)
         hosted.guilds[guild_id] = linked.config
-        hosted.tenant = dataclasses.replace(hosted.tenant, options=tenant.options)
+        hosted.tenant = _with_options(hosted.tenant, tenant.options)
 
     async def configure(self, guild_id: int, change: Callable[[GuildConfig], GuildConfig]) -> GuildConfig:
         """Applies `change` to the guild's setup: checked as a whole (pydantic's ValidationError if
