@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +62,29 @@ def make_settings(
     }
     values.update(sections)
     return Settings(**values)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def helper_process(module: str, *args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[str]]]:
+    """`python -m <module> <args>` from the project's root (a process to SIGKILL for real), with
+    the words of the first line it prints; killed at the end if it still runs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert process.stdout is not None
+        yield process, (await asyncio.wait_for(process.stdout.readline(), 60)).decode().split()
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()

@@ -6,13 +6,9 @@ instead of sending."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,10 +22,8 @@ from bot.sonoran import RateLimited, SonoranClient
 from bot.sonoran.ratelimit import Limiter, SlidingWindowLimiter
 
 from .doubles.fake_cad import FakeCad
-from .helpers import make_settings
+from .helpers import helper_process, make_settings
 from .pg import throwaway_server
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def another_process(url: str, name: str) -> str:
@@ -123,32 +117,12 @@ async def test_another_key_or_operation_is_another_budget(dbs: tuple[PostgresDat
 async def test_a_process_taking_over_counts_what_a_killed_one_spent(
     dbs: tuple[PostgresDatabase, PostgresDatabase], pg_url: str
 ) -> None:
-    spender = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.budget_spender",
-        pg_url,
-        dbs[0].schema,
-        "tenant-1",
-        "5",
-        "3",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert spender.stdout is not None
-        line = (await asyncio.wait_for(spender.stdout.readline(), 60)).decode().split()
+    async with helper_process("tests.budget_spender", pg_url, dbs[0].schema, "tenant-1", "5", "3") as (spender, line):
         assert line == ["spent", "3"], line
         spender.send_signal(signal.SIGKILL)
         await spender.wait()
         heir = SharedLimiter(dbs[1], "tenant-1", "get_calls", 5)
         assert (await taken(heir, 3)).count(0.0) == 2
-    finally:
-        if spender.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                spender.kill()
-        await spender.wait()
 
 
 class Cut:

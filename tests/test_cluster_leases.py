@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,14 +22,13 @@ from bot.cluster.identify import identify_turn
 from bot.cluster.schema import NOW
 from bot.db import PostgresDatabase
 
-from .helpers import make_settings
+from .helpers import helper_process, make_settings
 from .pg import drop_schemas
 
 TTL = 1.5
 TICK = TTL / 3
 TAKEOVER_BOUND = TTL + TICK
 SLACK = 3.0  # generous: a loaded CI machine
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -227,21 +224,7 @@ async def test_an_owner_that_cannot_renew_stops_before_the_other_starts(db: Post
 
 
 async def test_a_killed_process_is_taken_over_within_ttl_and_a_tick(db: PostgresDatabase, pg_url: str) -> None:
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.cluster_holder",
-        pg_url,
-        db.schema,
-        "c1",
-        str(TTL),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert holder.stdout is not None
-        line = (await asyncio.wait_for(holder.stdout.readline(), 60)).decode().split()
+    async with helper_process("tests.cluster_holder", pg_url, db.schema, "c1", str(TTL)) as (holder, line):
         assert line[0] == "acquired", line
         fence = int(line[1])
         log = Log(db)
@@ -252,11 +235,6 @@ async def test_a_killed_process_is_taken_over_within_ttl_and_a_tick(db: Postgres
             assert not heir.holds("c1")  # the holder renews it
             holder.send_signal(signal.SIGKILL)
             await taken_over(heir, fence, "SIGKILL of a real process")
-    finally:
-        if holder.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                holder.kill()
-        await holder.wait()
 
 
 async def test_the_cluster_view_and_the_cli(
